@@ -1,0 +1,361 @@
+"""Loading scenario files: YAML with line numbers, ``--set`` overrides, and errors that say where.
+
+Every problem found is reported at once, each as ``FILE:LINE: field.path: what is wrong``. Items
+of a list are named by their ``name`` (``workers.payment-service.count``), the same path that
+``--set`` takes. A value that came from ``--set`` is blamed on the ``--set``, not on a line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+
+from .schema import Scenario
+from .topology import broker_flows, broker_order
+from .units import format_duration
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a scenario: where (line, field path, or the --set that caused it) and what."""
+
+    message: str
+    path: str = ""
+    line: int | None = None
+    override: str | None = None
+
+    def format(self, source: str) -> str:
+        if self.override:
+            where = f"{source} (--set {self.override})"
+        else:
+            where = f"{source}:{self.line}" if self.line else source
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be run, with every problem found in it."""
+
+    def __init__(self, source: str, problems: Iterable[Problem]):
+        self.source = source
+        self.problems = list(problems)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(p.format(self.source) for p in self.problems)
+
+
+def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
+    """Read, override and validate a scenario file; raise :class:`ScenarioError` on any problem."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError(source, [Problem(f"cannot read the file: {exc.strerror or exc}")]) from None
+    return load_scenario_text(text, source=source, base_dir=path.parent, overrides=overrides)
+
+
+def load_scenario_text(text: str, source: str = "<scenario>", base_dir: str | Path = ".", overrides: Iterable[str] = ()) -> Scenario:
+    """Validate a scenario given as YAML text; file references resolve against ``base_dir``."""
+    data = _parse_yaml(text, source)
+    applied = [_apply_override(data, spec, source) for spec in overrides]
+    try:
+        scenario = Scenario.model_validate(data, context={"base_dir": str(base_dir)})
+    except ValidationError as exc:
+        problems = [_problem_from_error(err, data, applied) for err in exc.errors()]
+        raise ScenarioError(source, problems) from None
+    problems = _wiring_problems(scenario, data, applied)
+    if not problems:
+        problems = _stability_problems(scenario, data, applied)
+    if problems:
+        raise ScenarioError(source, problems)
+    return scenario
+
+
+def scenario_from_dict(data: dict, source: str = "<dict>", base_dir: str | Path = ".") -> Scenario:
+    """Validate a scenario given as a Python dict (the notebooks' and tests' way in)."""
+    yaml = YAML()
+    from io import StringIO
+
+    buffer = StringIO()
+    yaml.dump(data, buffer)
+    return load_scenario_text(buffer.getvalue(), source=source, base_dir=base_dir)
+
+
+# --- YAML and overrides -------------------------------------------------------------------------
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    yaml = YAML(typ="rt")
+    try:
+        data = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        what = " ".join(filter(None, [exc.context, exc.problem]))
+        raise ScenarioError(source, [Problem(f"not valid YAML: {what}", line=line)]) from None
+    if not isinstance(data, dict):
+        raise ScenarioError(source, [Problem("a scenario file is a mapping of keys (name, duration, producers, ...)")])
+    return data
+
+
+def _apply_override(data: Any, spec: str, source: str) -> tuple[str, ...]:
+    """Set ``a.b.c=value`` in ``data``; list items are addressed by name or index. Returns the path."""
+    key_path, sep, raw = spec.partition("=")
+    if not sep or not key_path.strip():
+        raise ScenarioError(source, [Problem(f"--set takes PATH=VALUE (e.g. workers.pool.count=12), got '{spec}'")])
+    parts = key_path.strip().split(".")
+    value = YAML(typ="safe").load(raw) if raw.strip() else None
+    node = data
+    walked: list[str] = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            index = _list_index(node, part)
+            if index is None:
+                names = [str(item.get("name")) for item in node if isinstance(item, dict)]
+                raise ScenarioError(source, [Problem(f"no item named '{part}' in {'.'.join(walked) or 'the file'} (have: {', '.join(names) or 'none'})", override=spec)])
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            elif part not in node:
+                raise ScenarioError(source, [Problem(f"no key '{part}' under {'.'.join(walked) or 'the top level'}", override=spec)])
+            else:
+                node = node[part]
+        else:
+            raise ScenarioError(source, [Problem(f"'{'.'.join(walked)}' is a value, not a section", override=spec)])
+        walked.append(part)
+    return tuple(parts)
+
+
+def _list_index(items: list, part: str) -> int | None:
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and str(item.get("name")) == part:
+            return index
+    if part.isdigit() and int(part) < len(items):
+        return int(part)
+    return None
+
+
+# --- locating and wording problems --------------------------------------------------------------
+
+
+def _strip_annotated(tp: Any) -> Any:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _union_members(tp: Any) -> list[Any]:
+    tp = _strip_annotated(tp)
+    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return [_strip_annotated(a) for a in typing.get_args(tp) if a is not type(None)]
+    return [tp]
+
+
+def _tag_member(tp: Any, part: Any) -> Any | None:
+    """The member of a tagged union whose tag (a Literal field) equals ``part``."""
+    for member in _union_members(tp):
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            for field in member.model_fields.values():
+                if typing.get_origin(field.annotation) is typing.Literal and part in typing.get_args(field.annotation):
+                    return member
+    return None
+
+
+def _step_type(tp: Any, part: Any) -> tuple[Any, bool]:
+    """The type one step down ``part`` from ``tp``, and whether ``part`` was a union tag."""
+    members = _union_members(tp)
+    if len(members) > 1 or (members and _tag_member(tp, part) is not None and not _has_field(members[0], part)):
+        member = _tag_member(tp, part)
+        if member is not None:
+            return member, True
+    for member in members:
+        if isinstance(member, type) and issubclass(member, BaseModel) and part in member.model_fields:
+            return member.model_fields[part].annotation, False
+        if typing.get_origin(member) is list and isinstance(part, int):
+            return typing.get_args(member)[0], False
+    return None, False
+
+
+def _has_field(tp: Any, part: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields
+
+
+def _model_fields(tp: Any) -> list[str]:
+    for member in _union_members(tp):
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            return list(member.model_fields)
+    return []
+
+
+def _locate(loc: tuple, data: Any) -> tuple[str, int | None, Any, tuple]:
+    """Walk ``loc`` through the data and the schema: (display path, line, type of parent, raw parts)."""
+    node: Any = data
+    tp: Any = Scenario
+    parent_tp: Any = Scenario
+    line = None
+    shown: list[str] = []
+    raw: list[str] = []
+    for part in loc:
+        next_tp, is_tag = _step_type(tp, part)
+        if is_tag:
+            tp = next_tp
+            continue
+        parent_tp = tp
+        tp = next_tp
+        if isinstance(node, dict) and part in node:
+            line = node.lc.key(part)[0] + 1 if hasattr(node, "lc") else line
+            node = node[part]
+            shown.append(str(part))
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            line = node.lc.item(part)[0] + 1 if hasattr(node, "lc") else line
+            item = node[part]
+            name = item.get("name") if isinstance(item, dict) else None
+            shown.append(str(name) if name is not None else str(part))
+            node = item
+        else:
+            if line is None and hasattr(node, "lc"):
+                line = node.lc.line + 1
+            shown.append(str(part))
+            node = None
+        raw.append(shown[-1])
+    return ".".join(shown), line, parent_tp, tuple(raw)
+
+
+def _override_for(raw_path: tuple, applied: list[tuple[str, ...]]) -> str | None:
+    for path in applied:
+        if raw_path[: len(path)] == path or path[: len(raw_path)] == raw_path:
+            return ".".join(path)
+    return None
+
+
+def _problem_from_error(err: dict, data: Any, applied: list[tuple[str, ...]]) -> Problem:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        loc = loc + (ctx.get("discriminator", "").strip("'"),) if kind == "union_tag_not_found" else loc
+    path, line, parent_tp, raw = _locate(loc, data)
+    message = _wording(err, kind, ctx, loc, parent_tp)
+    return Problem(message, path=path, line=line, override=_override_for(raw, applied))
+
+
+def _wording(err: dict, kind: str, ctx: dict, loc: tuple, parent_tp: Any) -> str:
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        valid = _model_fields(parent_tp)
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"unknown key '{key}'{hint} (valid keys: {', '.join(valid)})"
+    if kind == "missing":
+        return "is required but missing"
+    if kind == "union_tag_invalid":
+        expected = ctx.get("expected_tags", "")
+        field = str(ctx.get("discriminator", "")).strip("'")
+        return f"unknown {field} '{ctx.get('tag')}' (expected one of: {expected})"
+    if kind == "union_tag_not_found":
+        return "is required but missing"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    comparisons = {"greater_than": "> {gt}", "greater_than_equal": "≥ {ge}", "less_than": "< {lt}", "less_than_equal": "≤ {le}"}
+    if kind in comparisons:
+        return f"must be {comparisons[kind].format(**ctx)}, got {value!r}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"must be a whole number, got {value!r}"
+    if kind in ("float_type", "float_parsing"):
+        return f"must be a number, got {value!r}"
+    if kind == "list_type":
+        return f"must be a list (items starting with '- '), got {type(value).__name__}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"must be a mapping of keys, got {value!r}"
+    if kind == "too_short":
+        return "must not be empty"
+    if kind == "string_pattern_mismatch":
+        return f"{value!r} is not a valid name (letters, digits, _ : and - only; a dot would clash with --set paths)"
+    return f"{err['msg']}, got {value!r}"
+
+
+# --- wiring and stability -----------------------------------------------------------------------
+
+
+def _line_of(data: Any, section: str, index: int, key: str | None = None) -> int | None:
+    try:
+        items = data[section]
+        item = items[index]
+        if key is not None and key in item:
+            return item.lc.key(key)[0] + 1
+        return items.lc.item(index)[0] + 1
+    except (KeyError, IndexError, AttributeError, TypeError):
+        return None
+
+
+def _wiring_problems(scenario: Scenario, data: Any, applied: list) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def report(section: str, index: int, name: str, key: str | None, message: str) -> None:
+        path = f"{section}.{name}" + (f".{key}" if key else "")
+        raw = (section, name) + ((key,) if key else ())
+        override = _override_for(raw, applied)
+        problems.append(Problem(message, path=path, line=_line_of(data, section, index, key), override=override))
+
+    seen: dict[str, str] = {}
+    for section in ("producers", "brokers", "workers"):
+        for index, item in enumerate(getattr(scenario, section)):
+            if item.name in seen:
+                report(section, index, item.name, "name", f"the name '{item.name}' is already used in {seen[item.name]}; names must be unique")
+            seen.setdefault(item.name, section)
+    brokers = [b.name for b in scenario.brokers]
+
+    def target(section, index, name, key, wanted):
+        if wanted not in brokers:
+            close = difflib.get_close_matches(wanted, brokers, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            report(section, index, name, key, f"'{wanted}' is not a broker{hint} (brokers: {', '.join(brokers) or 'none'})")
+
+    for index, producer in enumerate(scenario.producers):
+        target("producers", index, producer.name, "sends_to", producer.sends_to)
+    for index, pool in enumerate(scenario.workers):
+        target("workers", index, pool.name, "consumes", pool.consumes)
+        if pool.sends_to is not None:
+            target("workers", index, pool.name, "sends_to", pool.sends_to)
+    consumed = {p.consumes for p in scenario.workers}
+    for index, broker in enumerate(scenario.brokers):
+        if broker.name not in consumed:
+            report("brokers", index, broker.name, None, "no worker pool consumes this broker: its messages would never leave")
+    if not problems:
+        try:
+            broker_order(scenario)
+        except ValueError as exc:
+            problems.append(Problem(str(exc), path="workers"))
+    return problems
+
+
+def _stability_problems(scenario: Scenario, data: Any, applied: list) -> list[Problem]:
+    problems = []
+    index = {b.name: i for i, b in enumerate(scenario.brokers)}
+    for name, flow in broker_flows(scenario).items():
+        if flow.bounded or flow.offered_load < 1:
+            continue
+        mean_service = flow.servers / flow.service_capacity_per_s
+        message = (
+            f"unstable: offered load {flow.arrival_rate_per_s:.4g}/s ≥ capacity {flow.service_capacity_per_s:.4g}/s "
+            f"({flow.servers} workers of {', '.join(flow.consumers)} at a mean service time of {format_duration(mean_service)}; "
+            f"utilisation would be {flow.offered_load:.3g}); the queue grows without bound. "
+            f"Add workers, shorten the service time, or bound the queue with 'capacity'"
+        )
+        raw = ("brokers", name)
+        problems.append(Problem(message, path=f"brokers.{name}", line=_line_of(data, "brokers", index[name]), override=_override_for(raw, applied)))
+    return problems

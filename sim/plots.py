@@ -1,0 +1,79 @@
+"""Plots of a Result (matplotlib): latency distribution and time series across replications."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _axes(ax, title):
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    ax.set_title(title)
+    return ax
+
+
+def plot_latency(result, ax=None):
+    """Histogram of end-to-end latency (all replications, log scale) with the mean p50 and p99."""
+    ax = _axes(ax, f"{result.scenario.name}: end-to-end latency of processed messages")
+    hist = result.latency_histogram
+    total = hist["count"].sum()
+    if total:
+        density = hist["count"] / total
+        ax.stairs(density, np.r_[hist["low_s"].to_numpy(), hist["high_s"].iloc[-1]], fill=True, alpha=0.6)
+        nonzero = hist.index[hist["count"] > 0]
+        ax.set_xlim(hist["low_s"][nonzero[0]], hist["high_s"][nonzero[-1]])
+        for key, style in (("p50", "--"), ("p99", ":"), ("p999", "-.")):
+            est = result.estimate(f"system.latency_s.{key}")
+            if est.mean is not None:
+                ax.axvline(est.mean, color="black", linestyle=style, label=f"{key} {est.mean:.4g}s")
+        ax.legend()
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (s)")
+    ax.set_ylabel("fraction of messages")
+    return ax
+
+
+def plot_series(result, prefix: str, suffix: str, ylabel: str, ax=None):
+    """Every time series whose name starts with ``prefix`` and ends with ``suffix``: the mean over
+    replications per time bin, with the range of the replications shaded, and the warm-up greyed."""
+    ax = _axes(ax, f"{result.scenario.name}: {ylabel} over time")
+    table = result.timeseries
+    chosen = table[table["series"].str.startswith(prefix) & table["series"].str.endswith(suffix)]
+    for name, rows in chosen.groupby("series", sort=False):
+        by_bin = rows.groupby("t_s")["value"]
+        mean, low, high = by_bin.mean(), by_bin.min(), by_bin.max()
+        label = name[len(prefix):len(name) - len(suffix)] if suffix else name
+        line = ax.plot(mean.index, mean.to_numpy(), label=label or name)[0]
+        ax.fill_between(mean.index, low.to_numpy(), high.to_numpy(), color=line.get_color(), alpha=0.2, linewidth=0)
+    if result.scenario.warmup > 0:
+        ax.axvspan(0, result.scenario.warmup, color="grey", alpha=0.15, label="warm-up")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(ylabel)
+    if len(ax.get_legend_handles_labels()[0]):
+        ax.legend(loc="upper right")
+    return ax
+
+
+def save_plots(result, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for filename, draw in (
+        ("latency.png", result.plot_latency),
+        ("queue_length.png", result.plot_queue_length),
+        ("throughput.png", result.plot_throughput),
+        ("utilization.png", result.plot_utilization),
+    ):
+        ax = draw()
+        path = out_dir / filename
+        ax.figure.savefig(path, dpi=110)
+        plt.close(ax.figure)
+        written.append(path)
+    return written

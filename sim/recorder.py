@@ -1,0 +1,205 @@
+"""What a replication measures, kept in bounded memory.
+
+The Recorder gives models a small interface: :meth:`Recorder.new_message` when a producer makes a
+message, then exactly one of :meth:`processed`, :meth:`lost`, :meth:`rejected` or
+:meth:`dead_lettered` for its fate (a message already processed and processed again is a
+duplicate), and :class:`Boundary` objects for each broker and worker pool, told when a message
+enters and leaves them.
+
+Per-message data lives in ``array.array`` columns (8 bytes a timestamp, 1 byte an outcome), not
+in Python objects; each boundary folds its events into running sums and 200 time bins.
+
+The measurement window runs from the end of the warm-up to the end of the run. Counts are of
+messages produced in the window, whatever happened to them before the run ended; a sojourn counts
+when the item entered the window's boundary inside the window; time averages integrate only the
+part of each stay that lies inside the window.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+import numpy as np
+
+from models.message import Message
+
+IN_FLIGHT, PROCESSED, LOST, REJECTED, DEAD_LETTERED = range(5)
+OUTCOMES = {IN_FLIGHT: "in_flight", PROCESSED: "processed", LOST: "lost", REJECTED: "rejected", DEAD_LETTERED: "dead_lettered"}
+
+TIME_BINS = 200
+
+
+class Boundary:
+    """A place items enter and leave (a broker's queue, a worker pool's servers, the whole system).
+
+    It tracks the number inside, its time integral over the measurement window and per time bin,
+    entries in the window, the sojourn of each item that entered in the window and has left (sum,
+    sum of squares, and optionally every value for percentiles), and leaves per time bin.
+    """
+
+    __slots__ = (
+        "name", "kind", "n", "area", "entries", "completed", "sojourn_sum", "sojourn_sq_sum", "sojourns",
+        "n_at_start", "n_at_end", "bin_area", "bin_leaves", "_start", "_last", "_in_window",
+        "_bin", "_bin_edge", "_bin_width", "_last_bin",
+    )
+
+    def __init__(self, name: str, kind: str, start_s: float, end_s: float, keep_sojourns: bool = False):
+        self.name = name
+        self.kind = kind
+        self.n = 0
+        self.area = 0.0
+        self.entries = 0
+        self.completed = 0
+        self.sojourn_sum = 0.0
+        self.sojourn_sq_sum = 0.0
+        self.sojourns = array("d") if keep_sojourns else None
+        self.n_at_start = 0
+        self.n_at_end = 0
+        self.bin_area = [0.0] * TIME_BINS
+        self.bin_leaves = [0] * TIME_BINS
+        self._start = start_s
+        self._last = 0.0
+        self._in_window = start_s <= 0
+        self._bin = 0
+        self._bin_width = end_s / TIME_BINS
+        self._bin_edge = self._bin_width
+        self._last_bin = TIME_BINS - 1
+
+    def _advance(self, now: float) -> None:
+        last = self._last
+        if now <= last:
+            return
+        n = self.n
+        if self._in_window:
+            self.area += n * (now - last)
+        edge = self._bin_edge
+        while now > edge and self._bin < self._last_bin:
+            self.bin_area[self._bin] += n * (edge - last)
+            last = edge
+            self._bin += 1
+            edge += self._bin_width
+            self._bin_edge = edge
+        self.bin_area[self._bin] += n * (now - last)
+        self._last = now
+
+    def enter(self, now: float) -> None:
+        self._advance(now)
+        self.n += 1
+        if self._in_window:
+            self.entries += 1
+
+    def leave(self, now: float, entered_s: float) -> None:
+        self._advance(now)
+        self.n -= 1
+        self.bin_leaves[self._bin] += 1
+        if entered_s >= self._start:
+            sojourn = now - entered_s
+            self.completed += 1
+            self.sojourn_sum += sojourn
+            self.sojourn_sq_sum += sojourn * sojourn
+            if self.sojourns is not None:
+                self.sojourns.append(sojourn)
+
+    def open_window(self, now: float) -> None:
+        self._advance(now)
+        self._in_window = True
+        self.n_at_start = self.n
+
+    def close(self, now: float) -> None:
+        self._advance(now)
+        self.n_at_end = self.n
+
+
+class Recorder:
+    """Per-message outcomes and the boundaries of one replication."""
+
+    def __init__(self, warmup_s: float, duration_s: float):
+        self.warmup_s = warmup_s
+        self.duration_s = duration_s
+        self.created_s = array("d")
+        self.outcome = array("b")
+        self.latencies_s = array("d")
+        self.duplicates = 0
+        self.double_outcomes = 0
+        self.processed_in_window = 0
+        self.processed_per_bin = [0] * TIME_BINS
+        self._bin_width = duration_s / TIME_BINS
+        self.boundaries: dict[str, Boundary] = {}
+        self.system = self.boundary("system", "system")
+
+    def boundary(self, name: str, kind: str, keep_sojourns: bool = False) -> Boundary:
+        """A new boundary named ``name`` (``kind`` is broker, workers or system)."""
+        b = Boundary(name, kind, self.warmup_s, self.duration_s, keep_sojourns)
+        self.boundaries[name] = b
+        return b
+
+    # --- messages -------------------------------------------------------------------------------
+
+    def new_message(self, now: float) -> Message:
+        message = Message(len(self.outcome), now)
+        self.created_s.append(now)
+        self.outcome.append(IN_FLIGHT)
+        return message
+
+    def admitted(self, message: Message, now: float) -> None:
+        """The message was accepted by the first component it was sent to: it is in the system."""
+        self.system.enter(now)
+
+    def processed(self, message: Message, now: float) -> None:
+        """The last stage finished the message (again, if it had: a duplicate)."""
+        i = message.id
+        if self.outcome[i] == PROCESSED:
+            if message.created_s >= self.warmup_s:
+                self.duplicates += 1
+            return
+        self._settle(message, PROCESSED)
+        self.system.leave(now, message.created_s)
+        self.processed_per_bin[min(int(now / self._bin_width), TIME_BINS - 1)] += 1
+        if now >= self.warmup_s:
+            self.processed_in_window += 1
+        if message.created_s >= self.warmup_s:
+            self.latencies_s.append(now - message.created_s)
+
+    def lost(self, message: Message, now: float) -> None:
+        self._settle(message, LOST)
+        self.system.leave(now, message.created_s)
+
+    def dead_lettered(self, message: Message, now: float) -> None:
+        self._settle(message, DEAD_LETTERED)
+        self.system.leave(now, message.created_s)
+
+    def rejected(self, message: Message, now: float, admitted: bool) -> None:
+        """Refused for good; ``admitted`` says whether it had entered the system (a later stage refused it)."""
+        self._settle(message, REJECTED)
+        if admitted:
+            self.system.leave(now, message.created_s)
+
+    def _settle(self, message: Message, outcome: int) -> None:
+        if self.outcome[message.id] != IN_FLIGHT:
+            self.double_outcomes += 1
+        self.outcome[message.id] = outcome
+
+    # --- window ---------------------------------------------------------------------------------
+
+    def open_window(self, now: float) -> None:
+        for b in self.boundaries.values():
+            b.open_window(now)
+
+    def close(self, now: float) -> None:
+        for b in self.boundaries.values():
+            b.close(now)
+
+    def counts(self) -> dict[str, int]:
+        """Outcomes of the messages produced in the measurement window, and their duplicates."""
+        created = np.frombuffer(self.created_s, dtype=np.float64)
+        outcome = np.frombuffer(self.outcome, dtype=np.int8)
+        in_window = outcome[created >= self.warmup_s]
+        tally = np.bincount(in_window, minlength=len(OUTCOMES))
+        counts = {"produced": int(in_window.size)}
+        counts.update({name: int(tally[code]) for code, name in OUTCOMES.items()})
+        counts["duplicates"] = self.duplicates
+        return counts
+
+    def in_flight_total(self) -> int:
+        """Messages of the whole run (warm-up included) with no outcome yet."""
+        return int(np.count_nonzero(np.frombuffer(self.outcome, dtype=np.int8) == IN_FLIGHT))

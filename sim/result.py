@@ -1,0 +1,248 @@
+"""The result of a run: per-replication tables, the summary with confidence intervals, plots.
+
+``Result.summary()`` is the JSON summary that ``asyncsim run --json`` prints: every estimate is
+``{"mean": x, "ci95": [lo, hi]}`` over replications, every key carries its unit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .runner import LATENCY_BIN_EDGES_S, ReplicationFailure, ReplicationResult
+from .schema import Scenario
+from .stats import Estimate, mean_ci
+
+COUNT_KEYS = ("produced", "processed", "rejected", "lost", "duplicates", "dead_lettered", "in_flight")
+SLO_METRICS = {
+    "latency_mean": ("system.latency_s.mean", "max"),
+    "latency_p50": ("system.latency_s.p50", "max"),
+    "latency_p95": ("system.latency_s.p95", "max"),
+    "latency_p99": ("system.latency_s.p99", "max"),
+    "latency_p999": ("system.latency_s.p999", "max"),
+    "max_loss_rate": ("system.lost_rate", "max"),
+    "max_rejection_rate": ("system.rejected_rate", "max"),
+    "min_throughput": ("system.throughput_per_s", "min"),
+}
+
+
+def _nest(flat: dict[str, object]) -> dict:
+    tree: dict = {}
+    for key, value in flat.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+@dataclass
+class Result:
+    """Replications of one scenario, finished or failed."""
+
+    scenario: Scenario
+    seed: int
+    requested_replications: int
+    results: list[ReplicationResult]
+    failures: list[ReplicationFailure] = field(default_factory=list)
+    interrupted: bool = False
+
+    # --- tables ---------------------------------------------------------------------------------
+
+    @property
+    def replications(self) -> pd.DataFrame:
+        """One row per finished replication: every metric, the counts and the checks."""
+        rows = []
+        for r in self.results:
+            row = {"replication": r.replication, **r.metrics}
+            row.update({f"counts.{k}": r.counts[k] for k in COUNT_KEYS})
+            row["littles_law_ok"] = all(c.ok for c in r.littles_law)
+            row["conservation_ok"] = r.conservation.ok
+            row["messages"] = r.messages
+            row["wall_s"] = r.wall_s
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("replication") if rows else pd.DataFrame()
+
+    @property
+    def littles_law(self) -> pd.DataFrame:
+        """Little's law on every boundary of every replication."""
+        rows = [{"replication": r.replication, **c.as_dict()} for r in self.results for c in r.littles_law]
+        return pd.DataFrame(rows)
+
+    @property
+    def timeseries(self) -> pd.DataFrame:
+        """Long table: replication, series name, bin start and middle (s), value (a bin's mean)."""
+        frames = []
+        for r in self.results:
+            for name, values in r.series.items():
+                start = np.arange(len(values)) * r.bin_width_s
+                frames.append(pd.DataFrame({"replication": r.replication, "series": name, "t_s": start + r.bin_width_s / 2, "value": values}))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["replication", "series", "t_s", "value"])
+
+    @property
+    def latency_histogram(self) -> pd.DataFrame:
+        """End-to-end latency of processed messages, summed over replications, on log-spaced bins."""
+        counts = sum((r.latency_histogram for r in self.results), np.zeros(len(LATENCY_BIN_EDGES_S) - 1, dtype=np.int64))
+        return pd.DataFrame({"low_s": LATENCY_BIN_EDGES_S[:-1], "high_s": LATENCY_BIN_EDGES_S[1:], "count": counts})
+
+    # --- estimates ------------------------------------------------------------------------------
+
+    def estimate(self, metric: str) -> Estimate:
+        """Mean over replications and 95% CI of a flat metric such as ``system.latency_s.p99``."""
+        return mean_ci([r.metrics.get(metric, np.nan) for r in self.results])
+
+    def metric_names(self) -> list[str]:
+        return list(self.results[0].metrics) if self.results else []
+
+    def counts(self) -> dict[str, int]:
+        return {k: int(sum(r.counts[k] for r in self.results)) for k in COUNT_KEYS}
+
+    def littles_law_summary(self) -> list[dict]:
+        table = self.littles_law
+        out = []
+        if table.empty:
+            return out
+        for boundary, rows in table.groupby("boundary", sort=False):
+            worst = rows.loc[(rows["rel_error"] - rows["tolerance"]).idxmax()]
+            out.append({
+                "boundary": boundary,
+                "kind": rows["kind"].iloc[0],
+                "L": float(rows["L"].mean()),
+                "lambda_per_s": float(rows["lambda_per_s"].mean()),
+                "W_s": float(rows["W_s"].mean()),
+                "rel_error": float(rows["rel_error"].max()),
+                "tolerance": float(worst["tolerance"]),
+                "ok": bool(rows["ok"].all()),
+                "failed_replications": [int(x) for x in rows.loc[~rows["ok"], "replication"]],
+            })
+        return out
+
+    def slo_report(self) -> dict | None:
+        """Each objective: the estimate, the target, and met / not met / uncertain (CI straddles)."""
+        slo = self.scenario.slo
+        if slo is None:
+            return None
+        report = {}
+        for key, target in slo.model_dump(exclude_none=True).items():
+            metric, sense = SLO_METRICS[key]
+            est = self.estimate(metric)
+            if est.mean is None:
+                status = "unknown"
+            else:
+                low = est.low if est.low is not None else est.mean
+                high = est.high if est.high is not None else est.mean
+                good, bad = (high <= target, low > target) if sense == "max" else (low >= target, high < target)
+                status = "met" if good else "not met" if bad else "uncertain"
+            report[key] = {"target": target, "metric": metric, **est.as_dict(), "status": status}
+        return report
+
+    def warnings(self) -> list[str]:
+        notes = []
+        for check in self.littles_law_summary():
+            if not check["ok"]:
+                notes.append(
+                    f"Little's law does not hold on {check['boundary']} in replication(s) {check['failed_replications']}: "
+                    f"relative error {check['rel_error']:.3g} > tolerance {check['tolerance']:.3g}"
+                )
+        for r in self.results:
+            problem = r.conservation.problem()
+            if problem:
+                notes.append(f"conservation fails in replication {r.replication}: {problem}")
+        if len(self.results) == 1:
+            notes.append("one replication: no confidence intervals (run with --replications 2 or more)")
+        if self.results:
+            few = min(r.counts["processed"] for r in self.results)
+            if 0 < few < 10_000:
+                notes.append(f"only {few} messages processed in some replication's window: p99.9 rests on fewer than 10 of them")
+        for f in self.failures:
+            notes.append(f"replication {f.replication} failed: {f.error}")
+        if self.interrupted:
+            notes.append(f"interrupted: {len(self.results)} of {self.requested_replications} replications finished")
+        return notes
+
+    @property
+    def ok(self) -> bool:
+        """Every replication finished, and every check passed."""
+        return (
+            not self.failures
+            and not self.interrupted
+            and bool(self.results)
+            and all(r.conservation.ok and all(c.ok for c in r.littles_law) for r in self.results)
+        )
+
+    def summary(self) -> dict:
+        """The JSON summary (the same dict ``asyncsim run --json`` prints)."""
+        s = self.scenario
+        out: dict = {
+            "scenario": s.name,
+            "seed": self.seed,
+            "replications": len(self.results),
+            "requested_replications": self.requested_replications,
+            "duration_s": s.duration,
+            "warmup_s": s.warmup,
+            "window_s": s.window_s,
+        }
+        out.update(_nest({m: self.estimate(m).as_dict() for m in self.metric_names()}))
+        out["counts"] = self.counts()
+        out["littles_law"] = self.littles_law_summary()
+        out["conservation"] = {
+            "ok": all(r.conservation.ok for r in self.results),
+            "in_flight_at_end": int(sum(r.conservation.in_flight_total for r in self.results)),
+            "held_by_components_at_end": int(sum(r.conservation.held_by_components for r in self.results)),
+        }
+        slo = self.slo_report()
+        if slo is not None:
+            out["slo"] = slo
+        out["warnings"] = self.warnings()
+        out["failures"] = [{"replication": f.replication, "error": f.error} for f in self.failures]
+        out["ok"] = self.ok
+        return out
+
+    # --- output ---------------------------------------------------------------------------------
+
+    def plot_latency(self, ax=None):
+        from .plots import plot_latency
+
+        return plot_latency(self, ax)
+
+    def plot_queue_length(self, ax=None):
+        from .plots import plot_series
+
+        return plot_series(self, "brokers.", ".length", "messages waiting", ax)
+
+    def plot_throughput(self, ax=None):
+        from .plots import plot_series
+
+        return plot_series(self, "system.throughput_per_s", "", "processed per second", ax)
+
+    def plot_utilization(self, ax=None):
+        from .plots import plot_series
+
+        return plot_series(self, "workers.", ".utilization", "busy fraction of workers", ax)
+
+    def save(self, out_dir: str | Path) -> list[Path]:
+        """Write summary.json, the per-replication tables (CSV) and PNG plots into ``out_dir``."""
+        from .plots import save_plots
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = [out / "summary.json"]
+        written[0].write_text(json.dumps(self.summary(), indent=2) + "\n")
+        tables = {
+            "replications.csv": self.replications,
+            "littles_law.csv": self.littles_law,
+            "timeseries.csv": self.timeseries,
+            "latency_histogram.csv": self.latency_histogram,
+        }
+        for filename, table in tables.items():
+            path = out / filename
+            table.to_csv(path, index=filename == "replications.csv")
+            written.append(path)
+        if self.results:
+            written += save_plots(self, out)
+        return written

@@ -1,0 +1,52 @@
+"""Estimates across replications: the mean and its Student-t confidence interval."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over replications with its confidence interval (``None`` bounds with one value)."""
+
+    mean: float | None
+    low: float | None
+    high: float | None
+    n: int
+
+    def as_dict(self) -> dict:
+        return {"mean": self.mean, "ci95": [self.low, self.high]}
+
+    @property
+    def half_width(self) -> float | None:
+        return None if self.low is None else (self.high - self.low) / 2
+
+    def contains(self, value: float) -> bool:
+        return self.low is not None and self.low <= value <= self.high
+
+
+def _clean(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def mean_ci(values, confidence: float = 0.95) -> Estimate:
+    """Mean of the finite ``values`` and the Student-t interval at ``confidence``.
+
+    Replications are independent and identically distributed, so the replication means are too;
+    by the central limit theorem their mean is close to normal, and with an unknown variance the
+    interval is mean ± t(1 − α/2, n − 1)·s/√n.
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    n = int(x.size)
+    if n == 0:
+        return Estimate(None, None, None, 0)
+    mean = float(x.mean())
+    if n == 1:
+        return Estimate(mean, None, None, 1)
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return Estimate(_clean(mean), _clean(mean - half), _clean(mean + half), n)
