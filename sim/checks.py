@@ -6,15 +6,20 @@ contribute to L (the time-average number inside, integrated over the window only
 (entries in the window) nor to W (sojourns of items that entered in the window and left before its
 end); those inside at the end contribute to L and λ with sojourns that W cannot see yet.
 
-So the check allows a discrepancy of the size those straddlers can explain and no more: each of the
-N(start) + N(end) straddling items covers on average a residual sojourn E[W²] / (2 E[W]) of the
-window (the inspection paradox: a straddler is caught in a long stay more often than not). The
-tolerance is three times that, plus one item, as a fraction of λW:
+Exactly, with T the window, A its entries of which A_c have left, S_c the sum of their sojourns:
 
-    |L − λW| ≤ 3 · (N(start) + N(end) + 1) · E[W²] / (2 E[W]) / T
+    L·T − λT·W = carry-in + censored − (A − A_c)·W
 
-A leak, a double count or a mistimed stamp grows with the window while this bound does not, and
-the bound shrinks as the window grows, so the check is meaningful for long and short runs alike.
+where carry-in is the part inside the window of the stays of the N(start) items already inside
+when it opened, and censored the time so far of the items still inside at its end. Each straddling
+item contributes at most one stay, and no healthy stay is longer than the longest one seen in the
+run, so the check allows
+
+    |L − λW| ≤ (N(start) + N(end)) · longest sojourn / T
+
+and no more. A leak, a double count or a mistimed stamp grows with the window while this bound
+does not (a leaked item adds its whole time inside, the bound one longest sojourn), so the check is
+meaningful for long and short windows alike, and heavy tails widen it only as much as they must.
 """
 
 from __future__ import annotations
@@ -58,11 +63,7 @@ def littles_law(boundary: Boundary, window_s: float) -> LittleCheck:
     scale = max(L, lam * W)
     if scale == 0:
         return LittleCheck(boundary.name, boundary.kind, L, lam, W, 0.0, 0.0, True, straddling)
-    if boundary.sojourn_sum > 0:
-        residual = boundary.sojourn_sq_sum / (2 * boundary.sojourn_sum)
-    else:
-        residual = window_s
-    tolerance = 3 * (straddling + 1) * residual / window_s / scale
+    tolerance = straddling * boundary.max_sojourn / window_s / scale + 1e-12
     rel_error = abs(L - lam * W) / scale
     return LittleCheck(boundary.name, boundary.kind, L, lam, W, rel_error, tolerance, rel_error <= tolerance, straddling)
 

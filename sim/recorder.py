@@ -34,12 +34,13 @@ class Boundary:
 
     It tracks the number inside, its time integral over the measurement window and per time bin,
     entries in the window, the sojourn of each item that entered in the window and has left (sum,
-    sum of squares, and optionally every value for percentiles), and leaves per time bin.
+    sum of squares, and optionally every value for percentiles), the longest sojourn of the run,
+    and leaves per time bin.
     """
 
     __slots__ = (
         "name", "kind", "n", "area", "entries", "completed", "sojourn_sum", "sojourn_sq_sum", "sojourns",
-        "n_at_start", "n_at_end", "bin_area", "bin_leaves", "_start", "_last", "_in_window",
+        "n_at_start", "n_at_end", "max_sojourn", "bin_area", "bin_leaves", "_start", "_last", "_in_window",
         "_bin", "_bin_edge", "_bin_width", "_last_bin",
     )
 
@@ -55,6 +56,7 @@ class Boundary:
         self.sojourns = array("d") if keep_sojourns else None
         self.n_at_start = 0
         self.n_at_end = 0
+        self.max_sojourn = 0.0
         self.bin_area = [0.0] * TIME_BINS
         self.bin_leaves = [0] * TIME_BINS
         self._start = start_s
@@ -92,8 +94,10 @@ class Boundary:
         self._advance(now)
         self.n -= 1
         self.bin_leaves[self._bin] += 1
+        sojourn = now - entered_s
+        if sojourn > self.max_sojourn:
+            self.max_sojourn = sojourn
         if entered_s >= self._start:
-            sojourn = now - entered_s
             self.completed += 1
             self.sojourn_sum += sojourn
             self.sojourn_sq_sum += sojourn * sojourn

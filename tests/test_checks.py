@@ -1,0 +1,103 @@
+"""The run's own checks: exact figures on a deterministic system, and failures that they catch."""
+
+import pytest
+
+from models.fifo import FifoBroker
+from sim import network, run, scenario_from_dict
+
+
+def deterministic(**overrides):
+    spec = {
+        "name": "clockwork",
+        "seed": 1,
+        "duration": 100,
+        "warmup": 30,
+        "producers": [{"name": "tick", "arrivals": {"process": "deterministic", "rate": 1.0}, "sends_to": "queue"}],
+        "brokers": [{"name": "queue", "kind": "fifo"}],
+        "workers": [{"name": "worker", "consumes": "queue", "count": 1, "service_time": {"dist": "deterministic", "value": 0.5}}],
+    }
+    spec.update(overrides)
+    return scenario_from_dict(spec)
+
+
+def test_window_statistics_exclude_the_warmup_exactly():
+    # arrivals at t = 1, 2, ..., 99; those at 30..99 fall in the window: 70 messages,
+    # each served for 0.5 s at once, the worker busy half of the window
+    result = run(deterministic(), replications=2, jobs=1)
+    counts = result.counts()
+    assert counts == {"produced": 140, "processed": 140, "rejected": 0, "lost": 0, "duplicates": 0, "dead_lettered": 0, "in_flight": 0}
+    assert result.estimate("system.latency_s.p99").mean == pytest.approx(0.5)
+    assert result.estimate("brokers.queue.wait_s.mean").mean == 0
+    assert result.estimate("workers.worker.utilization").mean == pytest.approx(0.5)
+    assert result.estimate("system.throughput_per_s").mean == pytest.approx(70 / 70)
+    system = next(c for c in result.summary()["littles_law"] if c["boundary"] == "system")
+    assert system["L"] == pytest.approx(0.5) and system["W_s"] == pytest.approx(0.5) and system["ok"]
+
+
+def test_a_bounded_queue_rejects_what_finds_it_full():
+    # two messages a second, one worker taking 0.75 s, room for none waiting: the arrival at
+    # t + 0.5 finds the worker busy and is refused, the one at t + 1.0 finds it free
+    result = run(deterministic(
+        producers=[{"name": "tick", "arrivals": {"process": "deterministic", "rate": 2.0}, "sends_to": "queue"}],
+        brokers=[{"name": "queue", "kind": "fifo", "capacity": 0}],
+        workers=[{"name": "worker", "consumes": "queue", "count": 1, "service_time": {"dist": "deterministic", "value": 0.75}}],
+    ), replications=2, jobs=1)
+    counts = result.counts()
+    assert counts["rejected"] == counts["produced"] // 2
+    assert result.summary()["conservation"]["ok"]
+
+
+class SwallowingBroker(FifoBroker):
+    """Forgets every tenth message it hands out, telling nobody: a silent loss."""
+
+    def take(self):
+        message = super().take()
+        if message is not None and message.id % 10 == 9:
+            return super().take()
+        return message
+
+
+class LeakyBroker(FifoBroker):
+    """Never tells its boundary that one message in ten left: a leak in the time-average count."""
+
+    def take(self):
+        if not self.ready:
+            return None
+        message = self.ready.popleft()
+        if message.id % 10 != 9:
+            self.boundary.leave(self.env.now, message.stage_entered_s)
+        return message
+
+
+def busy_system():
+    return scenario_from_dict({
+        "name": "busy",
+        "seed": 5,
+        "duration": 3_000,
+        "warmup": 100,
+        "producers": [{"name": "source", "arrivals": {"process": "poisson", "rate": 9.0}, "sends_to": "queue"}],
+        "brokers": [{"name": "queue", "kind": "fifo"}],
+        "workers": [{"name": "pool", "consumes": "queue", "count": 10, "service_time": {"dist": "exponential", "mean": 1.0}}],
+    })
+
+
+def test_conservation_catches_a_silently_swallowed_message(monkeypatch):
+    monkeypatch.setitem(network.BROKER_KINDS, "fifo", lambda env, spec, boundary: SwallowingBroker(env, spec.name, boundary))
+    result = run(busy_system(), replications=1, jobs=1)
+    assert not result.summary()["conservation"]["ok"]
+    assert any("unaccounted for" in w for w in result.warnings())
+    assert not result.ok
+
+
+def test_littles_law_catches_a_leaking_count(monkeypatch):
+    monkeypatch.setitem(network.BROKER_KINDS, "fifo", lambda env, spec, boundary: LeakyBroker(env, spec.name, boundary))
+    result = run(busy_system(), replications=1, jobs=1)
+    checks = {c["boundary"]: c for c in result.summary()["littles_law"]}
+    assert not checks["queue"]["ok"]
+    assert checks["pool"]["ok"] and checks["system"]["ok"]
+    assert any("Little's law does not hold on queue" in w for w in result.warnings())
+
+
+def test_a_healthy_busy_system_passes_both_checks():
+    result = run(busy_system(), replications=2, jobs=1)
+    assert result.ok
