@@ -67,9 +67,11 @@ class ScheduleArrivals:
         else:
             offset = 0.0
         i = bisect.bisect_right(self.ends, t - offset)
-        if i == len(self.ends):
-            offset += self.cycle_s
-            i = 0
+        while i == len(self.ends) or offset + self.ends[i] <= t:
+            i += 1
+            if i >= len(self.ends):
+                offset += self.cycle_s
+                i = 0
         return self.rates[i], offset + self.ends[i]
 
     def next_arrival(self, now: float) -> float | None:

@@ -219,8 +219,9 @@ def validate(
 
 
 def main() -> None:
+    """Entry point: usage errors are click's (exit 2); scenario errors name file, line and field."""
     try:
-        app(standalone_mode=False)
+        app()
     except ScenarioError as exc:
         err.print(f"[red]error[/red] in {exc.source}:", highlight=False)
         for problem in exc.problems:
@@ -231,17 +232,12 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
     except Exception as exc:  # the last line of defence: one readable line, the traceback on request
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
         if os.environ.get("ASYNCSIM_DEBUG"):
             raise
         err.print(f"[red]asyncsim: internal error:[/red] {type(exc).__name__}: {exc} (set ASYNCSIM_DEBUG=1 for the traceback)")
         sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()

@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
 from .schema import Scenario
-from .topology import broker_flows, broker_order
+from .topology import PipelineLoop, broker_flows, broker_order
 from .units import format_duration
 
 
@@ -216,7 +216,7 @@ def _locate(loc: tuple, data: Any) -> tuple[str, int | None, Any, tuple]:
         parent_tp = tp
         tp = next_tp
         if isinstance(node, dict) and part in node:
-            line = node.lc.key(part)[0] + 1 if hasattr(node, "lc") else line
+            line = _key_line(node, part, line)
             node = node[part]
             shown.append(str(part))
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
@@ -234,6 +234,14 @@ def _locate(loc: tuple, data: Any) -> tuple[str, int | None, Any, tuple]:
     return ".".join(shown), line, parent_tp, tuple(raw)
 
 
+def _key_line(node: Any, key: Any, default: int | None) -> int | None:
+    """The line of ``key`` in a mapping read from the file; ``default`` for one added by --set."""
+    try:
+        return node.lc.key(key)[0] + 1
+    except (AttributeError, KeyError, TypeError):
+        return default
+
+
 def _override_for(raw_path: tuple, applied: list[tuple[str, ...]]) -> str | None:
     for path in applied:
         if raw_path[: len(path)] == path or path[: len(raw_path)] == raw_path:
@@ -246,7 +254,7 @@ def _problem_from_error(err: dict, data: Any, applied: list[tuple[str, ...]]) ->
     kind = err["type"]
     ctx = err.get("ctx") or {}
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        loc = loc + (ctx.get("discriminator", "").strip("'"),) if kind == "union_tag_not_found" else loc
+        loc = loc + (str(ctx.get("discriminator", "")).strip("'"),)
     path, line, parent_tp, raw = _locate(loc, data)
     message = _wording(err, kind, ctx, loc, parent_tp)
     return Problem(message, path=path, line=line, override=_override_for(raw, applied))
@@ -338,8 +346,9 @@ def _wiring_problems(scenario: Scenario, data: Any, applied: list) -> list[Probl
     if not problems:
         try:
             broker_order(scenario)
-        except ValueError as exc:
-            problems.append(Problem(str(exc), path="workers"))
+        except PipelineLoop as loop:
+            index, pool = next((i, p) for i, p in enumerate(scenario.workers) if p.consumes == loop.brokers[-2] and p.sends_to == loop.brokers[-1])
+            report("workers", index, pool.name, "sends_to", str(loop))
     return problems
 
 

@@ -7,11 +7,14 @@ from pathlib import Path
 import numpy as np
 
 
+FIGURE_SIZE = (8, 4.5)
+
+
 def _axes(ax, title):
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+        _, ax = plt.subplots(figsize=FIGURE_SIZE, layout="constrained")
     ax.set_title(title)
     return ax
 
@@ -46,8 +49,8 @@ def plot_series(result, prefix: str, suffix: str, ylabel: str, ax=None):
     for name, rows in chosen.groupby("series", sort=False):
         by_bin = rows.groupby("t_s")["value"]
         mean, low, high = by_bin.mean(), by_bin.min(), by_bin.max()
-        label = name[len(prefix):len(name) - len(suffix)] if suffix else name
-        line = ax.plot(mean.index, mean.to_numpy(), label=label or name)[0]
+        label = name[len(prefix):len(name) - len(suffix)] if suffix else "mean of replications"
+        line = ax.plot(mean.index, mean.to_numpy(), label=label)[0]
         ax.fill_between(mean.index, low.to_numpy(), high.to_numpy(), color=line.get_color(), alpha=0.2, linewidth=0)
     if result.scenario.warmup > 0:
         ax.axvspan(0, result.scenario.warmup, color="grey", alpha=0.15, label="warm-up")
@@ -59,10 +62,8 @@ def plot_series(result, prefix: str, suffix: str, ylabel: str, ax=None):
 
 
 def save_plots(result, out_dir: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Draw each plot on its own Figure (no pyplot state, whatever the backend) and save it as PNG."""
+    from matplotlib.figure import Figure
 
     written = []
     for filename, draw in (
@@ -71,9 +72,9 @@ def save_plots(result, out_dir: Path) -> list[Path]:
         ("throughput.png", result.plot_throughput),
         ("utilization.png", result.plot_utilization),
     ):
-        ax = draw()
+        figure = Figure(figsize=FIGURE_SIZE, layout="constrained")
+        draw(ax=figure.subplots())
         path = out_dir / filename
-        ax.figure.savefig(path, dpi=110)
-        plt.close(ax.figure)
+        figure.savefig(path, dpi=110)
         written.append(path)
     return written

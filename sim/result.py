@@ -96,6 +96,15 @@ class Result:
         """Mean over replications and 95% CI of a flat metric such as ``system.latency_s.p99``."""
         return mean_ci([r.metrics.get(metric, np.nan) for r in self.results])
 
+    @property
+    def estimates(self) -> pd.DataFrame:
+        """Every metric's mean over replications and 95% CI: metric, mean, ci95_low, ci95_high, n."""
+        rows = []
+        for metric in self.metric_names():
+            est = self.estimate(metric)
+            rows.append({"metric": metric, "mean": est.mean, "ci95_low": est.low, "ci95_high": est.high, "n": est.n})
+        return pd.DataFrame(rows, columns=["metric", "mean", "ci95_low", "ci95_high", "n"]).set_index("metric")
+
     def metric_names(self) -> list[str]:
         return list(self.results[0].metrics) if self.results else []
 
@@ -108,15 +117,16 @@ class Result:
         if table.empty:
             return out
         for boundary, rows in table.groupby("boundary", sort=False):
-            worst = rows.loc[(rows["rel_error"] - rows["tolerance"]).idxmax()]
+            worst = rows.loc[(rows["rel_error"] / rows["tolerance"].where(rows["tolerance"] > 0)).fillna(0).idxmax()]
             out.append({
                 "boundary": boundary,
                 "kind": rows["kind"].iloc[0],
                 "L": float(rows["L"].mean()),
                 "lambda_per_s": float(rows["lambda_per_s"].mean()),
                 "W_s": float(rows["W_s"].mean()),
-                "rel_error": float(rows["rel_error"].max()),
+                "rel_error": float(worst["rel_error"]),
                 "tolerance": float(worst["tolerance"]),
+                "worst_replication": int(worst["replication"]),
                 "ok": bool(rows["ok"].all()),
                 "failed_replications": [int(x) for x in rows.loc[~rows["ok"], "replication"]],
             })

@@ -247,6 +247,11 @@ class EmpiricalSpec(Strict):
     column: Optional[str] = None
     unit: PositiveDuration = 1.0
 
+    @model_validator(mode="after")
+    def _readable(self):
+        d.load_column(Path(self.file), self.column, self.unit)
+        return self
+
     def build(self):
         return d.Empirical(d.load_column(Path(self.file), self.column, self.unit), source=self.file)
 
@@ -348,6 +353,11 @@ class TraceArrivals(Strict):
     column: Optional[str] = None
     unit: PositiveDuration = 1.0
 
+    @model_validator(mode="after")
+    def _readable(self):
+        self.times_s()
+        return self
+
     def times_s(self):
         import numpy as np
 
@@ -385,7 +395,7 @@ class FifoBroker(Strict):
 
     name: Name
     kind: Literal["fifo"]
-    capacity: Optional[Annotated[int, Field(ge=0)]] = None
+    capacity: Optional[Annotated[int, Field(ge=0, strict=True)]] = None
 
 
 BrokerSpec = Annotated[Union[FifoBroker], Field(discriminator="kind")]
@@ -397,7 +407,7 @@ class WorkerPool(Strict):
 
     name: Name
     consumes: Name
-    count: Annotated[int, Field(ge=1)]
+    count: Annotated[int, Field(ge=1, strict=True)]
     service_time: DistributionSpec
     sends_to: Optional[Name] = None
 
@@ -420,10 +430,10 @@ class Scenario(Strict):
 
     name: Annotated[str, Field(min_length=1)]
     description: Optional[str] = None
-    seed: Annotated[int, Field(ge=0)] = 1
+    seed: Annotated[int, Field(ge=0, strict=True)] = 1
     duration: PositiveDuration
     warmup: Duration = 0.0
-    replications: Annotated[int, Field(ge=1)] = 10
+    replications: Annotated[int, Field(ge=1, strict=True)] = 10
     producers: Annotated[list[Producer], Field(min_length=1)]
     brokers: list[BrokerSpec] = []
     workers: list[WorkerPool] = []

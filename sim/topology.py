@@ -13,6 +13,14 @@ from dataclasses import dataclass
 from .schema import Scenario
 
 
+class PipelineLoop(ValueError):
+    """Worker pools whose ``sends_to`` lead messages back to a broker they came through."""
+
+    def __init__(self, brokers: list[str]):
+        self.brokers = brokers
+        super().__init__("messages would go round a loop: " + " → ".join(brokers))
+
+
 @dataclass(frozen=True)
 class BrokerFlow:
     """The long-run load on one broker and the pools consuming it."""
@@ -37,7 +45,7 @@ class BrokerFlow:
 
 
 def broker_order(scenario: Scenario) -> list[str]:
-    """Broker names upstream first; raises ValueError naming the loop if stages form a cycle."""
+    """Broker names upstream first; raises :class:`PipelineLoop` if stages form a cycle."""
     downstream: dict[str, set[str]] = {b.name: set() for b in scenario.brokers}
     for pool in scenario.workers:
         if pool.sends_to in downstream and pool.consumes in downstream:
@@ -49,8 +57,7 @@ def broker_order(scenario: Scenario) -> list[str]:
         if state.get(name) == 2:
             return
         if state.get(name) == 1:
-            loop = trail[trail.index(name):] + [name]
-            raise ValueError("messages would go round a loop: " + " → ".join(loop))
+            raise PipelineLoop(trail[trail.index(name):] + [name])
         state[name] = 1
         for nxt in sorted(downstream[name]):
             visit(nxt, trail + [name])

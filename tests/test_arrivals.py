@@ -180,12 +180,6 @@ def test_schedule_mean_and_peak_rates():
     assert ramp.peak_rate() == 50
 
 
-@pytest.mark.xfail(
-    reason="BUG: ScheduleArrivals with repeat loops forever when step ends are not exact in binary "
-    "(100ms + 200ms): at a step boundary t, t - floor(t/cycle)·cycle rounds just below the step's "
-    "end, _step returns the same step with end == t, and next_arrival never advances",
-    strict=True,
-)
 def test_a_repeating_schedule_with_short_steps_keeps_going():
     spec = {"process": "schedule", "steps": [{"duration": "100ms", "rate": "20/s"}, {"duration": "200ms", "rate": "5/s"}], "repeat": True}
     times = arrivals_until(model(spec), 300.0, limit_s=2.0)

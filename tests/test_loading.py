@@ -205,12 +205,6 @@ def test_an_unknown_distribution_is_refused_listing_the_distributions(write):
         assert f"'{name}'" in message
 
 
-@pytest.mark.xfail(
-    reason="BUG: an unknown union tag (kind/dist/process) is reported at the item holding it, "
-    "not at the tag's own key: e.g. path 'brokers.jobs' and the '- name:' line instead of "
-    "'brokers.jobs.kind' and the 'kind:' line",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "old, new, needle, field",
     [
@@ -305,11 +299,6 @@ def test_a_loop_of_pipeline_stages_is_refused_naming_the_loop(write):
     assert message.endswith("messages would go round a loop: a → b → a")
 
 
-@pytest.mark.xfail(
-    reason="BUG: a pipeline loop is reported with no line (and only the path 'workers'), although "
-    "every other problem names FILE:LINE and the field; it should point at the sends_to closing the loop",
-    strict=True,
-)
 def test_a_loop_of_pipeline_stages_is_located_at_a_sends_to_in_the_loop(write):
     path = write(CYCLE)
     message = single(load_error(path))
@@ -490,11 +479,6 @@ def test_a_warmup_from_set_past_the_end_is_blamed_on_the_set(write):
     assert message == f"{path} (--set warmup): warmup: the warm-up (1200s) must end before the run does (600s)"
 
 
-@pytest.mark.xfail(
-    reason="BUG: a key that --set adds has no line in the YAML, and _locate calls node.lc.key() "
-    "on it: KeyError escapes instead of a ScenarioError blamed on the --set",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "override, field, problem",
     [
@@ -562,11 +546,6 @@ def test_a_missing_data_file_is_reported_with_where_it_was_looked_for(write, tmp
     assert message == f"{path}:{line_of(text, needle)}: {field}: file not found: {folder / 'missing.csv'}"
 
 
-@pytest.mark.xfail(
-    reason="BUG: a CSV column that does not exist is only discovered when the spec is built (the "
-    "stability check): a bare ValueError escapes load_scenario instead of a located ScenarioError",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "text, field",
     [
