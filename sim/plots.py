@@ -19,6 +19,15 @@ def _axes(ax, title):
     return ax
 
 
+def _time_unit(duration_s: float) -> tuple[float, str]:
+    """The unit a time axis of ``duration_s`` reads best in: s, min or h."""
+    if duration_s >= 4 * 3600:
+        return 3600.0, "h"
+    if duration_s >= 4 * 60:
+        return 60.0, "min"
+    return 1.0, "s"
+
+
 def plot_latency(result, ax=None):
     """Histogram of end-to-end latency (all replications, log scale) with the mean p50 and p99."""
     ax = _axes(ax, f"{result.scenario.name}: end-to-end latency of processed messages")
@@ -46,15 +55,17 @@ def plot_series(result, prefix: str, suffix: str, ylabel: str, ax=None):
     ax = _axes(ax, f"{result.scenario.name}: {ylabel} over time")
     table = result.timeseries
     chosen = table[table["series"].str.startswith(prefix) & table["series"].str.endswith(suffix)]
+    scale, unit = _time_unit(result.scenario.duration)
     for name, rows in chosen.groupby("series", sort=False):
         by_bin = rows.groupby("t_s")["value"]
         mean, low, high = by_bin.mean(), by_bin.min(), by_bin.max()
         label = name[len(prefix):len(name) - len(suffix)] if suffix else "mean of replications"
-        line = ax.plot(mean.index, mean.to_numpy(), label=label)[0]
-        ax.fill_between(mean.index, low.to_numpy(), high.to_numpy(), color=line.get_color(), alpha=0.2, linewidth=0)
+        t = mean.index.to_numpy() / scale
+        line = ax.plot(t, mean.to_numpy(), label=label)[0]
+        ax.fill_between(t, low.to_numpy(), high.to_numpy(), color=line.get_color(), alpha=0.2, linewidth=0)
     if result.scenario.warmup > 0:
-        ax.axvspan(0, result.scenario.warmup, color="grey", alpha=0.15, label="warm-up")
-    ax.set_xlabel("time (s)")
+        ax.axvspan(0, result.scenario.warmup / scale, color="grey", alpha=0.15, label="warm-up")
+    ax.set_xlabel(f"time ({unit})")
     ax.set_ylabel(ylabel)
     if len(ax.get_legend_handles_labels()[0]):
         ax.legend(loc="upper right")
