@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections import deque
 
+from simpy import Interrupt
+
+from .broker import Delivery
+
 
 class FifoBroker:
     """A queue that hands each message to exactly one consumer, oldest first, and forgets it.
@@ -14,57 +18,77 @@ class FifoBroker:
 
     ``capacity`` bounds the messages waiting (those in a worker's hands do not count): a message
     that finds ``capacity`` waiting is refused, so ``capacity=0`` refuses unless a consumer is
-    idle. ``None`` means no bound. The broker tells its :class:`~sim.recorder.Boundary` when a
-    message starts and stops waiting; delivery is instantaneous and nothing is lost or redelivered.
+    idle. ``None`` means no bound. Delivery is instantaneous and there are no acknowledgements:
+    once taken, a message is the consumer's, so a consumer that dies or fails holding it loses it.
     """
 
-    def __init__(self, env, name, boundary, capacity=None):
+    def __init__(self, env, name, boundary, recorder, capacity=None):
         self.env = env
         self.name = name
         self.boundary = boundary
+        self.recorder = recorder
         self.capacity = capacity
         self.ready: deque = deque()
         self.waiting_consumers: deque = deque()
-        self.accepted = 0
-        self.refused = 0
+        self.counts = recorder.counter(name)
+        self._tags = 0
 
     def put(self, message) -> bool:
         """Offer a message; False if it is refused because the queue is full."""
         now = self.env.now
         if self.waiting_consumers:
-            self.accepted += 1
             self.boundary.enter(now)
             self.boundary.leave(now, now)
             self.waiting_consumers.popleft().succeed(message)
             return True
         if self.capacity is not None and len(self.ready) >= self.capacity:
-            self.refused += 1
+            self.counts.add("refused")
             return False
-        self.accepted += 1
-        message.stage_entered_s = now
         self.boundary.enter(now)
-        self.ready.append(message)
+        self.ready.append((message, now))
         return True
 
-    def take(self):
-        """The oldest waiting message, or None when none waits (does not block)."""
-        if not self.ready:
-            return None
-        message = self.ready.popleft()
-        self.boundary.leave(self.env.now, message.stage_entered_s)
-        return message
+    def receive(self, consumer):
+        """Take the oldest message, waiting for one if none is ready (a blocking pop)."""
+        env = self.env
+        if self.ready:
+            message, since = self.ready.popleft()
+            self.boundary.leave(env.now, since)
+        else:
+            event = env.event()
+            self.waiting_consumers.append(event)
+            try:
+                message = yield event
+            except Interrupt:
+                if event.triggered:
+                    consumer.held.append(self._deliver(event.value, consumer))
+                else:
+                    self.waiting_consumers.remove(event)
+                raise
+        delivery = self._deliver(message, consumer)
+        consumer.held.append(delivery)
+        return [delivery]
 
-    def get(self):
-        """An event that succeeds with the next message; call :meth:`take` first."""
-        event = self.env.event()
-        self.waiting_consumers.append(event)
-        return event
+    def _deliver(self, message, consumer) -> Delivery:
+        self._tags += 1
+        self.counts.add("deliveries")
+        return Delivery(message, consumer, self._tags, self.env.now)
 
-    def cancel(self, event) -> None:
-        """Withdraw a pending :meth:`get` (a consumer that stops waiting) so it swallows nothing."""
-        if not event.triggered:
-            self.waiting_consumers.remove(event)
+    def ack(self, delivery) -> float:
+        return 0.0
 
-    def held(self) -> int:
-        """Messages the broker holds now."""
-        return len(self.ready)
+    def nack(self, delivery) -> float:
+        """A failed message is gone: a plain queue has no redelivery."""
+        self.counts.add("lost")
+        self.recorder.lost(delivery.message, self.env.now)
+        return 0.0
+
+    def disconnect(self, consumer, deliveries) -> None:
+        """A consumer died holding ``deliveries``: they were taken, so they are lost."""
+        now = self.env.now
+        for delivery in deliveries:
+            self.counts.add("lost")
+            self.recorder.lost(delivery.message, now)
+
+    def held_ids(self):
+        return (message.id for message, _ in self.ready)

@@ -20,6 +20,10 @@ class Producer:
         self.sent = 0
         self.process = env.process(self._run())
 
+    def held_ids(self):
+        """An open-loop producer holds nothing: each message goes out as it is made."""
+        return ()
+
     def _run(self):
         env = self.env
         recorder = self.recorder

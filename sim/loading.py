@@ -292,7 +292,7 @@ def _wording(err: dict, kind: str, ctx: dict, loc: tuple, parent_tp: Any) -> str
     if kind == "too_short":
         return "must not be empty"
     if kind == "string_pattern_mismatch":
-        return f"{value!r} is not a valid name (letters, digits, _ : and - only; a dot would clash with --set paths)"
+        return f"{value!r} is not a valid name (letters, digits, _ and - only: a dot would clash with --set paths)"
     return f"{err['msg']}, got {value!r}"
 
 
@@ -340,8 +340,18 @@ def _wiring_problems(scenario: Scenario, data: Any, applied: list) -> list[Probl
         if pool.sends_to is not None:
             target("workers", index, pool.name, "sends_to", pool.sends_to)
     consumed = {p.consumes for p in scenario.workers}
+    dead_letter_queues = {}
     for index, broker in enumerate(scenario.brokers):
-        if broker.name not in consumed:
+        for target in broker.dead_letter_targets():
+            dead_letter_queues[target] = broker.name
+            if target not in brokers:
+                report("brokers", index, broker.name, None, f"dead-letter target '{target}' is not a broker (brokers: {', '.join(brokers)})")
+    for index, broker in enumerate(scenario.brokers):
+        if broker.name in dead_letter_queues:
+            if broker.name in consumed:
+                report("brokers", index, broker.name, None, f"is the dead-letter queue of '{dead_letter_queues[broker.name]}': "
+                       "dead-lettered messages stay there for inspection, so no worker pool may consume it")
+        elif broker.name not in consumed:
             report("brokers", index, broker.name, None, "no worker pool consumes this broker: its messages would never leave")
     if not problems:
         try:

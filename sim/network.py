@@ -1,7 +1,7 @@
-"""Building a SimPy network from a Scenario: a registry of component kinds.
+"""Building a SimPy network from a Scenario.
 
-Each broker kind maps to a builder ``(env, spec, boundary) -> broker``; later kinds (redis, sqs,
-rabbitmq) register here and plug into the same producers, worker pools and Recorder.
+Broker kinds come from the registry in :mod:`sim.kinds`; every kind plugs into the same producers,
+worker pools and Recorder through the broker protocol of :mod:`models.broker`.
 """
 
 from __future__ import annotations
@@ -10,18 +10,17 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from models.arrivals import DeterministicArrivals, PoissonArrivals, RenewalArrivals, ScheduleArrivals, TraceArrivals
-from models.fifo import FifoBroker
 from models.producer import Producer
 from models.workers import WorkerPool
 
 from . import schema
-from .distributions import Exponential, Sampler
+from .distributions import Exponential, Sampler, Uniform
+from .kinds import KINDS
+from .kinds.context import BuildContext
 from .recorder import Recorder
 from .streams import Streams
 
-BROKER_KINDS: dict[str, Callable] = {
-    "fifo": lambda env, spec, boundary: FifoBroker(env, spec.name, boundary, capacity=spec.capacity),
-}
+BROKER_KINDS: dict[str, Callable] = {name: kind.build for name, kind in KINDS.items()}
 
 
 @dataclass
@@ -32,9 +31,10 @@ class Network:
     brokers: dict[str, object] = field(default_factory=dict)
     workers: dict[str, WorkerPool] = field(default_factory=dict)
 
-    def held(self) -> int:
-        """Messages physically inside the network now: waiting in brokers or in service."""
-        return sum(b.held() for b in self.brokers.values()) + sum(w.held() for w in self.workers.values())
+    def held_ids(self):
+        """Ids of the messages some component holds now (a message may be held in several places)."""
+        for component in (*self.producers.values(), *self.brokers.values(), *self.workers.values()):
+            yield from component.held_ids()
 
 
 def arrival_process(spec, streams: Streams, producer: str):
@@ -57,22 +57,42 @@ def arrival_process(spec, streams: Streams, producer: str):
 def build(scenario: schema.Scenario, env, recorder: Recorder, streams: Streams) -> Network:
     """Instantiate every component of ``scenario`` in ``env``, wired and recording."""
     network = Network()
+    context = BuildContext(env, recorder, streams.rng, network.brokers.__getitem__)
     for spec in scenario.brokers:
-        boundary = recorder.boundary(spec.name, "broker", keep_sojourns=True)
-        network.brokers[spec.name] = BROKER_KINDS[spec.kind](env, spec, boundary)
+        network.brokers[spec.name] = BROKER_KINDS[spec.kind](spec, context)
     for spec in scenario.workers:
-        network.workers[spec.name] = WorkerPool(
-            env,
-            spec.name,
-            source=network.brokers[spec.consumes],
-            count=spec.count,
-            service_time=Sampler(spec.service_time.build(), streams.rng(spec.name, "service_time")),
-            boundary=recorder.boundary(spec.name, "workers"),
-            recorder=recorder,
-            next_hop=network.brokers[spec.sends_to] if spec.sends_to else None,
-        )
+        network.workers[spec.name] = worker_pool(spec, env, recorder, streams, network.brokers)
     for spec in scenario.producers:
         network.producers[spec.name] = Producer(
             env, spec.name, arrival_process(spec.arrivals, streams, spec.name), network.brokers[spec.sends_to], recorder
         )
     return network
+
+
+def worker_pool(spec: schema.WorkerPool, env, recorder: Recorder, streams: Streams, brokers: dict) -> WorkerPool:
+    """The model of a worker pool spec, each random quantity drawn from its own stream."""
+
+    def sampler(distribution, purpose):
+        return Sampler(distribution, streams.rng(spec.name, purpose))
+
+    options = {}
+    if spec.delivery_latency is not None:
+        options["delivery_latency"] = sampler(spec.delivery_latency.build(), "delivery_latency")
+    if spec.crashes is not None:
+        options["crash_after"] = sampler(spec.crashes.time_to_failure_distribution(), "crashes")
+        options["restart_time"] = sampler(spec.crashes.restart_time.build(), "restart_time")
+    if spec.errors is not None:
+        options["error_probability"] = spec.errors.probability
+        options["poison_fraction"] = spec.errors.poison_fraction
+        options["error_draw"] = sampler(Uniform(0.0, 1.0), "errors")
+    return WorkerPool(
+        env,
+        spec.name,
+        broker=brokers[spec.consumes],
+        count=spec.count,
+        service_time=sampler(spec.service_time.build(), "service_time"),
+        boundary=recorder.boundary(spec.name, "workers"),
+        recorder=recorder,
+        next_hop=brokers[spec.sends_to] if spec.sends_to else None,
+        **options,
+    )

@@ -1,10 +1,14 @@
 """What a replication measures, kept in bounded memory.
 
 The Recorder gives models a small interface: :meth:`Recorder.new_message` when a producer makes a
-message, then exactly one of :meth:`processed`, :meth:`lost`, :meth:`rejected` or
-:meth:`dead_lettered` for its fate (a message already processed and processed again is a
-duplicate), and :class:`Boundary` objects for each broker and worker pool, told when a message
-enters and leaves them.
+message, then :meth:`processed`, :meth:`lost`, :meth:`rejected` or :meth:`dead_lettered` for its
+fate; :class:`Boundary` objects for each broker and worker pool, told when a message enters and
+leaves them; and window counters (:meth:`counter`) for the events a component counts.
+
+A message's outcome is the first of these, with one exception: a message processed after it was
+lost or dead-lettered (a copy that survived) is processed. Whatever happens to a copy of a message
+that already has an outcome leaves the outcome alone, except that processing it again counts as a
+duplicate.
 
 Per-message data lives in ``array.array`` columns (8 bytes a timestamp, 1 byte an outcome), not
 in Python objects; each boundary folds its events into running sums and 200 time bins.
@@ -21,6 +25,7 @@ from array import array
 
 import numpy as np
 
+from models.broker import WindowCounter
 from models.message import Message
 
 IN_FLIGHT, PROCESSED, LOST, REJECTED, DEAD_LETTERED = range(5)
@@ -124,7 +129,7 @@ class Recorder:
         self.outcome = array("b")
         self.latencies_s = array("d")
         self.duplicates = 0
-        self.double_outcomes = 0
+        self.counters: dict[str, WindowCounter] = {}
         self.processed_in_window = 0
         self.processed_per_bin = [0] * TIME_BINS
         self._bin_width = duration_s / TIME_BINS
@@ -136,6 +141,11 @@ class Recorder:
         b = Boundary(name, kind, self.warmup_s, self.duration_s, keep_sojourns)
         self.boundaries[name] = b
         return b
+
+    def counter(self, name: str) -> WindowCounter:
+        """Event counts of component ``name`` that count only inside the measurement window."""
+        counter = self.counters[name] = WindowCounter(open_now=self.warmup_s <= 0)
+        return counter
 
     # --- messages -------------------------------------------------------------------------------
 
@@ -152,11 +162,15 @@ class Recorder:
     def processed(self, message: Message, now: float) -> None:
         """The last stage finished the message (again, if it had: a duplicate)."""
         i = message.id
-        if self.outcome[i] == PROCESSED:
-            if message.created_s >= self.warmup_s:
-                self.duplicates += 1
+        outcome = self.outcome[i]
+        if outcome != IN_FLIGHT:
+            if outcome == PROCESSED:
+                if message.created_s >= self.warmup_s:
+                    self.duplicates += 1
+            elif outcome != REJECTED:
+                self.outcome[i] = PROCESSED
             return
-        self._settle(message, PROCESSED)
+        self.outcome[i] = PROCESSED
         self.system.leave(now, message.created_s)
         self.processed_per_bin[min(int(now / self._bin_width), TIME_BINS - 1)] += 1
         if now >= self.warmup_s:
@@ -165,29 +179,30 @@ class Recorder:
             self.latencies_s.append(now - message.created_s)
 
     def lost(self, message: Message, now: float) -> None:
-        self._settle(message, LOST)
-        self.system.leave(now, message.created_s)
+        self._settle(message, LOST, now)
 
     def dead_lettered(self, message: Message, now: float) -> None:
-        self._settle(message, DEAD_LETTERED)
-        self.system.leave(now, message.created_s)
+        self._settle(message, DEAD_LETTERED, now)
 
     def rejected(self, message: Message, now: float, admitted: bool) -> None:
         """Refused for good; ``admitted`` says whether it had entered the system (a later stage refused it)."""
-        self._settle(message, REJECTED)
         if admitted:
-            self.system.leave(now, message.created_s)
+            self._settle(message, REJECTED, now)
+        else:
+            self.outcome[message.id] = REJECTED
 
-    def _settle(self, message: Message, outcome: int) -> None:
-        if self.outcome[message.id] != IN_FLIGHT:
-            self.double_outcomes += 1
-        self.outcome[message.id] = outcome
+    def _settle(self, message: Message, outcome: int, now: float) -> None:
+        if self.outcome[message.id] == IN_FLIGHT:
+            self.outcome[message.id] = outcome
+            self.system.leave(now, message.created_s)
 
     # --- window ---------------------------------------------------------------------------------
 
     def open_window(self, now: float) -> None:
         for b in self.boundaries.values():
             b.open_window(now)
+        for counter in self.counters.values():
+            counter.open = True
 
     def close(self, now: float) -> None:
         for b in self.boundaries.values():
@@ -204,6 +219,6 @@ class Recorder:
         counts["duplicates"] = self.duplicates
         return counts
 
-    def in_flight_total(self) -> int:
+    def in_flight_ids(self) -> np.ndarray:
         """Messages of the whole run (warm-up included) with no outcome yet."""
-        return int(np.count_nonzero(np.frombuffer(self.outcome, dtype=np.int8) == IN_FLIGHT))
+        return np.flatnonzero(np.frombuffer(self.outcome, dtype=np.int8) == IN_FLIGHT)

@@ -203,7 +203,7 @@ class Result:
         out["conservation"] = {
             "ok": all(r.conservation.ok for r in self.results),
             "in_flight_at_end": int(sum(r.conservation.in_flight_total for r in self.results)),
-            "held_by_components_at_end": int(sum(r.conservation.held_by_components for r in self.results)),
+            "unaccounted_at_end": int(sum(r.conservation.unaccounted for r in self.results)),
         }
         slo = self.slo_report()
         if slo is not None:

@@ -23,6 +23,8 @@ from .recorder import TIME_BINS, Recorder
 from .schema import Scenario
 from .streams import Streams
 
+BROKER_EVENTS = ("deliveries", "redeliveries", "refused", "lost", "dead_lettered")
+WORKER_EVENTS = ("completed", "errors", "crashes")
 PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 LATENCY_BIN_EDGES_S = np.logspace(-6, 6, 12 * 20 + 1)
 
@@ -82,11 +84,20 @@ def run_replication(scenario: Scenario, replication: int, seed: int | None = Non
         b = recorder.boundaries[name]
         _distribution(f"brokers.{name}.wait_s", np.frombuffer(b.sojourns, dtype=np.float64), metrics)
         metrics[f"brokers.{name}.length_mean"] = b.area / window
+        for extra, boundary in recorder.boundaries.items():
+            if boundary.kind == "broker" and extra.startswith(f"{name}:"):
+                metrics[f"brokers.{name}.{extra.split(':', 1)[1]}_mean"] = boundary.area / window
+        counts_of = recorder.counters[name]
+        for event in BROKER_EVENTS:
+            metrics[f"brokers.{name}.{event}"] = float(counts_of[event])
     for name, pool in network.workers.items():
         b = recorder.boundaries[name]
         metrics[f"workers.{name}.utilization"] = b.area / (pool.count * window)
         metrics[f"workers.{name}.busy_mean"] = b.area / window
         metrics[f"workers.{name}.service_s.mean"] = b.sojourn_sum / b.completed if b.completed else float("nan")
+        counts_of = recorder.counters[name]
+        for event in WORKER_EVENTS:
+            metrics[f"workers.{name}.{event}"] = float(counts_of[event])
 
     bin_width = scenario.duration / TIME_BINS
     series = {"system.in_system": np.asarray(system.bin_area) / bin_width}
@@ -97,12 +108,9 @@ def run_replication(scenario: Scenario, replication: int, seed: int | None = Non
         series[f"workers.{name}.utilization"] = np.asarray(recorder.boundaries[name].bin_area) / bin_width / pool.count
 
     checks = [littles_law(b, window) for b in recorder.boundaries.values()]
-    conservation = Conservation(
-        counts=counts,
-        in_flight_total=recorder.in_flight_total(),
-        held_by_components=network.held(),
-        double_outcomes=recorder.double_outcomes,
-    )
+    in_flight = recorder.in_flight_ids()
+    unaccounted = np.setdiff1d(in_flight, np.fromiter(network.held_ids(), dtype=np.int64), assume_unique=False)
+    conservation = Conservation(counts, int(in_flight.size), int(unaccounted.size), tuple(int(i) for i in unaccounted[:5]))
     histogram, _ = np.histogram(latencies, bins=LATENCY_BIN_EDGES_S)
     return ReplicationResult(
         replication=replication,

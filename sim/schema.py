@@ -2,8 +2,9 @@
 
 Every model forbids unknown keys. Durations are seconds (``80ms`` → 0.08), rates are per second
 (``12000/min`` → 200.0). Sections whose variants differ in kind are tagged unions: arrivals by
-``process``, distributions by ``dist``, brokers by ``kind``. Cross-references between sections
-(``sends_to``, ``consumes``) are checked by :mod:`sim.loading`, which knows the file's lines.
+``process``, distributions by ``dist``, brokers by ``kind`` (each kind's spec lives with its
+builder in :mod:`sim.kinds`). Cross-references between sections (``sends_to``, ``consumes``) are
+checked by :mod:`sim.loading`, which knows the file's lines.
 """
 
 from __future__ import annotations
@@ -12,266 +13,12 @@ import math
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema
-from pydantic import field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
 from . import distributions as d
-from .units import DURATION_PATTERN, RATE_PATTERN, parse_duration, parse_rate
-
-
-def _positive(value: float) -> float:
-    if not value > 0 or math.isinf(value):
-        raise ValueError(f"must be a positive finite amount, got {value:g}")
-    return value
-
-
-def _non_negative(value: float) -> float:
-    if value < 0 or math.isinf(value) or math.isnan(value):
-        raise ValueError(f"must be zero or more, got {value:g}")
-    return value
-
-
-_DURATION_SCHEMA = {
-    "anyOf": [{"type": "number"}, {"type": "string", "pattern": DURATION_PATTERN}],
-    "description": "seconds, or a number with a unit: 250us, 80ms, 1.5s, 10m (or 10min), 2h, 1d",
-}
-_RATE_SCHEMA = {
-    "anyOf": [{"type": "number"}, {"type": "string", "pattern": RATE_PATTERN}],
-    "description": "per second, or COUNT/UNIT: 200/s, 12000/min, 3/h",
-}
-
-Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_non_negative), WithJsonSchema(_DURATION_SCHEMA)]
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive), WithJsonSchema(_DURATION_SCHEMA)]
-Rate = Annotated[float, BeforeValidator(parse_rate), AfterValidator(_positive), WithJsonSchema(_RATE_SCHEMA)]
-Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_:-]*$")]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _resolve_path(value: str, info: ValidationInfo) -> str:
-    base = (info.context or {}).get("base_dir")
-    path = Path(value)
-    if not path.is_absolute() and base is not None:
-        path = Path(base) / path
-    if not path.is_file():
-        raise ValueError(f"file not found: {path}")
-    return str(path)
-
-
-DataFile = Annotated[str, AfterValidator(_resolve_path)]
-
-
-# --- distributions ------------------------------------------------------------------------------
-
-
-def _exactly_one_form(spec: BaseModel, *forms: tuple[str, ...]) -> None:
-    given = {k for k, v in spec.__dict__.items() if v is not None and k != "dist"}
-    for form in forms:
-        if given == set(form):
-            return
-    wanted = " or ".join("{" + ", ".join(form) + "}" for form in forms)
-    raise ValueError(f"{spec.dist} takes {wanted}; got {{{', '.join(sorted(given))}}}")
-
-
-class ExponentialSpec(Strict):
-    dist: Literal["exponential"]
-    mean: Optional[PositiveDuration] = None
-    rate: Optional[Rate] = None
-
-    @model_validator(mode="after")
-    def _form(self):
-        _exactly_one_form(self, ("mean",), ("rate",))
-        return self
-
-    def build(self) -> d.Distribution:
-        return d.Exponential(self.mean if self.mean is not None else 1.0 / self.rate)
-
-
-class DeterministicSpec(Strict):
-    dist: Literal["deterministic"]
-    value: Optional[Duration] = None
-    mean: Optional[Duration] = None
-
-    @model_validator(mode="after")
-    def _form(self):
-        _exactly_one_form(self, ("value",), ("mean",))
-        return self
-
-    def build(self):
-        return d.Deterministic(self.value if self.value is not None else self.mean)
-
-
-class UniformSpec(Strict):
-    dist: Literal["uniform"]
-    low: Optional[Duration] = None
-    high: Optional[Duration] = None
-    mean: Optional[PositiveDuration] = None
-    cv: Optional[Annotated[float, Field(ge=0)]] = None
-
-    @model_validator(mode="after")
-    def _form(self):
-        _exactly_one_form(self, ("low", "high"), ("mean", "cv"))
-        if self.low is not None and self.high < self.low:
-            raise ValueError(f"high ({self.high:g}s) must not be below low ({self.low:g}s)")
-        if self.cv is not None and self.cv > 1 / math.sqrt(3):
-            raise ValueError(f"a uniform distribution on [0, ∞) has cv ≤ 0.577; got cv {self.cv:g}")
-        return self
-
-    def build(self):
-        if self.low is not None:
-            return d.Uniform(self.low, self.high)
-        half_width = self.mean * self.cv * math.sqrt(3)
-        return d.Uniform(self.mean - half_width, self.mean + half_width)
-
-
-class NormalSpec(Strict):
-    """Normal truncated at zero; ``mean`` and ``cv``/``sd`` are those of the normal before truncation."""
-
-    dist: Literal["normal"]
-    mean: PositiveDuration
-    cv: Optional[Annotated[float, Field(gt=0)]] = None
-    sd: Optional[PositiveDuration] = None
-
-    @model_validator(mode="after")
-    def _form(self):
-        _exactly_one_form(self, ("mean", "cv"), ("mean", "sd"))
-        return self
-
-    def build(self):
-        return d.TruncatedNormal(self.mean, self.sd if self.sd is not None else self.mean * self.cv)
-
-
-class LognormalSpec(Strict):
-    dist: Literal["lognormal"]
-    mean: PositiveDuration
-    cv: Annotated[float, Field(gt=0)]
-
-    def build(self):
-        return d.Lognormal(self.mean, self.cv)
-
-
-class GammaSpec(Strict):
-    dist: Literal["gamma"]
-    mean: Optional[PositiveDuration] = None
-    cv: Optional[Annotated[float, Field(gt=0)]] = None
-    shape: Optional[Annotated[float, Field(gt=0)]] = None
-    scale: Optional[PositiveDuration] = None
-
-    @model_validator(mode="after")
-    def _form(self):
-        _exactly_one_form(self, ("mean", "cv"), ("shape", "scale"))
-        return self
-
-    def build(self):
-        if self.shape is not None:
-            return d.Gamma(self.shape, self.scale)
-        return d.Gamma(1 / self.cv**2, self.mean * self.cv**2)
-
-
-class ErlangSpec(Strict):
-    dist: Literal["erlang"]
-    mean: PositiveDuration
-    k: Optional[Annotated[int, Field(ge=1)]] = None
-    cv: Optional[Annotated[float, Field(gt=0, le=1)]] = None
-
-    @model_validator(mode="after")
-    def _form(self):
-        _exactly_one_form(self, ("mean", "k"), ("mean", "cv"))
-        if self.cv is not None:
-            k = 1 / self.cv**2
-            if abs(k - round(k)) > 1e-6:
-                raise ValueError(f"an Erlang cv is 1/√k for a whole k; cv {self.cv:g} gives k = {k:.4g}")
-        return self
-
-    def build(self):
-        k = self.k if self.k is not None else round(1 / self.cv**2)
-        return d.Erlang(float(k), self.mean / k)
-
-
-class HyperexponentialSpec(Strict):
-    dist: Literal["hyperexponential"]
-    mean: PositiveDuration
-    cv: Annotated[float, Field(gt=1)]
-
-    def build(self):
-        return d.Hyperexponential(self.mean, self.cv)
-
-
-class ParetoSpec(Strict):
-    dist: Literal["pareto"]
-    mean: Optional[PositiveDuration] = None
-    cv: Optional[Annotated[float, Field(gt=0)]] = None
-    alpha: Optional[Annotated[float, Field(gt=0)]] = None
-    scale: Optional[PositiveDuration] = None
-
-    @model_validator(mode="after")
-    def _form(self):
-        _exactly_one_form(self, ("mean", "cv"), ("alpha", "scale"), ("alpha", "mean"))
-        if self.mean is not None and self.alpha is not None and self.alpha <= 1:
-            raise ValueError(f"a Pareto distribution with alpha ≤ 1 has no mean; got alpha {self.alpha:g}")
-        return self
-
-    def build(self):
-        if self.scale is not None:
-            return d.Pareto(self.alpha, self.scale)
-        alpha = self.alpha if self.alpha is not None else d.pareto_alpha_for_cv(self.cv)
-        return d.Pareto(alpha, self.mean * (alpha - 1) / alpha)
-
-
-class WeibullSpec(Strict):
-    dist: Literal["weibull"]
-    mean: Optional[PositiveDuration] = None
-    cv: Optional[Annotated[float, Field(gt=0.01, lt=20)]] = None
-    shape: Optional[Annotated[float, Field(gt=0)]] = None
-    scale: Optional[PositiveDuration] = None
-
-    @model_validator(mode="after")
-    def _form(self):
-        _exactly_one_form(self, ("mean", "cv"), ("shape", "scale"))
-        return self
-
-    def build(self):
-        if self.shape is not None:
-            return d.Weibull(self.shape, self.scale)
-        shape = d.weibull_shape_for_cv(self.cv)
-        return d.Weibull(shape, self.mean / math.gamma(1 + 1 / shape))
-
-
-class EmpiricalSpec(Strict):
-    """Samples of a CSV column, in ``unit`` (seconds unless given), drawn with replacement."""
-
-    dist: Literal["empirical"]
-    file: DataFile
-    column: Optional[str] = None
-    unit: PositiveDuration = 1.0
-
-    @model_validator(mode="after")
-    def _readable(self):
-        d.load_column(Path(self.file), self.column, self.unit)
-        return self
-
-    def build(self):
-        return d.Empirical(d.load_column(Path(self.file), self.column, self.unit), source=self.file)
-
-
-DistributionSpec = Annotated[
-    Union[
-        ExponentialSpec,
-        DeterministicSpec,
-        UniformSpec,
-        NormalSpec,
-        LognormalSpec,
-        GammaSpec,
-        ErlangSpec,
-        HyperexponentialSpec,
-        ParetoSpec,
-        WeibullSpec,
-        EmpiricalSpec,
-    ],
-    Field(discriminator="dist"),
-]
+from .fields import _RATE_SCHEMA, DataFile, DistributionSpec, Duration, DurationOrDistribution, Name, PositiveDuration, Rate, Strict, _non_negative
+from .kinds import BrokerSpec
+from .units import parse_rate
 
 
 # --- arrivals -----------------------------------------------------------------------------------
@@ -389,27 +136,45 @@ class Producer(Strict):
     sends_to: Name
 
 
-class FifoBroker(Strict):
-    """A plain first-in first-out queue. ``capacity`` bounds the messages waiting (not those in
-    service): a message that finds it full is rejected; 0 means refused unless a worker is free."""
+class Crashes(Strict):
+    """Each worker fails after a time to failure (exponential of mean ``mtbf``, or any
+    ``time_to_failure`` distribution), stays down for ``restart_time``, and comes back."""
 
-    name: Name
-    kind: Literal["fifo"]
-    capacity: Optional[Annotated[int, Field(ge=0, strict=True)]] = None
+    mtbf: Optional[PositiveDuration] = None
+    time_to_failure: Optional[DistributionSpec] = None
+    restart_time: DurationOrDistribution
+
+    @model_validator(mode="after")
+    def _one_law(self):
+        if (self.mtbf is None) == (self.time_to_failure is None):
+            raise ValueError("give either mtbf (exponential times to failure) or time_to_failure (a distribution)")
+        return self
+
+    def time_to_failure_distribution(self) -> d.Distribution:
+        return d.Exponential(self.mtbf) if self.mtbf is not None else self.time_to_failure.build()
 
 
-BrokerSpec = Annotated[Union[FifoBroker], Field(discriminator="kind")]
+class Errors(Strict):
+    """Processing that fails without a crash: each attempt fails with ``probability``, and a
+    ``poison_fraction`` of messages fail on every attempt (a payload the code cannot handle)."""
+
+    probability: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    poison_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
 
 
 class WorkerPool(Strict):
     """``count`` identical workers taking messages from ``consumes``; when ``sends_to`` names a
-    broker, each finished message goes on to it (a pipeline stage), otherwise it is done."""
+    broker, each finished message goes on to it (a pipeline stage), otherwise it is done.
+    ``delivery_latency`` is the time a receive (or a push) takes to bring a message to a worker."""
 
     name: Name
     consumes: Name
     count: Annotated[int, Field(ge=1, strict=True)]
     service_time: DistributionSpec
     sends_to: Optional[Name] = None
+    delivery_latency: Optional[DurationOrDistribution] = None
+    crashes: Optional[Crashes] = None
+    errors: Optional[Errors] = None
 
 
 class Slo(Strict):

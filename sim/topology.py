@@ -86,7 +86,7 @@ def broker_flows(scenario: Scenario) -> dict[str, BrokerFlow]:
             service_capacity_per_s=capacity,
             servers=sum(p.count for p in pools),
             consumers=tuple(p.name for p in pools),
-            bounded=getattr(brokers[name], "capacity", None) is not None,
+            bounded=brokers[name].bounds_queue(),
         )
         flows[name] = flow
         for pool in pools:

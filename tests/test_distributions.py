@@ -20,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from scipy import special, stats
 
 from sim import distributions as d
-from sim.schema import DistributionSpec
+from sim.fields import DistributionSpec
 
 DATA = Path(__file__).resolve().parent / "data"
 N = 200_000

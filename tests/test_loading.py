@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from sim import ScenarioError, load_scenario, load_scenario_text, scenario_from_dict
-from sim.schema import EmpiricalSpec, LognormalSpec, TraceArrivals
+from sim.fields import EmpiricalSpec, LognormalSpec
+from sim.schema import TraceArrivals
 
 DATA = Path(__file__).resolve().parent / "data"
 

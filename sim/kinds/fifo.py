@@ -1,0 +1,30 @@
+"""``kind: fifo``: a plain first-in first-out queue."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+from pydantic import Field
+
+from models.fifo import FifoBroker
+
+from ..fields import Name, Strict
+
+
+class Spec(Strict):
+    """A plain FIFO queue. ``capacity`` bounds the messages waiting (not those in service): a
+    message that finds it full is rejected; 0 means refused unless a worker is free."""
+
+    name: Name
+    kind: Literal["fifo"]
+    capacity: Optional[Annotated[int, Field(ge=0, strict=True)]] = None
+
+    def bounds_queue(self) -> bool:
+        return self.capacity is not None
+
+    def dead_letter_targets(self) -> list[str]:
+        return []
+
+
+def build(spec: Spec, context) -> FifoBroker:
+    return FifoBroker(context.env, spec.name, context.boundary(spec.name), context.recorder, capacity=spec.capacity)
