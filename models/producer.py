@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 
 class Producer:
     """Sends a new message at each arrival to ``target``, whatever happens to earlier ones (an open
     loop: a slow or full downstream does not slow the producer). A message the target refuses is
     rejected; retries belong to client policies, not to this producer.
 
-    ``target`` is anything with ``put(message) -> bool``.
+    ``target`` is anything with ``put(message) -> bool``. A target may also block its publishers
+    (RabbitMQ's memory alarm): if it has ``publish_gate()`` and that returns an event, the producer
+    keeps its new messages in a local backlog, in order, and publishes them once the event has
+    fired and the gate is open again. Messages in the backlog are the producer's (``held_ids``).
     """
 
     def __init__(self, env, name, arrivals, target, recorder):
@@ -18,26 +23,48 @@ class Producer:
         self.target = target
         self.recorder = recorder
         self.sent = 0
+        self.backlog: deque = deque()
+        self._gate = getattr(target, "publish_gate", None)
+        self._draining = False
         self.process = env.process(self._run())
-
-    def held_ids(self):
-        """An open-loop producer holds nothing: each message goes out as it is made."""
-        return ()
 
     def _run(self):
         env = self.env
         recorder = self.recorder
-        put = self.target.put
         next_arrival = self.arrivals.next_arrival
+        gate = self._gate
         while True:
             at = next_arrival(env.now)
             if at is None:
                 return
             yield env.timeout(at - env.now)
-            now = env.now
-            message = recorder.new_message(now)
+            message = recorder.new_message(env.now)
             self.sent += 1
-            if put(message):
-                recorder.admitted(message, now)
+            if gate is not None and (self.backlog or gate() is not None):
+                self.backlog.append(message)
+                if not self._draining:
+                    self._draining = True
+                    env.process(self._drain())
             else:
-                recorder.rejected(message, now, admitted=False)
+                self._publish(message)
+
+    def _publish(self, message) -> None:
+        now = self.env.now
+        if self.target.put(message):
+            self.recorder.admitted(message, now)
+        else:
+            self.recorder.rejected(message, now, admitted=False)
+
+    def _drain(self):
+        """Publish the backlog in order whenever the target lets publishers through."""
+        while self.backlog:
+            blocked = self._gate()
+            if blocked is not None:
+                yield blocked
+                continue
+            self._publish(self.backlog.popleft())
+        self._draining = False
+
+    def held_ids(self):
+        """Messages made but not yet published (blocked publishers)."""
+        return (message.id for message in self.backlog)

@@ -280,3 +280,30 @@ def _bare_duration_as_deterministic(value):
 
 DurationOrDistribution = Annotated[DistributionSpec, BeforeValidator(_bare_duration_as_deterministic)]
 """A distribution, or a bare duration (``20s``) meaning that value every time."""
+
+
+class Crashes(Strict):
+    """A component (a worker, a broker) fails after a time to failure (exponential of mean
+    ``mtbf``, or any ``time_to_failure`` distribution), stays down for ``restart_time``, and comes
+    back; then the clock to the next failure starts again."""
+
+    mtbf: Optional[PositiveDuration] = None
+    time_to_failure: Optional[DistributionSpec] = None
+    restart_time: DurationOrDistribution
+
+    @model_validator(mode="after")
+    def _one_law(self):
+        if (self.mtbf is None) == (self.time_to_failure is None):
+            raise ValueError("give either mtbf (exponential times to failure) or time_to_failure (a distribution)")
+        return self
+
+    def time_to_failure_distribution(self) -> d.Distribution:
+        return d.Exponential(self.mtbf) if self.mtbf is not None else self.time_to_failure.build()
+
+
+class Errors(Strict):
+    """Processing that fails without a crash: each attempt fails with ``probability``, and a
+    ``poison_fraction`` of messages fail on every attempt (a payload the code cannot handle)."""
+
+    probability: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    poison_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0

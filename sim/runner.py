@@ -90,6 +90,10 @@ def run_replication(scenario: Scenario, replication: int, seed: int | None = Non
         counts_of = recorder.counters[name]
         for event in BROKER_EVENTS:
             metrics[f"brokers.{name}.{event}"] = float(counts_of[event])
+        broker_metrics = getattr(network.brokers[name], "metrics", None)
+        if broker_metrics is not None:
+            for key, value in broker_metrics().items():
+                metrics[f"brokers.{name}.{key}"] = float(value)
     for name, pool in network.workers.items():
         b = recorder.boundaries[name]
         metrics[f"workers.{name}.utilization"] = b.area / (pool.count * window)
@@ -104,6 +108,9 @@ def run_replication(scenario: Scenario, replication: int, seed: int | None = Non
     series["system.throughput_per_s"] = np.asarray(recorder.processed_per_bin, dtype=float) / bin_width
     for name in network.brokers:
         series[f"brokers.{name}.length"] = np.asarray(recorder.boundaries[name].bin_area) / bin_width
+        for extra, boundary in recorder.boundaries.items():
+            if boundary.kind == "broker" and extra.startswith(f"{name}:"):
+                series[f"brokers.{name}.{extra.split(':', 1)[1]}"] = np.asarray(boundary.bin_area) / bin_width
     for name, pool in network.workers.items():
         series[f"workers.{name}.utilization"] = np.asarray(recorder.boundaries[name].bin_area) / bin_width / pool.count
 

@@ -16,7 +16,7 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
 from . import distributions as d
-from .fields import _RATE_SCHEMA, DataFile, DistributionSpec, Duration, DurationOrDistribution, Name, PositiveDuration, Rate, Strict, _non_negative
+from .fields import _RATE_SCHEMA, Crashes, DataFile, DistributionSpec, Duration, DurationOrDistribution, Errors, Name, PositiveDuration, Rate, Strict, _non_negative
 from .kinds import BrokerSpec
 from .units import parse_rate
 
@@ -134,32 +134,6 @@ class Producer(Strict):
     name: Name
     arrivals: ArrivalSpec
     sends_to: Name
-
-
-class Crashes(Strict):
-    """Each worker fails after a time to failure (exponential of mean ``mtbf``, or any
-    ``time_to_failure`` distribution), stays down for ``restart_time``, and comes back."""
-
-    mtbf: Optional[PositiveDuration] = None
-    time_to_failure: Optional[DistributionSpec] = None
-    restart_time: DurationOrDistribution
-
-    @model_validator(mode="after")
-    def _one_law(self):
-        if (self.mtbf is None) == (self.time_to_failure is None):
-            raise ValueError("give either mtbf (exponential times to failure) or time_to_failure (a distribution)")
-        return self
-
-    def time_to_failure_distribution(self) -> d.Distribution:
-        return d.Exponential(self.mtbf) if self.mtbf is not None else self.time_to_failure.build()
-
-
-class Errors(Strict):
-    """Processing that fails without a crash: each attempt fails with ``probability``, and a
-    ``poison_fraction`` of messages fail on every attempt (a payload the code cannot handle)."""
-
-    probability: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    poison_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
 
 
 class WorkerPool(Strict):
