@@ -11,7 +11,7 @@ from models.fifo import FifoBroker
 from ..fields import Name, Strict
 
 
-class Spec(Strict):
+class FifoSpec(Strict):
     """A plain FIFO queue. ``capacity`` bounds the messages waiting (not those in service): a
     message that finds it full is rejected; 0 means refused unless a worker is free."""
 
@@ -26,5 +26,8 @@ class Spec(Strict):
         return []
 
 
-def build(spec: Spec, context) -> FifoBroker:
+def build(spec: FifoSpec, context) -> FifoBroker:
     return FifoBroker(context.env, spec.name, context.boundary(spec.name), context.recorder, capacity=spec.capacity)
+
+
+Spec = FifoSpec
