@@ -368,11 +368,12 @@ def _stability_problems(scenario: Scenario, data: Any, applied: list) -> list[Pr
     for name, flow in broker_flows(scenario).items():
         if flow.bounded or flow.offered_load < 1:
             continue
-        mean_service = flow.servers / flow.service_capacity_per_s
+        pools = [p for p in scenario.workers if p.consumes == name]
+        services = ", ".join(f"{p.count} workers of {p.name} at a mean service time of {format_duration(p.service_time.build().mean)}"
+                             + (" up part of the time (crashes)" if p.crashes is not None else "") for p in pools)
         message = (
             f"unstable: offered load {flow.arrival_rate_per_s:.4g}/s ≥ capacity {flow.service_capacity_per_s:.4g}/s "
-            f"({flow.servers} workers of {', '.join(flow.consumers)} at a mean service time of {format_duration(mean_service)}; "
-            f"utilisation would be {flow.offered_load:.3g}); the queue grows without bound. "
+            f"({services}; utilisation would be {flow.offered_load:.3g}); the queue grows without bound. "
             f"Add workers, shorten the service time, or bound the queue with 'capacity'"
         )
         raw = ("brokers", name)

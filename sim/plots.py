@@ -59,7 +59,7 @@ def plot_series(result, prefix: str, suffix: str, ylabel: str, ax=None):
     for name, rows in chosen.groupby("series", sort=False):
         by_bin = rows.groupby("t_s")["value"]
         mean, low, high = by_bin.mean(), by_bin.min(), by_bin.max()
-        label = name[len(prefix):len(name) - len(suffix)] if suffix else "mean of replications"
+        label = name[len(prefix):len(name) - len(suffix)] or "mean of replications"
         t = mean.index.to_numpy() / scale
         line = ax.plot(t, mean.to_numpy(), label=label)[0]
         ax.fill_between(t, low.to_numpy(), high.to_numpy(), color=line.get_color(), alpha=0.2, linewidth=0)

@@ -223,7 +223,7 @@ class Result:
     def plot_queue_length(self, ax=None):
         from .plots import plot_series
 
-        return plot_series(self, "brokers.", ".length", "messages waiting", ax)
+        return plot_series(self, "brokers.", "", "messages in brokers (waiting, and in flight where acknowledged)", ax)
 
     def plot_throughput(self, ax=None):
         from .plots import plot_series

@@ -44,6 +44,16 @@ class BrokerFlow:
         return min(self.arrival_rate_per_s, self.service_capacity_per_s)
 
 
+def pool_capacity(pool) -> float:
+    """Messages per second a worker pool can finish in the long run: count / mean service time,
+    times the fraction of time a worker is up when it crashes and restarts."""
+    capacity = pool.count / pool.service_time.build().mean
+    if pool.crashes is not None:
+        up = pool.crashes.time_to_failure_distribution().mean
+        capacity *= up / (up + pool.crashes.restart_time.build().mean)
+    return capacity
+
+
 def broker_order(scenario: Scenario) -> list[str]:
     """Broker names upstream first; raises :class:`PipelineLoop` if stages form a cycle."""
     downstream: dict[str, set[str]] = {b.name: set() for b in scenario.brokers}
@@ -79,7 +89,7 @@ def broker_flows(scenario: Scenario) -> dict[str, BrokerFlow]:
     flows: dict[str, BrokerFlow] = {}
     for name in broker_order(scenario):
         pools = [p for p in scenario.workers if p.consumes == name]
-        capacity = sum(p.count / p.service_time.build().mean for p in pools)
+        capacity = sum(pool_capacity(p) for p in pools)
         flow = BrokerFlow(
             broker=name,
             arrival_rate_per_s=inflow[name],
@@ -91,6 +101,6 @@ def broker_flows(scenario: Scenario) -> dict[str, BrokerFlow]:
         flows[name] = flow
         for pool in pools:
             if pool.sends_to in inflow and capacity > 0:
-                share = (pool.count / pool.service_time.build().mean) / capacity
+                share = pool_capacity(pool) / capacity
                 inflow[pool.sends_to] += flow.departure_rate_per_s * share
     return flows

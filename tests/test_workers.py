@@ -62,3 +62,14 @@ def test_delivery_latency_adds_to_every_message_but_not_to_busy_time():
         assert result.estimate(f"system.latency_s.{key}").mean == pytest.approx(1.25)
     assert result.estimate("workers.pool.utilization").mean == pytest.approx(1 / 8, rel=1e-3)
     assert result.ok
+
+
+def test_crashes_count_against_capacity_in_the_stability_check():
+    # 4 workers × 1/s, but each is down half the time (mtbf 10 s, restart 10 s): 2/s for 3/s offered
+    from sim import ScenarioError
+
+    with pytest.raises(ScenarioError) as caught:
+        pool_scenario(arrivals={"process": "poisson", "rate": 3.0}, crashes={"mtbf": "10s", "restart_time": "10s"})
+    assert "unstable: offered load 3/s ≥ capacity 2/s" in str(caught.value)
+    assert "(crashes)" in str(caught.value)
+    pool_scenario(arrivals={"process": "poisson", "rate": 3.0})  # without crashes, 3/s < 4/s is fine
