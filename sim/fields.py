@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema
-from pydantic import field_validator, model_validator
+from pydantic import model_validator
 
 from . import distributions as d
 from .units import DURATION_PATTERN, RATE_PATTERN, parse_duration, parse_rate
@@ -237,21 +237,31 @@ class WeibullSpec(Strict):
         return d.Weibull(shape, self.mean / math.gamma(1 + 1 / shape))
 
 
-class EmpiricalSpec(Strict):
-    """Samples of a CSV column, in ``unit`` (seconds unless given), drawn with replacement."""
+class CsvColumn(Strict):
+    """Numbers from one column of a CSV file (the first unless ``column`` names one), in ``unit``
+    (seconds unless given: ``unit: 1ms`` reads milliseconds). The file is read when the scenario
+    is loaded, so a missing file or column is reported with the scenario's other problems."""
 
-    dist: Literal["empirical"]
     file: DataFile
     column: Optional[str] = None
     unit: PositiveDuration = 1.0
 
     @model_validator(mode="after")
     def _readable(self):
-        d.load_column(Path(self.file), self.column, self.unit)
+        self.values_s()
         return self
 
+    def values_s(self):
+        return d.load_column(Path(self.file), self.column, self.unit)
+
+
+class EmpiricalSpec(CsvColumn):
+    """Samples of a CSV column, drawn with replacement."""
+
+    dist: Literal["empirical"]
+
     def build(self):
-        return d.Empirical(d.load_column(Path(self.file), self.column, self.unit), source=self.file)
+        return d.Empirical(self.values_s(), source=self.file)
 
 
 DistributionSpec = Annotated[

@@ -10,13 +10,11 @@ checked by :mod:`sim.loading`, which knows the file's lines.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
-from . import distributions as d
-from .fields import _RATE_SCHEMA, Crashes, DataFile, DistributionSpec, Duration, DurationOrDistribution, Errors, Name, PositiveDuration, Rate, Strict, _non_negative
+from .fields import _RATE_SCHEMA, Crashes, CsvColumn, DistributionSpec, Duration, DurationOrDistribution, Errors, Name, PositiveDuration, Rate, Strict, _non_negative
 from .kinds import BrokerSpec
 from .units import parse_rate
 
@@ -92,23 +90,15 @@ class ScheduleArrivals(Strict):
         return max(step.rate for step in self.steps)
 
 
-class TraceArrivals(Strict):
+class TraceArrivals(CsvColumn):
     """Arrival times read from a CSV column (seconds from the start unless ``unit`` says otherwise)."""
 
     process: Literal["trace"]
-    file: DataFile
-    column: Optional[str] = None
-    unit: PositiveDuration = 1.0
-
-    @model_validator(mode="after")
-    def _readable(self):
-        self.times_s()
-        return self
 
     def times_s(self):
         import numpy as np
 
-        return np.sort(d.load_column(Path(self.file), self.column, self.unit))
+        return np.sort(self.values_s())
 
     def mean_rate(self) -> float:
         times = self.times_s()
@@ -164,6 +154,24 @@ class Slo(Strict):
     min_throughput: Optional[Rate] = None
 
 
+class SweepSpec(Strict):
+    """What ``asyncsim sweep`` varies when no ``--vary`` is given: each key of ``vary`` is a
+    ``--set`` path, each value a range ``START..END[:STEP]`` (units allowed: ``10/s..50/s:10/s``),
+    a comma list (``8,12,16``) or a list; several keys make a grid. ``metric`` is plotted."""
+
+    vary: Annotated[dict[str, Union[int, float, str, list]], Field(min_length=1)]
+    metric: str = "system.latency_s.p99"
+
+    @field_validator("vary")
+    @classmethod
+    def _values(cls, vary: dict) -> dict:
+        from .sweep import parse_axis  # the sweep module owns the syntax
+
+        for path, values in vary.items():
+            parse_axis(path, values)
+        return vary
+
+
 class Scenario(Strict):
     """A whole scenario file."""
 
@@ -177,6 +185,7 @@ class Scenario(Strict):
     brokers: list[BrokerSpec] = []
     workers: list[WorkerPool] = []
     slo: Optional[Slo] = None
+    sweep: Optional[SweepSpec] = None
 
     @field_validator("warmup")
     @classmethod

@@ -18,7 +18,6 @@ from pydantic import TypeAdapter
 
 from models.arrivals import DeterministicArrivals, PoissonArrivals, RenewalArrivals, ScheduleArrivals, TraceArrivals
 from sim import load_scenario_text, run
-from sim.distributions import Exponential, Sampler
 from sim.network import arrival_process
 from sim.schema import ArrivalSpec
 from sim.streams import Streams
