@@ -7,12 +7,28 @@ from simpy import Interrupt
 from .broker import Consumer
 
 
+class Done:
+    """Where a last stage's finished work goes: the message is processed (again, a duplicate)."""
+
+    def __init__(self, env, recorder):
+        self.env = env
+        self.recorder = recorder
+
+    def put(self, message) -> bool:
+        self.recorder.processed(message, self.env.now)
+        return True
+
+    def held_ids(self):
+        return ()
+
+
 class WorkerPool:
     """``count`` identical workers, each a long-lived SimPy process with its own connection to one
     broker: receive (as the broker's protocol does), then for each message received wait the
-    ``delivery_latency``, work for a service time, and either acknowledge it — passing it on to
-    ``next_hop`` (a pipeline stage) or recording it as processed — or, when the attempt fails,
-    reject it (the broker redelivers or dead-letters it by its own rules).
+    ``delivery_latency``, work for a service time, and either acknowledge it — handing the result
+    to ``next_hop``: the next stage's broker, or :class:`Done` for a last stage — or, when the
+    attempt fails, reject it (the broker redelivers or dead-letters it by its own rules). A result
+    the next stage refuses is rejected.
 
     Failures:
 
@@ -38,7 +54,7 @@ class WorkerPool:
         service_time,
         boundary,
         recorder,
-        next_hop=None,
+        next_hop,
         delivery_latency=None,
         crash_after=None,
         restart_time=None,
@@ -104,7 +120,7 @@ class WorkerPool:
         latency = self.delivery_latency
         boundary = self.boundary
         recorder = self.recorder
-        next_hop = self.next_hop
+        put = self.next_hop.put
         in_service = self.in_service
         may_fail = self.error_probability > 0 or self.poison_threshold > 0
         timeout = env.timeout
@@ -127,9 +143,7 @@ class WorkerPool:
                     wait = nack(delivery)
                 else:
                     self.counts.add("completed")
-                    if next_hop is None:
-                        recorder.processed(message, now)
-                    elif not next_hop.put(message):
+                    if not put(message):
                         recorder.rejected(message, now, admitted=True)
                     wait = ack(delivery)
                 if wait:

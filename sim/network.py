@@ -11,7 +11,7 @@ from typing import Callable
 
 from models.arrivals import DeterministicArrivals, PoissonArrivals, RenewalArrivals, ScheduleArrivals, TraceArrivals
 from models.producer import Producer
-from models.workers import WorkerPool
+from models.workers import Done, WorkerPool
 
 from . import schema
 from .distributions import Exponential, Sampler, Uniform
@@ -93,6 +93,6 @@ def worker_pool(spec: schema.WorkerPool, env, recorder: Recorder, streams: Strea
         service_time=sampler(spec.service_time.build(), "service_time"),
         boundary=recorder.boundary(spec.name, "workers"),
         recorder=recorder,
-        next_hop=brokers[spec.sends_to] if spec.sends_to else None,
+        next_hop=brokers[spec.sends_to] if spec.sends_to else Done(env, recorder),
         **options,
     )
