@@ -8,8 +8,8 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from . import fifo
+from . import fifo, sqs
 
-KINDS = {"fifo": fifo}
+KINDS = {"fifo": fifo, "sqs": sqs}
 
 BrokerSpec = Annotated[Union[tuple(kind.Spec for kind in KINDS.values())], Field(discriminator="kind")]

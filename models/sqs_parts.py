@@ -1,0 +1,90 @@
+"""Small parts of the SQS model: a lazy alarm, the FIFO throughput limit and deduplication window."""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+
+
+class Alarm:
+    """Calls ``ring(now)`` at (or before) every time asked for with :meth:`at`, with one bare SimPy
+    timeout per distinct wake-up and no process.
+
+    A broker keeps its timed work (visibility timeouts, delays, retention) in queues sorted by due
+    time and asks to be woken at the earliest due time; most due times are cancelled before they
+    come (a message deleted before its visibility timeout), so the alarm is not cancelled but
+    ignored: on waking the broker skips whatever is no longer due and asks again for its next due
+    time. A request later than a pending wake-up costs nothing.
+    """
+
+    __slots__ = ("env", "ring", "pending")
+
+    def __init__(self, env, ring):
+        self.env = env
+        self.ring = ring
+        self.pending: list[float] = []
+
+    def at(self, when: float) -> None:
+        pending = self.pending
+        if pending and pending[0] <= when:
+            return
+        heapq.heappush(pending, when)
+        self.env.timeout(max(0.0, when - self.env.now)).callbacks.append(self._rang)
+
+    def _rang(self, _event) -> None:
+        heapq.heappop(self.pending)
+        self.ring(self.env.now)
+
+
+class TokenBucket:
+    """A per-action API limit (SQS FIFO queues: 300 calls/s per action before throttling).
+
+    Tokens refill continuously at ``rate_per_s`` up to ``burst``; a call takes one token or, with
+    none left, is throttled. AWS documents the rate, not the burst: the bucket starts full and
+    holds ``burst`` tokens (one second of calls unless told otherwise).
+    """
+
+    __slots__ = ("rate_per_s", "burst", "tokens", "last_s")
+
+    def __init__(self, rate_per_s: float, burst: float | None = None):
+        self.rate_per_s = rate_per_s
+        self.burst = float(burst if burst is not None else max(1.0, rate_per_s))
+        self.tokens = self.burst
+        self.last_s = 0.0
+
+    def take(self, now: float) -> bool:
+        tokens = min(self.burst, self.tokens + (now - self.last_s) * self.rate_per_s)
+        self.last_s = now
+        if tokens >= 1.0:
+            self.tokens = tokens - 1.0
+            return True
+        self.tokens = tokens
+        return False
+
+
+class DeduplicationWindow:
+    """SQS FIFO deduplication: a message sent with a deduplication id already sent successfully in
+    the last ``window_s`` (5 minutes) is accepted and dropped. The window runs from the first
+    successful send; a duplicate does not extend it. Here the id is the message id (a retrying
+    producer, or a pipeline stage processing a message twice, sends the same id again)."""
+
+    __slots__ = ("window_s", "first_s", "order")
+
+    def __init__(self, window_s: float = 300.0):
+        self.window_s = window_s
+        self.first_s: dict[int, float] = {}
+        self.order: deque = deque()
+
+    def seen(self, key: int, now: float) -> bool:
+        """True if ``key`` was sent within the window (drop this copy); else remember it."""
+        order, first = self.order, self.first_s
+        horizon = now - self.window_s
+        while order and order[0][0] <= horizon:
+            sent, old = order.popleft()
+            if first.get(old) == sent:
+                del first[old]
+        if key in first:
+            return True
+        first[key] = now
+        order.append((now, key))
+        return False
