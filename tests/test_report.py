@@ -1,0 +1,164 @@
+"""The report: every section and its plots, self-contained (no reference to the network), in HTML
+and in Markdown, for a system with a queueing model and for one without."""
+
+from __future__ import annotations
+
+import re
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from sim.cli import main
+from sim.executors import SerialExecutor
+from sim.report import build_report, render, write_report
+
+MMC = """\
+name: report-mmc
+description: An M/M/c queue, so that theory applies.
+seed: 4
+duration: 6m
+warmup: 1m
+replications: 3
+producers:
+  - name: web
+    arrivals: {process: poisson, rate: 8/s}
+    sends_to: q
+brokers:
+  - name: q
+    kind: fifo
+workers:
+  - name: pool
+    consumes: q
+    count: 10
+    service_time: {dist: exponential, mean: 1s}
+slo: {latency_mean: 1.5s, latency_p99: 8s}
+"""
+
+SECTIONS = ["verdict", "capacity", "system", "summary", "latency", "over-time", "fates", "checks", "theory", "assumptions", "scenario-file"]
+FIGURES = ["diagram", "latency", "throughput", "queue_length", "utilization", "capacity_search", "headroom"]
+
+
+class Page(HTMLParser):
+    """Ids of sections, image sources, anything that could reach outside, and tag balance."""
+
+    VOID = {"meta", "img", "br", "hr", "link", "input"}
+
+    def __init__(self):
+        super().__init__()
+        self.sections, self.images, self.external, self.stack, self.errors = [], [], [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "section":
+            self.sections.append(attrs.get("id"))
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        for name in ("src", "href"):
+            value = attrs.get(name)
+            if value is not None and not (value.startswith("data:image/png;base64,") or value.startswith("#")):
+                self.external.append(value)
+        if tag in ("script", "link", "iframe", "object", "embed"):
+            self.external.append(tag)
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else None}>")
+        else:
+            self.stack.pop()
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("report") / "mmc.yaml"
+    path.write_text(MMC)
+    return path
+
+
+@pytest.fixture(scope="module")
+def html_report(scenario, tmp_path_factory):
+    """The report through the command line, with a capacity search on the worker count."""
+    out = tmp_path_factory.mktemp("html") / "review.html"
+    argv = sys.argv
+    sys.argv = ["asyncsim", "report", str(scenario), "--out", str(out), "-j", "2", "--vary", "workers.pool.count"]
+    try:
+        main()
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    finally:
+        sys.argv = argv
+    return out.read_text()
+
+
+def test_every_section_and_its_plots(html_report):
+    page = Page()
+    page.feed(html_report)
+    assert page.sections == SECTIONS
+    assert len(page.images) == len(FIGURES) and all(src.startswith("data:image/png;base64,") for src in page.images)
+    assert not page.errors and not page.stack, (page.errors, page.stack)
+
+
+def test_self_contained_no_network_reference(html_report):
+    assert "http://" not in html_report and "https://" not in html_report
+    assert "//" not in re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html_report).replace("://", "")
+    page = Page()
+    page.feed(html_report)
+    assert page.external == []
+    assert "<style>" in html_report and "@import" not in html_report and "url(" not in html_report
+
+
+def test_the_headline_and_the_capacity_recommendation(html_report):
+    assert "Meets its SLO with 95% confidence" in html_report
+    assert re.search(r"Smallest <code>workers\.pool\.count</code> meeting every objective with confidence: <strong>\d+</strong> \(the scenario has 10\)", html_report)
+    assert "Why the search stopped:" in html_report and "meets every objective with confidence, and" in html_report
+    assert "Analytic starting point:</strong> 10 (M/M/c (Erlang C), exact)" in html_report
+    assert "the SLO holds up to <strong>" in html_report
+
+
+def test_checks_theory_and_assumptions(html_report):
+    assert "Little's law <span class=\"status ok\">holds</span>" in html_report
+    assert "Conservation <span class=\"status ok\">holds</span>" in html_report
+    assert "<strong>M/M/c (Erlang C)</strong>" in html_report
+    theory = html_report[html_report.index('id="theory"'):html_report.index('id="assumptions"')]
+    assert theory.count(">exact<") >= 10 and "approximation</span>" not in theory
+    assert "mean end-to-end latency (s)" in theory
+    assert "models.fifo.FifoBroker" in html_report and "models.workers.WorkerPool" in html_report and "models.producer.Producer" in html_report
+    assert "warm-up excluded from every statistic" in html_report
+    assert "name: report-mmc" in html_report  # the scenario file itself
+
+
+def test_markdown_with_images_beside_it(scenario, tmp_path):
+    written = write_report(scenario, tmp_path / "review.md", fmt="md", executor=SerialExecutor(), replications=2,
+                           overrides=["duration=3m"])
+    text = written[0].read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert images == ["review-diagram.png", "review-latency.png", "review-throughput.png", "review-queue_length.png", "review-utilization.png"]
+    for name in images:
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    for heading in ("## Verdict against the SLO", "## The system", "## Summary", "## Latency", "## What happened to the messages",
+                    "## Checks", "## Simulation against theory", "## Assumptions and simplifications", "## The scenario file"):
+        assert heading in text
+    assert "| mean latency (latency_mean) | 1.5s |" in text
+    assert "http://" not in text and "https://" not in text
+
+
+def test_a_pipeline_has_no_model_but_a_full_report(root):
+    report = build_report(root / "scenarios" / "image-pipeline.yaml", overrides=["duration=4m", "warmup=30s"], replications=2,
+                          executor=SerialExecutor())
+    html = render(report, "html")
+    assert "No analytic model applies: the system has 2 brokers" in html
+    assert html.count("data:image/png;base64,") == 5
+    assert "http://" not in html and "https://" not in html
+    context = report.context()
+    assert [r["objective"] for r in context["slo_rows"]] == ["latency_p99", "max_rejection_rate"]
+    assert {c["boundary"] for c in context["littles"]} >= {"resize-queue", "cdn-queue", "resizer", "cdn-pusher"}
+
+
+def test_bad_format_exits_2(scenario, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["asyncsim", "report", str(scenario), "--format", "pdf"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2 and "'pdf' is not a format" in capsys.readouterr().err
