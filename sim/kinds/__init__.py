@@ -8,8 +8,8 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from . import fifo, sqs
+from . import fifo, redis, sqs
 
-KINDS = {"fifo": fifo, "sqs": sqs}
+KINDS = {"fifo": fifo, "redis": redis, "sqs": sqs}
 
 BrokerSpec = Annotated[Union[tuple(kind.Spec for kind in KINDS.values())], Field(discriminator="kind")]

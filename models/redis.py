@@ -1,0 +1,406 @@
+"""Redis as a message broker: what its lists and streams share.
+
+:class:`RedisBroker` is one Redis data set holding one queue (a list, or a stream with a consumer
+group; see :mod:`models.redis_list` and :mod:`models.redis_stream`). It does what both need:
+
+- **Blocking reads.** A consumer that finds nothing blocks (BRPOP, BLMOVE, XREADGROUP BLOCK);
+  blocked clients are served longest-waiting first, a new message going straight to the one that
+  has waited longest.
+- **Memory.** ``max_messages`` stands for ``maxmemory`` with the default ``noeviction`` policy,
+  counted in messages: a write (LPUSH, XADD) that would go past it fails with an OOM error, which
+  the publisher sees as a refusal; reads, acknowledgements and deletions go on. It counts what the
+  queue keeps in Redis: entries waiting, plus the processing list (reliable lists) or the PEL
+  (streams), plus dead letters parked in it.
+- **Crashes and persistence.** ``crash_after``/``restart_time`` make the server fail and come back;
+  :class:`~models.redis_persistence.Persistence` says what the data set falls back to. While it
+  is down, writes fail (publishers are refused), receives wait for it to come back (clients
+  reconnect transparently and block again, in the order they were blocked), and acknowledgements
+  fail (the item stays in the processing list or PEL, and the work will be done again).
+- **Copies and losses.** A message can exist several times at once: an entry in the list, an entry
+  in the processing list or PEL, a delivery in a worker's hands, a copy a crash brought back. The
+  broker counts the copies of each message it or its consumers hold; a message whose last copy
+  disappears without its work having been done (a pop whose worker died, a write a crash took back)
+  is lost. A copy processed after the message was already processed is a duplicate (the Recorder
+  counts those).
+
+Boundaries: the broker's main boundary (``boundary``) holds the entries waiting in the list or
+stream (not yet handed to a consumer); ``in_flight`` (reliable lists and streams) holds the entries
+of the processing list or PEL. Every copy counts: a message the monitor pushes back, or that a
+crash puts back, enters the waiting boundary again; an XAUTOCLAIM leaves the entry in the PEL (it
+changes owner, it does not leave).
+
+Counts (inside the measurement window): ``deliveries``; ``redeliveries`` (deliveries of an entry
+that had been handed to a consumer before: after a monitor's requeue, an XAUTOCLAIM, or a crash
+that undid its pop); ``refused`` (and ``refused_full``, ``refused_down``); ``lost``;
+``dead_lettered``; ``crashes``, ``downtime_s``; ``writes_lost`` (entries a crash took back);
+``pops_undone`` and ``acks_undone`` (entries a crash put back in the list, the processing list or
+the PEL); ``requeued`` (monitor), ``claimed`` (XAUTOCLAIM), ``acks_failed`` (the server was down),
+``acks_missed`` (LREM or XACK found nothing); ``parked`` (dead letters received, as a dead-letter
+stream).
+
+Redis commands take well under a millisecond; their latency is not modelled (the worker pool's
+``delivery_latency`` is the time a delivery takes to reach a worker).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from simpy import Interrupt
+
+from .broker import Delivery
+from .redis_persistence import Persistence
+
+EXTRA_COUNTS = ("refused_full", "refused_down", "crashes", "downtime_s", "writes_lost", "pops_undone", "parked")
+"""Counts every Redis broker reports beyond the standard broker events; subclasses add theirs."""
+
+
+class Entry:
+    """One element of the list, or one stream entry: a copy of a message waiting in Redis."""
+
+    __slots__ = ("message", "seq", "since", "handed")
+
+    def __init__(self, message, seq: int, since: float, handed: int = 0):
+        self.message = message
+        self.seq = seq
+        self.since = since
+        self.handed = handed
+        """How many times this copy has been handed to a consumer."""
+
+
+class Pending:
+    """One element of the processing list, or one entry of the PEL: handed out, not acknowledged."""
+
+    __slots__ = ("entry", "pseq", "entered", "taken_s", "count", "owner")
+
+    def __init__(self, entry: Entry, pseq: int, now: float, owner):
+        self.entry = entry
+        self.pseq = pseq
+        self.entered = now
+        self.taken_s = now
+        """When it was last handed out (the monitor's clock, the PEL's idle time)."""
+        self.count = 1
+        """Delivery count (a stream's PEL counts deliveries; XAUTOCLAIM adds one)."""
+        self.owner = owner
+
+    def state(self) -> tuple:
+        return (self.taken_s, self.count, self.owner)
+
+    def restore(self, state: tuple) -> None:
+        self.taken_s, self.count, self.owner = state
+
+
+class RedisBroker:
+    """A Redis server holding one queue; subclasses say how it is read and acknowledged."""
+
+    extra_counts = EXTRA_COUNTS
+
+    def __init__(
+        self,
+        env,
+        name,
+        boundary,
+        recorder,
+        in_flight=None,
+        max_messages=None,
+        persistence="rdb",
+        rdb_interval=300.0,
+        crash_after=None,
+        restart_time=None,
+    ):
+        self.env = env
+        self.name = name
+        self.boundary = boundary
+        self.in_flight = in_flight
+        self.recorder = recorder
+        self.max_messages = max_messages
+        self.persistence = Persistence(persistence, rdb_interval)
+        self.counts = recorder.counter(name)
+        self.ready: deque[Entry] = deque()
+        self.waiting: deque = deque()
+        self.copies: dict = {}
+        """Copies of each message (the Message object: a client's attempts are distinct messages)."""
+        self.parked = 0
+        self.up = True
+        self._back = None
+        self._down_since = 0.0
+        self._seq = 0
+        self._pseq = 0
+        self._tags = 0
+        self._generation = 0
+        if self.persistence.interval_s is not None:
+            env.process(self._durable_points(self._generation))
+        if crash_after is not None:
+            env.process(self._crashes(crash_after, restart_time))
+
+    # --- what subclasses provide ----------------------------------------------------------------
+
+    def _deliver(self, entry: Entry, consumer) -> Delivery:
+        """Hand ``entry``, just taken from the list, to ``consumer``."""
+        raise NotImplementedError
+
+    def pending(self):
+        """The processing list or PEL entries (none for a plain list)."""
+        return ()
+
+    def pending_count(self) -> int:
+        return 0
+
+    def _add_pending(self, pending: Pending) -> None:
+        raise NotImplementedError
+
+    def _discard_pending(self, pending: Pending) -> None:
+        raise NotImplementedError
+
+    # --- publishers -----------------------------------------------------------------------------
+
+    def size(self) -> int:
+        """Messages the queue keeps in Redis (what ``max_messages`` bounds)."""
+        return len(self.ready) + self.pending_count() + self.parked
+
+    def put(self, message) -> bool:
+        """LPUSH or XADD: False if Redis is down or out of memory (noeviction)."""
+        if not self.up:
+            self.counts.add("refused")
+            self.counts.add("refused_down")
+            return False
+        if self.max_messages is not None and self.size() >= self.max_messages:
+            self.counts.add("refused")
+            self.counts.add("refused_full")
+            return False
+        self._push(message, self.env.now)
+        if self.waiting:
+            self._serve_waiting()
+        return True
+
+    def _push(self, message, now: float, handed: int = 0) -> Entry:
+        self._seq += 1
+        entry = Entry(message, self._seq, now, handed)
+        self.ready.append(entry)
+        self.boundary.enter(now)
+        self._hold(message)
+        return entry
+
+    def park(self, message, deliveries: int) -> bool:
+        """Receive a dead letter (XADD to this stream as a dead-letter queue): it stays for
+        inspection, outside the waiting boundary (nobody waits for it), counted as ``parked``."""
+        if not self.up or (self.max_messages is not None and self.size() >= self.max_messages):
+            return False
+        self.parked += 1
+        self.counts.add("parked")
+        return True
+
+    # --- consumers ------------------------------------------------------------------------------
+
+    def _until_up(self):
+        while not self.up:
+            yield self._back
+
+    def _take(self, now: float) -> Entry:
+        """Take the oldest waiting entry out of the list (the pop end)."""
+        entry = self.ready.popleft()
+        self.boundary.leave(now, entry.since)
+        self.persistence.entry_taken(entry)
+        return entry
+
+    def _new_delivery(self, entry: Entry, consumer, tag: int, count: int | None = None) -> Delivery:
+        """A delivery of ``entry`` (``count``: its delivery count, by default how many times this
+        copy has been handed out, this time included)."""
+        self.counts.add("deliveries")
+        if entry.handed:
+            self.counts.add("redeliveries")
+        entry.handed += 1
+        return Delivery(entry.message, consumer, tag, self.env.now, entry.handed if count is None else count)
+
+    def _next_tag(self) -> int:
+        self._tags += 1
+        return self._tags
+
+    def _block(self, consumer, timeout: float | None = None):
+        """Block until a write serves this consumer (longest-waiting first) and return its
+        deliveries, or ``None`` after ``timeout`` seconds (a BLOCK timeout) with nothing.
+
+        A block abandoned (a timeout, the worker's crash) is withdrawn, so that no later write is
+        handed to a consumer that has stopped waiting; a delivery made in the same instant as the
+        crash is the worker's (its crash then hands it back to the broker)."""
+        event = self.env.event()
+        item = (event, consumer)
+        self.waiting.append(item)
+        try:
+            if timeout is None:
+                yield event
+            else:
+                yield event | self.env.timeout(timeout)
+        except Interrupt:
+            if event.triggered:
+                consumer.held.extend(event.value)
+            else:
+                self.waiting.remove(item)
+            raise
+        if event.triggered:
+            return event.value
+        self.waiting.remove(item)
+        return None
+
+    def _serve_waiting(self) -> None:
+        """Hand waiting entries to blocked consumers, longest waiting first."""
+        now = self.env.now
+        while self.waiting and self.ready:
+            event, consumer = self.waiting.popleft()
+            event.succeed([self._deliver(self._take(now), consumer)])
+
+    # --- pending entries ------------------------------------------------------------------------
+
+    def _new_pending(self, entry: Entry, consumer, now: float) -> Pending:
+        self._pseq += 1
+        pending = Pending(entry, self._pseq, now, consumer)
+        self._add_pending(pending)
+        self.in_flight.enter(now)
+        self._hold(entry.message)
+        return pending
+
+    def _remove_pending(self, pending: Pending, now: float) -> None:
+        """LREM, XACK, a requeue or a dead-lettering: the pending entry goes."""
+        self._discard_pending(pending)
+        self.in_flight.leave(now, pending.entered)
+        self.persistence.pending_removed(pending)
+
+    # --- copies ---------------------------------------------------------------------------------
+
+    def _hold(self, message) -> None:
+        copies = self.copies
+        copies[message] = copies.get(message, 0) + 1
+
+    def _release(self, message, now: float, dropped: bool) -> None:
+        """One copy of ``message`` is gone; if it was the last and went without its work being
+        done (``dropped``), the message is lost (the Recorder keeps an outcome it already has)."""
+        copies = self.copies
+        left = copies[message] - 1
+        if left:
+            copies[message] = left
+            return
+        del copies[message]
+        if dropped:
+            if self.recorder.outcome[message.id] == 0:  # 0: no outcome yet (in flight)
+                self.counts.add("lost")
+            self.recorder.lost(message, now)
+
+    # --- crashes --------------------------------------------------------------------------------
+
+    def _crashes(self, crash_after, restart_time):
+        env = self.env
+        while True:
+            yield env.timeout(crash_after())
+            self.crash()
+            yield env.timeout(restart_time())
+            self.restart()
+
+    def crash(self) -> None:
+        """The server dies: the data set falls back to its durable point."""
+        now = self.env.now
+        self.up = False
+        self._back = self.env.event()
+        self._down_since = now
+        self._generation += 1
+        self.counts.add("crashes")
+        persistence = self.persistence
+        if persistence.loses_everything:
+            self._wipe(now)
+        elif not persistence.loses_nothing:
+            self._roll_back(now)
+
+    def restart(self) -> None:
+        """The server is back with the data set it loaded, which is now its durable point."""
+        now = self.env.now
+        self.up = True
+        start = max(self._down_since, self.recorder.warmup_s)
+        if now > start:
+            self.counts.add("downtime_s", now - start)
+        self.persistence.durable(self._seq, self._pseq)
+        if self.persistence.interval_s is not None:
+            self.env.process(self._durable_points(self._generation))
+        back, self._back = self._back, None
+        back.succeed()
+        self._serve_waiting()
+        self._restarted(now)
+
+    def _restarted(self, now: float) -> None:
+        """Subclasses restart their own clocks."""
+
+    def _durable_points(self, generation: int):
+        """Snapshots or fsyncs every ``interval_s`` while the server runs (from its start)."""
+        interval = self.persistence.interval_s
+        while True:
+            yield self.env.timeout(interval)
+            if generation != self._generation:
+                return
+            self.persistence.durable(self._seq, self._pseq)
+
+    def _wipe(self, now: float) -> None:
+        """No persistence: the server comes back empty."""
+        ready, self.ready = self.ready, deque()
+        for entry in ready:
+            self.boundary.leave(now, entry.since)
+            self.counts.add("writes_lost")
+            self._release(entry.message, now, dropped=True)
+        for pending in list(self.pending()):
+            self._discard_pending(pending)
+            self.in_flight.leave(now, pending.entered)
+            self._release(pending.entry.message, now, dropped=True)
+        self.parked = 0
+
+    def _roll_back(self, now: float) -> None:
+        """Put the data set back to its durable point, from the log since then.
+
+        What was taken since comes back first, then what was written since goes, so that a message
+        merely moved since the durable point is never taken for gone.
+        """
+        log = self.persistence
+        counts = self.counts
+        restored = deque()
+        for entry in log.taken:
+            entry.since = now
+            self.boundary.enter(now)
+            self._hold(entry.message)
+            restored.append(entry)
+            counts.add("pops_undone")
+        for pending in log.removed:
+            pending.entered = now
+            self._add_pending(pending)
+            self.in_flight.enter(now)
+            self._hold(pending.entry.message)
+            counts.add("acks_undone")
+        for pending, state in log.saved.items():
+            pending.restore(state)
+        written = []
+        for entry in self.ready:
+            (restored if entry.seq <= log.durable_seq else written).append(entry)
+        self.ready = restored
+        for entry in written:
+            self.boundary.leave(now, entry.since)
+            counts.add("writes_lost")
+            self._release(entry.message, now, dropped=True)
+        for pending in [p for p in self.pending() if p.pseq > log.durable_pending_seq]:
+            self._discard_pending(pending)
+            self.in_flight.leave(now, pending.entered)
+            self._release(pending.entry.message, now, dropped=True)
+        log.durable(self._seq, self._pseq)
+
+    # --- reporting ------------------------------------------------------------------------------
+
+    def held_ids(self):
+        """Messages in Redis: waiting, and in the processing list or PEL."""
+        for entry in self.ready:
+            yield entry.message.id
+        for pending in self.pending():
+            yield pending.entry.message.id
+
+    def metrics(self) -> dict[str, float]:
+        """Counts beyond the standard broker events (inside the measurement window)."""
+        out = {key: float(self.counts[key]) for key in self.extra_counts}
+        if not self.up:  # down at the end of the run: the downtime so far
+            now = self.env.now
+            start = max(self._down_since, self.recorder.warmup_s)
+            if now > start:
+                out["downtime_s"] += now - start
+        return out

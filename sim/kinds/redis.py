@@ -1,0 +1,137 @@
+"""``kind: redis``: Redis as a queue — a list (LPUSH/BRPOP, or the reliable BLMOVE/LREM pattern) or
+a stream read by a consumer group — with crashes, persistence and ``maxmemory``.
+
+The models are in :mod:`models.redis` (what lists and streams share: blocking reads, memory,
+crashes and persistence), :mod:`models.redis_list`, :mod:`models.redis_stream` and
+:mod:`models.redis_persistence`; their docstrings say what Redis does and where the model simplifies.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+from pydantic import Field, model_validator
+
+from models.redis_list import RedisList
+from models.redis_stream import RedisStream
+
+from ..distributions import Sampler
+from ..fields import Crashes, Name, PositiveDuration, Strict
+
+LIST_RELIABLE_KEYS = ("processing_timeout", "monitor_interval")
+STREAM_KEYS = ("min_idle_time", "claim_interval", "claim_count", "max_deliveries", "dead_letter")
+
+
+class RedisSpec(Strict):
+    """A Redis server holding one queue.
+
+    ``mode: list`` (default): LPUSH + BRPOP, at-most-once — a worker that dies holding a message, or
+    fails it, loses it. With ``reliable: true``: BLMOVE into a processing list, LREM after the work,
+    and a monitor that every ``monitor_interval`` pushes back the items held longer than
+    ``processing_timeout`` — at-least-once: nothing is lost to workers, late or crashed workers
+    cause duplicates.
+
+    ``mode: stream``: a consumer group. XREADGROUP hands each entry to one consumer and keeps it
+    pending until XACK; every ``claim_interval`` each consumer runs XAUTOCLAIM, taking over entries
+    idle longer than ``min_idle_time`` (up to ``claim_count`` at a time, Redis's default 100).
+    With ``max_deliveries``, an idle entry already delivered that many times goes to the
+    ``dead_letter`` stream (another broker, by name) instead.
+
+    ``max_messages``: ``maxmemory`` with the default ``noeviction`` policy, counted in messages
+    (waiting, plus the processing list or pending entries): a write that finds it full fails and
+    the publisher is refused. ``crashes``: the server fails and restarts; ``persistence`` says
+    what it comes back with — ``none`` (empty), ``rdb`` (the last snapshot, every ``rdb_interval``;
+    the default, as in Redis), ``aof-everysec`` (all but the last second), ``aof-always``
+    (everything acknowledged). Writes since the durable point are lost; pops and acknowledgements
+    since are undone, so those messages are processed again. While it restarts, publishers are
+    refused, consumers wait for it and acknowledgements fail.
+
+    The defaults of ``processing_timeout`` (60 s), ``monitor_interval`` (10 s), ``min_idle_time``
+    (60 s) and ``claim_interval`` (10 s) are this model's choices: Redis leaves them to the
+    application.
+    """
+
+    name: Name
+    kind: Literal["redis"]
+    mode: Literal["list", "stream"] = "list"
+    reliable: Annotated[bool, Field(strict=True)] = False
+    processing_timeout: PositiveDuration = 60.0
+    monitor_interval: PositiveDuration = 10.0
+    min_idle_time: PositiveDuration = 60.0
+    claim_interval: PositiveDuration = 10.0
+    claim_count: Annotated[int, Field(ge=1, strict=True)] = 100
+    max_deliveries: Optional[Annotated[int, Field(ge=1, strict=True)]] = None
+    dead_letter: Optional[Name] = None
+    max_messages: Optional[Annotated[int, Field(ge=1, strict=True)]] = None
+    persistence: Literal["none", "rdb", "aof-everysec", "aof-always"] = "rdb"
+    rdb_interval: PositiveDuration = 300.0
+    crashes: Optional[Crashes] = None
+
+    @model_validator(mode="after")
+    def _keys_fit_the_mode(self):
+        given = self.model_fields_set
+        if self.mode == "stream":
+            wrong = [k for k in ("reliable", *LIST_RELIABLE_KEYS) if k in given]
+            if wrong:
+                raise ValueError(f"{', '.join(wrong)}: for mode list only (a stream is acknowledged with XACK and recovered with XAUTOCLAIM)")
+        else:
+            wrong = [k for k in STREAM_KEYS if k in given]
+            if wrong:
+                raise ValueError(f"{', '.join(wrong)}: for mode stream only")
+            if not self.reliable:
+                wrong = [k for k in LIST_RELIABLE_KEYS if k in given]
+                if wrong:
+                    raise ValueError(f"{', '.join(wrong)}: only with reliable: true (a plain list has no processing list)")
+        if (self.max_deliveries is None) != (self.dead_letter is None):
+            raise ValueError("max_deliveries and dead_letter go together: entries delivered max_deliveries times go to the dead_letter stream")
+        if self.dead_letter == self.name:
+            raise ValueError("dead_letter must name another broker, not this one")
+        if "rdb_interval" in given and self.persistence != "rdb":
+            raise ValueError(f"rdb_interval: only with persistence: rdb (persistence is {self.persistence})")
+        return self
+
+    def bounds_queue(self) -> bool:
+        return self.max_messages is not None
+
+    def dead_letter_targets(self) -> list[str]:
+        return [self.dead_letter] if self.dead_letter is not None else []
+
+
+def build(spec: RedisSpec, context):
+    """The Redis broker of ``spec``, drawing from its own random streams."""
+    options = dict(
+        max_messages=spec.max_messages,
+        persistence=spec.persistence,
+        rdb_interval=spec.rdb_interval,
+    )
+    if spec.crashes is not None:
+        options["crash_after"] = Sampler(spec.crashes.time_to_failure_distribution(), context.rng(spec.name, "crashes"))
+        options["restart_time"] = Sampler(spec.crashes.restart_time.build(), context.rng(spec.name, "restart_time"))
+    boundary = context.boundary(spec.name)
+    if spec.mode == "stream":
+        target = spec.dead_letter
+        return RedisStream(
+            context.env, spec.name, boundary, context.recorder,
+            in_flight=context.boundary(f"{spec.name}:in_flight", keep_sojourns=False),
+            min_idle_time=spec.min_idle_time,
+            claim_interval=spec.claim_interval,
+            claim_count=spec.claim_count,
+            max_deliveries=spec.max_deliveries,
+            dead_letter=(lambda: context.broker(target)) if target is not None else None,
+            **options,
+        )
+    if spec.reliable:
+        phase = float(context.rng(spec.name, "monitor").uniform(0.0, spec.monitor_interval))
+        return RedisList(
+            context.env, spec.name, boundary, context.recorder,
+            in_flight=context.boundary(f"{spec.name}:in_flight", keep_sojourns=False),
+            reliable=True,
+            processing_timeout=spec.processing_timeout,
+            monitor_interval=spec.monitor_interval,
+            monitor_phase=phase,
+            **options,
+        )
+    return RedisList(context.env, spec.name, boundary, context.recorder, **options)
+
+
+Spec = RedisSpec
