@@ -14,12 +14,22 @@ broker through four calls, whatever its kind:
   acknowledged); the broker requeues, keeps or loses them by its own rules.
 
 A broker also says which messages it holds (``held_ids``), so that the conservation check can
-verify that every message without an outcome is somewhere.
+verify that every message without an outcome is somewhere. A broker used as another's dead-letter
+queue may offer ``accept_dead_letter(message) -> bool``: dead letters stay there for inspection,
+outside its waiting boundary (nothing consumes them, so they would never leave it);
+:func:`send_to_dead_letter` uses it, or ``put`` where a broker has no such method (an SQS queue,
+whose dead letters expire with its retention).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+
+
+def send_to_dead_letter(target, message) -> bool:
+    """Hand ``message`` to a dead-letter queue; False if the queue refuses it."""
+    accept = getattr(target, "accept_dead_letter", None)
+    return accept(message) if accept is not None else target.put(message)
 
 
 class Delivery:

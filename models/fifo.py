@@ -31,6 +31,7 @@ class FifoBroker:
         self.ready: deque = deque()
         self.waiting_consumers: deque = deque()
         self.counts = recorder.counter(name)
+        self.dead_letters = 0
         self._tags = 0
 
     def put(self, message) -> bool:
@@ -89,6 +90,15 @@ class FifoBroker:
         for delivery in deliveries:
             self.counts.add("lost")
             self.recorder.lost(delivery.message, now)
+
+    def accept_dead_letter(self, message) -> bool:
+        """This queue as another broker's dead-letter queue: dead letters are kept for inspection
+        (``capacity`` still bounds them), outside the waiting boundary."""
+        if self.capacity is not None and self.dead_letters >= self.capacity:
+            self.counts.add("refused")
+            return False
+        self.dead_letters += 1
+        return True
 
     def held_ids(self):
         return (message.id for message, _ in self.ready)

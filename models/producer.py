@@ -13,7 +13,9 @@ class Producer:
     ``target`` is anything with ``put(message) -> bool``. A target may also block its publishers
     (RabbitMQ's memory alarm): if it has ``publish_gate()`` and that returns an event, the producer
     keeps its new messages in a local backlog, in order, and publishes them once the event has
-    fired and the gate is open again. Messages in the backlog are the producer's (``held_ids``).
+    fired and the gate is open again. A message in the backlog is already in the system (its
+    latency runs from its creation, so Little's law on the system counts it from then too), and
+    it is the producer's (``held_ids``).
     """
 
     def __init__(self, env, name, arrivals, target, recorder):
@@ -41,6 +43,7 @@ class Producer:
             message = recorder.new_message(env.now)
             self.sent += 1
             if gate is not None and (self.backlog or gate() is not None):
+                recorder.admitted(message, env.now)
                 self.backlog.append(message)
                 if not self._draining:
                     self._draining = True
@@ -48,12 +51,13 @@ class Producer:
             else:
                 self._publish(message)
 
-    def _publish(self, message) -> None:
+    def _publish(self, message, admitted: bool = False) -> None:
         now = self.env.now
         if self.target.put(message):
-            self.recorder.admitted(message, now)
+            if not admitted:
+                self.recorder.admitted(message, now)
         else:
-            self.recorder.rejected(message, now, admitted=False)
+            self.recorder.rejected(message, now, admitted=admitted)
 
     def _drain(self):
         """Publish the backlog in order whenever the target lets publishers through."""
@@ -62,7 +66,7 @@ class Producer:
             if blocked is not None:
                 yield blocked
                 continue
-            self._publish(self.backlog.popleft())
+            self._publish(self.backlog.popleft(), admitted=True)
         self._draining = False
 
     def held_ids(self):

@@ -10,7 +10,7 @@ group; see :mod:`models.redis_list` and :mod:`models.redis_stream`). It does wha
   counted in messages: a write (LPUSH, XADD) that would go past it fails with an OOM error, which
   the publisher sees as a refusal; reads, acknowledgements and deletions go on. It counts what the
   queue keeps in Redis: entries waiting, plus the processing list (reliable lists) or the PEL
-  (streams), plus dead letters parked in it.
+  (streams), plus dead letters parked in it (``accept_dead_letter``).
 - **Crashes and persistence.** ``crash_after``/``restart_time`` make the server fail and come back;
   :class:`~models.redis_persistence.Persistence` says what the data set falls back to. While it
   is down, writes fail (publishers are refused), receives wait for it to come back (clients
@@ -181,7 +181,7 @@ class RedisBroker:
         self._hold(message)
         return entry
 
-    def park(self, message, deliveries: int) -> bool:
+    def accept_dead_letter(self, message) -> bool:
         """Receive a dead letter (XADD to this stream as a dead-letter queue): it stays for
         inspection, outside the waiting boundary (nobody waits for it), counted as ``parked``."""
         if not self.up or (self.max_messages is not None and self.size() >= self.max_messages):

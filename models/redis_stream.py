@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from itertools import islice
 
+from .broker import send_to_dead_letter
 from .redis import EXTRA_COUNTS, Pending, RedisBroker
 
 SCAN_FACTOR = 10
@@ -128,9 +129,7 @@ class RedisStream(RedisBroker):
     def _to_dead_letter(self, pending: Pending, now: float) -> bool:
         """XADD the entry to the dead-letter stream, then XACK it here."""
         message = pending.entry.message
-        target = self.dead_letter()
-        park = getattr(target, "park", None)
-        if not (park(message, pending.count) if park is not None else target.put(message)):
+        if not send_to_dead_letter(self.dead_letter(), message):
             return False
         self._remove_pending(pending, now)
         if self.recorder.outcome[message.id] == 0:  # 0: no outcome yet (in flight)

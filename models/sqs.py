@@ -6,7 +6,7 @@ from collections import deque
 
 from simpy import Interrupt
 
-from .broker import Delivery
+from .broker import Delivery, send_to_dead_letter
 from .sqs_parts import Alarm, DeduplicationWindow, TokenBucket
 from .sqs_visible import VISIBLE, GroupedVisible, StandardVisible
 
@@ -360,7 +360,7 @@ class SqsBroker:
     def _dead_letter(self, entry, now: float) -> None:
         self._gone(entry)
         message = entry.message
-        if self.dead_letter_queue is None or self.dead_letter_queue().put(message):
+        if self.dead_letter_queue is None or send_to_dead_letter(self.dead_letter_queue(), message):
             self.counts.add("dead_lettered")
             self.recorder.dead_lettered(message, now)
         else:

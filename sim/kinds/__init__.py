@@ -8,8 +8,8 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from . import fifo, redis, sqs
+from . import fifo, rabbitmq, redis, sqs
 
-KINDS = {"fifo": fifo, "redis": redis, "sqs": sqs}
+KINDS = {"fifo": fifo, "redis": redis, "sqs": sqs, "rabbitmq": rabbitmq}
 
 BrokerSpec = Annotated[Union[tuple(kind.Spec for kind in KINDS.values())], Field(discriminator="kind")]

@@ -1,0 +1,223 @@
+"""``kind: rabbitmq``: a RabbitMQ queue with push consumers, acks, limits, alarms and restarts.
+
+Defaults are RabbitMQ's documented ones (consumers, confirms, maxlength, ttl, quorum-queues,
+alarms pages); where the documentation leaves a value open (⚑) it is a parameter with a default
+chosen and said here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+from pydantic import Field, model_validator
+
+from models.rabbitmq import RabbitmqBroker
+from models.rabbitmq_ready import PriorityOf
+
+from ..distributions import Deterministic, Sampler, Uniform
+from ..fields import (
+    Crashes,
+    Duration,
+    DurationOrDistribution,
+    Name,
+    PositiveDuration,
+    Strict,
+)
+
+QUORUM_DELIVERY_LIMIT = 20
+"""Quorum queues' default delivery limit since RabbitMQ 4.0."""
+
+DEFAULT_CONFIRM_LATENCY_TRANSIENT = Deterministic(0.001)
+"""⚑ A transient message is confirmed once routed to the queue: about a network round trip."""
+
+DEFAULT_CONFIRM_LATENCY_ON_DISK = Uniform(0.0, 0.2)
+"""⚑ A persistent message on a durable queue (every message of a quorum queue) is confirmed once
+on disk; the message store batches its fsyncs (about every 200 ms under load), so a confirm waits
+for the next batch: uniform on 0–200 ms."""
+
+PositiveInt = Annotated[int, Field(ge=1, strict=True)]
+
+
+class RabbitmqSpec(Strict):
+    """A RabbitMQ queue (classic or quorum) consumed by push, with manual or automatic acks.
+
+    - ``prefetch_count`` (basic.qos): unacknowledged deliveries per consumer, 0 = unlimited
+      (RabbitMQ's default; clients often set 1 or 100–300). Manual acks only: with ``ack: auto``
+      no prefetch applies and ``socket_buffer_messages`` (⚑ default 100) bounds the deliveries
+      pushed into a consumer's socket and client buffer ahead of its work.
+    - ``ack_latency`` (⚑ default 0): time for an ack or nack to reach the broker; a consumer that
+      dies meanwhile gets the delivery requeued although the work was done (a duplicate).
+    - ``requeue_on_error`` (default true, as basic.nack's requeue flag): a failed attempt is
+      requeued, else dead-lettered (or dropped without ``dead_letter_exchange``).
+    - ``consumer_timeout`` (default 30 min, at least 1 min; null disables it): a delivery
+      unacknowledged for longer closes its channel and requeues its deliveries.
+    - ``max_length`` (ready messages only) with ``overflow``: ``drop-head`` (default),
+      ``reject-publish`` (a nack with ``publisher_confirms``, a silent discard without),
+      ``reject-publish-dlx``.
+    - ``publisher_confirms`` (default false) with ``confirm_latency`` (⚑ default: 1 ms for
+      transient messages, uniform 0–200 ms when written to disk).
+    - ``memory_high_watermark`` in messages, or ``memory_high_watermark_bytes`` with
+      ``message_size_bytes``: above it, the memory alarm blocks every publisher until it clears,
+      checked every ``memory_monitor_interval`` (RabbitMQ's default 2.5 s).
+    - ``message_ttl`` (x-message-ttl): expired messages are never delivered; dropped at the head.
+    - ``dead_letter_exchange``: the broker receiving messages rejected without requeue, expired,
+      dropped by overflow, or past ``delivery_limit`` (quorum queues: default 20, -1 for none).
+    - ``max_priority`` (1–255, 2–4 advised) with ``priority_weights``: the share of messages at each
+      priority 0..max_priority (default equal), drawn from a hash of the message id.
+    - ``durable`` (default true) and ``persistent`` (default false, AMQP's delivery mode 1): what
+      survives ``crashes`` of the broker (a quorum queue keeps every confirmed message).
+
+    Settings that do nothing in a combination are accepted and ignored, as RabbitMQ accepts them
+    (so that one ``--set`` can switch, say, ``ack`` to ``auto``): ``prefetch_count``,
+    ``ack_latency``, ``requeue_on_error`` and ``consumer_timeout`` with automatic acks,
+    ``socket_buffer_messages`` with manual ones, ``overflow`` without ``max_length``.
+    Contradictions are refused.
+    """
+
+    name: Name
+    kind: Literal["rabbitmq"]
+    queue_type: Literal["classic", "quorum"] = "classic"
+    durable: bool = True
+    persistent: bool = False
+    ack: Literal["manual", "auto"] = "manual"
+    prefetch_count: Annotated[int, Field(ge=0, le=65535, strict=True)] = 0
+    socket_buffer_messages: PositiveInt = 100
+    ack_latency: Optional[DurationOrDistribution] = None
+    requeue_on_error: bool = True
+    consumer_timeout: Optional[Duration] = 1800.0
+    max_length: Optional[Annotated[int, Field(ge=0, strict=True)]] = None
+    overflow: Literal["drop-head", "reject-publish", "reject-publish-dlx"] = "drop-head"
+    publisher_confirms: bool = False
+    confirm_latency: Optional[DurationOrDistribution] = None
+    memory_high_watermark: Optional[PositiveInt] = None
+    memory_high_watermark_bytes: Optional[PositiveInt] = None
+    message_size_bytes: Optional[PositiveInt] = None
+    memory_monitor_interval: PositiveDuration = 2.5
+    message_ttl: Optional[Duration] = None
+    dead_letter_exchange: Optional[Name] = None
+    delivery_limit: Optional[Annotated[int, Field(ge=-1, strict=True)]] = None
+    max_priority: Optional[Annotated[int, Field(ge=1, le=255, strict=True)]] = None
+    priority_weights: Optional[Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=2)]] = None
+    crashes: Optional[Crashes] = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        problems = []
+        if self.consumer_timeout is not None and self.consumer_timeout < 60:
+            problems.append(
+                f"consumer_timeout must be at least 1 minute (RabbitMQ checks it once a minute; "
+                f"lower values are not supported), got {self.consumer_timeout:g}s"
+            )
+        if self.queue_type == "quorum":
+            if not self.durable:
+                problems.append("quorum queues are always durable: durable: false is not allowed")
+            if self.overflow == "reject-publish-dlx":
+                problems.append("quorum queues support overflow drop-head and reject-publish, not reject-publish-dlx")
+            if self.max_priority is not None:
+                problems.append("max_priority (x-max-priority) is a classic-queue feature; quorum queues do not support it")
+        elif self.delivery_limit is not None:
+            problems.append("delivery_limit is a quorum-queue feature (set queue_type: quorum)")
+        if self.memory_high_watermark is not None and self.memory_high_watermark_bytes is not None:
+            problems.append("give the memory watermark in messages (memory_high_watermark) or in bytes (memory_high_watermark_bytes), not both")
+        if (self.memory_high_watermark_bytes is None) != (self.message_size_bytes is None):
+            problems.append("memory_high_watermark_bytes and message_size_bytes go together (the bytes a message takes in memory)")
+        if self.priority_weights is not None:
+            if self.max_priority is None:
+                problems.append("priority_weights applies only with max_priority")
+            elif len(self.priority_weights) != self.max_priority + 1:
+                problems.append(
+                    f"priority_weights needs one weight per priority 0..{self.max_priority} "
+                    f"({self.max_priority + 1} weights), got {len(self.priority_weights)}"
+                )
+            elif sum(self.priority_weights) <= 0:
+                problems.append("priority_weights must not all be zero")
+        if self.dead_letter_exchange == self.name:
+            problems.append("a queue cannot be its own dead-letter queue")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def keeps_messages(self) -> bool:
+        """Whether messages survive a restart once on disk: quorum queues, or persistent messages on durable queues."""
+        return self.queue_type == "quorum" or (self.durable and self.persistent)
+
+    def memory_limit_messages(self) -> Optional[int]:
+        if self.memory_high_watermark is not None:
+            return self.memory_high_watermark
+        if self.memory_high_watermark_bytes is not None and self.message_size_bytes is not None:
+            return self.memory_high_watermark_bytes // self.message_size_bytes
+        return None
+
+    def effective_delivery_limit(self) -> Optional[int]:
+        if self.queue_type != "quorum":
+            return None
+        limit = QUORUM_DELIVERY_LIMIT if self.delivery_limit is None else self.delivery_limit
+        return None if limit < 0 else limit
+
+    def bounds_queue(self) -> bool:
+        """A max_length bounds the ready messages; a TTL bounds how long they wait (expired ones
+        are dropped as they reach the head), so the queue cannot grow without bound either way."""
+        return self.max_length is not None or self.message_ttl is not None
+
+    def dead_letter_targets(self) -> list[str]:
+        return [self.dead_letter_exchange] if self.dead_letter_exchange is not None else []
+
+
+def build(spec: RabbitmqSpec, context) -> RabbitmqBroker:
+    def sampler(distribution, purpose):
+        return Sampler(distribution, context.rng(spec.name, purpose))
+
+    keeps = spec.keeps_messages()
+    confirm_latency = None
+    if spec.publisher_confirms or keeps:
+        if spec.confirm_latency is not None:
+            distribution = spec.confirm_latency.build()
+        else:
+            distribution = DEFAULT_CONFIRM_LATENCY_ON_DISK if keeps else DEFAULT_CONFIRM_LATENCY_TRANSIENT
+        confirm_latency = sampler(distribution, "confirm_latency")
+    ack_latency = None
+    if spec.ack_latency is not None:
+        distribution = spec.ack_latency.build()
+        if not (isinstance(distribution, Deterministic) and distribution.mean == 0):
+            ack_latency = sampler(distribution, "ack_latency")
+    options = {}
+    if spec.crashes is not None:
+        options["crash_after"] = sampler(spec.crashes.time_to_failure_distribution(), "crashes")
+        options["restart_time"] = sampler(spec.crashes.restart_time.build(), "restart_time")
+    dead_letter = None
+    if spec.dead_letter_exchange is not None:
+        target = spec.dead_letter_exchange
+        dead_letter = lambda: context.broker(target)
+    priority_of = None
+    if spec.max_priority is not None:
+        weights = spec.priority_weights or [1.0] * (spec.max_priority + 1)
+        priority_of = PriorityOf(weights)
+    return RabbitmqBroker(
+        context.env,
+        spec.name,
+        context.boundary(spec.name),
+        context.boundary(f"{spec.name}:unacked", keep_sojourns=False),
+        context.recorder,
+        quorum=spec.queue_type == "quorum",
+        auto_ack=spec.ack == "auto",
+        prefetch_count=spec.prefetch_count,
+        socket_buffer_messages=spec.socket_buffer_messages,
+        ack_latency=ack_latency,
+        requeue_on_error=spec.requeue_on_error,
+        consumer_timeout_s=spec.consumer_timeout,
+        max_length=spec.max_length,
+        overflow=spec.overflow,
+        publisher_confirms=spec.publisher_confirms,
+        confirm_latency=confirm_latency,
+        keeps_messages=keeps,
+        message_ttl_s=spec.message_ttl,
+        dead_letter=dead_letter,
+        delivery_limit=spec.effective_delivery_limit(),
+        priority_of=priority_of,
+        memory_limit_messages=spec.memory_limit_messages(),
+        memory_monitor_interval_s=spec.memory_monitor_interval,
+        **options,
+    )
+
+
+Spec = RabbitmqSpec
