@@ -108,6 +108,8 @@ def print_summary(summary: dict, console: Console) -> None:
         estimate = system[f"{outcome}_rate"]
         if estimate["mean"]:
             table.add_row("system", f"{outcome.replace('_', '-')} rate", *_number(estimate, percent=True))
+    if system["duplicates_rate"]["mean"]:
+        table.add_row("system", "duplicates per processed", *_number(system["duplicates_rate"], percent=True))
     if summary.get("clients") or summary.get("recovery") or summary.get("admission"):
         table.add_row("system", "goodput (successful requests)", *_number(system["goodput_per_s"], "/s"))
         table.add_row("system", "offered load (attempts)", *_number(system["offered_per_s"], "/s"))
@@ -155,7 +157,7 @@ def print_summary(summary: dict, console: Console) -> None:
     for column in ("Little's law", "L", "λ (/s)", "W", "rel. error", "tolerance", ""):
         checks.add_column(column, justify="left" if column == "Little's law" else "right")
     for c in summary["littles_law"]:
-        mark = "[green]ok[/green]" if c["ok"] else "[red]FAIL[/red]"
+        mark = ("[green]ok[/green]" if c["ok"] else "[red]FAIL[/red]") if c.get("applies", True) else "n/a: nothing left it"
         checks.add_row(c["boundary"] if c["kind"] == "system" else f"{c['kind']} {c['boundary']}", f"{c['L']:.4g}", f"{c['lambda_per_s']:.4g}", format_duration(c["W_s"]), f"{c['rel_error']:.2e}", f"{c['tolerance']:.2e}", mark)
     console.print(checks)
     conservation = summary["conservation"]

@@ -365,7 +365,10 @@ def _wiring_problems(scenario: Scenario, data: Any, applied: list) -> list[Probl
 def _stability_problems(scenario: Scenario, data: Any, applied: list) -> list[Problem]:
     problems = []
     index = {b.name: i for i, b in enumerate(scenario.brokers)}
+    dead_letter_queues = {target for b in scenario.brokers for target in b.dead_letter_targets()}
     for name, flow in broker_flows(scenario).items():
+        if name in dead_letter_queues:
+            continue  # a dead-letter queue is a sink by design: nothing consumes it
         if flow.bounded or flow.offered_load < 1:
             continue
         pools = [p for p in scenario.workers if p.consumes == name]

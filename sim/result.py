@@ -128,6 +128,7 @@ class Result:
                 "tolerance": float(worst["tolerance"]),
                 "worst_replication": int(worst["replication"]),
                 "ok": bool(rows["ok"].all()),
+                "applies": bool(rows["applies"].any()),
                 "failed_replications": [int(x) for x in rows.loc[~rows["ok"], "replication"]],
             })
         return out

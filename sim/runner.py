@@ -80,6 +80,7 @@ def run_replication(scenario: Scenario, replication: int, seed: int | None = Non
     produced = counts["produced"]
     for outcome in ("rejected", "lost", "dead_lettered"):
         metrics[f"system.{outcome}_rate"] = counts[outcome] / produced if produced else float("nan")
+    metrics["system.duplicates_rate"] = counts["duplicates"] / counts["processed"] if counts["processed"] else float("nan")
     for name in network.brokers:
         b = recorder.boundaries[name]
         _distribution(f"brokers.{name}.wait_s", np.frombuffer(b.sojourns, dtype=np.float64), metrics)

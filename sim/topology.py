@@ -35,6 +35,8 @@ class BrokerFlow:
     @property
     def offered_load(self) -> float:
         """λ / (c μ): above 1 a queue with no bound grows without limit."""
+        if self.arrival_rate_per_s == 0:
+            return 0.0
         if self.service_capacity_per_s == 0:
             return float("inf")
         return self.arrival_rate_per_s / self.service_capacity_per_s
