@@ -36,7 +36,7 @@ from .executors import Executor, make_executor
 from .loading import load_scenario
 from .result import SLO_METRICS, Result
 from .schema import Scenario
-from .sweep import Job, metric_label, run_jobs
+from .sweep import Job, run_jobs
 from .topology import broker_flows, broker_order
 from .units import format_duration
 
@@ -118,11 +118,6 @@ def _producer_text(p) -> str:
     return f"{a.process}, {a.mean_rate():.3g}/s"
 
 
-def _distribution_text(spec) -> str:
-    dist = spec.build()
-    return f"{dist.name} mean {format_duration(dist.mean)}, cv {dist.cv:.2g}"
-
-
 def _broker_text(b) -> str:
     dump = b.model_dump(exclude_defaults=True)
     parts = [b.kind]
@@ -184,7 +179,8 @@ def draw_diagram(scenario: Scenario, result: Result | None = None, ax=None):
             text += f"\nwait mean {format_duration(wait)}"
         nodes[b.name] = ("broker", b.name, text)
     for w in scenario.workers:
-        text = f"{w.count} × {_distribution_text(w.service_time)}"
+        dist = w.service_time.build()
+        text = f"{w.count} workers, {dist.name}\nmean {format_duration(dist.mean)}, cv {dist.cv:.2g}"
         util = summary.get("workers", {}).get(w.name, {}).get("utilization", {}).get("mean")
         if util is not None:
             text += f"\nbusy {100 * util:.3g}%"
@@ -347,6 +343,30 @@ def _headline(result: Result, slo_rows: list[dict]) -> tuple[str, str]:
     return "good", f"Meets its SLO with 95% confidence: every objective's confidence interval lies inside its target ({n} replications)."
 
 
+def measure_label(metric: str) -> str:
+    """A reader's name for a flat metric: ``brokers.q.wait_s.p99`` → ``wait in q, p99``."""
+    parts = metric.split(".")
+    stat = {"mean": "mean", "p50": "p50", "p95": "p95", "p99": "p99", "p999": "p99.9"}
+    if parts[0] == "system":
+        names = {"in_system_mean": "mean number in the system", "throughput_per_s": "throughput", "rejected_rate": "rejection rate",
+                 "lost_rate": "loss rate", "dead_lettered_rate": "dead-letter rate"}
+        if parts[1] == "latency_s" and len(parts) == 3:
+            return f"end-to-end latency, {stat.get(parts[2], parts[2])}"
+        return names.get(parts[1], metric)
+    if parts[0] == "brokers" and len(parts) >= 3:
+        name, rest = parts[1], parts[2:]
+        if rest[0] == "wait_s" and len(rest) == 2:
+            return f"wait in {name}, {stat.get(rest[1], rest[1])}"
+        if rest == ["length_mean"]:
+            return f"mean number waiting in {name}"
+    if parts[0] == "workers" and len(parts) >= 3:
+        name, rest = parts[1], parts[2:]
+        names = {"utilization": f"utilisation of {name}", "busy_mean": f"mean busy workers of {name}",
+                 "service_s.mean": f"mean service time of {name}"}
+        return names.get(".".join(rest), metric)
+    return metric
+
+
 def _theory_section(scenario: Scenario, result: Result) -> dict:
     stage, reason = single_stage(scenario)
     if stage is None:
@@ -364,7 +384,7 @@ def _theory_section(scenario: Scenario, result: Result) -> dict:
         inside = est.contains(value) if est.low is not None else None
         rel = (est.mean - value) / value if value else None
         rows.append({
-            "metric": metric, "label": metric_label(metric), "theory": fmt_value(metric, value), "exact": exact,
+            "metric": metric, "label": measure_label(metric), "theory": fmt_value(metric, value), "exact": exact,
             "mean": fmt_value(metric, est.mean), "ci": fmt_ci(metric, est.low, est.high),
             "inside": inside, "diff": "–" if rel is None else f"{100 * rel:+.2g}%",
         })
@@ -373,8 +393,8 @@ def _theory_section(scenario: Scenario, result: Result) -> dict:
 
 def _littles_rows(result: Result) -> list[dict]:
     return [{
-        "boundary": c["boundary"], "kind": c["kind"], "L": f"{c['L']:.4g}", "lambda": f"{c['lambda_per_s']:.4g}/s", "W": format_duration(c["W_s"]),
-        "rel_error": f"{c['rel_error']:.2e}", "tolerance": f"{c['tolerance']:.2e}", "ok": c["ok"],
+        "boundary": c["boundary"], "kind": "" if c["kind"] == c["boundary"] else c["kind"], "L": f"{c['L']:.4g}", "lambda": f"{c['lambda_per_s']:.4g}/s", "W": format_duration(c["W_s"]),
+        "rel_error": f"{c['rel_error']:.2e}", "tolerance": f"{c['tolerance']:.2e}", "ok": c["ok"], "applies": c.get("applies", True),
         "failed": c["failed_replications"],
     } for c in result.littles_law_summary()]
 

@@ -124,7 +124,7 @@ def test_checks_theory_and_assumptions(html_report):
     assert "<strong>M/M/c (Erlang C)</strong>" in html_report
     theory = html_report[html_report.index('id="theory"'):html_report.index('id="assumptions"')]
     assert theory.count(">exact<") >= 10 and "approximation</span>" not in theory
-    assert "mean end-to-end latency (s)" in theory
+    assert "end-to-end latency, mean" in theory and "wait in q, p99" in theory
     assert "models.fifo.FifoBroker" in html_report and "models.workers.WorkerPool" in html_report and "models.producer.Producer" in html_report
     assert "warm-up excluded from every statistic" in html_report
     assert "name: report-mmc" in html_report  # the scenario file itself
