@@ -75,8 +75,11 @@ def _outbox_rows(summary: dict, table: Table) -> None:
         table.add_row("", "publications timed out", *_number(app["publish_timeouts"]))
         table.add_row("", "publications refused", *_number(app["refused_publishes"]))
         table.add_row("", "connection pool utilisation", *_number(app["database"]["utilization"], percent=True))
+    for name, pool in summary.get("workers", {}).items():
+        if "suppressed" in pool:
+            table.add_row(f"workers {name}", "copies suppressed (idempotent)", *_number(pool["suppressed"]))
     consistency = summary.get("consistency")
-    if consistency:
+    if consistency and (summary.get("outbox") or summary.get("dual_write")):
         table.add_row("consistency", "commit to processing mean", *_seconds(consistency["commit_to_processed_s"]["mean"]))
         table.add_row("", "commit to processing p99", *_seconds(consistency["commit_to_processed_s"]["p99"]))
         for key, label in (("committed", "business rows committed"), ("delivered_once", "delivered once"),

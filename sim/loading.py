@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
 from .schema import Scenario
-from .topology import PipelineLoop, broker_flows, broker_order
+from .topology import PipelineLoop, broker_flows, broker_order, delivers_to, writer_flows
 from .units import format_duration
 
 
@@ -320,25 +320,37 @@ def _wiring_problems(scenario: Scenario, data: Any, applied: list) -> list[Probl
         problems.append(Problem(message, path=path, line=_line_of(data, section, index, key), override=override))
 
     seen: dict[str, str] = {}
-    for section in ("producers", "brokers", "workers"):
+    for section in ("producers", "brokers", "workers", "outbox", "dual_write"):
         for index, item in enumerate(getattr(scenario, section)):
             if item.name in seen:
                 report(section, index, item.name, "name", f"the name '{item.name}' is already used in {seen[item.name]}; names must be unique")
             seen.setdefault(item.name, section)
     brokers = [b.name for b in scenario.brokers]
+    writers = [w.name for w in (*scenario.outbox, *scenario.dual_write)]
 
-    def target(section, index, name, key, wanted):
-        if wanted not in brokers:
-            close = difflib.get_close_matches(wanted, brokers, n=1)
+    def target(section, index, name, key, wanted, or_writer=False):
+        allowed = brokers + writers if or_writer else brokers
+        if wanted not in allowed:
+            close = difflib.get_close_matches(wanted, allowed, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            report(section, index, name, key, f"'{wanted}' is not a broker{hint} (brokers: {', '.join(brokers) or 'none'})")
+            if or_writer and writers:
+                report(section, index, name, key, f"'{wanted}' is not a broker, an outbox or a dual write{hint} (have: {', '.join(allowed)})")
+            else:
+                report(section, index, name, key, f"'{wanted}' is not a broker{hint} (brokers: {', '.join(brokers) or 'none'})")
 
     for index, producer in enumerate(scenario.producers):
-        target("producers", index, producer.name, "sends_to", producer.sends_to)
+        target("producers", index, producer.name, "sends_to", producer.sends_to, or_writer=True)
     for index, pool in enumerate(scenario.workers):
         target("workers", index, pool.name, "consumes", pool.consumes)
         if pool.sends_to is not None:
-            target("workers", index, pool.name, "sends_to", pool.sends_to)
+            target("workers", index, pool.name, "sends_to", pool.sends_to, or_writer=True)
+    senders = {p.sends_to for p in scenario.producers} | {p.sends_to for p in scenario.workers}
+    for section in ("outbox", "dual_write"):
+        for index, writer in enumerate(getattr(scenario, section)):
+            target(section, index, writer.name, "publishes_to", writer.publishes_to)
+            if writer.name not in senders:
+                report(section, index, writer.name, None, "nothing sends to it: give a producer (or a worker pool) 'sends_to: " + writer.name + "'")
+
     consumed = {p.consumes for p in scenario.workers}
     dead_letter_queues = {}
     for index, broker in enumerate(scenario.brokers):
@@ -357,7 +369,8 @@ def _wiring_problems(scenario: Scenario, data: Any, applied: list) -> list[Probl
         try:
             broker_order(scenario)
         except PipelineLoop as loop:
-            index, pool = next((i, p) for i, p in enumerate(scenario.workers) if p.consumes == loop.brokers[-2] and p.sends_to == loop.brokers[-1])
+            index, pool = next((i, p) for i, p in enumerate(scenario.workers)
+                               if p.consumes == loop.brokers[-2] and delivers_to(scenario, p.sends_to) == loop.brokers[-1])
             report("workers", index, pool.name, "sends_to", str(loop))
     return problems
 
@@ -381,4 +394,20 @@ def _stability_problems(scenario: Scenario, data: Any, applied: list) -> list[Pr
         )
         raw = ("brokers", name)
         problems.append(Problem(message, path=f"brokers.{name}", line=_line_of(data, "brokers", index[name]), override=_override_for(raw, applied)))
+    for name, flow in writer_flows(scenario).items():
+        position = [w.name for w in getattr(scenario, flow.section)].index(name)
+
+        def unstable(key, message):
+            raw = (flow.section, name, key)
+            problems.append(Problem(message, path=f"{flow.section}.{name}.{key}", line=_line_of(data, flow.section, position, key),
+                                    override=_override_for(raw, applied)))
+
+        if flow.database_load >= 1:
+            unstable("database", f"unstable: the connection pool would be busy {flow.database_load:.3g} of the time "
+                     f"({flow.arrival_rate_per_s:.4g} requests/s, relays' queries and crash downtime included); transactions would "
+                     "queue for connections without bound. Add connections or shorten the commit time")
+        if flow.relay_load >= 1:
+            unstable("relay", f"unstable: {flow.arrival_rate_per_s:.4g} events/s committed, but the relays publish at most "
+                     f"{flow.relay_capacity_per_s:.4g}/s (batch_size × relays per poll interval, or per cycle when a full batch "
+                     "takes longer); the outbox backlog would grow without bound. Raise batch_size or relays, or poll more often")
     return problems

@@ -17,6 +17,15 @@ The measurement window runs from the end of the warm-up to the end of the run. C
 messages produced in the window, whatever happened to them before the run ended; a sojourn counts
 when the item entered the window's boundary inside the window; time averages integrate only the
 part of each stay that lies inside the window.
+
+Business rows (the transactional outbox, the dual write): a component that writes a database
+row for a message tells the Recorder whether it committed (:meth:`committed`,
+:meth:`not_committed`), and an idempotent consumer tells it of each copy it skips
+(:meth:`suppressed`). From these and the outcomes, :meth:`counts` adds the consistency of each
+logical event: its row committed and it was processed once, or more than once, or never (lost,
+rejected, dead-lettered: ``never_delivered``); or its row did not commit yet it was processed
+(``phantom``). These flags take one byte a message, allocated only in scenarios that use them
+(:meth:`track_consistency`).
 """
 
 from __future__ import annotations
@@ -32,6 +41,15 @@ IN_FLIGHT, PROCESSED, LOST, REJECTED, DEAD_LETTERED = range(5)
 OUTCOMES = {IN_FLIGHT: "in_flight", PROCESSED: "processed", LOST: "lost", REJECTED: "rejected", DEAD_LETTERED: "dead_lettered"}
 
 TIME_BINS = 200
+
+# business-row flags, one byte per message (scenarios with outboxes, dual writes or idempotent consumers);
+# DELIVERED: some copy was processed, whatever the outcome (a message rejected — the user got an
+# error — and processed all the same keeps its outcome, and is a phantom if its row did not commit)
+COMMITTED, NOT_COMMITTED, PROCESSED_AGAIN, SUPPRESSED, DELIVERED = 1, 2, 4, 8, 16
+CONSISTENCY_KEYS = (
+    "committed", "not_committed", "delivered_once", "delivered_more_than_once", "never_delivered", "phantom",
+    "suppressed", "processed_before_commit", "committed_in_flight",
+)
 
 
 class Boundary:
@@ -135,6 +153,12 @@ class Recorder:
         self._bin_width = duration_s / TIME_BINS
         self.boundaries: dict[str, Boundary] = {}
         self.system = self.boundary("system", "system")
+        self.tracks_consistency = False
+        self.flags = array("b")
+        self.committed_s = array("d")
+        self.suppressed_in_window = 0
+        self.processed_before_commit = 0
+        self.commit_to_processed_s = array("d")
 
     def boundary(self, name: str, kind: str, keep_sojourns: bool = False) -> Boundary:
         """A new boundary named ``name`` (``kind`` is broker, workers or system)."""
@@ -163,14 +187,20 @@ class Recorder:
         """The last stage finished the message (again, if it had: a duplicate)."""
         i = message.id
         outcome = self.outcome[i]
+        if self.tracks_consistency:
+            self._flag(i, DELIVERED)
         if outcome != IN_FLIGHT:
             if outcome == PROCESSED:
                 if message.created_s >= self.warmup_s:
                     self.duplicates += 1
+                if self.tracks_consistency:
+                    self._flag(i, PROCESSED_AGAIN)
             elif outcome != REJECTED:
                 self.outcome[i] = PROCESSED
             return
         self.outcome[i] = PROCESSED
+        if self.tracks_consistency:
+            self._first_processing(message, now)
         self.system.leave(now, message.created_s)
         self.processed_per_bin[min(int(now / self._bin_width), TIME_BINS - 1)] += 1
         if now >= self.warmup_s:
@@ -196,6 +226,72 @@ class Recorder:
             self.outcome[message.id] = outcome
             self.system.leave(now, message.created_s)
 
+    # --- business rows and idempotent consumers ----------------------------------------------
+
+    def track_consistency(self) -> None:
+        """Keep the business-row flags: called when the network has outboxes, dual writes or
+        idempotent consumers, before any message exists."""
+        self.tracks_consistency = True
+
+    def _flag(self, i: int, flag: int) -> None:
+        flags = self.flags
+        if i >= len(flags):
+            grow = max(i + 1 - len(flags), len(flags) // 2 + 1024)
+            flags.frombytes(bytes(grow))
+            self.committed_s.extend([float("nan")] * grow)
+        flags[i] |= flag
+
+    def committed(self, message: Message, now: float) -> None:
+        """The message's business row (and, with an outbox, its event row) committed."""
+        i = message.id
+        self._flag(i, COMMITTED)
+        self.committed_s[i] = now
+        if self.flags[i] & DELIVERED and message.created_s >= self.warmup_s:
+            self.processed_before_commit += 1  # published first, and a consumer was quicker
+
+    def not_committed(self, message: Message, now: float) -> None:
+        """The message's business row did not commit and never will (refused, rolled back, or
+        the application gave up or died before committing)."""
+        self._flag(message.id, NOT_COMMITTED)
+
+    def suppressed(self, message: Message, now: float) -> None:
+        """An idempotent consumer skipped a copy of a message it had processed."""
+        self._flag(message.id, SUPPRESSED)
+        if message.created_s >= self.warmup_s:
+            self.suppressed_in_window += 1
+
+    def _first_processing(self, message: Message, now: float) -> None:
+        i = message.id
+        if i < len(self.flags) and self.flags[i] & COMMITTED and message.created_s >= self.warmup_s:
+            self.commit_to_processed_s.append(now - self.committed_s[i])
+
+    def consistency_counts(self) -> dict[str, int]:
+        """Per logical event produced in the window: what became of its business row and its event."""
+        n = len(self.outcome)
+        created = np.frombuffer(self.created_s, dtype=np.float64)
+        in_window = created >= self.warmup_s
+        outcome = np.frombuffer(self.outcome, dtype=np.int8)[in_window]
+        flags = np.zeros(n, dtype=np.int8)
+        known = np.frombuffer(self.flags, dtype=np.int8)[:n]
+        flags[: known.size] = known
+        flags = flags[in_window]
+        committed = (flags & COMMITTED) != 0
+        not_committed = ((flags & NOT_COMMITTED) != 0) & ~committed
+        delivered = (flags & DELIVERED) != 0
+        copied = (flags & (PROCESSED_AGAIN | SUPPRESSED)) != 0
+        never = ~delivered & ((outcome == LOST) | (outcome == REJECTED) | (outcome == DEAD_LETTERED))
+        return {
+            "committed": int(committed.sum()),
+            "not_committed": int(not_committed.sum()),
+            "delivered_once": int((committed & delivered & ~copied).sum()),
+            "delivered_more_than_once": int((committed & delivered & copied).sum()),
+            "never_delivered": int((committed & never).sum()),
+            "phantom": int((not_committed & delivered).sum()),
+            "suppressed": self.suppressed_in_window,
+            "processed_before_commit": self.processed_before_commit,
+            "committed_in_flight": int((committed & ~delivered & (outcome == IN_FLIGHT)).sum()),
+        }
+
     # --- window ---------------------------------------------------------------------------------
 
     def open_window(self, now: float) -> None:
@@ -217,6 +313,8 @@ class Recorder:
         counts = {"produced": int(in_window.size)}
         counts.update({name: int(tally[code]) for code, name in OUTCOMES.items()})
         counts["duplicates"] = self.duplicates
+        if self.tracks_consistency:
+            counts.update(self.consistency_counts())
         return counts
 
     def in_flight_ids(self) -> np.ndarray:

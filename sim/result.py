@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .recorder import CONSISTENCY_KEYS
 from .runner import LATENCY_BIN_EDGES_S, ReplicationFailure, ReplicationResult
 from .schema import Scenario
 from .stats import Estimate, mean_ci
@@ -60,7 +61,7 @@ class Result:
         rows = []
         for r in self.results:
             row = {"replication": r.replication, **r.metrics}
-            row.update({f"counts.{k}": r.counts[k] for k in COUNT_KEYS})
+            row.update({f"counts.{k}": r.counts[k] for k in self.count_keys()})
             row["littles_law_ok"] = all(c.ok for c in r.littles_law)
             row["conservation_ok"] = r.conservation.ok
             row["messages"] = r.messages
@@ -108,8 +109,14 @@ class Result:
     def metric_names(self) -> list[str]:
         return list(self.results[0].metrics) if self.results else []
 
+    def count_keys(self) -> tuple[str, ...]:
+        """The outcome counts, and the consistency counts when the scenario has outboxes, dual
+        writes or idempotent consumers."""
+        extra = tuple(k for k in CONSISTENCY_KEYS if self.results and all(k in r.counts for r in self.results))
+        return COUNT_KEYS + extra
+
     def counts(self) -> dict[str, int]:
-        return {k: int(sum(r.counts[k] for r in self.results)) for k in COUNT_KEYS}
+        return {k: int(sum(r.counts[k] for r in self.results)) for k in self.count_keys()}
 
     def littles_law_summary(self) -> list[dict]:
         table = self.littles_law
@@ -231,6 +238,11 @@ class Result:
 
         return plot_series(self, "system.throughput_per_s", "", "processed per second", ax)
 
+    def plot_outbox_backlog(self, ax=None):
+        from .plots import plot_series
+
+        return plot_series(self, "outbox.", ".pending", "pending outbox rows (committed, not yet marked sent)", ax)
+
     def plot_utilization(self, ax=None):
         from .plots import plot_series
 
@@ -256,4 +268,13 @@ class Result:
             written.append(path)
         if self.results:
             written += save_plots(self, out)
+            if self.scenario.outbox:
+                from matplotlib.figure import Figure
+
+                from .plots import FIGURE_SIZE
+
+                figure = Figure(figsize=FIGURE_SIZE, layout="constrained")
+                self.plot_outbox_backlog(ax=figure.subplots())
+                figure.savefig(out / "outbox_backlog.png", dpi=110)
+                written.append(out / "outbox_backlog.png")
         return written

@@ -19,6 +19,7 @@ import simpy
 
 from .checks import Conservation, LittleCheck, littles_law
 from .network import build
+from .outbox_metrics import outbox_metrics
 from .recorder import TIME_BINS, Recorder
 from .schema import Scenario
 from .streams import Streams
@@ -114,6 +115,9 @@ def run_replication(scenario: Scenario, replication: int, seed: int | None = Non
                 series[f"brokers.{name}.{extra.split(':', 1)[1]}"] = np.asarray(boundary.bin_area) / bin_width
     for name, pool in network.workers.items():
         series[f"workers.{name}.utilization"] = np.asarray(recorder.boundaries[name].bin_area) / bin_width / pool.count
+    more_metrics, more_series = outbox_metrics(network, recorder, window, counts)
+    metrics.update(more_metrics)
+    series.update(more_series)
 
     checks = [littles_law(b, window) for b in recorder.boundaries.values()]
     in_flight = recorder.in_flight_ids()
