@@ -125,8 +125,9 @@ def _broker_text(b) -> str:
     if "capacity" in type(b).model_fields:
         parts.append("unbounded" if capacity is None else f"capacity {capacity}")
     extras = [(k, v) for k, v in dump.items() if k not in ("name", "kind", "capacity") and not isinstance(v, (dict, list))]
-    parts += [f"{k} {format_duration(v) if isinstance(v, float) and ('time' in k or 'timeout' in k or 'interval' in k) else v}" for k, v in extras[:2]]
-    return ", ".join(str(p) for p in parts)
+    lines = [", ".join(str(p) for p in parts)]
+    lines += [f"{k} {format_duration(v) if isinstance(v, float) and ('time' in k or 'timeout' in k or 'interval' in k) else v}" for k, v in extras[:2]]
+    return "\n".join(lines)
 
 
 def _columns(scenario: Scenario) -> dict[str, int]:
@@ -188,7 +189,10 @@ def draw_diagram(scenario: Scenario, result: Result | None = None, ax=None):
     columns: dict[int, list[str]] = {}
     for name in nodes:
         columns.setdefault(col.get(name, 0), []).append(name)
-    width, height, dx, dy = 2.7, 1.25, 3.5, 1.7
+    lines = max(text.count("\n") + 1 for _kind, _label, text in nodes.values())
+    width, dx = 2.7, 3.5
+    height = max(1.5, 0.75 + 0.24 * lines)
+    dy = height + 0.4
     rows = max(len(v) for v in columns.values())
     position = {}
     for c, names in columns.items():
@@ -203,9 +207,9 @@ def draw_diagram(scenario: Scenario, result: Result | None = None, ax=None):
         colour = colours["dlq" if name in dead_letter else kind]
         ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.04,rounding_size=0.12",
                                     facecolor=colour, edgecolor="#334155", linewidth=1.2))
-        ax.text(x, y + height / 2 - 0.17, f"{kinds[kind]}{' (dead letters)' if name in dead_letter else ''}", ha="center", va="top", fontsize=7, color="#475569")
-        ax.text(x, y + 0.12, label, ha="center", va="center", fontsize=9.5, fontweight="bold", color="#0f172a")
-        ax.text(x, y - 0.2, text, ha="center", va="top", fontsize=7, color="#1e293b", linespacing=1.25)
+        ax.text(x, y + height / 2 - 0.14, f"{kinds[kind]}{' (dead letters)' if name in dead_letter else ''}", ha="center", va="top", fontsize=7, color="#475569")
+        ax.text(x, y + 0.26, label, ha="center", va="center", fontsize=9.5, fontweight="bold", color="#0f172a")
+        ax.text(x, y - 0.02, text, ha="center", va="top", fontsize=7, color="#1e293b", linespacing=1.25)
 
     def arrow(a, b, label="", style="-"):
         (x1, y1), (x2, y2) = position[a], position[b]
@@ -245,7 +249,7 @@ def diagram_size(scenario: Scenario) -> tuple[float, float]:
     counts: dict[int, int] = {}
     for c in col.values():
         counts[c] = counts.get(c, 0) + 1
-    return (max(4.0, 1.9 * ncols + 0.6), max(1.6, 1.15 * max(counts.values()) + 0.4))
+    return (max(4.0, 1.9 * ncols + 0.6), max(1.8, 1.3 * max(counts.values()) + 0.4))
 
 
 # --- the report's content -----------------------------------------------------------------------
