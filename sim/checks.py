@@ -79,16 +79,23 @@ class Conservation:
     """produced = processed + lost + rejected + dead_lettered + in_flight holds by construction
     (each message has one outcome slot); what is checked is that it is true: every message without
     an outcome at the end is really held by some component — waiting in a broker, in a worker's
-    hands, unacknowledged — and none was silently dropped."""
+    hands, unacknowledged, in a client's backoff — and none was silently dropped.
+
+    With clients, each attempt is accounted too: an attempt admitted and not yet ended
+    (processed, shed, lost...) must be held by a broker or a worker (``attempts_open`` of them at
+    the end, ``attempts_unaccounted`` held nowhere)."""
 
     counts: dict
     in_flight_total: int
     unaccounted: int
     unaccounted_examples: tuple = ()
+    attempts_open: int = 0
+    attempts_unaccounted: int = 0
+    attempts_unaccounted_examples: tuple = ()
 
     @property
     def ok(self) -> bool:
-        return self.unaccounted == 0
+        return self.unaccounted == 0 and self.attempts_unaccounted == 0
 
     def problem(self) -> str | None:
         if self.unaccounted:
@@ -96,5 +103,11 @@ class Conservation:
             return (
                 f"{self.unaccounted} of the {self.in_flight_total} messages with no outcome are held by no "
                 f"component: lost silently (message ids {examples})"
+            )
+        if self.attempts_unaccounted:
+            examples = ", ".join(str(i) for i in self.attempts_unaccounted_examples)
+            return (
+                f"{self.attempts_unaccounted} of the {self.attempts_open} attempts admitted and not ended are held by no "
+                f"broker or worker: lost silently (request ids {examples})"
             )
         return None

@@ -71,7 +71,7 @@ def load_scenario_text(text: str, source: str = "<scenario>", base_dir: str | Pa
     except ValidationError as exc:
         problems = [_problem_from_error(err, data, applied) for err in exc.errors()]
         raise ScenarioError(source, problems) from None
-    problems = _wiring_problems(scenario, data, applied)
+    problems = _wiring_problems(scenario, data, applied) + _back_pressure_problems(scenario, data, applied)
     if not problems:
         problems = _stability_problems(scenario, data, applied)
     if problems:
@@ -158,9 +158,10 @@ def _strip_annotated(tp: Any) -> Any:
 
 
 def _union_members(tp: Any) -> list[Any]:
+    """The members of a union, flattened (an optional tagged union is Optional[Annotated[Union]])."""
     tp = _strip_annotated(tp)
     if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return [_strip_annotated(a) for a in typing.get_args(tp) if a is not type(None)]
+        return [m for a in typing.get_args(tp) if a is not type(None) for m in _union_members(a)]
     return [tp]
 
 
@@ -182,21 +183,29 @@ def _step_type(tp: Any, part: Any) -> tuple[Any, bool]:
         if member is not None:
             return member, True
     for member in members:
-        if isinstance(member, type) and issubclass(member, BaseModel) and part in member.model_fields:
-            return member.model_fields[part].annotation, False
+        if isinstance(member, type) and issubclass(member, BaseModel) and _field_named(member, part) is not None:
+            return _field_named(member, part).annotation, False
         if typing.get_origin(member) is list and isinstance(part, int):
             return typing.get_args(member)[0], False
     return None, False
 
 
+def _field_named(model: Any, key: Any):
+    """The field of ``model`` that the file's ``key`` sets (by its name, or by its alias: ``from``)."""
+    for name, field in model.model_fields.items():
+        if key == (field.alias or name):
+            return field
+    return model.model_fields.get(key)
+
+
 def _has_field(tp: Any, part: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields
+    return isinstance(tp, type) and issubclass(tp, BaseModel) and _field_named(tp, part) is not None
 
 
 def _model_fields(tp: Any) -> list[str]:
     for member in _union_members(tp):
         if isinstance(member, type) and issubclass(member, BaseModel):
-            return list(member.model_fields)
+            return [field.alias or name for name, field in member.model_fields.items()]
     return []
 
 
@@ -296,6 +305,84 @@ def _wording(err: dict, kind: str, ctx: dict, loc: tuple, parent_tp: Any) -> str
     return f"{err['msg']}, got {value!r}"
 
 
+# --- clients, admission gates and triggers --------------------------------------------------------
+
+
+def _back_pressure_problems(scenario: Scenario, data: Any, applied: list) -> list[Problem]:
+    """Wiring of clients and admission gates, and triggers that start within the run."""
+    problems: list[Problem] = []
+
+    def report(section: str, index: int, name: str, key: str | None, message: str) -> None:
+        path = f"{section}.{name}" + (f".{key}" if key else "")
+        raw = (section, name) + tuple(key.split(".") if key else ())
+        problems.append(Problem(message, path=path, line=_line_of(data, section, index, key and key.split(".")[0]), override=_override_for(raw, applied)))
+
+    names: dict[str, str] = {}
+    for section in ("producers", "brokers", "workers", "outbox", "dual_write"):
+        for item in getattr(scenario, section, []):
+            names.setdefault(item.name, section)
+    for section in ("clients", "admission"):
+        for index, item in enumerate(getattr(scenario, section)):
+            if item.name in names:
+                report(section, index, item.name, "name", f"the name '{item.name}' is already used in {names[item.name]}; names must be unique")
+            names.setdefault(item.name, section)
+    brokers = [b.name for b in scenario.brokers]
+    pools = [p.name for p in scenario.workers]
+
+    def must_be_broker(section, index, name, key, wanted, also=()):
+        allowed = brokers + list(also)
+        if wanted not in allowed:
+            close = difflib.get_close_matches(wanted, allowed, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            what = "a broker or a worker pool" if also else "a broker"
+            report(section, index, name, key, f"'{wanted}' is not {what}{hint} (have: {', '.join(allowed) or 'none'})")
+
+    for index, group in enumerate(scenario.clients):
+        must_be_broker("clients", index, group.name, "sends_to", group.sends_to)
+    for index, producer in enumerate(scenario.producers):
+        if producer.is_client and producer.sends_to not in brokers and producer.sends_to in names:
+            report("producers", index, producer.name, "sends_to", f"a producer with a timeout or a retry policy is a client and sends to a broker; '{producer.sends_to}' is not one")
+        if producer.spike is not None and producer.spike.at >= scenario.duration:
+            report("producers", index, producer.name, "spike.at", f"the spike starts at {producer.spike.at:g}s, after the run ends ({scenario.duration:g}s)")
+    for index, gate in enumerate(scenario.admission):
+        must_be_broker("admission", index, gate.name, "in_front_of", gate.in_front_of, also=pools)
+    for index, pool in enumerate(scenario.workers):
+        for key in ("capacity_loss", "slowdown"):
+            spec = getattr(pool, key)
+            if spec is not None and spec.from_ is not None and spec.from_ >= scenario.duration:
+                report("workers", index, pool.name, f"{key}.from", f"starts at {spec.from_:g}s, after the run ends ({scenario.duration:g}s)")
+    return problems
+
+
+def _bounded_by_back_pressure(scenario: Scenario) -> set[str]:
+    """Brokers whose queue cannot grow without bound although more is offered than the workers
+    can do: an admission gate bounds it (max_queue, max_wait, or a rate limit below the
+    capacity), or every pool consuming it sheds expired work and everything that reaches it comes
+    from clients with a timeout (nothing older than the timeout is worked on)."""
+    flows = broker_flows(scenario)
+    pools = {p.name: p for p in scenario.workers}
+    bounded = set()
+    for gate in scenario.admission:
+        broker = pools[gate.in_front_of].consumes if gate.in_front_of in pools else gate.in_front_of
+        capacity = flows[broker].service_capacity_per_s if broker in flows else 0.0
+        if gate.bounds_queue() or (gate.rate_limit is not None and gate.rate_limit.rate < capacity):
+            bounded.add(broker)
+    reaches: dict[str, set] = {name: set() for name in flows}
+    for source in (*scenario.producers, *scenario.clients):
+        if source.sends_to in reaches:
+            reaches[source.sends_to].add(source.name)
+    for name in flows:  # upstream first
+        for pool in scenario.workers:
+            if pool.consumes == name and pool.sends_to in reaches:
+                reaches[pool.sends_to] |= reaches[name]
+    timed = {s.name for s in (*scenario.producers, *scenario.clients) if s.timeout is not None}
+    for name, sources in reaches.items():
+        consumers = [p for p in scenario.workers if p.consumes == name]
+        if sources and sources <= timed and consumers and all(p.shed_expired for p in consumers):
+            bounded.add(name)
+    return bounded
+
+
 # --- wiring and stability -----------------------------------------------------------------------
 
 
@@ -378,19 +465,22 @@ def _wiring_problems(scenario: Scenario, data: Any, applied: list) -> list[Probl
 def _stability_problems(scenario: Scenario, data: Any, applied: list) -> list[Problem]:
     problems = []
     index = {b.name: i for i, b in enumerate(scenario.brokers)}
+    held_back = _bounded_by_back_pressure(scenario)
     dead_letter_queues = {target for b in scenario.brokers for target in b.dead_letter_targets()}
     for name, flow in broker_flows(scenario).items():
         if name in dead_letter_queues:
             continue  # a dead-letter queue is a sink by design: nothing consumes it
-        if flow.bounded or flow.offered_load < 1:
+        if flow.bounded or flow.offered_load < 1 or name in held_back:
             continue
         pools = [p for p in scenario.workers if p.consumes == name]
-        services = ", ".join(f"{p.count} workers of {p.name} at a mean service time of {format_duration(p.service_time.build().mean)}"
+        services = ", ".join(f"{p.max_count} workers of {p.name}" + (" (autoscaling max)" if p.autoscaling is not None else "")
+                             + f" at a mean service time of {format_duration(p.service_time.build().mean)}"
                              + (" up part of the time (crashes)" if p.crashes is not None else "") for p in pools)
         message = (
             f"unstable: offered load {flow.arrival_rate_per_s:.4g}/s ≥ capacity {flow.service_capacity_per_s:.4g}/s "
             f"({services}; utilisation would be {flow.offered_load:.3g}); the queue grows without bound. "
-            f"Add workers, shorten the service time, or bound the queue with 'capacity'"
+            f"Add workers, shorten the service time, or bound the queue with 'capacity' (or an admission gate: max_queue, max_wait, "
+            f"rate_limit; or deadline shedding: shed_expired, with client timeouts)"
         )
         raw = ("brokers", name)
         problems.append(Problem(message, path=f"brokers.{name}", line=_line_of(data, "brokers", index[name]), override=_override_for(raw, applied)))

@@ -9,7 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from models.admission import AdmissionGate, TokenBucket
 from models.arrivals import DeterministicArrivals, PoissonArrivals, RenewalArrivals, ScheduleArrivals, TraceArrivals
+from models.autoscaling import Autoscaler
+from models.clients import Client, ClosedLoopClients, OpenLoopClient
+from models.retry import DecorrelatedJitterBackoff, EqualJitterBackoff, ExponentialBackoff, FixedBackoff, FullJitterBackoff, RetryBudget
+from models.triggers import CapacityLoss, LoadDependentServiceTime, SpikedArrivals
 from models.database import Database
 from models.dual_write import DualWrite
 from models.idempotency import IdempotentDone
@@ -30,14 +35,25 @@ BROKER_KINDS: dict[str, Callable] = {name: kind.build for name, kind in KINDS.it
 
 @dataclass
 class Network:
-    """The built components of one replication, by name."""
+    """The built components of one replication, by name. Groups of closed-loop clients are among
+    the producers (they make requests and hold them); ``clients`` has every client's
+    :class:`~models.clients.Client` (open- and closed-loop) for its metrics."""
 
+    clients: dict[str, Client] = field(default_factory=dict)
+    gates: dict[str, AdmissionGate] = field(default_factory=dict)
+    autoscalers: dict[str, Autoscaler] = field(default_factory=dict)
+    triggers: list = field(default_factory=list)
     producers: dict[str, Producer] = field(default_factory=dict)
     brokers: dict[str, object] = field(default_factory=dict)
     workers: dict[str, WorkerPool] = field(default_factory=dict)
     outboxes: dict[str, Outbox] = field(default_factory=dict)
     dual_writes: dict[str, DualWrite] = field(default_factory=dict)
     relays: dict[str, list] = field(default_factory=dict)
+
+    def held_by_servers(self):
+        """Ids held by brokers and workers: where an admitted attempt is until it ends."""
+        for component in (*self.brokers.values(), *self.workers.values()):
+            yield from component.held_ids()
 
     def held_ids(self):
         """Ids of the messages some component holds now (a message may be held in several places)."""
@@ -80,14 +96,105 @@ def build(scenario: schema.Scenario, env, recorder: Recorder, streams: Streams) 
         network.outboxes[spec.name], network.relays[spec.name] = outbox(spec, env, recorder, streams, network.brokers)
     for spec in scenario.dual_write:
         network.dual_writes[spec.name] = dual_write(spec, env, recorder, streams, network.brokers)
-    targets = network.targets()
+    targets = admission_gates(scenario, env, recorder, network, network.targets())
     for spec in scenario.workers:
         network.workers[spec.name] = worker_pool(spec, env, recorder, streams, targets)
+    for spec in scenario.workers:
+        elasticity(spec, env, recorder, network)
     for spec in scenario.producers:
-        network.producers[spec.name] = Producer(
-            env, spec.name, arrival_process(spec.arrivals, streams, spec.name), targets[spec.sends_to], recorder
-        )
+        network.producers[spec.name] = producer(spec, env, recorder, streams, network, targets)
+    closed_loop_clients(scenario, env, recorder, streams, network, targets)
     return network
+
+
+# --- clients, admission control, triggers and elasticity ----------------------------------------
+
+
+def admission_gates(scenario: schema.Scenario, env, recorder: Recorder, network: Network, targets: dict) -> dict:
+    """Put each ``admission`` gate in front of its broker in ``targets`` (what senders put into);
+    returns ``targets``. A gate passes everything but ``put`` through to its broker."""
+    pools = {p.name: p for p in scenario.workers}
+    for spec in scenario.admission:
+        if spec.in_front_of in pools:
+            broker, consumers = pools[spec.in_front_of].consumes, [pools[spec.in_front_of]]
+        else:
+            broker = spec.in_front_of
+            consumers = [p for p in scenario.workers if p.consumes == broker]
+        means = {p.name: p.service_time.build().mean for p in consumers}
+
+        def capacity_per_s(means=means) -> float:
+            return sum(network.workers[name].present / mean for name, mean in means.items() if name in network.workers)
+
+        limiter = TokenBucket(spec.rate_limit.rate, spec.rate_limit.burst) if spec.rate_limit is not None else None
+        gate = AdmissionGate(env, spec.name, targets[broker], recorder.boundaries[broker], recorder.counter(spec.name), capacity_per_s,
+                             max_queue=spec.max_queue, max_wait_s=spec.max_wait, rate_limiter=limiter)
+        network.gates[spec.name] = targets[broker] = gate
+    return targets
+
+
+def service_time(spec: schema.WorkerPool, env, sampler):
+    """A pool's service time: its distribution, slowed down by load when it has a ``slowdown``."""
+    base = sampler(spec.service_time.build(), "service_time")
+    if spec.slowdown is None:
+        return base
+    slow = spec.slowdown
+    return LoadDependentServiceTime(env, base, slow.per_concurrent, slow.per_waiting, slow.from_, slow.until, slow.factor or 1.0)
+
+
+def elasticity(spec: schema.WorkerPool, env, recorder: Recorder, network: Network) -> None:
+    """What changes a built pool's capacity while it runs: slowdown, capacity loss, autoscaling."""
+    pool = network.workers[spec.name]
+    if isinstance(pool.service_time, LoadDependentServiceTime):
+        pool.service_time.in_service = pool.in_service
+        pool.service_time.waiting = recorder.boundaries.get(spec.consumes)
+    if spec.capacity_loss is not None:
+        loss = spec.capacity_loss
+        network.triggers.append(CapacityLoss(env, pool, loss.from_, loss.until, loss.workers))
+    if spec.autoscaling is not None:
+        a = spec.autoscaling
+        network.autoscalers[spec.name] = Autoscaler(
+            env, pool, recorder.boundaries[spec.consumes], a.min, a.max, a.evaluation_interval, a.scale_out_delay, a.cooldown,
+            target_backlog_per_worker=a.target_backlog_per_worker, target_utilization=a.target_utilization,
+        )
+
+
+def retry_policy(spec, streams: Streams, client: str):
+    """(backoff policy or None, attempts at most) of a ``retry`` spec; jitter from the client's stream."""
+    if spec is None or spec.policy == "none":
+        return None, 1
+    if spec.policy == "fixed":
+        return FixedBackoff(spec.base), spec.max_attempts
+    if spec.policy == "exponential":
+        return ExponentialBackoff(spec.base, spec.cap), spec.max_attempts
+    uniform = Sampler(Uniform(0.0, 1.0), streams.rng(client, "retry"))
+    jitter = {"full_jitter": FullJitterBackoff, "equal_jitter": EqualJitterBackoff, "decorrelated_jitter": DecorrelatedJitterBackoff}
+    return jitter[spec.policy](spec.base, spec.cap, uniform), spec.max_attempts
+
+
+def make_client(spec, env, recorder: Recorder, streams: Streams, target) -> Client:
+    """The client of a producer with a ``timeout`` or ``retry``, or of a group of closed-loop clients."""
+    backoff, attempts = retry_policy(spec.retry, streams, spec.name)
+    budget = RetryBudget(**spec.retry_budget.model_dump()) if spec.retry_budget is not None else None
+    return Client(env, spec.name, target, recorder, backoff=backoff, max_attempts=attempts, timeout_s=spec.timeout, budget=budget)
+
+
+def producer(spec: schema.Producer, env, recorder: Recorder, streams: Streams, network: Network, targets: dict):
+    """An open-loop producer: plain, or a client when it has a ``timeout`` or a ``retry`` policy."""
+    arrivals = arrival_process(spec.arrivals, streams, spec.name)
+    if spec.spike is not None:
+        arrivals = SpikedArrivals(arrivals, spec.spike.at, spec.spike.duration, spec.spike.rate_multiplier)
+    if not spec.is_client:
+        return Producer(env, spec.name, arrivals, targets[spec.sends_to], recorder)
+    client = network.clients[spec.name] = make_client(spec, env, recorder, streams, targets[spec.sends_to])
+    return OpenLoopClient(env, spec.name, arrivals, client)
+
+
+def closed_loop_clients(scenario: schema.Scenario, env, recorder: Recorder, streams: Streams, network: Network, targets: dict) -> None:
+    """Each group of closed-loop clients; a group goes among the producers (it holds requests)."""
+    for spec in scenario.clients:
+        client = network.clients[spec.name] = make_client(spec, env, recorder, streams, targets[spec.sends_to])
+        think_time = Sampler(spec.think_time.build(), streams.rng(spec.name, "think_time"))
+        network.producers[spec.name] = ClosedLoopClients(env, spec.name, spec.count, think_time, client)
 
 
 def worker_pool(spec: schema.WorkerPool, env, recorder: Recorder, streams: Streams, brokers: dict) -> WorkerPool:
@@ -106,12 +213,14 @@ def worker_pool(spec: schema.WorkerPool, env, recorder: Recorder, streams: Strea
         options["error_probability"] = spec.errors.probability
         options["poison_fraction"] = spec.errors.poison_fraction
         options["error_draw"] = sampler(Uniform(0.0, 1.0), "errors")
+    if spec.shed_expired:
+        options["shed_expired"] = True
     return WorkerPool(
         env,
         spec.name,
         broker=brokers[spec.consumes],
         count=spec.count,
-        service_time=sampler(spec.service_time.build(), "service_time"),
+        service_time=service_time(spec, env, sampler),
         boundary=recorder.boundary(spec.name, "workers"),
         recorder=recorder,
         next_hop=next_hop(spec, env, recorder, brokers),

@@ -72,6 +72,50 @@ def plot_series(result, prefix: str, suffix: str, ylabel: str, ax=None):
     return ax
 
 
+def _has_back_pressure(scenario) -> bool:
+    """Clients, admission gates or triggers: what makes offered load and goodput differ."""
+    from .backpressure import trigger_window
+
+    return bool(scenario.clients or scenario.admission or any(p.is_client for p in scenario.producers) or trigger_window(scenario))
+
+
+def plot_goodput(result, ax=None):
+    """Offered attempts and unique requests per second against goodput (and wasted work) over
+    time, means over replications with their range shaded; the trigger window hatched and the
+    mean recovery time marked."""
+    ax = _axes(ax, f"{result.scenario.name}: offered load and goodput over time")
+    table = result.timeseries
+    scale, unit = _time_unit(result.scenario.duration)
+    styles = {
+        "system.offered_per_s": ("offered attempts", "tab:red"),
+        "system.offered_unique_per_s": ("offered requests", "tab:orange"),
+        "system.goodput_per_s": ("goodput", "tab:green"),
+        "system.wasted_per_s": ("wasted work", "tab:grey"),
+    }
+    for name, (label, colour) in styles.items():
+        rows = table[table["series"] == name]
+        if rows.empty:
+            continue
+        by_bin = rows.groupby("t_s")["value"]
+        mean, low, high = by_bin.mean(), by_bin.min(), by_bin.max()
+        t = mean.index.to_numpy() / scale
+        ax.plot(t, mean.to_numpy(), label=label, color=colour)
+        ax.fill_between(t, low.to_numpy(), high.to_numpy(), color=colour, alpha=0.15, linewidth=0)
+    recovery = result.recovery()
+    if recovery is not None:
+        start, end = recovery["trigger_s"]
+        ax.axvspan(start / scale, end / scale, color="tab:purple", alpha=0.15, label="trigger")
+        seconds = recovery["time_to_recover_s"]["mean"]
+        if seconds is not None:
+            ax.axvline((end + seconds) / scale, color="tab:purple", linestyle="--", label=f"recovered (+{seconds:.3g} s)")
+    if result.scenario.warmup > 0:
+        ax.axvspan(0, result.scenario.warmup / scale, color="grey", alpha=0.15, label="warm-up")
+    ax.set_xlabel(f"time ({unit})")
+    ax.set_ylabel("per second")
+    ax.legend(loc="upper right", fontsize="small")
+    return ax
+
+
 def save_plots(result, out_dir: Path) -> list[Path]:
     """Draw each plot on its own Figure (no pyplot state, whatever the backend) and save it as PNG."""
     from matplotlib.figure import Figure
@@ -82,6 +126,9 @@ def save_plots(result, out_dir: Path) -> list[Path]:
         ("queue_length.png", result.plot_queue_length),
         ("throughput.png", result.plot_throughput),
         ("utilization.png", result.plot_utilization),
+        *((("goodput.png", result.plot_goodput),) if _has_back_pressure(result.scenario) else ()),
+        *((("workers.png", result.plot_workers),) if any(
+            p.autoscaling is not None or p.capacity_loss is not None for p in result.scenario.workers) else ()),
     ):
         figure = Figure(figsize=FIGURE_SIZE, layout="constrained")
         draw(ax=figure.subplots())

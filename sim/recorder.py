@@ -35,12 +35,15 @@ from array import array
 import numpy as np
 
 from models.broker import WindowCounter
+from models.clients import Attempt
 from models.message import Message
 
 IN_FLIGHT, PROCESSED, LOST, REJECTED, DEAD_LETTERED = range(5)
 OUTCOMES = {IN_FLIGHT: "in_flight", PROCESSED: "processed", LOST: "lost", REJECTED: "rejected", DEAD_LETTERED: "dead_lettered"}
 
 TIME_BINS = 200
+
+_OUTCOME_CODES = {name: code for code, name in OUTCOMES.items()}
 
 # business-row flags, one byte per message (scenarios with outboxes, dual writes or idempotent consumers);
 # DELIVERED: some copy was processed, whatever the outcome (a message rejected — the user got an
@@ -127,6 +130,10 @@ class Boundary:
             if self.sojourns is not None:
                 self.sojourns.append(sojourn)
 
+    def integral(self, now: float) -> float:
+        """The integral of the number inside over the whole run up to ``now`` (warm-up included)."""
+        return sum(self.bin_area) + self.n * max(now - self._last, 0.0)
+
     def open_window(self, now: float) -> None:
         self._advance(now)
         self._in_window = True
@@ -137,8 +144,26 @@ class Boundary:
         self.n_at_end = self.n
 
 
+class Gauge(Boundary):
+    """A level that changes now and then (the workers present in a pool), integrated over time
+    like a boundary's count — over the window and per time bin — but with no items and no
+    Little's law: :meth:`set` the new level when it changes."""
+
+    __slots__ = ()
+
+    def set(self, now: float, value: float) -> None:
+        self._advance(now)
+        self.n = value
+
+
 class Recorder:
-    """Per-message outcomes and the boundaries of one replication."""
+    """Per-message outcomes and the boundaries of one replication.
+
+    Clients (:mod:`models.clients`) send attempts of a request: the Recorder hands what happens
+    to an attempt (processed, lost, dead-lettered, refused downstream, shed) to the attempt's
+    client, which decides the request's outcome and tells it back (:meth:`request_admitted`,
+    :meth:`request_settled`, :meth:`duplicate`, :meth:`wasted`).
+    """
 
     def __init__(self, warmup_s: float, duration_s: float):
         self.warmup_s = warmup_s
@@ -150,6 +175,9 @@ class Recorder:
         self.counters: dict[str, WindowCounter] = {}
         self.processed_in_window = 0
         self.processed_per_bin = [0] * TIME_BINS
+        self.retries_per_bin = [0] * TIME_BINS  # attempts after a request's first (clients)
+        self.wasted_per_bin = [0] * TIME_BINS  # attempts processed after their client gave up on them
+        self.gauges: dict[str, Gauge] = {}
         self._bin_width = duration_s / TIME_BINS
         self.boundaries: dict[str, Boundary] = {}
         self.system = self.boundary("system", "system")
@@ -171,6 +199,13 @@ class Recorder:
         counter = self.counters[name] = WindowCounter(open_now=self.warmup_s <= 0)
         return counter
 
+    def gauge(self, name: str, value: float = 0.0) -> Gauge:
+        """A level named ``name`` (workers present in a pool), starting at ``value``."""
+        g = Gauge(name, "gauge", self.warmup_s, self.duration_s)
+        g.n = value
+        self.gauges[name] = g
+        return g
+
     # --- messages -------------------------------------------------------------------------------
 
     def new_message(self, now: float) -> Message:
@@ -185,6 +220,9 @@ class Recorder:
 
     def processed(self, message: Message, now: float) -> None:
         """The last stage finished the message (again, if it had: a duplicate)."""
+        if message.__class__ is Attempt:
+            message.request.client.attempt_processed(message, now)
+            return
         i = message.id
         outcome = self.outcome[i]
         if self.tracks_consistency:
@@ -209,13 +247,22 @@ class Recorder:
             self.latencies_s.append(now - message.created_s)
 
     def lost(self, message: Message, now: float) -> None:
+        if message.__class__ is Attempt:
+            message.request.client.attempt_failed(message, now, "lost")
+            return
         self._settle(message, LOST, now)
 
     def dead_lettered(self, message: Message, now: float) -> None:
+        if message.__class__ is Attempt:
+            message.request.client.attempt_failed(message, now, "dead_lettered")
+            return
         self._settle(message, DEAD_LETTERED, now)
 
     def rejected(self, message: Message, now: float, admitted: bool) -> None:
         """Refused for good; ``admitted`` says whether it had entered the system (a later stage refused it)."""
+        if message.__class__ is Attempt:
+            message.request.client.attempt_failed(message, now, "rejected")
+            return
         if admitted:
             self._settle(message, REJECTED, now)
         else:
@@ -225,6 +272,47 @@ class Recorder:
         if self.outcome[message.id] == IN_FLIGHT:
             self.outcome[message.id] = outcome
             self.system.leave(now, message.created_s)
+
+    # --- requests of clients (models.clients) -------------------------------------------------
+
+    def shed(self, message: Message, now: float) -> None:
+        """A worker skipped ``message`` because its deadline had passed."""
+        if message.__class__ is Attempt:
+            message.request.client.attempt_shed(message, now)
+
+    def request_admitted(self, request, now: float) -> None:
+        """An attempt of ``request`` was admitted for the first time: the request is in the system
+        (until its outcome; its stay is counted from this admission)."""
+        self.system.enter(now)
+
+    def request_settled(self, request, now: float, outcome: str) -> None:
+        """The client decided ``request``'s outcome: processed (it got the response), rejected
+        (it gave up), or lost / dead_lettered / rejected downstream (told of a failure)."""
+        i = request.id
+        if self.outcome[i] != IN_FLIGHT:
+            return
+        code = _OUTCOME_CODES[outcome]
+        self.outcome[i] = code
+        if request.admitted_s is not None:
+            self.system.leave(now, request.admitted_s)
+        if code == PROCESSED:
+            self.processed_per_bin[min(int(now / self._bin_width), TIME_BINS - 1)] += 1
+            if now >= self.warmup_s:
+                self.processed_in_window += 1
+            if request.created_s >= self.warmup_s:
+                self.latencies_s.append(now - request.created_s)
+
+    def duplicate(self, request) -> None:
+        """An attempt of ``request`` was processed after another one had been."""
+        if request.created_s >= self.warmup_s:
+            self.duplicates += 1
+
+    def retry_sent(self, now: float) -> None:
+        self.retries_per_bin[min(int(now / self._bin_width), TIME_BINS - 1)] += 1
+
+    def wasted(self, now: float) -> None:
+        """An attempt was processed that nobody waited for any more."""
+        self.wasted_per_bin[min(int(now / self._bin_width), TIME_BINS - 1)] += 1
 
     # --- business rows and idempotent consumers ----------------------------------------------
 
@@ -259,6 +347,8 @@ class Recorder:
         self._flag(message.id, SUPPRESSED)
         if message.created_s >= self.warmup_s:
             self.suppressed_in_window += 1
+        if message.__class__ is Attempt:  # a client's retry: the table's answer is its response
+            message.request.client.attempt_suppressed(message, now)
 
     def _first_processing(self, message: Message, now: float) -> None:
         i = message.id
@@ -297,12 +387,16 @@ class Recorder:
     def open_window(self, now: float) -> None:
         for b in self.boundaries.values():
             b.open_window(now)
+        for g in self.gauges.values():
+            g.open_window(now)
         for counter in self.counters.values():
             counter.open = True
 
     def close(self, now: float) -> None:
         for b in self.boundaries.values():
             b.close(now)
+        for g in self.gauges.values():
+            g.close(now)
 
     def counts(self) -> dict[str, int]:
         """Outcomes of the messages produced in the measurement window, and their duplicates."""

@@ -213,6 +213,13 @@ class Result:
             "in_flight_at_end": int(sum(r.conservation.in_flight_total for r in self.results)),
             "unaccounted_at_end": int(sum(r.conservation.unaccounted for r in self.results)),
         }
+        if any(r.conservation.attempts_open or r.conservation.attempts_unaccounted for r in self.results) or self.scenario.clients or any(
+                p.is_client for p in self.scenario.producers):
+            out["conservation"]["attempts_open_at_end"] = int(sum(r.conservation.attempts_open for r in self.results))
+            out["conservation"]["attempts_unaccounted_at_end"] = int(sum(r.conservation.attempts_unaccounted for r in self.results))
+        recovery = self.recovery()
+        if recovery is not None:
+            out["recovery"] = recovery
         slo = self.slo_report()
         if slo is not None:
             out["slo"] = slo
@@ -247,6 +254,54 @@ class Result:
         from .plots import plot_series
 
         return plot_series(self, "workers.", ".utilization", "busy fraction of workers", ax)
+
+    # --- back pressure, retries and recovery ----------------------------------------------------
+
+    def recovery(self) -> dict | None:
+        """Whether and when the system came back after its trigger (a spike, a capacity loss, a
+        slowdown window) ended, or None for a scenario without a trigger. ``time_to_recover_s``
+        is estimated over the replications that recovered; ``verdict`` says it in words. The
+        definition is :func:`sim.backpressure.time_to_recover`'s."""
+        from .backpressure import trigger_window
+
+        trigger = trigger_window(self.scenario)
+        if trigger is None or not self.results:
+            return None
+        values = [r.metrics.get("system.recovery_s", np.nan) for r in self.results]
+        recovered = int(sum(1 for v in values if np.isfinite(v)))
+        n = len(values)
+        estimate = mean_ci(values)
+        if recovered == 0:
+            verdict = f"did not recover within the run (0 of {n} replications)"
+        else:
+            ci = f" [{estimate.low:.3g}, {estimate.high:.3g}]" if estimate.low is not None else ""
+            verdict = f"recovered {estimate.mean:.3g} s{ci} after the trigger ended ({recovered} of {n} replications)"
+            if recovered < n:
+                verdict += f"; {n - recovered} did not recover within the run"
+        return {
+            "trigger_s": [trigger[0], trigger[1]],
+            "replications": n,
+            "recovered_replications": recovered,
+            "time_to_recover_s": estimate.as_dict(),
+            "verdict": verdict,
+        }
+
+    def plot_goodput(self, ax=None):
+        """Offered load (attempts and unique requests per second) against goodput, with wasted
+        work when clients abandon attempts, the trigger shaded and the recovery marked."""
+        from .plots import plot_goodput
+
+        return plot_goodput(self, ax)
+
+    def plot_queue_depth(self, ax=None):
+        from .plots import plot_series
+
+        return plot_series(self, "system.queue_depth", "", "messages waiting in all brokers", ax)
+
+    def plot_workers(self, ax=None):
+        from .plots import plot_series
+
+        return plot_series(self, "workers.", ".count", "workers present", ax)
 
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write summary.json, the per-replication tables (CSV) and PNG plots into ``out_dir``."""

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import simpy
 
+from .backpressure import attempts_unaccounted, back_pressure_metrics
 from .checks import Conservation, LittleCheck, littles_law
 from .network import build
 from .outbox_metrics import outbox_metrics
@@ -120,9 +121,13 @@ def run_replication(scenario: Scenario, replication: int, seed: int | None = Non
     series.update(more_series)
 
     checks = [littles_law(b, window) for b in recorder.boundaries.values()]
+    pressure_metrics, pressure_series = back_pressure_metrics(scenario, network, recorder, window, counts)
+    metrics.update(pressure_metrics)
+    series.update(pressure_series)
     in_flight = recorder.in_flight_ids()
     unaccounted = np.setdiff1d(in_flight, np.fromiter(network.held_ids(), dtype=np.int64), assume_unique=False)
-    conservation = Conservation(counts, int(in_flight.size), int(unaccounted.size), tuple(int(i) for i in unaccounted[:5]))
+    conservation = Conservation(counts, int(in_flight.size), int(unaccounted.size), tuple(int(i) for i in unaccounted[:5]),
+                                *attempts_unaccounted(network))
     histogram, _ = np.histogram(latencies, bins=LATENCY_BIN_EDGES_S)
     return ReplicationResult(
         replication=replication,

@@ -115,15 +115,259 @@ ArrivalSpec = Annotated[
 ]
 
 
+# --- clients: timeouts, retries, retry budgets ----------------------------------------------------
+
+
+class NoRetrySpec(Strict):
+    """``policy: none``: one attempt; a refusal or a timeout ends the request (rejected)."""
+
+    policy: Literal["none"]
+
+    @property
+    def attempts(self) -> int:
+        return 1
+
+
+class FixedRetrySpec(Strict):
+    """``policy: fixed``: wait ``base`` before each retry; at most ``max_attempts`` attempts in all
+    (the first included)."""
+
+    policy: Literal["fixed"]
+    base: PositiveDuration
+    max_attempts: Annotated[int, Field(ge=1, le=100, strict=True)] = 3
+
+    @property
+    def attempts(self) -> int:
+        return self.max_attempts
+
+
+class BackoffRetrySpec(Strict):
+    """Exponential backoff before retry n (from 0), capped at ``cap`` (20 s, the AWS SDKs'
+    maximum backoff), without jitter (``exponential``: min(cap, base·2^n)) or with it
+    (``full_jitter``, ``equal_jitter``, ``decorrelated_jitter``: the formulas of AWS's
+    "Exponential Backoff and Jitter"); at most ``max_attempts`` attempts in all (3, the AWS SDKs'
+    standard mode), the first included."""
+
+    policy: Literal["exponential", "full_jitter", "equal_jitter", "decorrelated_jitter"]
+    base: PositiveDuration
+    cap: PositiveDuration = 20.0
+    max_attempts: Annotated[int, Field(ge=1, le=100, strict=True)] = 3
+
+    @model_validator(mode="after")
+    def _cap_above_base(self):
+        if self.cap < self.base:
+            raise ValueError(f"cap ({self.cap:g}s) must not be below base ({self.base:g}s)")
+        return self
+
+    @property
+    def attempts(self) -> int:
+        return self.max_attempts
+
+
+RetrySpec = Annotated[Union[NoRetrySpec, FixedRetrySpec, BackoffRetrySpec], Field(discriminator="policy")]
+
+
+class RetryBudgetSpec(Strict):
+    """The AWS SDKs' retry quota: a bucket of ``tokens`` (500); a retry costs ``retry_cost`` (5),
+    or ``timeout_retry_cost`` (10) after a timeout; each success refunds ``success_refund`` (1);
+    a retry the bucket cannot pay is not made. ``retry_budget: true`` takes these defaults."""
+
+    tokens: Annotated[int, Field(ge=1, strict=True)] = 500
+    retry_cost: Annotated[int, Field(ge=0, strict=True)] = 5
+    timeout_retry_cost: Annotated[int, Field(ge=0, strict=True)] = 10
+    success_refund: Annotated[int, Field(ge=0, strict=True)] = 1
+
+
+def _budget_shorthand(value):
+    if value is True:
+        return {}
+    if value is False:
+        return None
+    return value
+
+
+_BUDGET_SCHEMA = {
+    "anyOf": [
+        {"type": "boolean"},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "tokens": {"type": "integer", "minimum": 1, "default": 500},
+                "retry_cost": {"type": "integer", "minimum": 0, "default": 5},
+                "timeout_retry_cost": {"type": "integer", "minimum": 0, "default": 10},
+                "success_refund": {"type": "integer", "minimum": 0, "default": 1},
+            },
+        },
+        {"type": "null"},
+    ],
+    "description": "the AWS SDKs' retry quota (true: 500 tokens, 5 a retry, 10 after a timeout, 1 back per success)",
+}
+
+RetryBudgetField = Annotated[Optional[RetryBudgetSpec], BeforeValidator(_budget_shorthand), WithJsonSchema(_BUDGET_SCHEMA)]
+
+
+class SpikeSpec(Strict):
+    """The producer's rate is multiplied by ``rate_multiplier`` from ``at`` for ``duration``."""
+
+    at: Duration
+    duration: PositiveDuration
+    rate_multiplier: Annotated[float, Field(gt=0)]
+
+
+class _ClientBehaviour(Strict):
+    """What makes a sender a client: it waits ``timeout`` for each response (none: as long as it
+    takes), retries refusals and timeouts by ``retry``, within a ``retry_budget``."""
+
+    timeout: Optional[PositiveDuration] = None
+    retry: Optional[RetrySpec] = None
+    retry_budget: RetryBudgetField = None
+
+    @model_validator(mode="after")
+    def _budget_needs_retries(self):
+        if self.retry_budget is not None and self.retry is None:
+            raise ValueError("retry_budget limits retries, and there is no retry policy: add 'retry'")
+        return self
+
+    @property
+    def is_client(self) -> bool:
+        return self.timeout is not None or self.retry is not None
+
+
+class ClientGroup(_ClientBehaviour):
+    """``count`` closed-loop clients: each thinks for a ``think_time``, sends a request to
+    ``sends_to``, waits for its outcome, and thinks again."""
+
+    name: Name
+    count: Annotated[int, Field(ge=1, strict=True)]
+    think_time: DurationOrDistribution
+    sends_to: Name
+
+    @field_validator("think_time")
+    @classmethod
+    def _thinks(cls, think_time):
+        if not think_time.build().mean > 0:
+            raise ValueError("the mean think time must be above zero (a client that never pauses would loop at one instant)")
+        return think_time
+
+
+# --- triggers, elasticity and admission ---------------------------------------------------------
+
+_WITH_FROM = {**Strict.model_config, "populate_by_name": True}
+
+
+class SlowdownSpec(Strict):
+    """Service that degrades with load: ``per_concurrent`` more for each other message in service
+    in the pool when one starts, ``per_waiting`` more for each message waiting in its broker, and
+    service times × ``factor`` from ``from`` until ``until``."""
+
+    model_config = _WITH_FROM
+    per_concurrent: Duration = 0.0
+    per_waiting: Duration = 0.0
+    from_: Optional[Duration] = Field(default=None, alias="from")
+    until: Optional[PositiveDuration] = None
+    factor: Optional[Annotated[float, Field(gt=0)]] = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        window = [self.from_ is not None, self.until is not None, self.factor is not None]
+        if any(window) and not all(window):
+            raise ValueError("a slowdown window takes from, until and factor together")
+        if all(window) and self.until <= self.from_:
+            raise ValueError(f"until ({self.until:g}s) must come after from ({self.from_:g}s)")
+        if not any(window) and self.per_concurrent == 0 and self.per_waiting == 0:
+            raise ValueError("give per_concurrent, per_waiting, or a window (from, until, factor)")
+        return self
+
+
+class CapacityLossSpec(Strict):
+    """``workers`` of the pool are gone from ``from`` until ``until`` (each finishes its message)."""
+
+    model_config = _WITH_FROM
+    from_: Duration = Field(alias="from")
+    until: PositiveDuration
+    workers: Annotated[int, Field(ge=1, strict=True)]
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.until <= self.from_:
+            raise ValueError(f"until ({self.until:g}s) must come after from ({self.from_:g}s)")
+        return self
+
+
+class AutoscalingSpec(Strict):
+    """Target tracking: every ``evaluation_interval`` (15 s, Kubernetes' HPA period) the pool
+    wants ceil(messages waiting / ``target_backlog_per_worker``) workers (AWS's backlog per
+    instance), or ceil(workers × utilisation over the interval / ``target_utilization``) (the
+    HPA's rule), within ``min``..``max``. New workers start ``scale_out_delay`` (60 s) after the
+    decision; workers removed finish their message first; after an action, none for ``cooldown``
+    (300 s, EC2 Auto Scaling's default)."""
+
+    target_backlog_per_worker: Optional[Annotated[float, Field(gt=0)]] = None
+    target_utilization: Optional[Annotated[float, Field(gt=0, le=1)]] = None
+    min: Annotated[int, Field(ge=1, strict=True)]
+    max: Annotated[int, Field(ge=1, strict=True)]
+    evaluation_interval: PositiveDuration = 15.0
+    scale_out_delay: Duration = 60.0
+    cooldown: Duration = 300.0
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if (self.target_backlog_per_worker is None) == (self.target_utilization is None):
+            raise ValueError("give one target: target_backlog_per_worker or target_utilization")
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must not be below min ({self.min})")
+        return self
+
+
+class RateLimitSpec(Strict):
+    """A token bucket: ``rate`` admissions a second in the long run, ``burst`` at once."""
+
+    rate: Rate
+    burst: Annotated[int, Field(ge=1, strict=True)]
+
+
+class AdmissionSpec(Strict):
+    """Admission control in front of a broker (``in_front_of``: the broker, or a worker pool, for
+    the broker it consumes): a message is refused (HTTP 429/503) when ``rate_limit`` has no token,
+    when ``max_queue`` messages wait, or when the estimated wait — messages waiting × mean service
+    time / workers — exceeds ``max_wait``."""
+
+    name: Name
+    in_front_of: Name
+    max_queue: Optional[Annotated[int, Field(ge=0, strict=True)]] = None
+    max_wait: Optional[PositiveDuration] = None
+    rate_limit: Optional[RateLimitSpec] = None
+
+    @model_validator(mode="after")
+    def _something(self):
+        if self.max_queue is None and self.max_wait is None and self.rate_limit is None:
+            raise ValueError("give max_queue, max_wait or rate_limit: otherwise it admits everything")
+        return self
+
+    def bounds_queue(self) -> bool:
+        return self.max_queue is not None or self.max_wait is not None
+
+
 # --- components ---------------------------------------------------------------------------------
 
 
-class Producer(Strict):
-    """An open-loop source of messages: it sends whatever happens downstream."""
+class Producer(_ClientBehaviour):
+    """An open-loop source of messages: it sends whatever happens downstream. With a ``timeout``
+    or a ``retry`` policy it is a client: it waits for each response, retries refusals and
+    timeouts, and its requests end processed only when it got their response. ``spike``
+    multiplies its rate for a while."""
 
     name: Name
     arrivals: ArrivalSpec
     sends_to: Name
+    spike: Optional[SpikeSpec] = None
+
+    @model_validator(mode="after")
+    def _spike_needs_a_rate(self):
+        if self.spike is not None and self.arrivals.process == "trace":
+            raise ValueError("a spike multiplies a rate, and a trace has none: edit the trace's arrival times instead")
+        return self
 
 
 class WorkerPool(Strict):
@@ -139,6 +383,23 @@ class WorkerPool(Strict):
     delivery_latency: Optional[DurationOrDistribution] = None
     crashes: Optional[Crashes] = None
     errors: Optional[Errors] = None
+    slowdown: Optional[SlowdownSpec] = None
+    capacity_loss: Optional[CapacityLossSpec] = None
+    autoscaling: Optional[AutoscalingSpec] = None
+    shed_expired: bool = False
+
+    @model_validator(mode="after")
+    def _elastic_counts(self):
+        if self.autoscaling is not None and not self.autoscaling.min <= self.count <= self.autoscaling.max:
+            raise ValueError(f"count ({self.count}, the workers at the start) must lie within autoscaling min ({self.autoscaling.min}) and max ({self.autoscaling.max})")
+        if self.capacity_loss is not None and self.capacity_loss.workers > self.count:
+            raise ValueError(f"capacity_loss.workers ({self.capacity_loss.workers}) is more than the pool's count ({self.count})")
+        return self
+
+    @property
+    def max_count(self) -> int:
+        """The most workers the pool can have (its autoscaling max, or its count)."""
+        return self.autoscaling.max if self.autoscaling is not None else self.count
     idempotent: bool = False  # a processed-ids table: copies of a processed message are skipped (suppressed)
 
 
@@ -286,9 +547,11 @@ class Scenario(Strict):
     duration: PositiveDuration
     warmup: Duration = 0.0
     replications: Annotated[int, Field(ge=1, strict=True)] = 10
-    producers: Annotated[list[Producer], Field(min_length=1)]
+    producers: list[Producer]  # may be empty (``producers: []``) when ``clients`` send the requests
     brokers: list[BrokerSpec] = []
     workers: list[WorkerPool] = []
+    clients: list[ClientGroup] = []
+    admission: list[AdmissionSpec] = []
     outbox: list[OutboxSpec] = []
     dual_write: list[DualWriteSpec] = []
     slo: Optional[Slo] = None
@@ -301,6 +564,12 @@ class Scenario(Strict):
         if duration is not None and warmup >= duration:
             raise ValueError(f"the warm-up ({warmup:g}s) must end before the run does ({duration:g}s)")
         return warmup
+
+    @model_validator(mode="after")
+    def _some_source(self):
+        if not self.producers and not self.clients:
+            raise ValueError("producers is empty: a scenario needs at least one producer, or a group of closed-loop clients (clients:)")
+        return self
 
     @property
     def window_s(self) -> float:

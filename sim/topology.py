@@ -51,9 +51,9 @@ class BrokerFlow:
 
 
 def pool_capacity(pool) -> float:
-    """Messages per second a worker pool can finish in the long run: count / mean service time,
-    times the fraction of time a worker is up when it crashes and restarts."""
-    capacity = pool.count / pool.service_time.build().mean
+    """Messages per second a worker pool can finish in the long run: count (an autoscaled pool's
+    max) / mean service time, times the fraction of time a worker is up when it crashes and restarts."""
+    capacity = getattr(pool, "max_count", pool.count) / pool.service_time.build().mean
     if pool.crashes is not None:
         up = pool.crashes.time_to_failure_distribution().mean
         capacity *= up / (up + pool.crashes.restart_time.build().mean)

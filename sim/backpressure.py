@@ -1,0 +1,193 @@
+"""What a replication measures of back pressure, retries and recovery (README: "Back pressure,
+retries and retry storms").
+
+- Offered load and goodput. Every logical request (a producer's message, a client's request) is
+  one unique request; each sending of it is an attempt (a plain producer's message is one
+  attempt). ``offered_per_s`` counts attempts, ``offered_unique_per_s`` requests,
+  ``goodput_per_s`` requests that succeeded (processed; for a client: the response came while it
+  waited), ``retry_amplification`` attempts per request. Counts are of the requests created in
+  the measurement window; rates are per second of the window.
+- Wasted work: attempts processed after their client had stopped waiting for them; shed:
+  attempts a worker skipped because their deadline had passed.
+- Recovery after a trigger (a producer's ``spike``, a pool's ``capacity_loss`` or slowdown
+  window): :func:`time_to_recover`.
+- Attempt accounting: each client's admitted attempts that have not ended must be held by a
+  broker or a worker (:func:`attempts_unaccounted`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+
+from .recorder import TIME_BINS
+
+PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+CLIENT_EVENTS = ("requests", "attempts", "refused", "timeouts", "retries", "succeeded", "processings", "wasted", "shed", "suppressed",
+                 "failed_downstream", "rejected_refused", "rejected_timed_out", "rejected_budget")
+GATE_EVENTS = ("admitted", "throttled", "busy", "refused_by_broker")
+RECOVERY_SMOOTHING_S = 10.0  # recovery is judged on moving averages over at least this long
+RECOVERY_GOODPUT_FRACTION = 0.9  # goodput back to 90% of the unique requests offered
+RECOVERY_DEPTH_SDS = 3.0  # queue depth back within the pre-trigger mean + 3 sd + 1 message
+
+
+def trigger_window(scenario) -> tuple[float, float] | None:
+    """(start of the first trigger, end of the last) in seconds, or None without triggers:
+    producers' spikes, pools' capacity losses and slowdown windows."""
+    spans = []
+    for producer in scenario.producers:
+        if producer.spike is not None:
+            spans.append((producer.spike.at, producer.spike.at + producer.spike.duration))
+    for pool in scenario.workers:
+        if pool.capacity_loss is not None:
+            spans.append((pool.capacity_loss.from_, pool.capacity_loss.until))
+        if pool.slowdown is not None and pool.slowdown.from_ is not None:
+            spans.append((pool.slowdown.from_, pool.slowdown.until))
+    if not spans:
+        return None
+    return min(s for s, _ in spans), max(e for _, e in spans)
+
+
+def time_to_recover(goodput: np.ndarray, offered: np.ndarray, depth: np.ndarray, bin_width_s: float,
+                    warmup_s: float, trigger: tuple[float, float]) -> float:
+    """Seconds from the end of the trigger until the system is back to normal for good, or NaN
+    when it never is within the run (or the run has too little of it before the trigger to say
+    what normal is).
+
+    On the replication's time bins (``goodput``, ``offered`` unique requests per second, ``depth``
+    = messages waiting in all brokers), each averaged over a moving window of ``k`` bins (at least
+    10 s), the system is *normal* in a window when goodput ≥ 90% of the unique requests offered
+    and the queue depth ≤ its pre-trigger mean + 3 standard deviations + 1 message (the
+    pre-trigger bins are those between the warm-up and the trigger's start: three at least). It
+    has *recovered* at the start of the first bin after the trigger's end from which every window
+    up to the end of the run is normal (at least one whole window must fit).
+    """
+    start_s, end_s = trigger
+    n = len(goodput)
+    k = max(1, math.ceil(RECOVERY_SMOOTHING_S / bin_width_s - 1e-9))
+    first = math.ceil(warmup_s / bin_width_s - 1e-9)
+    last = math.floor(start_s / bin_width_s + 1e-9)
+    if last - first < 3 or n - k < 0:
+        return math.nan
+    base = depth[first:last]
+    threshold = base.mean() + RECOVERY_DEPTH_SDS * base.std() + 1.0
+    window = np.ones(k) / k
+    smooth = lambda x: np.convolve(x, window, mode="valid")  # noqa: E731 — window j covers bins j..j+k−1
+    normal = (smooth(goodput) >= RECOVERY_GOODPUT_FRACTION * smooth(offered)) & (smooth(depth) <= threshold)
+    after = math.ceil(end_s / bin_width_s - 1e-9)
+    if after > len(normal) - 1:
+        return math.nan
+    abnormal = np.flatnonzero(~normal[after:])
+    recovered_bin = after if abnormal.size == 0 else after + int(abnormal[-1]) + 1
+    if recovered_bin > len(normal) - 1:
+        return math.nan
+    return max(recovered_bin * bin_width_s - end_s, 0.0)
+
+
+def attempts_unaccounted(network) -> tuple[int, int, tuple]:
+    """(open attempts, attempts held by no broker or worker, a few of their ids): an admitted
+    attempt that has not ended is somewhere in the servers (a message can be in several places,
+    so what is checked is that each id is held at least as many times as it has open attempts)."""
+    open_ids = Counter(a.id for client in network.clients.values() for a in client.open_attempts)
+    if not open_ids:
+        return 0, 0, ()
+    held = Counter(network.held_by_servers())
+    missing = {i: n - held[i] for i, n in open_ids.items() if n > held[i]}
+    return sum(open_ids.values()), sum(missing.values()), tuple(sorted(missing)[:5])
+
+
+def _per_bin(values, bin_width_s: float) -> np.ndarray:
+    return np.asarray(values, dtype=float) / bin_width_s
+
+
+def back_pressure_metrics(scenario, network, recorder, window_s: float, counts: dict) -> tuple[dict, dict]:
+    """(metrics, series) of offered load, goodput, retries, wasted work, shedding, admission
+    gates, elastic pools and recovery, for one replication."""
+    metrics: dict[str, float] = {}
+    series: dict[str, np.ndarray] = {}
+    bin_width = scenario.duration / TIME_BINS
+    clients = network.clients
+    produced = counts["produced"]
+    tallies = {name: client.tally for name, client in clients.items()}
+    retries_sent = sum(t["attempts"] - t["requests"] for t in tallies.values())
+    attempts = produced + retries_sent
+    metrics["system.goodput_per_s"] = recorder.processed_in_window / window_s
+    metrics["system.offered_per_s"] = attempts / window_s
+    metrics["system.offered_unique_per_s"] = produced / window_s
+    metrics["system.retry_amplification"] = attempts / produced if produced else math.nan
+
+    created = np.frombuffer(recorder.created_s, dtype=np.float64)
+    unique_per_bin, _ = np.histogram(created, bins=TIME_BINS, range=(0.0, scenario.duration))
+    series["system.offered_per_s"] = (unique_per_bin + np.asarray(recorder.retries_per_bin)) / bin_width
+    series["system.offered_unique_per_s"] = unique_per_bin / bin_width
+    series["system.goodput_per_s"] = _per_bin(recorder.processed_per_bin, bin_width)
+    depth = np.zeros(TIME_BINS)
+    for name in network.brokers:
+        depth += np.asarray(recorder.boundaries[name].bin_area) / bin_width
+    series["system.queue_depth"] = depth
+
+    if clients:
+        total = Counter()
+        for t in tallies.values():
+            total.update(t)
+        metrics["system.wasted_per_s"] = total["wasted"] / window_s
+        metrics["system.wasted_fraction"] = total["wasted"] / total["processings"] if total["processings"] else math.nan
+        metrics["system.shed_per_s"] = total["shed"] / window_s
+        series["system.wasted_per_s"] = _per_bin(recorder.wasted_per_bin, bin_width)
+    for name, client in clients.items():
+        t = client.tally
+        prefix = f"clients.{name}"
+        requests = t["requests"]
+        rejected = t["rejected_refused"] + t["rejected_timed_out"] + t["rejected_budget"]
+        metrics[f"{prefix}.requests_per_s"] = requests / window_s
+        metrics[f"{prefix}.attempts_per_s"] = t["attempts"] / window_s
+        metrics[f"{prefix}.goodput_per_s"] = t["succeeded"] / window_s
+        metrics[f"{prefix}.retry_amplification"] = t["attempts"] / requests if requests else math.nan
+        metrics[f"{prefix}.rejected_rate"] = rejected / requests if requests else math.nan
+        for event in CLIENT_EVENTS[2:]:
+            metrics[f"{prefix}.{event}"] = float(t[event])
+        latencies = np.frombuffer(client.latencies_s, dtype=np.float64)
+        metrics[f"{prefix}.latency_s.mean"] = float(latencies.mean()) if latencies.size else math.nan
+        for key, q in PERCENTILES.items():
+            metrics[f"{prefix}.latency_s.{key}"] = float(np.percentile(latencies, q)) if latencies.size else math.nan
+        boundary = client.requests
+        metrics[f"{prefix}.in_progress_mean"] = boundary.area / window_s
+        metrics[f"{prefix}.completed_per_s"] = boundary.completed / window_s
+        metrics[f"{prefix}.response_s.mean"] = boundary.sojourn_sum / boundary.completed if boundary.completed else math.nan
+        if client.budget is not None:
+            metrics[f"{prefix}.budget_tokens_at_end"] = float(client.budget.tokens)
+
+    for name in network.gates:
+        counted = recorder.counters[name]
+        offered = sum(counted[e] for e in GATE_EVENTS)
+        for event in GATE_EVENTS:
+            metrics[f"admission.{name}.{event}"] = float(counted[event])
+        metrics[f"admission.{name}.refused_rate"] = (offered - counted["admitted"]) / offered if offered else math.nan
+
+    elastic = {p.name for p in scenario.workers if p.autoscaling is not None or p.capacity_loss is not None}
+    for spec in scenario.workers:
+        pool = network.workers[spec.name]
+        counted = recorder.counters[spec.name]
+        if spec.shed_expired:
+            metrics[f"workers.{spec.name}.shed"] = float(counted["shed"])
+        if spec.name in elastic:
+            busy = recorder.boundaries[spec.name]
+            present = pool.workers
+            metrics[f"workers.{spec.name}.count_mean"] = present.area / window_s
+            metrics[f"workers.{spec.name}.utilization"] = busy.area / present.area if present.area else math.nan
+            bins = np.asarray(present.bin_area)
+            series[f"workers.{spec.name}.count"] = bins / bin_width
+            with np.errstate(divide="ignore", invalid="ignore"):
+                series[f"workers.{spec.name}.utilization"] = np.where(bins > 0, np.asarray(busy.bin_area) / np.where(bins > 0, bins, 1), 0.0)
+            metrics[f"workers.{spec.name}.scale_outs"] = float(counted["scale_outs"])
+            metrics[f"workers.{spec.name}.scale_ins"] = float(counted["scale_ins"])
+
+    trigger = trigger_window(scenario)
+    if trigger is not None:
+        seconds = time_to_recover(series["system.goodput_per_s"], series["system.offered_unique_per_s"], depth,
+                                  bin_width, scenario.warmup, trigger)
+        metrics["system.recovery_s"] = seconds
+        metrics["system.recovered"] = 0.0 if math.isnan(seconds) else 1.0
+    return metrics, series
