@@ -41,6 +41,7 @@ _RATE_SCHEMA = {
 Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_non_negative), WithJsonSchema(_DURATION_SCHEMA)]
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive), WithJsonSchema(_DURATION_SCHEMA)]
 Rate = Annotated[float, BeforeValidator(parse_rate), AfterValidator(_positive), WithJsonSchema(_RATE_SCHEMA)]
+NonNegativeRate = Annotated[float, BeforeValidator(parse_rate), AfterValidator(_non_negative), WithJsonSchema(_RATE_SCHEMA)]
 Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")]
 
 

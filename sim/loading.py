@@ -17,6 +17,9 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
+from .components.base import Reference, references
+from .components.brokers import dead_letter_queues
+from .components.registry import SECTIONS
 from .schema import Scenario
 from .topology import PipelineLoop, broker_flows, broker_order, delivers_to, writer_flows
 from .units import format_duration
@@ -71,7 +74,7 @@ def load_scenario_text(text: str, source: str = "<scenario>", base_dir: str | Pa
     except ValidationError as exc:
         problems = [_problem_from_error(err, data, applied) for err in exc.errors()]
         raise ScenarioError(source, problems) from None
-    problems = _wiring_problems(scenario, data, applied) + _back_pressure_problems(scenario, data, applied)
+    problems = _wiring_problems(scenario, data, applied)
     if not problems:
         problems = _stability_problems(scenario, data, applied)
     if problems:
@@ -305,55 +308,6 @@ def _wording(err: dict, kind: str, ctx: dict, loc: tuple, parent_tp: Any) -> str
     return f"{err['msg']}, got {value!r}"
 
 
-# --- clients, admission gates and triggers --------------------------------------------------------
-
-
-def _back_pressure_problems(scenario: Scenario, data: Any, applied: list) -> list[Problem]:
-    """Wiring of clients and admission gates, and triggers that start within the run."""
-    problems: list[Problem] = []
-
-    def report(section: str, index: int, name: str, key: str | None, message: str) -> None:
-        path = f"{section}.{name}" + (f".{key}" if key else "")
-        raw = (section, name) + tuple(key.split(".") if key else ())
-        problems.append(Problem(message, path=path, line=_line_of(data, section, index, key and key.split(".")[0]), override=_override_for(raw, applied)))
-
-    names: dict[str, str] = {}
-    for section in ("producers", "brokers", "workers", "outbox", "dual_write"):
-        for item in getattr(scenario, section, []):
-            names.setdefault(item.name, section)
-    for section in ("clients", "admission"):
-        for index, item in enumerate(getattr(scenario, section)):
-            if item.name in names:
-                report(section, index, item.name, "name", f"the name '{item.name}' is already used in {names[item.name]}; names must be unique")
-            names.setdefault(item.name, section)
-    brokers = [b.name for b in scenario.brokers]
-    pools = [p.name for p in scenario.workers]
-
-    def must_be_broker(section, index, name, key, wanted, also=()):
-        allowed = brokers + list(also)
-        if wanted not in allowed:
-            close = difflib.get_close_matches(wanted, allowed, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            what = "a broker or a worker pool" if also else "a broker"
-            report(section, index, name, key, f"'{wanted}' is not {what}{hint} (have: {', '.join(allowed) or 'none'})")
-
-    for index, group in enumerate(scenario.clients):
-        must_be_broker("clients", index, group.name, "sends_to", group.sends_to)
-    for index, producer in enumerate(scenario.producers):
-        if producer.is_client and producer.sends_to not in brokers and producer.sends_to in names:
-            report("producers", index, producer.name, "sends_to", f"a producer with a timeout or a retry policy is a client and sends to a broker; '{producer.sends_to}' is not one")
-        if producer.spike is not None and producer.spike.at >= scenario.duration:
-            report("producers", index, producer.name, "spike.at", f"the spike starts at {producer.spike.at:g}s, after the run ends ({scenario.duration:g}s)")
-    for index, gate in enumerate(scenario.admission):
-        must_be_broker("admission", index, gate.name, "in_front_of", gate.in_front_of, also=pools)
-    for index, pool in enumerate(scenario.workers):
-        for key in ("capacity_loss", "slowdown"):
-            spec = getattr(pool, key)
-            if spec is not None and spec.from_ is not None and spec.from_ >= scenario.duration:
-                report("workers", index, pool.name, f"{key}.from", f"starts at {spec.from_:g}s, after the run ends ({scenario.duration:g}s)")
-    return problems
-
-
 def _bounded_by_back_pressure(scenario: Scenario) -> set[str]:
     """Brokers whose queue cannot grow without bound although more is offered than the workers
     can do: an admission gate bounds it (max_queue, max_wait, or a rate limit below the
@@ -397,61 +351,45 @@ def _line_of(data: Any, section: str, index: int, key: str | None = None) -> int
         return None
 
 
+def _unknown_name(ref: Reference, names: dict[str, list[str]]) -> str:
+    """What is wrong with a reference to a name no section it accepts has."""
+    sections = ref.refers.sections
+    allowed = [name for section in sections for name in names[section]]
+    close = difflib.get_close_matches(ref.name, allowed, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    label = f"{ref.refers.label} " if ref.refers.label else ""
+    if any(names[section] for section in sections[1:]):
+        nouns = [SECTIONS[section].noun for section in sections]
+        return f"{label}'{ref.name}' is not {', '.join(nouns[:-1])} or {nouns[-1]}{hint} (have: {', '.join(allowed)})"
+    return f"{label}'{ref.name}' is not {SECTIONS[sections[0]].noun}{hint} ({sections[0]}: {', '.join(allowed) or 'none'})"
+
+
 def _wiring_problems(scenario: Scenario, data: Any, applied: list) -> list[Problem]:
+    """The same checks for every kind of part: names unique across sections, every name a field
+    gives (``sends_to``, ``consumes`` …) that of a part of a section it accepts, each kind's own
+    checks (:meth:`~sim.components.base.Kind.problems`); then that stages form no loop."""
     problems: list[Problem] = []
 
     def report(section: str, index: int, name: str, key: str | None, message: str) -> None:
-        path = f"{section}.{name}" + (f".{key}" if key else "")
-        raw = (section, name) + ((key,) if key else ())
-        override = _override_for(raw, applied)
-        problems.append(Problem(message, path=path, line=_line_of(data, section, index, key), override=override))
+        parts = tuple(key.split(".")) if key else ()
+        path = ".".join((section, name, *parts))
+        line = _line_of(data, section, index, parts[0] if parts else None)
+        problems.append(Problem(message, path=path, line=line, override=_override_for((section, name, *parts), applied)))
 
-    seen: dict[str, str] = {}
-    for section in ("producers", "brokers", "workers", "outbox", "dual_write"):
-        for index, item in enumerate(getattr(scenario, section)):
-            if item.name in seen:
-                report(section, index, item.name, "name", f"the name '{item.name}' is already used in {seen[item.name]}; names must be unique")
-            seen.setdefault(item.name, section)
-    brokers = [b.name for b in scenario.brokers]
-    writers = [w.name for w in (*scenario.outbox, *scenario.dual_write)]
-
-    def target(section, index, name, key, wanted, or_writer=False):
-        allowed = brokers + writers if or_writer else brokers
-        if wanted not in allowed:
-            close = difflib.get_close_matches(wanted, allowed, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            if or_writer and writers:
-                report(section, index, name, key, f"'{wanted}' is not a broker, an outbox or a dual write{hint} (have: {', '.join(allowed)})")
-            else:
-                report(section, index, name, key, f"'{wanted}' is not a broker{hint} (brokers: {', '.join(brokers) or 'none'})")
-
-    for index, producer in enumerate(scenario.producers):
-        target("producers", index, producer.name, "sends_to", producer.sends_to, or_writer=True)
-    for index, pool in enumerate(scenario.workers):
-        target("workers", index, pool.name, "consumes", pool.consumes)
-        if pool.sends_to is not None:
-            target("workers", index, pool.name, "sends_to", pool.sends_to, or_writer=True)
-    senders = {p.sends_to for p in scenario.producers} | {p.sends_to for p in scenario.workers}
-    for section in ("outbox", "dual_write"):
-        for index, writer in enumerate(getattr(scenario, section)):
-            target(section, index, writer.name, "publishes_to", writer.publishes_to)
-            if writer.name not in senders:
-                report(section, index, writer.name, None, "nothing sends to it: give a producer (or a worker pool) 'sends_to: " + writer.name + "'")
-
-    consumed = {p.consumes for p in scenario.workers}
-    dead_letter_queues = {}
-    for index, broker in enumerate(scenario.brokers):
-        for target in broker.dead_letter_targets():
-            dead_letter_queues[target] = broker.name
-            if target not in brokers:
-                report("brokers", index, broker.name, None, f"dead-letter target '{target}' is not a broker (brokers: {', '.join(brokers)})")
-    for index, broker in enumerate(scenario.brokers):
-        if broker.name in dead_letter_queues:
-            if broker.name in consumed:
-                report("brokers", index, broker.name, None, f"is the dead-letter queue of '{dead_letter_queues[broker.name]}': "
-                       "dead-lettered messages stay there for inspection, so no worker pool may consume it")
-        elif broker.name not in consumed:
-            report("brokers", index, broker.name, None, "no worker pool consumes this broker: its messages would never leave")
+    items = [(section, index, spec) for section in SECTIONS for index, spec in enumerate(getattr(scenario, section))]
+    names = {section: [spec.name for spec in getattr(scenario, section)] for section in SECTIONS}
+    owner: dict[str, str] = {}
+    for section, index, spec in items:
+        if spec.name in owner:
+            report(section, index, spec.name, "name", f"the name '{spec.name}' is already used in {owner[spec.name]}; names must be unique")
+        owner.setdefault(spec.name, section)
+    for section, index, spec in items:
+        for ref in references(spec):
+            if not any(ref.name in names[accepted] for accepted in ref.refers.sections):
+                report(section, index, spec.name, ref.key, _unknown_name(ref, names))
+    for section, index, spec in items:
+        for finding in SECTIONS[section].problems(spec, scenario):
+            report(section, index, spec.name, finding.key, finding.message)
     if not problems:
         try:
             broker_order(scenario)
@@ -466,9 +404,8 @@ def _stability_problems(scenario: Scenario, data: Any, applied: list) -> list[Pr
     problems = []
     index = {b.name: i for i, b in enumerate(scenario.brokers)}
     held_back = _bounded_by_back_pressure(scenario)
-    dead_letter_queues = {target for b in scenario.brokers for target in b.dead_letter_targets()}
     for name, flow in broker_flows(scenario).items():
-        if name in dead_letter_queues:
+        if name in dead_letter_queues(scenario):
             continue  # a dead-letter queue is a sink by design: nothing consumes it
         if flow.bounded or flow.offered_load < 1 or name in held_back:
             continue

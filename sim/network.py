@@ -23,11 +23,21 @@ from models.producer import Producer
 from models.relay import CdcRelay, PollingRelay, RelayStats
 from models.workers import Done, WorkerPool
 
-from . import schema
+from .components.database import DatabaseSpec
+from .components.dual_write import DualWriteSpec
+from .components.outbox import OutboxSpec
+from .components.producers import DeterministicArrivals as DeterministicSpec
+from .components.producers import PoissonArrivals as PoissonSpec
+from .components.producers import Producer as ProducerSpec
+from .components.producers import RenewalArrivals as RenewalSpec
+from .components.producers import ScheduleArrivals as ScheduleSpec
+from .components.producers import TraceArrivals as TraceSpec
+from .components.workers import WorkerPool as WorkerPoolSpec
 from .distributions import Exponential, Sampler, Uniform
 from .kinds import KINDS
 from .kinds.context import BuildContext
 from .recorder import Recorder
+from .schema import Scenario
 from .streams import Streams
 
 BROKER_KINDS: dict[str, Callable] = {name: kind.build for name, kind in KINDS.items()}
@@ -70,21 +80,21 @@ class Network:
 def arrival_process(spec, streams: Streams, producer: str):
     """The model of an arrival spec, drawing from the producer's own stream."""
     rng = streams.rng(producer, "arrivals")
-    if isinstance(spec, schema.PoissonArrivals):
+    if isinstance(spec, PoissonSpec):
         return PoissonArrivals(Sampler(Exponential(1.0 / spec.rate), rng))
-    if isinstance(spec, schema.DeterministicArrivals):
+    if isinstance(spec, DeterministicSpec):
         return DeterministicArrivals(spec.rate)
-    if isinstance(spec, schema.RenewalArrivals):
+    if isinstance(spec, RenewalSpec):
         return RenewalArrivals(Sampler(spec.interarrival.build(), rng))
-    if isinstance(spec, schema.ScheduleArrivals):
+    if isinstance(spec, ScheduleSpec):
         steps = [(step.duration, step.rate) for step in spec.steps]
         return ScheduleArrivals(steps, spec.repeat, Sampler(Exponential(1.0), rng))
-    if isinstance(spec, schema.TraceArrivals):
+    if isinstance(spec, TraceSpec):
         return TraceArrivals(spec.times_s())
     raise TypeError(f"no model for arrival process {spec.process!r}")
 
 
-def build(scenario: schema.Scenario, env, recorder: Recorder, streams: Streams) -> Network:
+def build(scenario: Scenario, env, recorder: Recorder, streams: Streams) -> Network:
     """Instantiate every component of ``scenario`` in ``env``, wired and recording."""
     network = Network()
     context = BuildContext(env, recorder, streams.rng, network.brokers.__getitem__)
@@ -110,7 +120,7 @@ def build(scenario: schema.Scenario, env, recorder: Recorder, streams: Streams) 
 # --- clients, admission control, triggers and elasticity ----------------------------------------
 
 
-def admission_gates(scenario: schema.Scenario, env, recorder: Recorder, network: Network, targets: dict) -> dict:
+def admission_gates(scenario: Scenario, env, recorder: Recorder, network: Network, targets: dict) -> dict:
     """Put each ``admission`` gate in front of its broker in ``targets`` (what senders put into);
     returns ``targets``. A gate passes everything but ``put`` through to its broker."""
     pools = {p.name: p for p in scenario.workers}
@@ -132,7 +142,7 @@ def admission_gates(scenario: schema.Scenario, env, recorder: Recorder, network:
     return targets
 
 
-def service_time(spec: schema.WorkerPool, env, sampler):
+def service_time(spec: WorkerPoolSpec, env, sampler):
     """A pool's service time: its distribution, slowed down by load when it has a ``slowdown``."""
     base = sampler(spec.service_time.build(), "service_time")
     if spec.slowdown is None:
@@ -141,7 +151,7 @@ def service_time(spec: schema.WorkerPool, env, sampler):
     return LoadDependentServiceTime(env, base, slow.per_concurrent, slow.per_waiting, slow.from_, slow.until, slow.factor or 1.0)
 
 
-def elasticity(spec: schema.WorkerPool, env, recorder: Recorder, network: Network) -> None:
+def elasticity(spec: WorkerPoolSpec, env, recorder: Recorder, network: Network) -> None:
     """What changes a built pool's capacity while it runs: slowdown, capacity loss, autoscaling."""
     pool = network.workers[spec.name]
     if isinstance(pool.service_time, LoadDependentServiceTime):
@@ -178,7 +188,7 @@ def make_client(spec, env, recorder: Recorder, streams: Streams, target) -> Clie
     return Client(env, spec.name, target, recorder, backoff=backoff, max_attempts=attempts, timeout_s=spec.timeout, budget=budget)
 
 
-def producer(spec: schema.Producer, env, recorder: Recorder, streams: Streams, network: Network, targets: dict):
+def producer(spec: ProducerSpec, env, recorder: Recorder, streams: Streams, network: Network, targets: dict):
     """An open-loop producer: plain, or a client when it has a ``timeout`` or a ``retry`` policy."""
     arrivals = arrival_process(spec.arrivals, streams, spec.name)
     if spec.spike is not None:
@@ -189,7 +199,7 @@ def producer(spec: schema.Producer, env, recorder: Recorder, streams: Streams, n
     return OpenLoopClient(env, spec.name, arrivals, client)
 
 
-def closed_loop_clients(scenario: schema.Scenario, env, recorder: Recorder, streams: Streams, network: Network, targets: dict) -> None:
+def closed_loop_clients(scenario: Scenario, env, recorder: Recorder, streams: Streams, network: Network, targets: dict) -> None:
     """Each group of closed-loop clients; a group goes among the producers (it holds requests)."""
     for spec in scenario.clients:
         client = network.clients[spec.name] = make_client(spec, env, recorder, streams, targets[spec.sends_to])
@@ -197,7 +207,7 @@ def closed_loop_clients(scenario: schema.Scenario, env, recorder: Recorder, stre
         network.producers[spec.name] = ClosedLoopClients(env, spec.name, spec.count, think_time, client)
 
 
-def worker_pool(spec: schema.WorkerPool, env, recorder: Recorder, streams: Streams, brokers: dict) -> WorkerPool:
+def worker_pool(spec: WorkerPoolSpec, env, recorder: Recorder, streams: Streams, brokers: dict) -> WorkerPool:
     """The model of a worker pool spec, each random quantity drawn from its own stream."""
 
     def sampler(distribution, purpose):
@@ -228,7 +238,7 @@ def worker_pool(spec: schema.WorkerPool, env, recorder: Recorder, streams: Strea
     )
 
 
-def next_hop(spec: schema.WorkerPool, env, recorder: Recorder, targets: dict):
+def next_hop(spec: WorkerPoolSpec, env, recorder: Recorder, targets: dict):
     """Where a pool's finished work goes: the next stage (a broker, an outbox, a dual write) or
     :class:`Done`; through the pool's processed-ids table when it is ``idempotent``."""
     hop = targets[spec.sends_to] if spec.sends_to else Done(env, recorder)
@@ -240,7 +250,7 @@ def next_hop(spec: schema.WorkerPool, env, recorder: Recorder, targets: dict):
 # --- the transactional outbox and the dual write ------------------------------------------------
 
 
-def database(spec: schema.DatabaseSpec, owner: str, env, recorder: Recorder, streams: Streams) -> Database:
+def database(spec: DatabaseSpec, owner: str, env, recorder: Recorder, streams: Streams) -> Database:
     """The database of an outbox or a dual write, named ``OWNER:database``."""
     name = f"{owner}:database"
     crash_after = restart_time = None
@@ -259,7 +269,7 @@ def database(spec: schema.DatabaseSpec, owner: str, env, recorder: Recorder, str
     )
 
 
-def outbox(spec: schema.OutboxSpec, env, recorder: Recorder, streams: Streams, brokers: dict) -> tuple[Outbox, list]:
+def outbox(spec: OutboxSpec, env, recorder: Recorder, streams: Streams, brokers: dict) -> tuple[Outbox, list]:
     """An outbox: its database, its table, the application's transactional write, its relays."""
     name = spec.name
     db = database(spec.database, name, env, recorder, streams)
@@ -319,7 +329,7 @@ def outbox(spec: schema.OutboxSpec, env, recorder: Recorder, streams: Streams, b
     return box, relays
 
 
-def dual_write(spec: schema.DualWriteSpec, env, recorder: Recorder, streams: Streams, brokers: dict) -> DualWrite:
+def dual_write(spec: DualWriteSpec, env, recorder: Recorder, streams: Streams, brokers: dict) -> DualWrite:
     """An application writing its database and the broker in two steps."""
     name = spec.name
 

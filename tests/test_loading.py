@@ -9,7 +9,7 @@ import pytest
 
 from sim import ScenarioError, load_scenario, load_scenario_text, scenario_from_dict
 from sim.fields import EmpiricalSpec, LognormalSpec
-from sim.schema import TraceArrivals
+from sim.components.producers import TraceArrivals
 
 DATA = Path(__file__).resolve().parent / "data"
 

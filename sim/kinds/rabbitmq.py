@@ -15,6 +15,7 @@ from models.rabbitmq import RabbitmqBroker
 from models.rabbitmq_ready import PriorityOf
 
 from ..distributions import Deterministic, Sampler, Uniform
+from ..components.base import DEAD_LETTER
 from ..fields import (
     Crashes,
     Duration,
@@ -94,7 +95,7 @@ class RabbitmqSpec(Strict):
     message_size_bytes: Optional[PositiveInt] = None
     memory_monitor_interval: PositiveDuration = 2.5
     message_ttl: Optional[Duration] = None
-    dead_letter_exchange: Optional[Name] = None
+    dead_letter_exchange: Annotated[Optional[Name], DEAD_LETTER] = None
     delivery_limit: Optional[Annotated[int, Field(ge=-1, strict=True)]] = None
     max_priority: Optional[Annotated[int, Field(ge=1, le=255, strict=True)]] = None
     priority_weights: Optional[Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=2)]] = None

@@ -16,6 +16,7 @@ from models.redis_list import RedisList
 from models.redis_stream import RedisStream
 
 from ..distributions import Sampler
+from ..components.base import DEAD_LETTER
 from ..fields import Crashes, Name, PositiveDuration, Strict
 
 LIST_RELIABLE_KEYS = ("processing_timeout", "monitor_interval")
@@ -61,7 +62,7 @@ class RedisSpec(Strict):
     claim_interval: PositiveDuration = 10.0
     claim_count: Annotated[int, Field(ge=1, strict=True)] = 100
     max_deliveries: Optional[Annotated[int, Field(ge=1, strict=True)]] = None
-    dead_letter: Optional[Name] = None
+    dead_letter: Annotated[Optional[Name], DEAD_LETTER] = None
     max_messages: Optional[Annotated[int, Field(ge=1, strict=True)]] = None
     persistence: Literal["none", "rdb", "aof-everysec", "aof-always"] = "rdb"
     rdb_interval: PositiveDuration = 300.0

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field, model_validator
 from models.sqs import SqsBroker
 
 from ..distributions import Sampler, Uniform
+from ..components.base import DEAD_LETTER
 from ..fields import Duration, DurationOrDistribution, LognormalSpec, Name, Rate, Strict
 from ..units import format_duration
 
@@ -72,7 +73,7 @@ class SqsSpec(Strict):
     on_error: Literal["wait", "release"] = "wait"
     stale_delete: Literal["keep", "delete"] = "keep"
     duplicate_probability: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    dead_letter_queue: Optional[Name] = None
+    dead_letter_queue: Annotated[Optional[Name], DEAD_LETTER] = None
     max_receive_count: Optional[Annotated[int, Field(ge=1, le=1000, strict=True)]] = None
     retention: Annotated[Duration, _between(60.0, 14 * DAY_S, "60s", "14d")] = 4 * DAY_S
     delay: Annotated[Duration, _between(0.0, 900.0, "0s", "15min")] = 0.0

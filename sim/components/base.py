@@ -1,0 +1,71 @@
+"""What every kind of part of a scenario declares, so that the engine needs no code per kind.
+
+A *kind* (:class:`Kind`) is one section of a scenario file (``producers``, ``brokers``,
+``workers`` …): the pydantic model of an item (``Spec``), what the item is called in messages
+(``noun``), and the checks that involve the rest of the scenario (:meth:`Kind.problems`). A
+field that names another part says so with :class:`Refers` in its annotation, as desmod's
+components declare their connections; :func:`references` finds them, and the loader checks every
+one the same way (the name exists, in a section the field accepts), with the file's line.
+
+The registry of kinds is :data:`sim.components.registry.SECTIONS`; :mod:`sim.schema` assembles the
+scenario model from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterable, Iterator
+
+
+@dataclass(frozen=True)
+class Refers:
+    """Annotation metadata: the field holds the name of a part from one of ``sections`` (the
+    first is what the field is mostly about, and names the list of candidates in messages);
+    ``label`` prefixes the message when the name is unknown (``dead-letter target``)."""
+
+    sections: tuple[str, ...]
+    label: str = ""
+
+
+DEAD_LETTER = Refers(("brokers",), label="dead-letter target")
+"""What a broker's dead-letter field refers to: another broker, which keeps what it is given."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One name a spec gives to another part: ``key`` is the field, ``name`` its value."""
+
+    key: str
+    name: str
+    refers: Refers
+
+
+def references(spec: Any) -> Iterator[Reference]:
+    """The names ``spec`` gives to other parts, in field order (fields left empty give none)."""
+    for key, info in type(spec).model_fields.items():
+        refers = next((m for m in info.metadata if isinstance(m, Refers)), None)
+        value = getattr(spec, key)
+        if refers is not None and value is not None:
+            yield Reference(info.alias or key, value, refers)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A problem :meth:`Kind.problems` found with one item: ``key`` is the field it is about
+    (a dotted path inside the item, or None for the item as a whole)."""
+
+    key: str | None
+    message: str
+
+
+class Kind:
+    """One section of a scenario file: its items' model, and the checks that need the scenario."""
+
+    section: ClassVar[str]
+    noun: ClassVar[str]
+    Spec: ClassVar[Any]
+    required: ClassVar[bool] = False  # the section must be present (it may be empty)
+
+    def problems(self, spec: Any, scenario: Any) -> Iterable[Finding]:
+        """What is wrong with ``spec`` in ``scenario`` beyond its own fields and references."""
+        return ()

@@ -1,0 +1,148 @@
+"""``producers:`` open-loop sources of messages and their arrival processes."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Iterable, Literal, Optional, Union
+
+from pydantic import Field, model_validator
+
+from ..fields import CsvColumn, DistributionSpec, Duration, Name, NonNegativeRate, PositiveDuration, Rate, Strict
+from .base import Finding, Kind, Refers
+from .clients import ClientBehaviour
+
+BROKER_OR_WRITER = Refers(("brokers", "outbox", "dual_write"))
+
+
+class PoissonArrivals(Strict):
+    """Exponential gaps at a constant ``rate``."""
+
+    process: Literal["poisson"]
+    rate: Rate
+
+    def mean_rate(self) -> float:
+        return self.rate
+
+    def peak_rate(self) -> float:
+        return self.rate
+
+
+class DeterministicArrivals(Strict):
+    """One arrival every 1/``rate`` seconds."""
+
+    process: Literal["deterministic"]
+    rate: Rate
+
+    def mean_rate(self) -> float:
+        return self.rate
+
+    def peak_rate(self) -> float:
+        return self.rate
+
+
+class RenewalArrivals(Strict):
+    """Independent gaps drawn from ``interarrival`` (a G/·/· arrival process)."""
+
+    process: Literal["renewal"]
+    interarrival: DistributionSpec
+
+    def mean_rate(self) -> float:
+        return 1.0 / self.interarrival.build().mean
+
+    def peak_rate(self) -> float:
+        return self.mean_rate()
+
+
+class ScheduleStep(Strict):
+    duration: PositiveDuration
+    rate: NonNegativeRate
+
+
+class ScheduleArrivals(Strict):
+    """A Poisson process whose rate is piecewise constant: ``steps`` in order, then either the
+    cycle again (``repeat: true``, e.g. a daily curve) or the last step's rate until the end."""
+
+    process: Literal["schedule"]
+    steps: Annotated[list[ScheduleStep], Field(min_length=1)]
+    repeat: bool = False
+
+    @model_validator(mode="after")
+    def _some_traffic(self):
+        if all(step.rate == 0 for step in self.steps):
+            raise ValueError("every step has rate 0: the producer would send nothing")
+        return self
+
+    def mean_rate(self) -> float:
+        if not self.repeat:
+            return self.steps[-1].rate
+        total = sum(step.duration for step in self.steps)
+        return sum(step.rate * step.duration for step in self.steps) / total
+
+    def peak_rate(self) -> float:
+        return max(step.rate for step in self.steps)
+
+
+class TraceArrivals(CsvColumn):
+    """Arrival times read from a CSV column (seconds from the start unless ``unit`` says otherwise)."""
+
+    process: Literal["trace"]
+
+    def times_s(self):
+        import numpy as np
+
+        return np.sort(self.values_s())
+
+    def mean_rate(self) -> float:
+        times = self.times_s()
+        span = times[-1] - times[0]
+        return (len(times) - 1) / span if span > 0 else math.inf
+
+    def peak_rate(self) -> float:
+        return self.mean_rate()
+
+
+ArrivalSpec = Annotated[
+    Union[PoissonArrivals, DeterministicArrivals, RenewalArrivals, ScheduleArrivals, TraceArrivals],
+    Field(discriminator="process"),
+]
+
+
+class SpikeSpec(Strict):
+    """The producer's rate is multiplied by ``rate_multiplier`` from ``at`` for ``duration``."""
+
+    at: Duration
+    duration: PositiveDuration
+    rate_multiplier: Annotated[float, Field(gt=0)]
+
+
+class Producer(ClientBehaviour):
+    """An open-loop source of messages: it sends whatever happens downstream. With a ``timeout``
+    or a ``retry`` policy it is a client: it waits for each response, retries refusals and
+    timeouts, and its requests end processed only when it got their response. ``spike``
+    multiplies its rate for a while."""
+
+    name: Name
+    arrivals: ArrivalSpec
+    sends_to: Annotated[Name, BROKER_OR_WRITER]
+    spike: Optional[SpikeSpec] = None
+
+    @model_validator(mode="after")
+    def _spike_needs_a_rate(self):
+        if self.spike is not None and self.arrivals.process == "trace":
+            raise ValueError("a spike multiplies a rate, and a trace has none: edit the trace's arrival times instead")
+        return self
+
+
+class Producers(Kind):
+    section = "producers"
+    noun = "a producer"
+    Spec = Producer
+    required = True
+
+    def problems(self, spec: Producer, scenario) -> Iterable[Finding]:
+        brokers = {b.name for b in scenario.brokers}
+        writers = {w.name for w in (*scenario.outbox, *scenario.dual_write)}
+        if spec.is_client and spec.sends_to in writers:
+            yield Finding("sends_to", f"a producer with a timeout or a retry policy is a client and sends to a broker; '{spec.sends_to}' is not one")
+        if spec.spike is not None and spec.spike.at >= scenario.duration:
+            yield Finding("spike.at", f"the spike starts at {spec.spike.at:g}s, after the run ends ({scenario.duration:g}s)")

@@ -1,0 +1,126 @@
+"""``workers:`` pools of identical workers, and what changes their capacity while they run:
+load-dependent slowdown, capacity losses and autoscaling."""
+
+from __future__ import annotations
+
+from typing import Annotated, Iterable, Optional
+
+from pydantic import Field, model_validator
+
+from ..fields import Crashes, DistributionSpec, Duration, DurationOrDistribution, Errors, Name, PositiveDuration, Strict
+from .base import Finding, Kind, Refers
+
+BROKER = Refers(("brokers",))
+BROKER_OR_WRITER = Refers(("brokers", "outbox", "dual_write"))
+
+
+_WITH_FROM = {**Strict.model_config, "populate_by_name": True}
+
+
+class SlowdownSpec(Strict):
+    """Service that degrades with load: ``per_concurrent`` more for each other message in service
+    in the pool when one starts, ``per_waiting`` more for each message waiting in its broker, and
+    service times × ``factor`` from ``from`` until ``until``."""
+
+    model_config = _WITH_FROM
+    per_concurrent: Duration = 0.0
+    per_waiting: Duration = 0.0
+    from_: Optional[Duration] = Field(default=None, alias="from")
+    until: Optional[PositiveDuration] = None
+    factor: Optional[Annotated[float, Field(gt=0)]] = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        window = [self.from_ is not None, self.until is not None, self.factor is not None]
+        if any(window) and not all(window):
+            raise ValueError("a slowdown window takes from, until and factor together")
+        if all(window) and self.until <= self.from_:
+            raise ValueError(f"until ({self.until:g}s) must come after from ({self.from_:g}s)")
+        if not any(window) and self.per_concurrent == 0 and self.per_waiting == 0:
+            raise ValueError("give per_concurrent, per_waiting, or a window (from, until, factor)")
+        return self
+
+
+class CapacityLossSpec(Strict):
+    """``workers`` of the pool are gone from ``from`` until ``until`` (each finishes its message)."""
+
+    model_config = _WITH_FROM
+    from_: Duration = Field(alias="from")
+    until: PositiveDuration
+    workers: Annotated[int, Field(ge=1, strict=True)]
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.until <= self.from_:
+            raise ValueError(f"until ({self.until:g}s) must come after from ({self.from_:g}s)")
+        return self
+
+
+class AutoscalingSpec(Strict):
+    """Target tracking: every ``evaluation_interval`` (15 s, Kubernetes' HPA period) the pool
+    wants ceil(messages waiting / ``target_backlog_per_worker``) workers (AWS's backlog per
+    instance), or ceil(workers × utilisation over the interval / ``target_utilization``) (the
+    HPA's rule), within ``min``..``max``. New workers start ``scale_out_delay`` (60 s) after the
+    decision; workers removed finish their message first; after an action, none for ``cooldown``
+    (300 s, EC2 Auto Scaling's default)."""
+
+    target_backlog_per_worker: Optional[Annotated[float, Field(gt=0)]] = None
+    target_utilization: Optional[Annotated[float, Field(gt=0, le=1)]] = None
+    min: Annotated[int, Field(ge=1, strict=True)]
+    max: Annotated[int, Field(ge=1, strict=True)]
+    evaluation_interval: PositiveDuration = 15.0
+    scale_out_delay: Duration = 60.0
+    cooldown: Duration = 300.0
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if (self.target_backlog_per_worker is None) == (self.target_utilization is None):
+            raise ValueError("give one target: target_backlog_per_worker or target_utilization")
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must not be below min ({self.min})")
+        return self
+
+
+class WorkerPool(Strict):
+    """``count`` identical workers taking messages from ``consumes``; when ``sends_to`` names a
+    broker, each finished message goes on to it (a pipeline stage), otherwise it is done.
+    ``delivery_latency`` is the time a receive (or a push) takes to bring a message to a worker."""
+
+    name: Name
+    consumes: Annotated[Name, BROKER]
+    count: Annotated[int, Field(ge=1, strict=True)]
+    service_time: DistributionSpec
+    sends_to: Annotated[Optional[Name], BROKER_OR_WRITER] = None
+    delivery_latency: Optional[DurationOrDistribution] = None
+    crashes: Optional[Crashes] = None
+    errors: Optional[Errors] = None
+    slowdown: Optional[SlowdownSpec] = None
+    capacity_loss: Optional[CapacityLossSpec] = None
+    autoscaling: Optional[AutoscalingSpec] = None
+    shed_expired: bool = False
+
+    @model_validator(mode="after")
+    def _elastic_counts(self):
+        if self.autoscaling is not None and not self.autoscaling.min <= self.count <= self.autoscaling.max:
+            raise ValueError(f"count ({self.count}, the workers at the start) must lie within autoscaling min ({self.autoscaling.min}) and max ({self.autoscaling.max})")
+        if self.capacity_loss is not None and self.capacity_loss.workers > self.count:
+            raise ValueError(f"capacity_loss.workers ({self.capacity_loss.workers}) is more than the pool's count ({self.count})")
+        return self
+
+    @property
+    def max_count(self) -> int:
+        """The most workers the pool can have (its autoscaling max, or its count)."""
+        return self.autoscaling.max if self.autoscaling is not None else self.count
+    idempotent: bool = False  # a processed-ids table: copies of a processed message are skipped (suppressed)
+
+
+class Workers(Kind):
+    section = "workers"
+    noun = "a worker pool"
+    Spec = WorkerPool
+
+    def problems(self, spec: WorkerPool, scenario) -> Iterable[Finding]:
+        for key in ("capacity_loss", "slowdown"):
+            trigger = getattr(spec, key)
+            if trigger is not None and trigger.from_ is not None and trigger.from_ >= scenario.duration:
+                yield Finding(f"{key}.from", f"starts at {trigger.from_:g}s, after the run ends ({scenario.duration:g}s)")
