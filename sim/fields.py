@@ -23,7 +23,7 @@ def _positive(value: float) -> float:
     return value
 
 
-def _non_negative(value: float) -> float:
+def non_negative(value: float) -> float:
     if value < 0 or math.isinf(value) or math.isnan(value):
         raise ValueError(f"must be zero or more, got {value:g}")
     return value
@@ -33,14 +33,14 @@ _DURATION_SCHEMA = {
     "anyOf": [{"type": "number"}, {"type": "string", "pattern": DURATION_PATTERN}],
     "description": "seconds, or a number with a unit: 250us, 80ms, 1.5s, 10m (or 10min), 2h, 1d",
 }
-_RATE_SCHEMA = {
+RATE_SCHEMA = {
     "anyOf": [{"type": "number"}, {"type": "string", "pattern": RATE_PATTERN}],
     "description": "per second, or COUNT/UNIT: 200/s, 12000/min, 3/h",
 }
 
-Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_non_negative), WithJsonSchema(_DURATION_SCHEMA)]
+Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(non_negative), WithJsonSchema(_DURATION_SCHEMA)]
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive), WithJsonSchema(_DURATION_SCHEMA)]
-Rate = Annotated[float, BeforeValidator(parse_rate), AfterValidator(_positive), WithJsonSchema(_RATE_SCHEMA)]
+Rate = Annotated[float, BeforeValidator(parse_rate), AfterValidator(_positive), WithJsonSchema(RATE_SCHEMA)]
 Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")]
 
 

@@ -14,7 +14,8 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
-from .fields import _RATE_SCHEMA, Crashes, CsvColumn, DistributionSpec, Duration, DurationOrDistribution, Errors, Name, PositiveDuration, Rate, Strict, _non_negative
+from .axes import parse_axis
+from .fields import RATE_SCHEMA, Crashes, CsvColumn, DistributionSpec, Duration, DurationOrDistribution, Errors, Name, PositiveDuration, Rate, Strict, non_negative
 from .kinds import BrokerSpec
 from .units import parse_rate
 
@@ -63,7 +64,7 @@ class RenewalArrivals(Strict):
 
 class ScheduleStep(Strict):
     duration: PositiveDuration
-    rate: Annotated[float, BeforeValidator(parse_rate), AfterValidator(_non_negative), WithJsonSchema(_RATE_SCHEMA)]
+    rate: Annotated[float, BeforeValidator(parse_rate), AfterValidator(non_negative), WithJsonSchema(RATE_SCHEMA)]
 
 
 class ScheduleArrivals(Strict):
@@ -531,8 +532,6 @@ class SweepSpec(Strict):
     @field_validator("vary")
     @classmethod
     def _values(cls, vary: dict) -> dict:
-        from .sweep import parse_axis  # the sweep module owns the syntax
-
         for path, values in vary.items():
             parse_axis(path, values)
         return vary

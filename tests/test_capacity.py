@@ -11,18 +11,11 @@ from pathlib import Path
 import pytest
 
 from sim import analytic, load_scenario
-from sim.capacity import (
-    AnalyticEstimate,
-    CapacityError,
-    Evaluator,
-    analytic_estimate,
-    load_overrides,
-    plan_capacity,
-    search_smallest,
-    single_stage,
-    slo_overrides,
-    theory_of,
-)
+from sim.capacity import plan_capacity, slo_overrides
+from sim.evaluator import Evaluator
+from sim.problems import CapacityError
+from sim.searches import load_overrides, search_smallest
+from sim.theory import AnalyticEstimate, analytic_estimate, single_stage, theory_of
 from sim.cli import main
 from sim.executors import ProcessExecutor, SerialExecutor
 
