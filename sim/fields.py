@@ -10,7 +10,8 @@ import math
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema
+import numpy as np
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationInfo, WithJsonSchema
 from pydantic import model_validator
 
 from . import distributions as d
@@ -239,20 +240,24 @@ class WeibullSpec(Strict):
 
 class CsvColumn(Strict):
     """Numbers from one column of a CSV file (the first unless ``column`` names one), in ``unit``
-    (seconds unless given: ``unit: 1ms`` reads milliseconds). The file is read when the scenario
-    is loaded, so a missing file or column is reported with the scenario's other problems."""
+    (seconds unless given: ``unit: 1ms`` reads milliseconds). The file is read once, when the
+    scenario is loaded, so a missing file or column is reported with the scenario's other
+    problems; its values travel inside the scenario (a private attribute, pickled with it), so a
+    replication run in another process, directory or host does not need the file."""
 
     file: DataFile
     column: Optional[str] = None
     unit: PositiveDuration = 1.0
+    _values: bytes = PrivateAttr(default=b"")
 
     @model_validator(mode="after")
-    def _readable(self):
-        self.values_s()
+    def _read(self):
+        self._values = d.load_column(Path(self.file), self.column, self.unit).tobytes()
         return self
 
-    def values_s(self):
-        return d.load_column(Path(self.file), self.column, self.unit)
+    def values_s(self) -> np.ndarray:
+        """The column's values in seconds, as read when the scenario was loaded (read-only)."""
+        return np.frombuffer(self._values, dtype=np.float64)
 
 
 class EmpiricalSpec(CsvColumn):
