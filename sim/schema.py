@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal, Optional, Union
 
+import numpy as np
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
 from .axes import parse_axis
@@ -97,8 +98,6 @@ class TraceArrivals(CsvColumn):
     process: Literal["trace"]
 
     def times_s(self):
-        import numpy as np
-
         return np.sort(self.values_s())
 
     def mean_rate(self) -> float:

@@ -52,14 +52,14 @@ class Stage:
         return isinstance(self.service, Exponential) or (isinstance(self.service, Gamma) and abs(self.service.shape - 1.0) < 1e-12)
 
     @cached_property
-    def _samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Fixed draws (seed 0) for the approximate latency quantiles: service, uniform, unit exponential."""
         rng = np.random.default_rng(0)
         n = 100_000
         return self.service.draw(rng, n), rng.random(n), rng.exponential(1.0, n)
 
     def service_quantile(self, q: float) -> float:
-        return float(np.quantile(self._samples[0], q))
+        return float(np.quantile(self.samples[0], q))
 
     def describe(self, servers: int | None = None, rate: float | None = None) -> str:
         c = self.servers if servers is None else servers
@@ -199,7 +199,7 @@ def approx_latency_quantile(stage: Stage, q: float, servers: int | None = None, 
     starting point for the search, never shown as theory."""
     c = stage.servers if servers is None else servers
     lam = stage.arrival_rate_per_s if rate is None else rate
-    service, u, e = stage._samples
+    service, u, e = stage.samples
     a = lam * stage.mean_service_s
     p_wait = analytic.erlang_c(c, a)
     wait = analytic.ggc_allen_cunneen(lam, stage.arrival_cv, stage.mean_service_s, stage.service_cv, c).wait_s

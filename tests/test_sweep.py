@@ -330,6 +330,21 @@ def test_cli_bad_sweep_input_exits_2_naming_the_option(scenario, call, args, mes
     assert "Traceback" not in stderr
 
 
+def always_failing(scenario, replication, seed):
+    return ReplicationFailure(replication, "RuntimeError: boom", "")
+
+
+def test_a_sweep_whose_replications_all_fail_says_so_and_exits_1(scenario, call, monkeypatch):
+    monkeypatch.setattr(sim.jobs, "safe_replication", always_failing)
+    result = run_sweep(scenario, ["workers.pool.count=9,10"], replications=2, executor=SerialExecutor())
+    assert result.failed_points == [0, 1] and result.summary()["points_failed"] == 2
+    assert all(row["replications_done"] == 0 and row["replications_failed"] == 2 for row in result.rows.values())
+    code, stdout, stderr = call("sweep", scenario, "--vary", "workers.pool.count=9,10", "-r", "2", "-j", "1")
+    assert code == 1
+    assert "2 of 2 points done (0 invalid, 2 failed)" in stdout
+    assert "2 of 2 points failed (replications raised); the first, workers.pool.count=9: replication 0 failed: RuntimeError: boom" in stderr
+
+
 def test_cli_unreachable_cluster_exits_2(scenario, call, monkeypatch):
     monkeypatch.setattr("sim.executors.CONNECT_TIMEOUT_S", 1.0)
     code, _, stderr = call("sweep", scenario, "--vary", "workers.pool.count=9", "--cluster", "tcp://127.0.0.1:9")
