@@ -7,20 +7,38 @@
 
 from __future__ import annotations
 
-from .loading import ScenarioError, load_scenario, load_scenario_text, scenario_from_dict
+from typing import Callable
+
+from .executors import make_executor
+from .jobs import run_scenario
+from .loading import load_scenario, load_scenario_text, scenario_from_dict
+from .problems import ScenarioError
 from .result import Result
-from .runner import run_replication, run_replications
+from .runner import ReplicationFailure, ReplicationResult, run_replication
 from .schema import Scenario
 
 __all__ = ["load_scenario", "load_scenario_text", "scenario_from_dict", "run", "Result", "Scenario", "ScenarioError", "run_replication"]
 
 
-def run(scenario: Scenario, replications: int | None = None, seed: int | None = None, jobs: int | None = None, on_done=None) -> Result:
-    """Run ``scenario`` (its own replication count and seed unless given) on ``jobs`` local
-    processes (all cores by default; results do not depend on it) and gather the Result."""
+def run(
+    scenario: Scenario,
+    replications: int | None = None,
+    seed: int | None = None,
+    jobs: int | None = None,
+    on_done: Callable[[ReplicationResult | ReplicationFailure], None] | None = None,
+    cluster: str | None = None,
+) -> Result:
+    """Run ``scenario`` (its own replication count and seed unless given) and gather the Result.
+
+    The replications run on ``jobs`` local processes (all cores by default, never more than there
+    are replications; in this process when that is 1), or on a Dask cluster: ``cluster`` is the
+    scheduler's address (``tcp://host:8786``) or ``"local"`` to start one. Results do not depend on
+    where they ran. ``on_done(outcome)`` is called as each replication ends. A failing
+    replication is reported in ``Result.failures`` and the others kept; Ctrl-C keeps the finished
+    ones (``Result.interrupted``)."""
     replications = scenario.replications if replications is None else replications
     if replications < 1:
         raise ValueError(f"replications must be at least 1, got {replications}")
     seed = scenario.seed if seed is None else seed
-    results, failures, interrupted = run_replications(scenario, replications, seed, jobs=jobs, on_done=on_done)
-    return Result(scenario, seed, replications, results, failures, interrupted)
+    with make_executor(jobs, cluster, tasks=replications) as executor:
+        return run_scenario(scenario, replications, seed, executor, on_done)

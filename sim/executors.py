@@ -1,4 +1,4 @@
-"""Executors: where the replications of sweeps, capacity searches and reports run.
+"""Executors: where the replications of runs, sweeps, capacity searches and reports run.
 
 An executor maps a function over tasks (tuples of arguments) and yields ``(task index, result)``
 as each task finishes, in whatever order they finish:
@@ -8,7 +8,7 @@ as each task finishes, in whatever order they finish:
 - :class:`DaskExecutor` on a Dask distributed cluster (``--cluster tcp://scheduler:8786``), or on
   a local Dask cluster it starts itself (``--cluster local``).
 
-The work asyncsim gives them is ``sim.runner._safe_replication(scenario, replication, seed)``, a
+The work asyncsim gives them is ``sim.runner.safe_replication(scenario, replication, seed)``, a
 pure function of its arguments, so results do not depend on the executor, the number of workers
 or the order tasks finish in. On a remote cluster every worker needs asyncsim installed (the same
 version), since tasks refer to its functions by name.
@@ -202,11 +202,14 @@ class DaskExecutor(Executor):
             self._cluster.close()
 
 
-def make_executor(jobs: int | None = None, cluster: str | None = None) -> Executor:
-    """The executor for ``--jobs``/``--cluster``: Dask when a cluster is named, else local
-    processes (in this process when ``jobs`` is 1)."""
+def make_executor(jobs: int | None = None, cluster: str | None = None, tasks: int | None = None) -> Executor:
+    """The executor for ``--jobs``/``--cluster``: Dask when a cluster is named, else ``jobs``
+    local processes (all cores by default, no more than ``tasks`` when given), in this process
+    when that makes one."""
     if cluster:
         return DaskExecutor(cluster, jobs=jobs)
+    if tasks is not None:
+        jobs = max(1, min(jobs or os.cpu_count() or 1, tasks))
     if jobs == 1:
         return SerialExecutor()
     return ProcessExecutor(jobs)

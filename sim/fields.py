@@ -10,7 +10,8 @@ import math
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema
+import numpy as np
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationInfo, WithJsonSchema
 from pydantic import model_validator
 
 from . import distributions as d
@@ -23,7 +24,7 @@ def _positive(value: float) -> float:
     return value
 
 
-def _non_negative(value: float) -> float:
+def non_negative(value: float) -> float:
     if value < 0 or math.isinf(value) or math.isnan(value):
         raise ValueError(f"must be zero or more, got {value:g}")
     return value
@@ -33,15 +34,15 @@ _DURATION_SCHEMA = {
     "anyOf": [{"type": "number"}, {"type": "string", "pattern": DURATION_PATTERN}],
     "description": "seconds, or a number with a unit: 250us, 80ms, 1.5s, 10m (or 10min), 2h, 1d",
 }
-_RATE_SCHEMA = {
+RATE_SCHEMA = {
     "anyOf": [{"type": "number"}, {"type": "string", "pattern": RATE_PATTERN}],
     "description": "per second, or COUNT/UNIT: 200/s, 12000/min, 3/h",
 }
 
-Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_non_negative), WithJsonSchema(_DURATION_SCHEMA)]
+Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(non_negative), WithJsonSchema(_DURATION_SCHEMA)]
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive), WithJsonSchema(_DURATION_SCHEMA)]
-Rate = Annotated[float, BeforeValidator(parse_rate), AfterValidator(_positive), WithJsonSchema(_RATE_SCHEMA)]
-NonNegativeRate = Annotated[float, BeforeValidator(parse_rate), AfterValidator(_non_negative), WithJsonSchema(_RATE_SCHEMA)]
+Rate = Annotated[float, BeforeValidator(parse_rate), AfterValidator(_positive), WithJsonSchema(RATE_SCHEMA)]
+NonNegativeRate = Annotated[float, BeforeValidator(parse_rate), AfterValidator(non_negative), WithJsonSchema(RATE_SCHEMA)]
 Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")]
 
 
@@ -240,20 +241,24 @@ class WeibullSpec(Strict):
 
 class CsvColumn(Strict):
     """Numbers from one column of a CSV file (the first unless ``column`` names one), in ``unit``
-    (seconds unless given: ``unit: 1ms`` reads milliseconds). The file is read when the scenario
-    is loaded, so a missing file or column is reported with the scenario's other problems."""
+    (seconds unless given: ``unit: 1ms`` reads milliseconds). The file is read once, when the
+    scenario is loaded, so a missing file or column is reported with the scenario's other
+    problems; its values travel inside the scenario (a private attribute, pickled with it), so a
+    replication run in another process, directory or host does not need the file."""
 
     file: DataFile
     column: Optional[str] = None
     unit: PositiveDuration = 1.0
+    _values: bytes = PrivateAttr(default=b"")
 
     @model_validator(mode="after")
-    def _readable(self):
-        self.values_s()
+    def _read(self):
+        self._values = d.load_column(Path(self.file), self.column, self.unit).tobytes()
         return self
 
-    def values_s(self):
-        return d.load_column(Path(self.file), self.column, self.unit)
+    def values_s(self) -> np.ndarray:
+        """The column's values in seconds, as read when the scenario was loaded (read-only)."""
+        return np.frombuffer(self._values, dtype=np.float64)
 
 
 class EmpiricalSpec(CsvColumn):

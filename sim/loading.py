@@ -8,50 +8,23 @@ of a list are named by their ``name`` (``workers.payment-service.count``), the s
 from __future__ import annotations
 
 import difflib
+import types
 import typing
-from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError
 
 from .components.base import Reference, references
 from .components.brokers import dead_letter_queues
 from .components.registry import SECTIONS
+from .overrides import apply_override, parse_yaml
+from .problems import Problem, ScenarioError
 from .schema import Scenario
 from .topology import PipelineLoop, broker_flows, broker_order, delivers_to, writer_flows
 from .units import format_duration
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a scenario: where (line, field path, or the --set that caused it) and what."""
-
-    message: str
-    path: str = ""
-    line: int | None = None
-    override: str | None = None
-
-    def format(self, source: str) -> str:
-        if self.override:
-            where = f"{source} (--set {self.override})"
-        else:
-            where = f"{source}:{self.line}" if self.line else source
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
-
-
-class ScenarioError(Exception):
-    """A scenario that cannot be run, with every problem found in it."""
-
-    def __init__(self, source: str, problems: Iterable[Problem]):
-        self.source = source
-        self.problems = list(problems)
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        return "\n".join(p.format(self.source) for p in self.problems)
 
 
 def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
@@ -67,8 +40,8 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
 
 def load_scenario_text(text: str, source: str = "<scenario>", base_dir: str | Path = ".", overrides: Iterable[str] = ()) -> Scenario:
     """Validate a scenario given as YAML text; file references resolve against ``base_dir``."""
-    data = _parse_yaml(text, source)
-    applied = [_apply_override(data, spec, source) for spec in overrides]
+    data = parse_yaml(text, source)
+    applied = [apply_override(data, spec, source) for spec in overrides]
     try:
         scenario = Scenario.model_validate(data, context={"base_dir": str(base_dir)})
     except ValidationError as exc:
@@ -85,70 +58,9 @@ def load_scenario_text(text: str, source: str = "<scenario>", base_dir: str | Pa
 def scenario_from_dict(data: dict, source: str = "<dict>", base_dir: str | Path = ".") -> Scenario:
     """Validate a scenario given as a Python dict (the notebooks' and tests' way in)."""
     yaml = YAML()
-    from io import StringIO
-
     buffer = StringIO()
     yaml.dump(data, buffer)
     return load_scenario_text(buffer.getvalue(), source=source, base_dir=base_dir)
-
-
-# --- YAML and overrides -------------------------------------------------------------------------
-
-
-def _parse_yaml(text: str, source: str) -> Any:
-    yaml = YAML(typ="rt")
-    try:
-        data = yaml.load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        what = " ".join(filter(None, [exc.context, exc.problem]))
-        raise ScenarioError(source, [Problem(f"not valid YAML: {what}", line=line)]) from None
-    if not isinstance(data, dict):
-        raise ScenarioError(source, [Problem("a scenario file is a mapping of keys (name, duration, producers, ...)")])
-    return data
-
-
-def _apply_override(data: Any, spec: str, source: str) -> tuple[str, ...]:
-    """Set ``a.b.c=value`` in ``data``; list items are addressed by name or index. Returns the path."""
-    key_path, sep, raw = spec.partition("=")
-    if not sep or not key_path.strip():
-        raise ScenarioError(source, [Problem(f"--set takes PATH=VALUE (e.g. workers.pool.count=12), got '{spec}'")])
-    parts = key_path.strip().split(".")
-    value = YAML(typ="safe").load(raw) if raw.strip() else None
-    node = data
-    walked: list[str] = []
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if isinstance(node, list):
-            index = _list_index(node, part)
-            if index is None:
-                names = [str(item.get("name")) for item in node if isinstance(item, dict)]
-                raise ScenarioError(source, [Problem(f"no item named '{part}' in {'.'.join(walked) or 'the file'} (have: {', '.join(names) or 'none'})", override=spec)])
-            if last:
-                node[index] = value
-            else:
-                node = node[index]
-        elif isinstance(node, dict):
-            if last:
-                node[part] = value
-            elif part not in node:
-                raise ScenarioError(source, [Problem(f"no key '{part}' under {'.'.join(walked) or 'the top level'}", override=spec)])
-            else:
-                node = node[part]
-        else:
-            raise ScenarioError(source, [Problem(f"'{'.'.join(walked)}' is a value, not a section", override=spec)])
-        walked.append(part)
-    return tuple(parts)
-
-
-def _list_index(items: list, part: str) -> int | None:
-    for index, item in enumerate(items):
-        if isinstance(item, dict) and str(item.get("name")) == part:
-            return index
-    if part.isdigit() and int(part) < len(items):
-        return int(part)
-    return None
 
 
 # --- locating and wording problems --------------------------------------------------------------
@@ -163,7 +75,7 @@ def _strip_annotated(tp: Any) -> Any:
 def _union_members(tp: Any) -> list[Any]:
     """The members of a union, flattened (an optional tagged union is Optional[Annotated[Union]])."""
     tp = _strip_annotated(tp)
-    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if typing.get_origin(tp) in (typing.Union, getattr(types, "UnionType", None)):
         return [m for a in typing.get_args(tp) if a is not type(None) for m in _union_members(a)]
     return [tp]
 

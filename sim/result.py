@@ -31,7 +31,7 @@ SLO_METRICS = {
 }
 
 
-def _nest(flat: dict[str, object]) -> dict:
+def nest(flat: dict[str, object]) -> dict:
     tree: dict = {}
     for key, value in flat.items():
         node = tree
@@ -205,7 +205,7 @@ class Result:
             "warmup_s": s.warmup,
             "window_s": s.window_s,
         }
-        out.update(_nest({m: self.estimate(m).as_dict() for m in self.metric_names()}))
+        out.update(nest({m: self.estimate(m).as_dict() for m in self.metric_names()}))
         out["counts"] = self.counts()
         out["littles_law"] = self.littles_law_summary()
         out["conservation"] = {

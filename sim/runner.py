@@ -1,4 +1,4 @@
-"""Running replications: one in this process, or many on local processes.
+"""Running one replication of a scenario (many run through :mod:`sim.jobs`).
 
 A replication is a pure function of (scenario, seed, replication index), so replications can run
 in any order, on any number of processes, with identical results. What a replication returns is
@@ -7,12 +7,9 @@ small (metrics, checks, 200-bin time series, a latency histogram), never per-mes
 
 from __future__ import annotations
 
-import os
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import simpy
@@ -145,55 +142,17 @@ def run_replication(scenario: Scenario, replication: int, seed: int | None = Non
 
 @dataclass
 class ReplicationFailure:
+    """A replication that raised: its index, the error in one line, and the traceback."""
+
     replication: int
     error: str
     traceback: str
 
 
-def _safe_replication(scenario: Scenario, replication: int, seed: int):
+def safe_replication(scenario: Scenario, replication: int, seed: int) -> ReplicationResult | ReplicationFailure:
+    """:func:`run_replication`, with an exception returned as a :class:`ReplicationFailure`: a
+    failing replication is reported, and the others still count. The task every executor runs."""
     try:
         return run_replication(scenario, replication, seed)
-    except Exception as exc:  # a failing replication is reported, the others still count
+    except Exception as exc:
         return ReplicationFailure(replication, f"{type(exc).__name__}: {exc}", traceback.format_exc())
-
-
-def run_replications(
-    scenario: Scenario,
-    replications: int,
-    seed: int,
-    jobs: int | None = None,
-    on_done: Callable[[object], None] | None = None,
-) -> tuple[list[ReplicationResult], list[ReplicationFailure], bool]:
-    """Run replications 0..n-1 on ``jobs`` local processes (all cores by default).
-
-    Returns (finished results in replication order, failures, interrupted). Ctrl-C stops the
-    pending replications and keeps the finished ones.
-    """
-    jobs = max(1, min(jobs or os.cpu_count() or 1, replications))
-    outcomes: list = []
-    interrupted = False
-    try:
-        if jobs == 1:
-            for r in range(replications):
-                outcome = _safe_replication(scenario, r, seed)
-                outcomes.append(outcome)
-                if on_done:
-                    on_done(outcome)
-        else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = [pool.submit(_safe_replication, scenario, r, seed) for r in range(replications)]
-                try:
-                    for future in as_completed(futures):
-                        outcome = future.result()
-                        outcomes.append(outcome)
-                        if on_done:
-                            on_done(outcome)
-                except KeyboardInterrupt:
-                    for future in futures:
-                        future.cancel()
-                    raise
-    except KeyboardInterrupt:
-        interrupted = True
-    results = sorted((o for o in outcomes if isinstance(o, ReplicationResult)), key=lambda r: r.replication)
-    failures = sorted((o for o in outcomes if isinstance(o, ReplicationFailure)), key=lambda f: f.replication)
-    return results, failures, interrupted

@@ -12,6 +12,7 @@ from typing import Annotated, Optional, Union
 
 from pydantic import Field, ValidationInfo, create_model, field_validator, model_validator
 
+from .axes import parse_axis
 from .components.registry import SECTIONS
 from .fields import Duration, PositiveDuration, Rate, Strict
 
@@ -40,8 +41,6 @@ class SweepSpec(Strict):
     @field_validator("vary")
     @classmethod
     def _values(cls, vary: dict) -> dict:
-        from .sweep import parse_axis  # the sweep module owns the syntax
-
         for path, values in vary.items():
             parse_axis(path, values)
         return vary

@@ -22,14 +22,15 @@ SECONDS_PER_UNIT = {
 }
 
 _NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
-_DURATION = re.compile(rf"^\s*({_NUMBER})\s*([a-zµ]+)\s*$")
-_RATE = re.compile(rf"^\s*({_NUMBER})\s*/\s*([a-zµ]+)\s*$")
+DURATION_RE = re.compile(rf"^\s*({_NUMBER})\s*([a-zµ]+)\s*$")
+RATE_RE = re.compile(rf"^\s*({_NUMBER})\s*/\s*([a-zµ]+)\s*$")
 
 DURATION_PATTERN = rf"^\s*{_NUMBER}\s*(us|µs|ms|s|sec|m|min|h|d)\s*$"
 RATE_PATTERN = rf"^\s*{_NUMBER}\s*/\s*(us|µs|ms|s|sec|m|min|h|d)\s*$"
 
 
-def _unit_seconds(unit: str, text: str) -> float:
+def unit_seconds(unit: str, text: str) -> float:
+    """Seconds in one ``unit`` (``ms``, ``min``...); ``text`` names the value in the error."""
     try:
         return SECONDS_PER_UNIT[unit]
     except KeyError:
@@ -44,9 +45,9 @@ def parse_duration(value: object) -> float:
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, str):
-        match = _DURATION.match(value)
+        match = DURATION_RE.match(value)
         if match:
-            return float(match.group(1)) * _unit_seconds(match.group(2), value)
+            return float(match.group(1)) * unit_seconds(match.group(2), value)
         try:
             return float(value)
         except ValueError:
@@ -61,9 +62,9 @@ def parse_rate(value: object) -> float:
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, str):
-        match = _RATE.match(value)
+        match = RATE_RE.match(value)
         if match:
-            return float(match.group(1)) / _unit_seconds(match.group(2), value)
+            return float(match.group(1)) / unit_seconds(match.group(2), value)
         try:
             return float(value)
         except ValueError:

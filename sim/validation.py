@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import analytic
+from .executors import Executor, make_executor
+from .jobs import run_scenario
 from .loading import scenario_from_dict
 from .stats import Estimate
 
@@ -47,8 +49,11 @@ class Case:
 
 @dataclass(frozen=True)
 class CaseOutcome:
+    """A case simulated: the estimate of its metric, and the errors of replications that failed."""
+
     case: Case
     estimate: Estimate
+    failures: tuple[str, ...] = ()
 
     @property
     def theory(self) -> float:
@@ -56,7 +61,8 @@ class CaseOutcome:
 
     @property
     def inside(self) -> bool:
-        return self.estimate.contains(self.case.theory)
+        """Whether the exact value lies in the 95% CI (never when a replication failed)."""
+        return not self.failures and self.estimate.contains(self.case.theory)
 
     def as_dict(self) -> dict:
         return {
@@ -66,6 +72,7 @@ class CaseOutcome:
             "theory": self.case.theory,
             "simulation": self.estimate.as_dict(),
             "inside": self.inside,
+            "failures": list(self.failures),
         }
 
 
@@ -91,11 +98,12 @@ CASES = [
 ]
 
 
-def run_case(case: Case, replications: int = 20, seed: int = 1, jobs: int | None = None) -> CaseOutcome:
-    """Simulate ``case`` and compare the estimate of its metric with the exact value."""
-    from . import run
-
-    result = run(case.scenario(replications, seed), replications=replications, seed=seed, jobs=jobs)
-    if result.failures:
-        raise RuntimeError(f"{case.name}: {result.failures[0].error}")
-    return CaseOutcome(case, result.estimate(case.metric))
+def run_case(case: Case, replications: int = 20, seed: int = 1, executor: Executor | None = None) -> CaseOutcome:
+    """Simulate ``case`` on ``executor`` (local processes by default) and compare the estimate of
+    its metric with the exact value."""
+    if executor is None:
+        with make_executor(tasks=replications) as local:
+            return run_case(case, replications, seed, local)
+    result = run_scenario(case.scenario(replications, seed), replications, seed, executor)
+    failures = tuple(f"replication {f.replication}: {f.error}" for f in result.failures)
+    return CaseOutcome(case, result.estimate(case.metric), failures)

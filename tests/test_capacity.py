@@ -11,18 +11,13 @@ from pathlib import Path
 import pytest
 
 from sim import analytic, load_scenario
-from sim.capacity import (
-    AnalyticEstimate,
-    CapacityError,
-    Evaluator,
-    analytic_estimate,
-    load_overrides,
-    plan_capacity,
-    search_smallest,
-    single_stage,
-    slo_overrides,
-    theory_of,
-)
+import sim.jobs
+from sim.capacity import plan_capacity, slo_overrides
+from sim.evaluator import Evaluator
+from sim.problems import CapacityError
+from sim.runner import ReplicationFailure
+from sim.searches import load_overrides, search_smallest
+from sim.theory import AnalyticEstimate, analytic_estimate, single_stage, theory_of
 from sim.cli import main
 from sim.executors import ProcessExecutor, SerialExecutor
 
@@ -295,6 +290,13 @@ def test_cli_capacity_json(scenario, call):
     assert set(run) >= {"value", "replications", "verdict", "objectives"}
     assert set(run["objectives"]["latency_mean"]) == {"target", "mean", "ci95", "status"}
     assert plan["headroom"] is None and all(math.isfinite(x) for x in run["objectives"]["latency_mean"]["ci95"])
+
+
+def test_cli_capacity_whose_replications_fail_says_so_and_exits_1(scenario, call, monkeypatch):
+    monkeypatch.setattr(sim.jobs, "safe_replication", lambda s, r, seed: ReplicationFailure(r, "RuntimeError: boom", ""))
+    code, _, stderr = call("capacity", scenario, "-r", "2", "-j", "1", "--set", "duration=200s", "--slo", "latency_mean=5s")
+    assert code == 1
+    assert "1 of 1 evaluations failed (replications raised); the first, load ×1: replication 0: RuntimeError: boom" in stderr
 
 
 @pytest.mark.parametrize("args, message", [

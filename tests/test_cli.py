@@ -335,3 +335,23 @@ def test_run_out_writes_the_tables_and_plots(cli, folder):
         data = (out / name).read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n"), name
         assert len(data) > 5_000, name
+
+
+@pytest.mark.parametrize("verb", [
+    ["run", "good.yaml"],
+    ["sweep", "good.yaml", "--vary", "workers.pool.count=8,9"],
+    ["capacity", "good.yaml", "--slo", "latency_mean=1s"],
+    ["report", "good.yaml"],
+    ["validate"],
+], ids=lambda verb: verb[0])
+def test_every_verb_that_runs_replications_takes_jobs_and_cluster(call, monkeypatch, verb):
+    monkeypatch.setattr("sim.executors.CONNECT_TIMEOUT_S", 1.0)
+    outcome = call(*verb, "--jobs", "2", "--cluster", "tcp://127.0.0.1:9")
+    assert outcome.returncode == 2, outcome.stderr
+    assert "Invalid value for '--cluster': cannot connect to the Dask scheduler" in outcome.stderr
+
+
+@pytest.mark.slow
+def test_run_on_a_local_dask_cluster_prints_the_same_summary(call):
+    args = ["run", "good.yaml", "--json", "-r", "2", "--set", "duration=2m", "--set", "warmup=10s"]
+    assert summary_of(call(*args, "--cluster", "local:2")) == summary_of(call(*args, "-j", "1"))

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+import sim.jobs
 from sim.cli import main
 from sim.executors import SerialExecutor
 from sim.report import build_report, render, write_report
+from sim.runner import ReplicationFailure
 
 MMC = """\
 name: report-mmc
@@ -155,6 +157,16 @@ def test_a_pipeline_has_no_model_but_a_full_report(root):
     context = report.context()
     assert [r["objective"] for r in context["slo_rows"]] == ["latency_p99", "max_rejection_rate"]
     assert {c["boundary"] for c in context["littles"]} >= {"resize-queue", "cdn-queue", "resizer", "cdn-pusher"}
+
+
+def test_a_report_whose_replications_fail_is_written_and_exits_1(scenario, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sim.jobs, "safe_replication", lambda s, r, seed: ReplicationFailure(r, "RuntimeError: boom", ""))
+    out = tmp_path / "failed.html"
+    monkeypatch.setattr(sys, "argv", ["asyncsim", "report", str(scenario), "--out", str(out), "-j", "1", "-r", "2"])
+    with pytest.raises(SystemExit) as exit:
+        main()
+    assert exit.value.code == 1 and "No replication finished" in out.read_text()
+    assert "2 of the runs the report needs failed (replications raised); the first, replication 0: RuntimeError: boom" in capsys.readouterr().err
 
 
 def test_bad_format_exits_2(scenario, monkeypatch, capsys):

@@ -14,7 +14,7 @@ import sim.runner
 from models.sqs import SqsBroker, message_group
 from models.sqs_parts import DeduplicationWindow, TokenBucket
 from sim import analytic, run, scenario_from_dict
-from sim.loading import ScenarioError
+from sim.problems import ScenarioError
 from sim.recorder import Recorder
 from sim.schema import Scenario
 from sim.stats import mean_ci

@@ -10,12 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import sim.sweep as sweep_module
+import sim.jobs
 from sim import ScenarioError
 from sim.cli import main
 from sim.executors import ProcessExecutor, SerialExecutor
+from sim.axes import SweepError, axes_from, parse_axis, parse_values, parse_vary
 from sim.runner import ReplicationFailure
-from sim.sweep import SweepError, parse_axis, parse_values, parse_vary, run_sweep
+from sim.sweep import run_sweep
 
 # M/M/c with λ = 8/s and a mean service of 1 s: 8 workers or fewer is unstable.
 MMC = """\
@@ -119,7 +120,7 @@ def test_vary_needs_path_equals_values_and_no_repeats():
     with pytest.raises(SweepError, match="given twice"):
         parse_axis("workers.pool.count", "8,8")
     with pytest.raises(SweepError, match="varied twice"):
-        sweep_module.axes_from(["a.b=1", "a.b=2"])
+        axes_from(["a.b=1", "a.b=2"])
 
 
 # --- running ------------------------------------------------------------------------------------
@@ -205,21 +206,22 @@ def test_an_unstable_point_records_its_error_and_the_sweep_goes_on(scenario):
 
 
 def test_a_failing_replication_is_recorded_and_not_kept_for_resume(scenario, monkeypatch, tmp_path):
-    real = sweep_module._safe_replication
+    real = sim.jobs.safe_replication
 
     def flaky(spec, replication, seed):
         if spec.workers[0].count == 10 and replication == 1:
             return ReplicationFailure(replication, "RuntimeError: boom", "")
         return real(spec, replication, seed)
 
-    monkeypatch.setattr(sweep_module, "_safe_replication", flaky)
+    monkeypatch.setattr(sim.jobs, "safe_replication", flaky)
     result = run_sweep(scenario, VARY, executor=SerialExecutor(), out_dir=tmp_path)
     row = result.table.loc[1]
     assert row["error"] == "replication 1 failed: RuntimeError: boom" and not row["ok"] and row["replications_done"] == 2
+    assert row["replications_failed"] == 1 and result.failed_points == [1] and result.summary()["points_failed"] == 1
     assert result.table.loc[[0, 2], "ok"].all()
     kept = [json.loads(line)["setting"] for line in (tmp_path / "points.jsonl").read_text().splitlines()]
     assert kept == ["workers.pool.count=9", "workers.pool.count=11"]
-    monkeypatch.setattr(sweep_module, "_safe_replication", real)
+    monkeypatch.setattr(sim.jobs, "safe_replication", real)
     again = run_sweep(scenario, VARY, executor=SerialExecutor(), out_dir=tmp_path)
     assert again.replications_run == 3 and sorted(again.resumed) == [0, 2] and again.table["ok"].all()
 
@@ -312,7 +314,7 @@ def test_cli_sweep_table(scenario, call):
     assert "unstable: 8/s ≥ capacity 8/s" in stdout
     lines = [line for line in stdout.splitlines() if line.strip().startswith(("9 ", "10 "))]
     assert len(lines) == 2 and all("ok" in line for line in lines)
-    assert "3 of 3 points done (1 invalid); 4 replications run on this process" in stdout
+    assert "3 of 3 points done (1 invalid, 0 failed); 4 replications run on this process" in stdout
 
 
 @pytest.mark.parametrize("args, message", [
@@ -326,6 +328,21 @@ def test_cli_bad_sweep_input_exits_2_naming_the_option(scenario, call, args, mes
     assert code == 2
     assert message in stderr
     assert "Traceback" not in stderr
+
+
+def always_failing(scenario, replication, seed):
+    return ReplicationFailure(replication, "RuntimeError: boom", "")
+
+
+def test_a_sweep_whose_replications_all_fail_says_so_and_exits_1(scenario, call, monkeypatch):
+    monkeypatch.setattr(sim.jobs, "safe_replication", always_failing)
+    result = run_sweep(scenario, ["workers.pool.count=9,10"], replications=2, executor=SerialExecutor())
+    assert result.failed_points == [0, 1] and result.summary()["points_failed"] == 2
+    assert all(row["replications_done"] == 0 and row["replications_failed"] == 2 for row in result.rows.values())
+    code, stdout, stderr = call("sweep", scenario, "--vary", "workers.pool.count=9,10", "-r", "2", "-j", "1")
+    assert code == 1
+    assert "2 of 2 points done (0 invalid, 2 failed)" in stdout
+    assert "2 of 2 points failed (replications raised); the first, workers.pool.count=9: replication 0 failed: RuntimeError: boom" in stderr
 
 
 def test_cli_unreachable_cluster_exits_2(scenario, call, monkeypatch):

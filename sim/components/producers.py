@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Iterable, Literal, Optional, Union
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from ..fields import CsvColumn, DistributionSpec, Duration, Name, NonNegativeRate, PositiveDuration, Rate, Strict
@@ -88,8 +89,6 @@ class TraceArrivals(CsvColumn):
     process: Literal["trace"]
 
     def times_s(self):
-        import numpy as np
-
         return np.sort(self.values_s())
 
     def mean_rate(self) -> float:

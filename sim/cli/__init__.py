@@ -1,0 +1,43 @@
+"""The ``asyncsim`` command line: run, check, schema, validate, sweep, capacity, report.
+
+One module per group of commands; heavy modules (pandas, matplotlib, dask, the sweep, capacity
+and report machinery) are imported inside the commands that use them, so ``asyncsim --help``
+starts at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..problems import ScenarioError
+from .common import Failed, app, err
+from .planning import capacity
+from .reporting import report
+from .running import check, run, schema, validate
+from .sweeping import sweep
+
+for command in (run, check, schema, validate, sweep, capacity, report):
+    app.command()(command)
+
+
+def main() -> None:
+    """Entry point: usage errors are click's (exit 2); scenario errors name file, line and field."""
+    try:
+        app()
+    except ScenarioError as exc:
+        err.print(f"[red]error[/red] in {exc.source}:", highlight=False)
+        for problem in exc.problems:
+            err.print("  " + problem.format(exc.source), highlight=False, markup=False)
+        sys.exit(2)
+    except Failed as exc:
+        sys.exit(exc.code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # the last line of defence: one readable line, the traceback on request
+        if os.environ.get("ASYNCSIM_DEBUG"):
+            raise
+        err.print(f"[red]asyncsim: internal error:[/red] {type(exc).__name__}: {exc} (set ASYNCSIM_DEBUG=1 for the traceback)")
+        sys.exit(3)
+

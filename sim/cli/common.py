@@ -1,0 +1,58 @@
+"""What every command shares: the Typer app, the consoles, the common options, progress bars,
+and the executor that ``--jobs`` and ``--cluster`` choose."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from ..executors import Executor, ExecutorError, make_executor
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Simulate asynchronous architectures: producers, brokers, workers. See README.md.",
+)
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
+
+
+class Failed(Exception):
+    """A run that finished with an exit code other than 0, having said why."""
+
+    def __init__(self, code: int):
+        self.code = code
+
+
+SetOption = typer.Option(None, "--set", help="Override a value: PATH=VALUE, list items by name (workers.pool.count=12). Repeatable.")
+JobsOption = typer.Option(None, "--jobs", "-j", min=1, help="Local processes (default: all cores).")
+ClusterOption = typer.Option(None, "--cluster", help="Run on a Dask cluster: the scheduler's address (tcp://host:8786), or 'local' to start one here.")
+
+
+def progress_bar(label: str):
+    """A progress bar on stderr when it is a terminal: replications done, points done, rate and ETA."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task):
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.3g} repl./s" if speed else "", style="progress.data.speed")
+
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("replications, {task.fields[points]}"),
+                    Rate(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True)
+
+
+def open_executor(jobs: Optional[int], cluster: Optional[str], tasks: Optional[int] = None) -> Executor:
+    """The executor of ``--jobs``/``--cluster`` (no more local processes than ``tasks``); a
+    cluster that cannot be reached is a bad ``--cluster`` (exit 2)."""
+    try:
+        return make_executor(jobs, cluster, tasks)
+    except ExecutorError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--cluster'") from None

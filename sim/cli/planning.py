@@ -1,0 +1,137 @@
+"""``asyncsim capacity``: the smallest value meeting the SLO with confidence, and the headroom."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from ..executors import ExecutorError
+from ..problems import CapacityError
+from ..units import format_duration
+from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out
+
+
+def _print_run(run, console: Console) -> None:
+    from ..evaluator import show_objective
+
+    colour = {"met": "green", "not met": "red", "invalid": "red", "failed": "red"}.get(run.verdict, "yellow")
+    objectives = []
+    for key, o in run.objectives.items():
+        ci = f" [{show_objective(key, o['ci95'][0])}, {show_objective(key, o['ci95'][1])}]" if o["ci95"][0] is not None else ""
+        objectives.append(f"{key} {show_objective(key, o['mean'])}{ci}")
+    reps = "→".join(str(n) for n in run.history) if run.history else "0"
+    detail = "; ".join(objectives) if objectives else (run.error or "")
+    if run.verdict == "invalid" and run.error and len(run.error) > 110:
+        detail = run.error[:110] + "…"
+    console.print(f"  {run.phase:<8} {run.label:<34} {reps:>9} repl.  {detail}  → [{colour}]{run.verdict}[/{colour}]", highlight=False)
+
+
+def print_plan(plan, console: Console, runs_printed: bool = True) -> None:
+    """The outcome of a capacity plan: the recommendation, why the search stopped, the headroom."""
+    if not runs_printed:
+        for run in plan.runs:
+            _print_run(run, console)
+    search = plan.search
+    if search is not None:
+        if search.value is not None:
+            console.print(f"[bold green]recommendation:[/bold green] {search.parameter} = {search.value}", highlight=False)
+        else:
+            console.print(f"[bold red]no value of {search.parameter} meets the SLO with confidence[/bold red]", highlight=False)
+        console.print(f"  why it stopped: {search.reason}", highlight=False)
+        for warning in search.warnings:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
+    room = plan.headroom
+    if room is not None:
+        if room.factor is not None:
+            rates = ", ".join(f"{k} {v:.4g}/s" for k, v in room.rates_per_s.items())
+            console.print(f"[bold]headroom:[/bold] the SLO holds up to {room.factor:.3g}× the load ({rates})", highlight=False)
+        else:
+            console.print("[bold red]headroom:[/bold red] none found", highlight=False)
+        if room.estimate is not None:
+            console.print(f"  theory ({room.estimate_model}) puts it at {room.estimate:.3g}×", highlight=False)
+        console.print(f"  why it stopped: {room.reason}", highlight=False)
+    search_runs = [r for r in plan.runs if r.phase == "search" and r.verdict != "invalid"]
+    line = f"{len(plan.runs)} evaluations ({len(search_runs)} values of the parameter simulated), {plan.replications_run} replications, on {plan.executor}"
+    if search is not None and search.value is not None and search.lowest_valid is not None:
+        top = max([search.value] + [r.value for r in search_runs])
+        grid = top - search.lowest_valid + 1
+        if grid > len(search_runs):
+            line += f"; a grid from {search.lowest_valid} to {top} would have simulated {grid} values"
+    console.print(line, highlight=False)
+
+
+def _print_estimate(estimate, note: str, console: Console) -> None:
+    if estimate is None:
+        console.print(f"analytic estimate: none ({note or 'not asked'}); the search starts at the smallest valid value", highlight=False)
+        return
+    if estimate.infeasible:
+        console.print(f"analytic estimate: [red]infeasible[/red]: {estimate.infeasible}", highlight=False)
+        return
+    from ..evaluator import show_objective
+
+    parts = ", ".join(f"{k} {show_objective(k, v)}{'' if e else ' (approx.)'}" for k, (v, e, _m) in estimate.considered.items())
+    value = estimate.value if estimate.value is not None else "none"
+    console.print(f"analytic estimate ({estimate.model}, {'exact' if estimate.exact else 'approximate'}): {value}"
+                  + (f" ({parts})" if parts else "") + (f"; not in the formula: {', '.join(estimate.ignored)}" if estimate.ignored else ""), highlight=False)
+
+
+def capacity(
+    scenario: Path = typer.Argument(..., help="Scenario YAML file (with an slo:, or give --slo)."),
+    vary: Optional[str] = typer.Option(None, "--vary", help="The integer PATH to size, e.g. workers.renderer.count or brokers.jobs.capacity. Without it: only the headroom of the scenario as it is."),
+    slo: Optional[List[str]] = typer.Option(None, "--slo", help="Objective KEY=VALUE added to (or replacing one of) the file's slo: latency_mean, latency_p50/p95/p99/p999, max_loss_rate, max_rejection_rate, min_throughput. Repeatable."),
+    set_: Optional[List[str]] = SetOption,
+    replications: Optional[int] = typer.Option(None, "--replications", "-r", min=2, help="Replications each value starts with (default: the file's)."),
+    max_replications: Optional[int] = typer.Option(None, "--max-replications", min=2, help="Cap when an uncertain value gets more replications (default: 4× the start)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0),
+    jobs: Optional[int] = JobsOption,
+    cluster: Optional[str] = ClusterOption,
+    minimum: int = typer.Option(0, "--min", help="Smallest value to consider."),
+    maximum: Optional[int] = typer.Option(None, "--max", help="Largest value to consider (default: no limit; the search stops when more stops helping)."),
+    no_estimate: bool = typer.Option(False, "--no-estimate", help="Do not start from the analytic estimate."),
+    headroom: bool = typer.Option(True, "--headroom/--no-headroom", help="Then find the largest load the chosen setup sustains."),
+    rate: Optional[str] = typer.Option(None, "--rate", help="Headroom on this one rate PATH (default: every producer's rate scaled together)."),
+    precision: float = typer.Option(0.05, "--precision", help="Relative precision of the headroom."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON result on stdout."),
+):
+    """Find the smallest value of a parameter meeting every SLO objective with confidence, and the headroom it leaves."""
+    from ..capacity import plan_capacity, slo_overrides
+
+    try:
+        _, targets = slo_overrides(scenario, set_ or [], slo or [])
+    except CapacityError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--slo'") from None
+    executor = open_executor(jobs, cluster)
+    console = err if as_json else out
+    if not as_json:
+        head = f"capacity: the smallest {vary} meeting the SLO with confidence" if vary else "capacity: the headroom of the scenario as it is"
+        console.print(f"[bold]{head}[/bold] ({scenario})", highlight=False)
+        console.print("SLO: " + ", ".join(f"{k} {format_duration(v) if k.startswith('latency') else v:}" for k, v in targets.items())
+                      + "; each run: value, replications (doubled while uncertain), estimates with 95% CI, verdict", highlight=False)
+    try:
+        plan = plan_capacity(scenario, vary, slo or [], set_ or [], replications=replications, max_replications=max_replications, seed=seed,
+                             executor=executor, minimum=minimum, maximum=maximum, use_estimate=not no_estimate, headroom=headroom,
+                             rate_path=rate, precision=precision, on_run=None if as_json else (lambda r: _print_run(r, console)),
+                             on_estimate=None if as_json else (lambda e, n: _print_estimate(e, n, console)))
+    except CapacityError as exc:
+        option = next((o for o in ("--slo", "--rate", "--precision", "--max") if o in str(exc)), "--slo")
+        raise typer.BadParameter(str(exc), param_hint=f"'{option}'") from None
+    except ExecutorError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise Failed(1)
+    finally:
+        executor.close()
+    if as_json:
+        out.file.write(json.dumps(plan.summary(), indent=2) + "\n")
+    else:
+        print_plan(plan, console)
+    failed = plan.failed_runs
+    if failed:
+        err.print(f"[red]{len(failed)} of {len(plan.runs)} evaluations failed[/red] (replications raised); "
+                  f"the first, {failed[0].label}: {failed[0].error}", highlight=False)
+        raise Failed(1)
+    if vary and plan.value is None:
+        raise Failed(1)

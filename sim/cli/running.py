@@ -1,0 +1,133 @@
+"""The commands about one scenario: run, check, schema, validate."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from ..executors import ExecutorError
+from ..loading import load_scenario
+from ..schema import Scenario
+from ..topology import broker_flows
+from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out
+from .summary import print_summary
+
+
+def run(
+    scenario: Path = typer.Argument(..., help="Scenario YAML file."),
+    replications: Optional[int] = typer.Option(None, "--replications", "-r", min=1, help="Replications (default: the file's)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Root seed (default: the file's)."),
+    set_: Optional[List[str]] = SetOption,
+    jobs: Optional[int] = JobsOption,
+    cluster: Optional[str] = ClusterOption,
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write summary.json, tables (CSV) and plots (PNG) here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout instead of the table."),
+):
+    """Run a scenario's replications and print latency, throughput, queues, counts and checks."""
+    from ..jobs import run_scenario
+
+    spec = load_scenario(scenario, set_ or [])
+    n = replications or spec.replications
+    executor = open_executor(jobs, cluster, tasks=n)
+    progress = None
+    on_done = None
+    if sys.stderr.isatty() and not as_json:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True)
+        task = progress.add_task(f"{spec.name}: replications", total=n)
+        progress.start()
+
+        def on_done(_):
+            progress.advance(task)
+
+    try:
+        result = run_scenario(spec, n, spec.seed if seed is None else seed, executor, on_done)
+    except ExecutorError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise Failed(1)
+    finally:
+        if progress is not None:
+            progress.stop()
+        executor.close()
+    summary = result.summary()
+    if as_json:
+        out.file.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        print_summary(summary, out)
+    if out_dir is not None:
+        written = result.save(out_dir)
+        (err if as_json else out).print(f"wrote {len(written)} files to {out_dir}: " + ", ".join(p.name for p in written))
+    if result.failures or result.interrupted or not result.results:
+        for failure in result.failures:
+            err.print(f"[red]replication {failure.replication} failed:[/red] {failure.error}")
+        raise Failed(130 if result.interrupted else 1)
+
+
+def check(
+    scenario: Path = typer.Argument(..., help="Scenario YAML file."),
+    set_: Optional[List[str]] = SetOption,
+):
+    """Validate a scenario without running it, and show the offered load on each broker."""
+    spec = load_scenario(scenario, set_ or [])
+    out.print(f"[green]ok[/green]: {scenario} is a valid scenario '{spec.name}'")
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("broker", "arrival rate", "service capacity", "workers", "offered load", "bounded"):
+        table.add_column(column, justify="left" if column == "broker" else "right")
+    for name, flow in broker_flows(spec).items():
+        table.add_row(name, f"{flow.arrival_rate_per_s:.4g}/s", f"{flow.service_capacity_per_s:.4g}/s", str(flow.servers), f"{flow.offered_load:.3g}", "yes" if flow.bounded else "no")
+    out.print(table)
+    for producer in spec.producers:
+        mean, peak = producer.arrivals.mean_rate(), producer.arrivals.peak_rate()
+        if peak > mean:
+            out.print(f"producer {producer.name}: long-run rate {mean:.4g}/s, peak {peak:.4g}/s")
+
+
+def schema():
+    """Print the JSON Schema of scenario files."""
+    out.file.write(json.dumps(Scenario.model_json_schema(), indent=2) + "\n")
+
+
+def validate(
+    replications: int = typer.Option(20, "--replications", "-r", min=2, help="Replications per case."),
+    seed: int = typer.Option(1, "--seed", min=0),
+    jobs: Optional[int] = JobsOption,
+    cluster: Optional[str] = ClusterOption,
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Run the analytic validation suite: simulation with 95% CI beside exact queueing results."""
+    from ..validation import CASES, run_case
+
+    rows, failed = [], []
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("case", "measure", "theory", "simulation", "95% CI", ""):
+        table.add_column(column, justify="left" if column in ("case", "measure") else "right")
+    executor = open_executor(jobs, cluster, tasks=replications)
+    try:
+        for case in CASES:
+            outcome = run_case(case, replications, seed, executor)
+            rows.append(outcome.as_dict())
+            if outcome.failures:
+                failed.append(outcome)
+            mark = "[green]inside[/green]" if outcome.inside else "[red]outside[/red]"
+            table.add_row(case.name, case.measure, f"{outcome.theory:.5g}", f"{outcome.estimate.mean:.5g}", f"[{outcome.estimate.low:.5g}, {outcome.estimate.high:.5g}]", mark)
+    except ExecutorError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise Failed(1)
+    finally:
+        executor.close()
+    if as_json:
+        out.file.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        out.print(table)
+        inside = sum(r["inside"] for r in rows)
+        out.print(f"{inside} of {len(rows)} exact values inside the simulation's 95% confidence interval")
+    if failed:
+        err.print(f"[red]{len(failed)} of {len(rows)} cases had failed replications[/red]; the first: {failed[0].failures[0]}", highlight=False)
+    if not all(r["inside"] for r in rows):
+        raise Failed(1)

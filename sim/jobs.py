@@ -1,0 +1,115 @@
+"""Jobs: the one way replications are run, on any :mod:`executor <sim.executors>`.
+
+A :class:`Job` is some replications (indices) of one scenario with one seed. :func:`run_jobs`
+runs every replication of every job as its own task (``runner.safe_replication``, a pure function
+of scenario, replication and seed), and hands back each job's results in replication order, so
+what comes out does not depend on the executor, its number of workers, or the order tasks finish
+in. A replication that raises is reported as a :class:`~sim.runner.ReplicationFailure` and the
+others are kept. :func:`run_scenario` is ``sim.run``'s: one scenario, its Result, and Ctrl-C
+keeping the replications that finished.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .executors import Executor
+from .result import Result
+from .runner import ReplicationFailure, ReplicationResult, safe_replication
+from .schema import Scenario
+
+
+@dataclass
+class Job:
+    """Replications ``replications`` (indices) of ``scenario`` with ``seed``."""
+
+    scenario: Scenario
+    seed: int
+    replications: range
+
+
+def in_order(outcomes: Iterable[ReplicationResult | ReplicationFailure]) -> tuple[list[ReplicationResult], list[ReplicationFailure]]:
+    """Finished replications and failures, each sorted by replication index."""
+    outcomes = list(outcomes)
+    results = sorted((o for o in outcomes if isinstance(o, ReplicationResult)), key=lambda r: r.replication)
+    failures = sorted((o for o in outcomes if isinstance(o, ReplicationFailure)), key=lambda f: f.replication)
+    return results, failures
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    executor: Executor,
+    on_replication: Callable[[int, ReplicationResult | ReplicationFailure], None] | None = None,
+) -> Iterator[tuple[int, list[ReplicationResult], list[ReplicationFailure]]]:
+    """Run every replication of every job on ``executor``, one task per (job, replication); yield
+    ``(job index, results in replication order, failures)`` as each job's last replication ends.
+    ``on_replication(job index, outcome)`` is called as each replication ends.
+
+    Tasks are queued job by job, so jobs tend to finish in order (and a sweep can persist them)."""
+    tasks, owner = [], []
+    for j, job in enumerate(jobs):
+        for r in job.replications:
+            tasks.append((job.scenario, r, job.seed))
+            owner.append(j)
+    remaining = [len(job.replications) for job in jobs]
+    collected: list[list | None] = [[] for _ in jobs]
+    for j, n in enumerate(remaining):
+        if n == 0:
+            yield j, [], []
+    for index, outcome in executor.map_unordered(safe_replication, tasks):
+        j = owner[index]
+        collected[j].append(outcome)
+        remaining[j] -= 1
+        if on_replication is not None:
+            on_replication(j, outcome)
+        if remaining[j] == 0:
+            outcomes, collected[j] = collected[j], None
+            yield (j, *in_order(outcomes))
+
+
+def run_scenario(
+    scenario: Scenario,
+    replications: int,
+    seed: int,
+    executor: Executor,
+    on_done: Callable[[ReplicationResult | ReplicationFailure], None] | None = None,
+) -> Result:
+    """Replications 0..n-1 of ``scenario`` on ``executor``, gathered in a Result.
+
+    ``on_done(outcome)`` is called as each replication ends. Ctrl-C (KeyboardInterrupt) stops the
+    pending replications; the Result keeps the finished ones and is marked ``interrupted``."""
+    outcomes: list[ReplicationResult | ReplicationFailure] = []
+
+    def finished(_job: int, outcome) -> None:
+        outcomes.append(outcome)
+        if on_done is not None:
+            on_done(outcome)
+
+    interrupted = False
+    try:
+        for _ in run_jobs([Job(scenario, seed, range(replications))], executor, finished):
+            pass
+    except KeyboardInterrupt:
+        interrupted = True
+    results, failures = in_order(outcomes)
+    return Result(scenario, seed, replications, results, failures, interrupted)
+
+
+def is_nan(x: Any) -> bool:
+    """Whether ``x`` is a float NaN (a metric with no value)."""
+    return isinstance(x, float) and math.isnan(x)
+
+
+def json_safe(x: Any) -> Any:
+    """``x`` as JSON takes it: numpy scalars as Python ones, NaN and infinities as None."""
+    if isinstance(x, (np.floating, float)):
+        return None if not math.isfinite(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x

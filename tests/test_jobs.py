@@ -1,0 +1,98 @@
+"""Running replications (sim/jobs.py, sim.run): the same numbers on every executor, a scenario's
+data files travelling with it, failures reported, Ctrl-C keeping what finished."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+
+import pytest
+
+import sim.jobs
+from sim import load_scenario, run
+from sim.executors import ProcessExecutor, SerialExecutor
+from sim.jobs import run_scenario
+from sim.runner import ReplicationFailure
+
+
+def summary(result) -> dict:
+    return json.loads(json.dumps(result.summary()))
+
+
+@pytest.fixture
+def quickstart(root):
+    return load_scenario(root / "scenarios" / "quickstart.yaml", ["duration=3m", "warmup=20s"])
+
+
+@pytest.fixture
+def travelling(root, tmp_path):
+    """recorded-burst (a trace of arrivals and empirical service times, both CSV files) copied
+    into a temporary folder, loaded, then its data folder moved away."""
+    shutil.copy(root / "scenarios" / "recorded-burst.yaml", tmp_path / "burst.yaml")
+    shutil.copytree(root / "scenarios" / "data", tmp_path / "data")
+    scenario = load_scenario(tmp_path / "burst.yaml", ["duration=4m"])
+    before = summary(run(scenario, replications=2, jobs=1))
+    (tmp_path / "data").rename(tmp_path / "moved")
+    assert not (tmp_path / "data").exists()
+    return scenario, before
+
+
+def test_run_gives_the_same_summary_in_this_process_and_on_local_processes(quickstart):
+    serial = summary(run(quickstart, replications=3, jobs=1))
+    assert serial == summary(run(quickstart, replications=3, jobs=2))
+    with ProcessExecutor(2) as executor:
+        assert serial == summary(run_scenario(quickstart, 3, quickstart.seed, executor))
+
+
+@pytest.mark.slow
+def test_run_gives_the_same_summary_on_a_dask_cluster(quickstart, travelling):
+    assert summary(run(quickstart, replications=3, jobs=1)) == summary(run(quickstart, replications=3, cluster="local:2"))
+    scenario, before = travelling
+    assert summary(run(scenario, replications=2, cluster="local:2")) == before
+
+
+def test_a_scenario_carries_its_data_files_values(travelling):
+    scenario, before = travelling
+    copy = pickle.loads(pickle.dumps(scenario))
+    assert copy.workers[0].service_time.values_s().size == scenario.workers[0].service_time.values_s().size > 0
+    assert summary(run(copy, replications=2, jobs=1)) == before
+    assert summary(run(scenario, replications=2, jobs=2)) == before
+
+
+def test_a_failing_replication_is_reported_and_the_others_kept(quickstart, monkeypatch):
+    real = sim.jobs.safe_replication
+
+    def second_fails(scenario, replication, seed):
+        if replication == 1:
+            return ReplicationFailure(replication, "RuntimeError: boom", "")
+        return real(scenario, replication, seed)
+
+    monkeypatch.setattr(sim.jobs, "safe_replication", second_fails)
+    done = []
+    result = run(quickstart, replications=3, jobs=1, on_done=done.append)
+    assert [r.replication for r in result.results] == [0, 2]
+    assert [(f.replication, f.error) for f in result.failures] == [(1, "RuntimeError: boom")]
+    assert len(done) == 3 and not result.interrupted
+
+
+def test_replications_that_raise_on_local_processes_are_failures(quickstart):
+    broken = quickstart.model_copy(deep=True)
+    object.__setattr__(broken.workers[0], "service_time", None)  # no validation would let this through
+    with ProcessExecutor(2) as executor:
+        result = run_scenario(broken, 2, 1, executor)
+    assert not result.results and [f.replication for f in result.failures] == [0, 1]
+    assert all(f.error.startswith("AttributeError") for f in result.failures)
+
+
+def test_ctrl_c_keeps_the_finished_replications(quickstart):
+    done = []
+
+    def interrupt_after_two(outcome):
+        done.append(outcome)
+        if len(done) == 2:
+            raise KeyboardInterrupt
+
+    result = run_scenario(quickstart, 4, quickstart.seed, SerialExecutor(), interrupt_after_two)
+    assert result.interrupted and [r.replication for r in result.results] == [0, 1]
+    assert result.requested_replications == 4
