@@ -1,4 +1,4 @@
-"""Speed (and, with --memory, memory) of asyncsim on an M/M/c queue, beside a minimal SimPy model.
+"""Speed of asyncsim on an M/M/c queue, beside a minimal SimPy model, in one process.
 
 The model: Poisson arrivals at λ = 9/s, c = 10 servers, exponential service of mean 1 s
 (utilisation 0.9), for ``messages / λ`` seconds of simulated time, no warm-up, one replication.
@@ -7,25 +7,17 @@ Speed: asyncsim (``sim.run_replication`` with all its recording) and a minimal h
 model of the same system (a source process, one process per customer on a
 ``simpy.Resource(capacity=10)``, numpy draws in blocks of 4096, no recording) run alternately in
 this process, several rounds each with the order alternated; the best (minimum) wall time of each
-is kept. Target: asyncsim / minimal ≤ 1.5.
+is kept. Target: asyncsim / minimal ≤ 1.5. Whole processes (start-up, a whole ``asyncsim run``,
+peak memory) are bench_process.py's.
 
-Memory (``--memory``): one replication of ``--memory-messages`` (default 1,000,000) messages in a
-fresh subprocess; its peak RSS is read with ``getrusage(RUSAGE_CHILDREN)`` after it exits, beside
-that of a subprocess that only imports ``sim`` and builds the scenario. Target: peak < 400 MB.
-
-    python benchmarks/bench_mmc.py                      # speed, 200,000 messages, 3 rounds
+    python benchmarks/bench_mmc.py                      # 200,000 messages, 3 rounds
     python benchmarks/bench_mmc.py --messages 50000 --rounds 5
-    python benchmarks/bench_mmc.py --memory             # speed, then memory
-    python benchmarks/bench_mmc.py --memory --no-speed  # memory only
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
-import resource
-import subprocess
 import sys
 import time
 
@@ -38,7 +30,6 @@ MEAN_SERVICE_S = 1.0  # 1/μ
 BLOCK_SIZE = 4096  # draws per numpy call, as asyncsim's Sampler
 SEED = 12345
 SPEED_TARGET = 1.5
-MEMORY_TARGET_MB = 400.0
 
 
 def duration_for(messages: int) -> float:
@@ -169,78 +160,12 @@ def speed(messages: int, rounds: int) -> bool:
     return met
 
 
-# --- memory -------------------------------------------------------------------------------------
-
-
-def _child(mode: str, messages: int) -> None:
-    """Runs in the measured subprocess: import sim, build the scenario, and (mode run) run it."""
-    scenario = build_scenario(messages)
-    out = {"mode": mode}
-    if mode == "run":
-        import sim
-
-        started = time.perf_counter()
-        result = sim.run_replication(scenario, 0)
-        out["wall_s"] = time.perf_counter() - started
-        out["messages"] = result.messages
-    out["self_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(out))
-
-
-def _measure_child(mode: str, messages: int) -> tuple[float, dict]:
-    """Peak RSS (MB) of a fresh subprocess, from RUSAGE_CHILDREN after it exits.
-
-    RUSAGE_CHILDREN's ru_maxrss is the largest peak of all children reaped so far, so children
-    must be measured smallest first (the baseline before the run); the child's own RUSAGE_SELF is
-    reported as a cross-check.
-    """
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run(
-        [sys.executable, __file__, "--_child", mode, "--messages", str(messages)],
-        check=True, capture_output=True, text=True,
-    )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if after < before:  # cannot happen, but never report a stale figure silently
-        raise RuntimeError("ru_maxrss went down")
-    info = json.loads(proc.stdout.strip().splitlines()[-1])
-    return after / 1024, info  # Linux reports kilobytes
-
-
-def memory(messages: int) -> bool:
-    print(f"memory: one replication of {messages:,} messages (duration {duration_for(messages):,.1f} s) in a fresh subprocess")
-    base_mb, base_info = _measure_child("baseline", messages)
-    run_mb, run_info = _measure_child("run", messages)
-    met = run_mb < MEMORY_TARGET_MB
-    print(f"  baseline (import sim + build scenario)  peak RSS {base_mb:8.1f} MB   (child's own: {base_info['self_maxrss_mb']:.1f} MB)")
-    print(f"  run_replication, {run_info['messages']:,} messages    peak RSS {run_mb:8.1f} MB   (child's own: {run_info['self_maxrss_mb']:.1f} MB;"
-          f" run took {run_info['wall_s']:.1f} s)")
-    print(f"  difference (the replication)            {run_mb - base_mb:8.1f} MB"
-          f"   = {(run_mb - base_mb) * 1024 * 1024 / run_info['messages']:.0f} bytes/message")
-    print(f"  peak {run_mb:.1f} MB (target < {MEMORY_TARGET_MB:g} MB): {'MET' if met else 'NOT MET'}")
-    return met
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=200_000, help="messages in the speed runs (default 200000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each model, order alternated (default 3)")
-    parser.add_argument("--memory", action="store_true", help="also measure peak RSS in a subprocess")
-    parser.add_argument("--memory-messages", type=int, default=1_000_000, help="messages in the memory run (default 1000000)")
-    parser.add_argument("--no-speed", action="store_true", help="skip the speed comparison")
-    parser.add_argument("--_child", choices=("baseline", "run"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-
-    if args._child:
-        _child(args._child, args.messages)
-        return 0
-    ok = True
-    if not args.no_speed:
-        ok &= speed(args.messages, args.rounds)
-    if args.memory:
-        if not args.no_speed:
-            print()
-        ok &= memory(args.memory_messages)
-    return 0 if ok else 1
+    return 0 if speed(args.messages, args.rounds) else 1
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ times are in seconds. The offered load is ``a = λ/μ`` erlangs and the per-serv
 Formulas are the textbook ones (Kleinrock, *Queueing Systems* vol. 1; Gross & Harris,
 *Fundamentals of Queueing Theory*), computed with recurrences or in log space so that
 hundreds of servers and thousands of places do not overflow.
+
+Only the sojourn quantile (a root search) and M/M/c/K (log-space sums) need scipy, and import it
+when called: the closed forms cost nothing to load.
 """
 
 from __future__ import annotations
@@ -15,8 +18,6 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import brentq
-from scipy.special import gammaln, logsumexp
 
 __all__ = [
     "QueueMetrics",
@@ -257,6 +258,7 @@ def mmc_sojourn_quantile(q: float, arrival_rate_per_s: float, service_rate_per_s
     _stable(lam / mu, c)
     if q == 0.0:
         return 0.0
+    from scipy.optimize import brentq
 
     def gap(t: float) -> float:
         return mmc_sojourn_cdf(t, lam, mu, c) - q
@@ -282,6 +284,8 @@ def mmck(arrival_rate_per_s: float, service_rate_per_s: float, servers: int,
     k = _count("capacity_in_system", capacity_in_system)
     if k < c:
         raise ValueError(f"capacity_in_system K={k} must be at least servers c={c}")
+    from scipy.special import gammaln, logsumexp
+
     a = lam / mu
     n = np.arange(k + 1)
     log_w = np.where(

@@ -4,6 +4,9 @@ Each distribution knows its mean and squared coefficient of variation (``scv`` =
 so that the analytic models and the stability check can use it, and draws ``n`` values at once
 from a numpy Generator. A :class:`Sampler` wraps one distribution and one Generator and hands out
 one value per call from a block of 4096 draws: the hot path pays a list pop, not a numpy call.
+
+scipy is imported only by the few functions that need it (the truncated normal's moments, the
+Weibull's gamma functions and shape fit), so loading a scenario does not pay for it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import optimize, special, stats
 
 BLOCK_SIZE = 4096
 
@@ -106,6 +108,8 @@ class TruncatedNormal(Distribution):
     name = "normal"
 
     def _law(self):
+        from scipy import stats
+
         return stats.truncnorm((0 - self.loc_s) / self.scale_s, np.inf, loc=self.loc_s, scale=self.scale_s)
 
     @property
@@ -225,10 +229,14 @@ class Weibull(Distribution):
 
     @property
     def mean(self):
+        from scipy import special
+
         return self.scale_s * special.gamma(1 + 1 / self.shape)
 
     @property
     def scv(self):
+        from scipy import special
+
         g1 = special.gamma(1 + 1 / self.shape)
         return special.gamma(1 + 2 / self.shape) / g1**2 - 1
 
@@ -258,6 +266,7 @@ class Empirical(Distribution):
 
 def weibull_shape_for_cv(cv: float) -> float:
     """The Weibull shape k whose coefficient of variation is ``cv``."""
+    from scipy import optimize, special
 
     def excess(log_k):
         k = math.exp(log_k)

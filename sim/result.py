@@ -2,21 +2,29 @@
 
 ``Result.summary()`` is the JSON summary that ``asyncsim run --json`` prints: every estimate is
 ``{"mean": x, "ci95": [lo, hi]}`` over replications, every key carries its unit.
+
+The summary needs only numpy; pandas is imported by the methods that return a DataFrame, so a run
+that prints its summary does not pay for it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
+from .checks import LittleCheck
 from .recorder import CONSISTENCY_KEYS
 from .runner import LATENCY_BIN_EDGES_S, ReplicationFailure, ReplicationResult
 from .schema import Scenario
 from .stats import Estimate, mean_ci
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COUNT_KEYS = ("produced", "processed", "rejected", "lost", "duplicates", "dead_lettered", "in_flight")
 SLO_METRICS = {
@@ -42,6 +50,12 @@ def nest(flat: dict[str, object]) -> dict:
     return tree
 
 
+def _excess(check: LittleCheck) -> float:
+    """A Little's law check's relative error over its tolerance (0 without a tolerance)."""
+    excess = check.rel_error / check.tolerance if check.tolerance > 0 else 0.0
+    return 0.0 if math.isnan(excess) else excess
+
+
 @dataclass
 class Result:
     """Replications of one scenario, finished or failed."""
@@ -58,6 +72,8 @@ class Result:
     @property
     def replications(self) -> pd.DataFrame:
         """One row per finished replication: every metric, the counts and the checks."""
+        import pandas as pd
+
         rows = []
         for r in self.results:
             row = {"replication": r.replication, **r.metrics}
@@ -72,12 +88,16 @@ class Result:
     @property
     def littles_law(self) -> pd.DataFrame:
         """Little's law on every boundary of every replication."""
+        import pandas as pd
+
         rows = [{"replication": r.replication, **c.as_dict()} for r in self.results for c in r.littles_law]
         return pd.DataFrame(rows)
 
     @property
     def timeseries(self) -> pd.DataFrame:
         """Long table: replication, series name, bin start and middle (s), value (a bin's mean)."""
+        import pandas as pd
+
         frames = []
         for r in self.results:
             for name, values in r.series.items():
@@ -88,6 +108,8 @@ class Result:
     @property
     def latency_histogram(self) -> pd.DataFrame:
         """End-to-end latency of processed messages, summed over replications, on log-spaced bins."""
+        import pandas as pd
+
         counts = sum((r.latency_histogram for r in self.results), np.zeros(len(LATENCY_BIN_EDGES_S) - 1, dtype=np.int64))
         return pd.DataFrame({"low_s": LATENCY_BIN_EDGES_S[:-1], "high_s": LATENCY_BIN_EDGES_S[1:], "count": counts})
 
@@ -100,6 +122,8 @@ class Result:
     @property
     def estimates(self) -> pd.DataFrame:
         """Every metric's mean over replications and 95% CI: metric, mean, ci95_low, ci95_high, n."""
+        import pandas as pd
+
         rows = []
         for metric in self.metric_names():
             est = self.estimate(metric)
@@ -119,24 +143,29 @@ class Result:
         return {k: int(sum(r.counts[k] for r in self.results)) for k in self.count_keys()}
 
     def littles_law_summary(self) -> list[dict]:
-        table = self.littles_law
+        """Little's law per boundary, in the order the boundaries first appear: L, λ and W are
+        means over replications (NaN skipped), the error and tolerance those of the worst
+        replication (the largest error / tolerance, the first on ties)."""
+        by_boundary: dict[str, list[tuple[int, LittleCheck]]] = {}
+        for r in self.results:
+            for check in r.littles_law:
+                by_boundary.setdefault(check.boundary, []).append((r.replication, check))
         out = []
-        if table.empty:
-            return out
-        for boundary, rows in table.groupby("boundary", sort=False):
-            worst = rows.loc[(rows["rel_error"] / rows["tolerance"].where(rows["tolerance"] > 0)).fillna(0).idxmax()]
+        for boundary, rows in by_boundary.items():
+            checks = [check for _, check in rows]
+            worst_replication, worst = max(rows, key=lambda row: _excess(row[1]))
             out.append({
                 "boundary": boundary,
-                "kind": rows["kind"].iloc[0],
-                "L": float(rows["L"].mean()),
-                "lambda_per_s": float(rows["lambda_per_s"].mean()),
-                "W_s": float(rows["W_s"].mean()),
-                "rel_error": float(worst["rel_error"]),
-                "tolerance": float(worst["tolerance"]),
-                "worst_replication": int(worst["replication"]),
-                "ok": bool(rows["ok"].all()),
-                "applies": bool(rows["applies"].any()),
-                "failed_replications": [int(x) for x in rows.loc[~rows["ok"], "replication"]],
+                "kind": checks[0].kind,
+                "L": float(np.nanmean([c.L for c in checks])),
+                "lambda_per_s": float(np.nanmean([c.lambda_per_s for c in checks])),
+                "W_s": float(np.nanmean([c.W_s for c in checks])),
+                "rel_error": float(worst.rel_error),
+                "tolerance": float(worst.tolerance),
+                "worst_replication": int(worst_replication),
+                "ok": all(c.ok for c in checks),
+                "applies": any(c.applies for c in checks),
+                "failed_replications": [int(replication) for replication, check in rows if not check.ok],
             })
         return out
 

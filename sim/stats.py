@@ -1,4 +1,9 @@
-"""Estimates across replications: the mean and its Student-t confidence interval."""
+"""Estimates across replications: the mean and its Student-t confidence interval.
+
+The t quantile comes from ``scipy.special.stdtrit``, which is what ``scipy.stats.t.ppf``
+computes, imported only when an interval is needed (two values or more): loading the small
+``scipy.special`` rather than ``scipy.stats`` saves most of a second of start-up.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -48,5 +52,7 @@ def mean_ci(values, confidence: float = 0.95) -> Estimate:
     mean = float(x.mean())
     if n == 1:
         return Estimate(mean, None, None, 1)
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    from scipy.special import stdtrit
+
+    half = float(stdtrit(n - 1, 0.5 + confidence / 2) * x.std(ddof=1) / math.sqrt(n))
     return Estimate(_clean(mean), _clean(mean - half), _clean(mean + half), n)

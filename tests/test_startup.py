@@ -1,0 +1,59 @@
+"""What loading the package and a scenario costs at start-up: the heavy libraries stay unloaded
+until a result needs them, and the lighter routes they were replaced by give the same numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from sim.stats import mean_ci
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("scipy", "pandas", "matplotlib")
+
+
+def modules_loaded_by(code: str) -> set[str]:
+    """The top-level packages among HEAVY that a fresh interpreter has loaded after ``code``."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_import_sim_loads_no_heavy_library():
+    assert modules_loaded_by("import sim") == set()
+
+
+def test_loading_and_running_one_replication_loads_no_heavy_library():
+    code = (
+        "import sim\n"
+        "scenario = sim.load_scenario('scenarios/quickstart.yaml', ['duration=2m', 'warmup=10s'])\n"
+        "sim.run(scenario, replications=1, jobs=1).summary()"
+    )
+    assert modules_loaded_by(code) == set()
+
+
+def test_a_confidence_interval_loads_scipy_special_only():
+    code = (
+        "import sim\n"
+        "scenario = sim.load_scenario('scenarios/quickstart.yaml', ['duration=2m', 'warmup=10s'])\n"
+        "sim.run(scenario, replications=2, jobs=1).summary()\n"
+        "assert 'scipy.stats' not in sys.modules, 'scipy.stats was loaded'"
+    )
+    assert modules_loaded_by("import sys\n" + code) == {"scipy"}
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 30, 101])
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_confidence_interval_is_the_student_t_one_exactly(n, confidence):
+    values = np.random.default_rng(n).normal(5.0, 2.0, n)
+    half = scipy_stats.t.ppf(0.5 + confidence / 2, n - 1) * values.std(ddof=1) / math.sqrt(n)
+    estimate = mean_ci(values, confidence)
+    assert estimate.low == float(values.mean()) - float(half)
+    assert estimate.high == float(values.mean()) + float(half)
