@@ -7,17 +7,27 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from importlib import import_module
+from typing import TYPE_CHECKING, Callable
 
-from .executors import make_executor
-from .jobs import run_scenario
-from .loading import load_scenario, load_scenario_text, scenario_from_dict
-from .problems import ScenarioError
-from .result import Result
-from .runner import ReplicationFailure, ReplicationResult, run_replication
-from .schema import Scenario
+if TYPE_CHECKING:
+    from .result import Result
+    from .runner import ReplicationFailure, ReplicationResult
+    from .schema import Scenario
 
-__all__ = ["load_scenario", "load_scenario_text", "scenario_from_dict", "run", "Result", "Scenario", "ScenarioError", "run_replication"]
+_EXPORTS = {
+    "load_scenario": "loading", "load_scenario_text": "loading", "scenario_from_dict": "loading", "Result": "result",
+    "Scenario": "schema", "ScenarioError": "problems", "run_replication": "runner",
+}
+__all__ = ["run", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    """The package's names, each imported from its module when first asked for (so that the
+    command line, which imports this package first, pays only for what a command uses)."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'sim' has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
 
 
 def run(
@@ -36,6 +46,9 @@ def run(
     where they ran. ``on_done(outcome)`` is called as each replication ends. A failing
     replication is reported in ``Result.failures`` and the others kept; Ctrl-C keeps the finished
     ones (``Result.interrupted``)."""
+    from .executors import make_executor
+    from .jobs import run_scenario
+
     replications = scenario.replications if replications is None else replications
     if replications < 1:
         raise ValueError(f"replications must be at least 1, got {replications}")

@@ -11,9 +11,6 @@ import typer
 from rich.table import Table
 
 from ..executors import ExecutorError
-from ..loading import load_scenario
-from ..schema import Scenario
-from ..topology import broker_flows
 from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out
 from .summary import print_summary
 
@@ -30,6 +27,7 @@ def run(
 ):
     """Run a scenario's replications and print latency, throughput, queues, counts and checks."""
     from ..jobs import run_scenario
+    from ..loading import load_scenario
 
     spec = load_scenario(scenario, set_ or [])
     n = replications or spec.replications
@@ -74,6 +72,9 @@ def check(
     set_: Optional[List[str]] = SetOption,
 ):
     """Validate a scenario without running it, and show the offered load on each broker."""
+    from ..loading import load_scenario
+    from ..topology import broker_flows
+
     spec = load_scenario(scenario, set_ or [])
     out.print(f"[green]ok[/green]: {scenario} is a valid scenario '{spec.name}'")
     table = Table(box=None, header_style="bold", pad_edge=False)
@@ -90,6 +91,8 @@ def check(
 
 def schema():
     """Print the JSON Schema of scenario files."""
+    from ..schema import Scenario
+
     out.file.write(json.dumps(Scenario.model_json_schema(), indent=2) + "\n")
 
 
