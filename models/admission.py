@@ -48,8 +48,7 @@ class AdmissionGate:
     exceeds ``max_wait_s`` ("busy", HTTP 503); otherwise the broker decides (it may refuse too,
     e.g. a full ``capacity``). A token is spent only by an admitted message.
 
-    ``waiting`` is the broker's boundary of waiting messages (its ``n`` is the queue length);
-    ``capacity_per_s()`` gives the consumers' current service capacity (workers present / mean
+    The queue length is the broker's ``waiting``; ``capacity_per_s()`` gives the consumers' current service capacity (workers present / mean
     service time, summed over the pools consuming the broker), so that the bound follows worker
     losses and autoscaling. With no worker present the estimated wait is infinite unless nothing
     waits.
@@ -61,12 +60,11 @@ class AdmissionGate:
     real server would estimate it from recent requests, and would see a slowdown).
     """
 
-    def __init__(self, env, name, broker, waiting, counts, capacity_per_s: Callable[[], float],
+    def __init__(self, env, name, broker, counts, capacity_per_s: Callable[[], float],
                  max_queue=None, max_wait_s=None, rate_limiter: TokenBucket | None = None):
         self.env = env
         self.name = name
         self.broker = broker
-        self.waiting = waiting
         self.counts = counts
         self.capacity_per_s = capacity_per_s
         self.max_queue = max_queue
@@ -76,8 +74,12 @@ class AdmissionGate:
     def __getattr__(self, attribute):
         return getattr(self.__dict__["broker"], attribute)
 
+    @property
+    def waiting(self) -> int:
+        return self.broker.waiting
+
     def estimated_wait_s(self) -> float:
-        waiting = self.waiting.n
+        waiting = self.broker.waiting
         if waiting <= 0:
             return 0.0
         capacity = self.capacity_per_s()
@@ -89,7 +91,7 @@ class AdmissionGate:
         if limiter is not None and not limiter.has_token(now):
             self.counts.add("throttled")
             return False
-        if self.max_queue is not None and self.waiting.n >= self.max_queue:
+        if self.max_queue is not None and self.broker.waiting >= self.max_queue:
             self.counts.add("busy")
             return False
         if self.max_wait_s is not None and self.estimated_wait_s() > self.max_wait_s:

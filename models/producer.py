@@ -18,12 +18,12 @@ class Producer:
     it is the producer's (``held_ids``).
     """
 
-    def __init__(self, env, name, arrivals, target, recorder):
+    def __init__(self, env, name, arrivals, target, fates):
         self.env = env
         self.name = name
         self.arrivals = arrivals
         self.target = target
-        self.recorder = recorder
+        self.fates = fates
         self.sent = 0
         self.backlog: deque = deque()
         self._gate = getattr(target, "publish_gate", None)
@@ -32,7 +32,7 @@ class Producer:
 
     def _run(self):
         env = self.env
-        recorder = self.recorder
+        fates = self.fates
         next_arrival = self.arrivals.next_arrival
         gate = self._gate
         while True:
@@ -40,10 +40,10 @@ class Producer:
             if at is None:
                 return
             yield env.timeout(at - env.now)
-            message = recorder.new_message(env.now)
+            message = fates.new_message(env.now)
             self.sent += 1
             if gate is not None and (self.backlog or gate() is not None):
-                recorder.admitted(message, env.now)
+                fates.admitted(message, env.now)
                 self.backlog.append(message)
                 if not self._draining:
                     self._draining = True
@@ -55,9 +55,9 @@ class Producer:
         now = self.env.now
         if self.target.put(message):
             if not admitted:
-                self.recorder.admitted(message, now)
+                self.fates.admitted(message, now)
         else:
-            self.recorder.rejected(message, now, admitted=admitted)
+            self.fates.rejected(message, now, admitted=admitted)
 
     def _drain(self):
         """Publish the backlog in order whenever the target lets publishers through."""
