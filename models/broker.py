@@ -18,7 +18,11 @@ autoscalers and load-dependent service times read) and which messages it holds (
 that the conservation check can verify that every message without an outcome is somewhere. A
 broker used as another's dead-letter queue takes dead letters through ``accept_dead_letter(message)
 -> bool``, and reports what it counts beyond the standard events through ``metrics()``;
-:class:`BrokerBase` gives both defaults (``put`` the dead letter, no extra metrics).
+:class:`BrokerBase` gives defaults for them and for ``publish_gate`` (``put`` the dead letter, no extra metrics).
+
+What producers and clients send to — a broker, an admission gate, an outbox, a dual write — is a
+:class:`Sender`: ``put``, and ``publish_gate()``, None while publishers may publish, or an event
+that fires when a broker that blocks its publishers (RabbitMQ's memory alarm) lets them through.
 
 Brokers tell what happens to messages through a :class:`~models.fates.Fates` router.
 """
@@ -28,12 +32,22 @@ from __future__ import annotations
 from typing import Iterable, Protocol
 
 
+class Sender(Protocol):
+    """What producers, clients and worker pools put messages into."""
+
+    def put(self, message) -> bool: ...
+
+    def publish_gate(self): ...
+
+
 class Broker(Protocol):
     """The calls every broker answers (see the module's docstring)."""
 
     name: str
 
     def put(self, message) -> bool: ...
+
+    def publish_gate(self): ...
 
     def receive(self, consumer): ...
 
@@ -65,6 +79,10 @@ class BrokerBase:
     def metrics(self) -> dict[str, float]:
         """What this broker counts beyond the standard broker events: nothing."""
         return {}
+
+    def publish_gate(self):
+        """Publishers are never blocked (they may be refused)."""
+        return None
 
 
 class Delivery:

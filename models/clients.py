@@ -122,7 +122,7 @@ class Client:
         self.tally: Counter = Counter()
         self.latencies_s = array("d")
         self.window_start_s = window_start_s
-        self._gate = getattr(target, "publish_gate", None)
+        self._gate = target.publish_gate
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -148,8 +148,7 @@ class Client:
         if request.attempts > 1:
             self.fates.retry_sent(now)
         request.current = attempt
-        gate = self._gate
-        if (gate is not None and gate() is not None) or not self.target.put(attempt):
+        if self._gate() is not None or not self.target.put(attempt):
             attempt.ended = True
             self._count(request, "refused")
             if not request.settled:  # (a target that refuses and dead-letters at once has settled it)

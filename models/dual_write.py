@@ -321,5 +321,9 @@ class DualWrite:
     def _restart(self) -> None:
         self.up = True
 
+    def publish_gate(self):
+        """The application answers every request (it may refuse it): it never blocks its callers."""
+        return None
+
     def held_ids(self):
         return (request.message.id for request in self.requests)

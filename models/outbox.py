@@ -234,6 +234,10 @@ class Outbox:
     def _restart(self) -> None:
         self.up = True
 
+    def publish_gate(self):
+        """The application answers every request at once (it may refuse it): never blocks."""
+        return None
+
     def held_ids(self):
         yield from (t.message.id for t in self.in_progress)
         yield from self.table.held_ids()

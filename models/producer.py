@@ -10,8 +10,8 @@ class Producer:
     loop: a slow or full downstream does not slow the producer). A message the target refuses is
     rejected; retries belong to client policies, not to this producer.
 
-    ``target`` is anything with ``put(message) -> bool``. A target may also block its publishers
-    (RabbitMQ's memory alarm): if it has ``publish_gate()`` and that returns an event, the producer
+    ``target`` is a :class:`~models.broker.Sender`. A target may block its publishers (RabbitMQ's
+    memory alarm): when its ``publish_gate()`` returns an event, the producer
     keeps its new messages in a local backlog, in order, and publishes them once the event has
     fired and the gate is open again. A message in the backlog is already in the system (its
     latency runs from its creation, so Little's law on the system counts it from then too), and
@@ -26,7 +26,7 @@ class Producer:
         self.fates = fates
         self.sent = 0
         self.backlog: deque = deque()
-        self._gate = getattr(target, "publish_gate", None)
+        self._gate = target.publish_gate
         self._draining = False
         self.process = env.process(self._run())
 
@@ -42,7 +42,7 @@ class Producer:
             yield env.timeout(at - env.now)
             message = fates.new_message(env.now)
             self.sent += 1
-            if gate is not None and (self.backlog or gate() is not None):
+            if self.backlog or gate() is not None:
                 fates.admitted(message, env.now)
                 self.backlog.append(message)
                 if not self._draining:
