@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+from .broker import BrokerBase
+
 
 class TokenBucket:
     """A token bucket of ``burst`` tokens refilled at ``rate_per_s`` (continuously), full at the
@@ -40,7 +42,7 @@ class TokenBucket:
         self.tokens -= 1.0
 
 
-class AdmissionGate:
+class AdmissionGate(BrokerBase):
     """Stands in front of ``broker`` and takes its ``put``: a message is refused when the
     ``rate_limiter`` (a :class:`TokenBucket`) has no token ("throttled", HTTP 429), when
     ``max_queue`` messages are waiting, or when the estimated wait of a newcomer — messages
@@ -48,36 +50,36 @@ class AdmissionGate:
     exceeds ``max_wait_s`` ("busy", HTTP 503); otherwise the broker decides (it may refuse too,
     e.g. a full ``capacity``). A token is spent only by an admitted message.
 
-    ``waiting`` is the broker's boundary of waiting messages (its ``n`` is the queue length);
-    ``capacity_per_s()`` gives the consumers' current service capacity (workers present / mean
-    service time, summed over the pools consuming the broker), so that the bound follows worker
-    losses and autoscaling. With no worker present the estimated wait is infinite unless nothing
+    The queue length is the broker's ``waiting``; ``capacity_per_s()`` gives the consumers'
+    current service capacity (workers present / mean service time, summed over the pools
+    consuming the broker), so that the bound follows worker losses and autoscaling. With no worker present the estimated wait is infinite unless nothing
     waits.
 
     Everything but ``put`` goes straight to the broker (a worker pool may consume through the
-    gate: ``receive``, ``ack``... are the broker's).
+    gate: ``receive``, ``ack``... are the broker's); the broker's messages are its own
+    (``held_ids`` is empty).
 
     Simplification: the estimate uses the configured mean service time, not a measured one (a
     real server would estimate it from recent requests, and would see a slowdown).
     """
 
-    def __init__(self, env, name, broker, waiting, counts, capacity_per_s: Callable[[], float],
+    def __init__(self, env, name, broker, counts, capacity_per_s: Callable[[], float],
                  max_queue=None, max_wait_s=None, rate_limiter: TokenBucket | None = None):
         self.env = env
         self.name = name
         self.broker = broker
-        self.waiting = waiting
         self.counts = counts
         self.capacity_per_s = capacity_per_s
         self.max_queue = max_queue
         self.max_wait_s = max_wait_s
         self.rate_limiter = rate_limiter
 
-    def __getattr__(self, attribute):
-        return getattr(self.__dict__["broker"], attribute)
+    @property
+    def waiting(self) -> int:
+        return self.broker.waiting
 
     def estimated_wait_s(self) -> float:
-        waiting = self.waiting.n
+        waiting = self.broker.waiting
         if waiting <= 0:
             return 0.0
         capacity = self.capacity_per_s()
@@ -89,7 +91,7 @@ class AdmissionGate:
         if limiter is not None and not limiter.has_token(now):
             self.counts.add("throttled")
             return False
-        if self.max_queue is not None and self.waiting.n >= self.max_queue:
+        if self.max_queue is not None and self.broker.waiting >= self.max_queue:
             self.counts.add("busy")
             return False
         if self.max_wait_s is not None and self.estimated_wait_s() > self.max_wait_s:
@@ -102,6 +104,24 @@ class AdmissionGate:
             limiter.take(now)
         self.counts.add("admitted")
         return True
+
+    def receive(self, consumer):
+        return self.broker.receive(consumer)
+
+    def ack(self, delivery) -> float:
+        return self.broker.ack(delivery)
+
+    def nack(self, delivery) -> float:
+        return self.broker.nack(delivery)
+
+    def disconnect(self, consumer, deliveries) -> None:
+        self.broker.disconnect(consumer, deliveries)
+
+    def publish_gate(self):
+        return self.broker.publish_gate()
+
+    def accept_dead_letter(self, message) -> bool:
+        return self.broker.accept_dead_letter(message)
 
     def held_ids(self):
         return ()

@@ -9,7 +9,7 @@ class Autoscaler:
     """Every ``evaluation_interval_s`` it works out how many workers ``pool`` should have, within
     ``min_workers``..``max_workers``, and acts:
 
-    - ``target_backlog_per_worker``: ceil(messages waiting in ``waiting`` / target) — the
+    - ``target_backlog_per_worker``: ceil(messages waiting in the pool's broker / target) — the
       "backlog per instance" rule AWS recommends for scaling on an SQS queue;
     - ``target_utilization``: ceil(workers × utilisation over the last interval / target) — the
       Kubernetes Horizontal Pod Autoscaler's rule (utilisation = busy time / worker time).
@@ -25,13 +25,12 @@ class Autoscaler:
     scale-in waits until no worker is on its way. ``actions`` lists ``(time, +n or −n, desired)``.
     """
 
-    def __init__(self, env, pool, waiting, min_workers: int, max_workers: int, evaluation_interval_s: float,
+    def __init__(self, env, pool, min_workers: int, max_workers: int, evaluation_interval_s: float,
                  scale_out_delay_s: float, cooldown_s: float, target_backlog_per_worker=None, target_utilization=None):
         if (target_backlog_per_worker is None) == (target_utilization is None):
             raise ValueError("one target: backlog per worker or utilisation")
         self.env = env
         self.pool = pool
-        self.waiting = waiting
         self.min_workers = min_workers
         self.max_workers = max_workers
         self.interval_s = evaluation_interval_s
@@ -47,7 +46,7 @@ class Autoscaler:
     def desired(self, utilization: float) -> int:
         """The number of workers the rule asks for now, within min and max."""
         if self.target_backlog_per_worker is not None:
-            wanted = math.ceil(self.waiting.n / self.target_backlog_per_worker - 1e-9)
+            wanted = math.ceil(self.pool.broker.waiting / self.target_backlog_per_worker - 1e-9)
         else:
             wanted = math.ceil(self.pool.count * utilization / self.target_utilization - 1e-9)
         return max(self.min_workers, min(self.max_workers, wanted))
@@ -55,12 +54,11 @@ class Autoscaler:
     def _run(self):
         env = self.env
         pool = self.pool
-        busy_before = pool.boundary.integral(env.now)
-        workers_before = pool.workers.integral(env.now)
+        busy_before, workers_before = pool.worker_seconds(env.now)
         while True:
             yield env.timeout(self.interval_s)
             now = env.now
-            busy, workers = pool.boundary.integral(now), pool.workers.integral(now)
+            busy, workers = pool.worker_seconds(now)
             utilization = (busy - busy_before) / (workers - workers_before) if workers > workers_before else 0.0
             busy_before, workers_before = busy, workers
             desired = self.desired(utilization)

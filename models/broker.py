@@ -1,4 +1,4 @@
-"""What every broker offers its publishers and consumers, and what it tells the Recorder.
+"""What every broker offers its publishers and consumers: the :class:`Broker` protocol.
 
 Publishers call ``put(message) -> bool`` (False: refused). Consumers — one per worker — talk to a
 broker through four calls, whatever its kind:
@@ -13,23 +13,76 @@ broker through four calls, whatever its kind:
 - ``disconnect(consumer, deliveries)``: the consumer died holding ``deliveries`` (received, not
   acknowledged); the broker requeues, keeps or loses them by its own rules.
 
-A broker also says which messages it holds (``held_ids``), so that the conservation check can
-verify that every message without an outcome is somewhere. A broker used as another's dead-letter
-queue may offer ``accept_dead_letter(message) -> bool``: dead letters stay there for inspection,
-outside its waiting boundary (nothing consumes them, so they would never leave it);
-:func:`send_to_dead_letter` uses it, or ``put`` where a broker has no such method (an SQS queue,
-whose dead letters expire with its retention).
+A broker also says how many messages wait in it for a consumer (``waiting``: what admission gates,
+autoscalers and load-dependent service times read) and which messages it holds (``held_ids``), so
+that the conservation check can verify that every message without an outcome is somewhere. A
+broker used as another's dead-letter queue takes dead letters through ``accept_dead_letter(message)
+-> bool``, and reports what it counts beyond the standard events through ``metrics()``;
+:class:`BrokerBase` gives defaults for them and for ``publish_gate`` (``put`` the dead letter, no extra metrics).
+
+What producers and clients send to — a broker, an admission gate, an outbox, a dual write — is a
+:class:`Sender`: ``put``, and ``publish_gate()``, None while publishers may publish, or an event
+that fires when a broker that blocks its publishers (RabbitMQ's memory alarm) lets them through.
+
+Brokers tell what happens to messages through a :class:`~models.fates.Fates` router.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from typing import Iterable, Protocol
 
 
-def send_to_dead_letter(target, message) -> bool:
-    """Hand ``message`` to a dead-letter queue; False if the queue refuses it."""
-    accept = getattr(target, "accept_dead_letter", None)
-    return accept(message) if accept is not None else target.put(message)
+class Sender(Protocol):
+    """What producers, clients and worker pools put messages into."""
+
+    def put(self, message) -> bool: ...
+
+    def publish_gate(self): ...
+
+
+class Broker(Protocol):
+    """The calls every broker answers (see the module's docstring)."""
+
+    name: str
+
+    def put(self, message) -> bool: ...
+
+    def publish_gate(self): ...
+
+    def receive(self, consumer): ...
+
+    def ack(self, delivery) -> float: ...
+
+    def nack(self, delivery) -> float: ...
+
+    def disconnect(self, consumer, deliveries) -> None: ...
+
+    def held_ids(self) -> Iterable[int]: ...
+
+    @property
+    def waiting(self) -> int:
+        """Messages waiting for a consumer (not those in a consumer's hands)."""
+
+    def accept_dead_letter(self, message) -> bool: ...
+
+    def metrics(self) -> dict[str, float]: ...
+
+
+class BrokerBase:
+    """Defaults of the optional parts of :class:`Broker`."""
+
+    def accept_dead_letter(self, message) -> bool:
+        """Take a dead letter from another broker: as any message (an SQS queue, whose dead
+        letters wait there until they expire with its retention)."""
+        return self.put(message)
+
+    def metrics(self) -> dict[str, float]:
+        """What this broker counts beyond the standard broker events: nothing."""
+        return {}
+
+    def publish_gate(self):
+        """Publishers are never blocked (they may be refused)."""
+        return None
 
 
 class Delivery:
@@ -47,18 +100,6 @@ class Delivery:
     @property
     def redelivered(self) -> bool:
         return self.receive_count > 1
-
-
-class WindowCounter(Counter):
-    """Event counts that only count inside the measurement window (``open`` sets it going)."""
-
-    def __init__(self, open_now: bool = False):
-        super().__init__()
-        self.open = open_now
-
-    def add(self, event: str, n: int = 1) -> None:
-        if self.open:
-            self[event] += n
 
 
 class Consumer:

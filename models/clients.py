@@ -12,7 +12,7 @@ What becomes of an attempt, and who decides the request's outcome:
   backs off and retries while attempts and budget remain, and otherwise gives up: the request is
   *rejected*.
 - Admitted — the client waits for the response, which comes when the last stage processes the
-  attempt (the Recorder hands the processing to the attempt's client). Received while the client
+  attempt (the fates router, :mod:`models.fates`, hands the processing to the attempt's client). Received while the client
   still waits for that attempt: the request is *processed* (a success). With a ``timeout`` the
   client stops waiting after it and retries (or gives up: *rejected*) although the attempt is
   still queued or in service: the attempt is *abandoned*. When an abandoned attempt is processed
@@ -97,16 +97,19 @@ class Client:
 
     One Client serves an open-loop producer (:class:`OpenLoopClient`) or a group of closed-loop
     clients (:class:`ClosedLoopClients`); ``on_settled(request, now)`` is called when a request
-    has its outcome. ``tally`` counts the events of the requests created in the measurement
-    window; ``latencies_s`` holds the client-observed latency of each of them that succeeded
+    has its outcome. ``fates`` (:class:`~models.fates.Fates`) makes its requests' messages and
+    hears their outcomes; ``requests`` and ``attempts`` are the boundaries of its requests and of
+    its open attempts. ``tally`` counts the events of the requests created in the measurement
+    window (from ``window_start_s``); ``latencies_s`` holds the client-observed latency of each of them that succeeded
     (creation to response: refusals, backoffs, timeouts and retries included).
     """
 
-    def __init__(self, env, name, target, recorder, backoff=None, max_attempts=1, timeout_s=None, budget=None, on_settled=None):
+    def __init__(self, env, name, target, fates, requests, attempts, window_start_s=0.0, backoff=None, max_attempts=1,
+                 timeout_s=None, budget=None, on_settled=None):
         self.env = env
         self.name = name
         self.target = target
-        self.recorder = recorder
+        self.fates = fates
         self.backoff = backoff
         self.max_attempts = max_attempts if backoff is not None else 1
         self.timeout_s = timeout_s
@@ -114,18 +117,18 @@ class Client:
         self.on_settled = on_settled
         self.pending: dict[int, Request] = {}  # requests without an outcome, by id
         self.open_attempts: set[Attempt] = set()  # admitted and not ended
-        self.requests = recorder.boundary(name, "clients", keep_sojourns=True)
-        self.attempts_boundary = recorder.boundary(f"{name}:attempts", "attempts")
+        self.requests = requests
+        self.attempts_boundary = attempts
         self.tally: Counter = Counter()
         self.latencies_s = array("d")
-        self.warmup_s = recorder.warmup_s
-        self._gate = getattr(target, "publish_gate", None)
+        self.window_start_s = window_start_s
+        self._gate = target.publish_gate
 
     # --- sending ----------------------------------------------------------------------------
 
     def start(self, now: float) -> Request:
         """Make a new request and send its first attempt."""
-        message = self.recorder.new_message(now)
+        message = self.fates.new_message(now)
         request = Request(message.id, now, self)
         self.pending[request.id] = request
         self.requests.enter(now)
@@ -134,7 +137,7 @@ class Client:
         return request
 
     def _count(self, request: Request, event: str) -> None:
-        if request.created_s >= self.warmup_s:
+        if request.created_s >= self.window_start_s:
             self.tally[event] += 1
 
     def _send(self, request: Request, now: float) -> None:
@@ -143,10 +146,9 @@ class Client:
         attempt = Attempt(request, request.attempts, now, now + timeout if timeout is not None else math.inf)
         self._count(request, "attempts")
         if request.attempts > 1:
-            self.recorder.retry_sent(now)
+            self.fates.retry_sent(now)
         request.current = attempt
-        gate = self._gate
-        if (gate is not None and gate() is not None) or not self.target.put(attempt):
+        if self._gate() is not None or not self.target.put(attempt):
             attempt.ended = True
             self._count(request, "refused")
             if not request.settled:  # (a target that refuses and dead-letters at once has settled it)
@@ -156,7 +158,7 @@ class Client:
         self.attempts_boundary.enter(now)
         if request.admitted_s is None and not request.settled:
             request.admitted_s = now
-            self.recorder.request_admitted(request, now)
+            self.fates.request_admitted(request, now)
         if attempt.ended:  # the target finished with it while taking it (dropped or answered at once)
             self.attempts_boundary.leave(now, now)
         else:
@@ -213,7 +215,7 @@ class Client:
         request.processings += 1
         self._count(request, "processings")
         if request.processings > 1:
-            self.recorder.duplicate(request)
+            self.fates.duplicate(request)
         self._end(attempt, now)
         self._answered(attempt, now)
 
@@ -231,14 +233,14 @@ class Client:
         if request.current is attempt and not request.settled:
             request.current = None
             self._count(request, "succeeded")
-            if request.created_s >= self.warmup_s:
+            if request.created_s >= self.window_start_s:
                 self.latencies_s.append(now - request.created_s)
             if self.budget is not None:
                 self.budget.refund()
             self._settle(request, now, "processed")
         else:
             self._count(request, "wasted")
-            self.recorder.wasted(now)
+            self.fates.wasted(now)
 
     def attempt_failed(self, attempt: Attempt, now: float, outcome: str) -> None:
         """``attempt`` was lost, dead-lettered or refused by a later stage (``outcome``)."""
@@ -269,7 +271,7 @@ class Client:
         request.settled = True
         del self.pending[request.id]
         self.requests.leave(now, request.created_s)
-        self.recorder.request_settled(request, now, outcome)
+        self.fates.request_settled(request, now, outcome)
         if self.on_settled is not None:
             self.on_settled(request, now)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from .crashes import Crashes, crash_loop
+
 
 class Connection:
     """One connection lent by the pool to a client for one transaction.
@@ -50,7 +52,7 @@ class Database:
     back (:meth:`release`). While the database is down, :meth:`connect` is refused (connection
     refused: the client fails fast).
 
-    ``crash_after`` / ``restart_time`` (samplers): the server crashes, every open transaction is
+    ``crashes`` (:class:`~models.crashes.Crashes`): the server crashes, every open transaction is
     rolled back (its client learns it through ``Connection.on_lost`` or at its next statement),
     every waiting client is told there is no connection, and after the restart time the pool
     fills again. Committed data is durable (write-ahead log): a crash loses nothing committed.
@@ -67,7 +69,7 @@ class Database:
     ``immediate_in_window`` counts the others, so the waits of all can be told, zeros included).
     """
 
-    def __init__(self, env, name, connections, connections_boundary, waiting_boundary, counts, crash_after=None, restart_time=None):
+    def __init__(self, env, name, connections, connections_boundary, waiting_boundary, counts, crashes: Crashes | None = None):
         self.env = env
         self.name = name
         self.connections = connections
@@ -80,13 +82,12 @@ class Database:
         self.in_use: set[Connection] = set()
         self.up = True
         self.epoch = 0
-        self.crash_after = crash_after
-        self.restart_time = restart_time
+        self.crashes = crashes
         self._crash_listeners = []
         self._back = env.event()
         self._back.succeed()
-        if crash_after is not None:
-            env.process(self._crashes())
+        if crashes is not None:
+            env.process(crash_loop(env, crashes, self._crash, self._restart))
 
     # --- clients --------------------------------------------------------------------------------
 
@@ -162,23 +163,20 @@ class Database:
                 return
         self.free += 1
 
+    def _restart(self) -> None:
+        """The server is back: every connection is free."""
+        self.up = True
+        self.free = self.connections
+        self._back.succeed()
+
     def _return(self, connection: Connection, now: float) -> None:
         self.in_use.remove(connection)
         self.lent.leave(now, connection.acquired_s)
         if connection.purpose != "request":
             self.counts.add(f"held_s_{connection.purpose}", now - connection.acquired_s)
 
-    def _crashes(self):
-        env = self.env
-        while True:
-            yield env.timeout(self.crash_after())
-            self._crash()
-            yield env.timeout(self.restart_time())
-            self.up = True
-            self.free = self.connections
-            self._back.succeed()
-
-    def _crash(self) -> None:
+    def _crash(self, down_s: float) -> None:
+        """The server dies for ``down_s``: open transactions roll back, waiting clients are dropped."""
         now = self.env.now
         self.up = False
         self._back = self.env.event()

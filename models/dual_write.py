@@ -4,6 +4,10 @@ steps, with no transaction spanning both — what the transactional outbox repla
 from __future__ import annotations
 
 from array import array
+from dataclasses import dataclass
+from typing import Callable
+
+from .crashes import Crashes, crash_loop
 
 CONNECT, COMMIT, PUBLISH, DONE = range(4)
 
@@ -55,6 +59,25 @@ class DualWriteRequest:
         self.app._connection_lost(self)
 
 
+@dataclass
+class DualWriteOptions:
+    """How a dual write goes and fails (see :class:`DualWrite`): ``commit_time`` and
+    ``publish_time`` are samplers, ``crash_draw`` and ``ack_lost_draw`` uniform draws,
+    ``window_start_s`` the start of the measurement window (request latencies count from it)."""
+
+    commit_time: Callable[[], float]
+    publish_time: Callable[[], float]
+    commit_first: bool = True
+    crash_probability: float = 0.0
+    crash_draw: Callable[[], float] | None = None
+    ack_lost_draw: Callable[[], float] | None = None
+    publish_timeout_s: float | None = None
+    publish_timeout_probability: float = 0.0
+    publish_retries: int = 0
+    crashes: Crashes | None = None
+    window_start_s: float = 0.0
+
+
 class DualWrite:
     """An application that, for each request (``put(message)``), commits the business row in its
     database and publishes the event to ``target`` in two steps:
@@ -62,7 +85,7 @@ class DualWrite:
     - ``commit_first`` (commit-then-publish): a request whose commit fails publishes nothing
       (the user got an error; consistent); one that dies after its commit, or whose publication
       never reaches the broker, leaves a committed row that nobody hears of: the event is
-      **lost** (``Recorder.lost``).
+      **lost**.
     - publish-then-commit: a request that dies after publishing, or whose commit then fails,
       leaves an event in the broker for a row that does not exist: a **phantom**, processed
       downstream (the Recorder finds it: processed, business row not committed).
@@ -70,7 +93,7 @@ class DualWrite:
     What can go wrong between and around the two writes:
 
     - ``crash_probability``: the request's handler dies right between the two writes;
-    - ``crash_after``/``restart_time``: the whole process dies at any moment: a transaction in
+    - ``crashes``: the whole process dies at any moment: a transaction in
       progress rolls back, a publication not yet sent is not sent, every request in progress
       gets an error; while it restarts, requests are refused (``put`` returns False);
     - the broker refuses a publication (``target.put`` returns False): the application sees an
@@ -85,7 +108,7 @@ class DualWrite:
     - the database crashes (:class:`~models.database.Database`) or is down.
 
     The user's answer (``request_latency``) comes after both steps; the application's
-    :class:`~sim.recorder.Boundary` counts requests until answered. A message ends with the
+    ``boundary`` counts requests until answered. A message ends with the
     broker's outcome if some copy landed; otherwise the request settles it: ``lost`` if its row
     committed, ``rejected`` if not.
 
@@ -93,51 +116,30 @@ class DualWrite:
     acknowledgement takes no extra time; retries follow at once, without backoff.
     """
 
-    def __init__(
-        self,
-        env,
-        name,
-        database,
-        target,
-        recorder,
-        boundary,
-        counts,
-        commit_time,
-        publish_time,
-        commit_first=True,
-        crash_probability=0.0,
-        crash_draw=None,
-        ack_lost_draw=None,
-        publish_timeout_s=None,
-        publish_timeout_probability=0.0,
-        publish_retries=0,
-        crash_after=None,
-        restart_time=None,
-        window_start_s=0.0,
-    ):
+    def __init__(self, env, name, database, target, fates, boundary, counts, options: DualWriteOptions):
+        o = options
         self.env = env
         self.name = name
         self.database = database
         self.target = target
-        self.recorder = recorder
+        self.fates = fates
         self.boundary = boundary
         self.counts = counts
-        self.commit_time = commit_time
-        self.publish_time = publish_time
-        self.commit_first = commit_first
-        self.crash_probability = crash_probability
-        self.crash_draw = crash_draw
-        self.ack_lost_draw = ack_lost_draw
-        self.publish_timeout_s = publish_timeout_s
-        self.publish_timeout_probability = publish_timeout_probability
-        self.publish_retries = publish_retries
-        self.restart_time = restart_time
-        self.window_start_s = window_start_s
+        self.commit_time = o.commit_time
+        self.publish_time = o.publish_time
+        self.commit_first = o.commit_first
+        self.crash_probability = o.crash_probability
+        self.crash_draw = o.crash_draw
+        self.ack_lost_draw = o.ack_lost_draw
+        self.publish_timeout_s = o.publish_timeout_s
+        self.publish_timeout_probability = o.publish_timeout_probability
+        self.publish_retries = o.publish_retries
+        self.window_start_s = o.window_start_s
         self.up = True
         self.requests: set[DualWriteRequest] = set()
         self.request_latencies_s = array("d")
-        if crash_after is not None:
-            env.process(self._crashes(crash_after))
+        if o.crashes is not None:
+            env.process(crash_loop(env, o.crashes, self._crash, self._restart))
 
     # --- requests -------------------------------------------------------------------------------
 
@@ -145,7 +147,7 @@ class DualWrite:
         now = self.env.now
         if not self.up or (self.commit_first and not self.database.up):
             self.counts.add("refused")
-            self.recorder.not_committed(message, now)
+            self.fates.not_committed(message, now)
             return False
         request = DualWriteRequest(self, message, now)
         self.requests.add(request)
@@ -183,7 +185,7 @@ class DualWrite:
         now = self.env.now
         request.committed = True
         self.counts.add("committed")
-        self.recorder.committed(request.message, now)
+        self.fates.committed(request.message, now)
         if self.commit_first:
             if not self._dies_between(request):
                 self._publish(request)
@@ -197,14 +199,14 @@ class DualWrite:
 
     def _commit_failed(self, request) -> None:
         self.counts.add("commit_failed")
-        self.recorder.not_committed(request.message, self.env.now)
+        self.fates.not_committed(request.message, self.env.now)
         self._finish(request, ok=False)
 
     def _dies_between(self, request) -> bool:
         if self.crash_probability and self.crash_draw() < self.crash_probability:
             self.counts.add("died_between_writes")
             if not request.committed:
-                self.recorder.not_committed(request.message, self.env.now)
+                self.fates.not_committed(request.message, self.env.now)
             self._finish(request, ok=False)
             return True
         return False
@@ -263,7 +265,7 @@ class DualWrite:
             self._publish(request)
             return
         if not self.commit_first:
-            self.recorder.not_committed(request.message, self.env.now)
+            self.fates.not_committed(request.message, self.env.now)
         self._finish(request, ok=False)
 
     def _finish(self, request, ok: bool) -> None:
@@ -287,21 +289,14 @@ class DualWrite:
         now = self.env.now
         if request.committed:
             self.counts.add("never_published")
-            self.recorder.lost(request.message, now)
+            self.fates.lost(request.message, now)
         else:
-            self.recorder.rejected(request.message, now, admitted=True)
+            self.fates.rejected(request.message, now, admitted=True)
 
     # --- the process dies -----------------------------------------------------------------------
 
-    def _crashes(self, crash_after):
-        env = self.env
-        while True:
-            yield env.timeout(crash_after())
-            self._crash()
-            yield env.timeout(self.restart_time())
-            self.up = True
-
-    def _crash(self) -> None:
+    def _crash(self, down_s: float) -> None:
+        """The process dies for ``down_s``: every request in progress fails."""
         self.up = False
         self.counts.add("crashes")
         now = self.env.now
@@ -320,8 +315,15 @@ class DualWrite:
                 request.call = None
                 request.in_transit -= 1
             if not request.committed:
-                self.recorder.not_committed(request.message, now)
+                self.fates.not_committed(request.message, now)
             self._finish(request, ok=False)
+
+    def _restart(self) -> None:
+        self.up = True
+
+    def publish_gate(self):
+        """The application answers every request (it may refuse it): it never blocks its callers."""
+        return None
 
     def held_ids(self):
         return (request.message.id for request in self.requests)

@@ -6,10 +6,10 @@ from collections import deque
 
 from simpy import Interrupt
 
-from .broker import Delivery
+from .broker import BrokerBase, Delivery
 
 
-class FifoBroker:
+class FifoBroker(BrokerBase):
     """A queue that hands each message to exactly one consumer, oldest first, and forgets it.
 
     Messages wait in a ``deque`` (SimPy's ``Store`` pops from the head of a list, which turns a deep
@@ -22,15 +22,15 @@ class FifoBroker:
     once taken, a message is the consumer's, so a consumer that dies or fails holding it loses it.
     """
 
-    def __init__(self, env, name, boundary, recorder, capacity=None):
+    def __init__(self, env, name, boundary, counts, fates, capacity=None):
         self.env = env
         self.name = name
         self.boundary = boundary
-        self.recorder = recorder
+        self.counts = counts
+        self.fates = fates
         self.capacity = capacity
         self.ready: deque = deque()
         self.waiting_consumers: deque = deque()
-        self.counts = recorder.counter(name)
         self.dead_letters = 0
         self._tags = 0
 
@@ -81,7 +81,7 @@ class FifoBroker:
     def nack(self, delivery) -> float:
         """A failed message is gone: a plain queue has no redelivery."""
         self.counts.add("lost")
-        self.recorder.lost(delivery.message, self.env.now)
+        self.fates.lost(delivery.message, self.env.now)
         return 0.0
 
     def disconnect(self, consumer, deliveries) -> None:
@@ -89,7 +89,7 @@ class FifoBroker:
         now = self.env.now
         for delivery in deliveries:
             self.counts.add("lost")
-            self.recorder.lost(delivery.message, now)
+            self.fates.lost(delivery.message, now)
 
     def accept_dead_letter(self, message) -> bool:
         """This queue as another broker's dead-letter queue: dead letters are kept for inspection
@@ -99,6 +99,10 @@ class FifoBroker:
             return False
         self.dead_letters += 1
         return True
+
+    @property
+    def waiting(self) -> int:
+        return len(self.ready)
 
     def held_ids(self):
         return (message.id for message, _ in self.ready)

@@ -22,9 +22,9 @@ class IdempotentDone:
     one byte per message of the run.
     """
 
-    def __init__(self, env, recorder, counts, next_hop):
+    def __init__(self, env, fates, counts, next_hop):
         self.env = env
-        self.recorder = recorder
+        self.fates = fates
         self.counts = counts
         self.next_hop = next_hop
         self.processed_ids = bytearray()
@@ -34,7 +34,7 @@ class IdempotentDone:
         seen = self.processed_ids
         if i < len(seen) and seen[i]:
             self.counts.add("suppressed")
-            self.recorder.suppressed(message, self.env.now)
+            self.fates.suppressed(message, self.env.now)
             return True
         if not self.next_hop.put(message):
             return False

@@ -6,6 +6,8 @@ from __future__ import annotations
 from array import array
 from collections import deque
 
+from .crashes import Crashes, crash_loop
+
 
 class OutboxRow:
     """One event row: its message, its position in commit order, when it committed, the relay
@@ -28,7 +30,7 @@ class OutboxTable:
 
     Rows wait in a ``deque`` in commit order; a row marked sent out of order (by another relay)
     is flagged and dropped when it reaches the head, so a query for the oldest unsent rows
-    reads from the head. Its :class:`~sim.recorder.Boundary` counts pending rows: from the
+    reads from the head. Its boundary counts pending rows: from the
     commit to the mark-as-sent (a polling relay) or to the first publication (log tailing, which
     marks nothing). Rows marked sent are gone: the table's growth and its clean-up job are not
     modelled.
@@ -128,7 +130,7 @@ class Outbox:
 
     The request borrows a connection from the :class:`~models.database.Database` pool (waiting
     if none is free), holds it for a ``commit_time`` draw, and commits: the event row joins the
-    :class:`OutboxTable`, the Recorder hears that the business row committed, and each relay in
+    :class:`OutboxTable`, ``fates`` hears that the business row committed, and each relay in
     ``listeners`` (log tailing reads the commit from the write-ahead log) is told. The user's
     answer comes with the commit: ``request_latency`` (request to commit) is what the user waits.
 
@@ -138,22 +140,22 @@ class Outbox:
     user got an error, and the message is rejected. The application can die too, as the dual
     write's does: ``crash_probability`` per request (the handler dies between writing the
     business row and the event row, inside the transaction, which rolls back when its
-    connection closes) and ``crash_after``/``restart_time`` (the process dies with every
-    transaction in progress, and refuses requests until it is back). Every way, the Recorder
+    connection closes) and ``crashes`` (the process dies with every
+    transaction in progress, and refuses requests until it is back). Every way, ``fates``
     learns that the business row did not commit. Nothing can be published without its business
     row, nor the reverse: that is the pattern.
 
     There is no SimPy process per request: a request is a callback on the pool and one timeout.
     """
 
-    def __init__(self, env, name, database, table, commit_time, recorder, counts, window_start_s,
-                 crash_probability=0.0, crash_draw=None, crash_after=None, restart_time=None):
+    def __init__(self, env, name, database, table, commit_time, fates, counts, window_start_s,
+                 crash_probability=0.0, crash_draw=None, crashes: Crashes | None = None):
         self.env = env
         self.name = name
         self.database = database
         self.table = table
         self.commit_time = commit_time
-        self.recorder = recorder
+        self.fates = fates
         self.counts = counts
         self.window_start_s = window_start_s
         self.listeners = []
@@ -161,11 +163,10 @@ class Outbox:
         self.request_latencies_s = array("d")
         self.crash_probability = crash_probability
         self.crash_draw = crash_draw
-        self.restart_time = restart_time
         self.up = True
         database.on_crash(table.unlock_all)
-        if crash_after is not None:
-            env.process(self._crashes(crash_after))
+        if crashes is not None:
+            env.process(crash_loop(env, crashes, self._crash, self._restart))
 
     def put(self, message) -> bool:
         now = self.env.now
@@ -173,7 +174,7 @@ class Outbox:
         waiter = self.database.connect("request", transaction.connected) if self.up else None
         if waiter is None:
             self.counts.add("refused")
-            self.recorder.not_committed(message, now)
+            self.fates.not_committed(message, now)
             return False
         transaction.waiter = waiter
         self.in_progress.add(transaction)
@@ -203,7 +204,7 @@ class Outbox:
         self.in_progress.discard(transaction)
         message = transaction.message
         row = self.table.insert(message, now)
-        self.recorder.committed(message, now)
+        self.fates.committed(message, now)
         if transaction.started_s >= self.window_start_s:
             self.request_latencies_s.append(now - transaction.started_s)
         for listener in self.listeners:
@@ -216,23 +217,26 @@ class Outbox:
         self.in_progress.discard(transaction)
         now = self.env.now
         self.counts.add("rolled_back")
-        self.recorder.not_committed(transaction.message, now)
-        self.recorder.rejected(transaction.message, now, admitted=True)
+        self.fates.not_committed(transaction.message, now)
+        self.fates.rejected(transaction.message, now, admitted=True)
 
-    def _crashes(self, crash_after):
-        env = self.env
-        while True:
-            yield env.timeout(crash_after())
-            self.up = False
-            self.counts.add("crashes")
-            for transaction in list(self.in_progress):
-                if transaction.connection is not None:
-                    self.database.abandon(transaction.connection)
-                else:
-                    self.database.cancel(transaction.waiter)
-                self._failed(transaction)
-            yield env.timeout(self.restart_time())
-            self.up = True
+    def _crash(self, down_s: float) -> None:
+        """The application dies for ``down_s`` with every transaction in progress."""
+        self.up = False
+        self.counts.add("crashes")
+        for transaction in list(self.in_progress):
+            if transaction.connection is not None:
+                self.database.abandon(transaction.connection)
+            else:
+                self.database.cancel(transaction.waiter)
+            self._failed(transaction)
+
+    def _restart(self) -> None:
+        self.up = True
+
+    def publish_gate(self):
+        """The application answers every request at once (it may refuse it): never blocks."""
+        return None
 
     def held_ids(self):
         yield from (t.message.id for t in self.in_progress)

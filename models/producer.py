@@ -10,29 +10,29 @@ class Producer:
     loop: a slow or full downstream does not slow the producer). A message the target refuses is
     rejected; retries belong to client policies, not to this producer.
 
-    ``target`` is anything with ``put(message) -> bool``. A target may also block its publishers
-    (RabbitMQ's memory alarm): if it has ``publish_gate()`` and that returns an event, the producer
+    ``target`` is a :class:`~models.broker.Sender`. A target may block its publishers (RabbitMQ's
+    memory alarm): when its ``publish_gate()`` returns an event, the producer
     keeps its new messages in a local backlog, in order, and publishes them once the event has
     fired and the gate is open again. A message in the backlog is already in the system (its
     latency runs from its creation, so Little's law on the system counts it from then too), and
     it is the producer's (``held_ids``).
     """
 
-    def __init__(self, env, name, arrivals, target, recorder):
+    def __init__(self, env, name, arrivals, target, fates):
         self.env = env
         self.name = name
         self.arrivals = arrivals
         self.target = target
-        self.recorder = recorder
+        self.fates = fates
         self.sent = 0
         self.backlog: deque = deque()
-        self._gate = getattr(target, "publish_gate", None)
+        self._gate = target.publish_gate
         self._draining = False
         self.process = env.process(self._run())
 
     def _run(self):
         env = self.env
-        recorder = self.recorder
+        fates = self.fates
         next_arrival = self.arrivals.next_arrival
         gate = self._gate
         while True:
@@ -40,10 +40,10 @@ class Producer:
             if at is None:
                 return
             yield env.timeout(at - env.now)
-            message = recorder.new_message(env.now)
+            message = fates.new_message(env.now)
             self.sent += 1
-            if gate is not None and (self.backlog or gate() is not None):
-                recorder.admitted(message, env.now)
+            if self.backlog or gate() is not None:
+                fates.admitted(message, env.now)
                 self.backlog.append(message)
                 if not self._draining:
                     self._draining = True
@@ -55,9 +55,9 @@ class Producer:
         now = self.env.now
         if self.target.put(message):
             if not admitted:
-                self.recorder.admitted(message, now)
+                self.fates.admitted(message, now)
         else:
-            self.recorder.rejected(message, now, admitted=admitted)
+            self.fates.rejected(message, now, admitted=admitted)
 
     def _drain(self):
         """Publish the backlog in order whenever the target lets publishers through."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
+from typing import Callable
 
 from simpy import Interrupt
 
-from .broker import send_to_dead_letter
+from .broker import BrokerBase
+from .crashes import Crashes, crash_loop
 from .rabbitmq_alarm import MemoryAlarm
 from .rabbitmq_channel import ACK, NACK, Channel, InTransit, RabbitDelivery
 from .rabbitmq_ready import FifoReady, PriorityReady, ReadyMessage
@@ -15,7 +18,34 @@ CONSUMER_TIMEOUT_CHECK_S = 60.0
 """RabbitMQ evaluates the consumer acknowledgement timeout once a minute."""
 
 
-class RabbitmqBroker:
+@dataclass
+class RabbitmqOptions:
+    """How a RabbitMQ queue is configured (see :class:`RabbitmqBroker`): samplers for the
+    latencies, ``dead_letter()`` the dead-letter exchange's queue (looked up when first needed),
+    ``priority_of(message)`` a message's priority, ``crashes`` the broker's restarts."""
+
+    quorum: bool = False
+    auto_ack: bool = False
+    prefetch_count: int = 0
+    socket_buffer_messages: int = 100
+    ack_latency: Callable[[], float] | None = None
+    requeue_on_error: bool = True
+    consumer_timeout_s: float | None = 1800.0
+    max_length: int | None = None
+    overflow: str = "drop-head"
+    publisher_confirms: bool = False
+    confirm_latency: Callable[[], float] | None = None
+    keeps_messages: bool = False
+    message_ttl_s: float | None = None
+    dead_letter: Callable[[], object] | None = None
+    delivery_limit: int | None = None
+    priority_of: Callable | None = None
+    memory_limit_messages: int | None = None
+    memory_monitor_interval_s: float = 2.5
+    crashes: Crashes | None = None
+
+
+class RabbitmqBroker(BrokerBase):
     """One RabbitMQ queue (classic or quorum) with push consumers — RabbitMQ's documented behaviour
     (rabbitmq.com/docs: consumers, confirms, consumer-prefetch, maxlength, ttl, dlx, priority,
     quorum-queues, alarms), with the simplifications listed at the end.
@@ -71,7 +101,7 @@ class RabbitmqBroker:
     **Priorities** (``priority_of``: a message's priority): a priority queue serves the highest
     priority first, in publish order within a priority.
 
-    **Broker restarts** (``crash_after``, ``restart_time``): every connection closes. Ready and
+    **Broker restarts** (``crashes``: a time to failure, a ``restart_time``): every connection closes. Ready and
     unacknowledged messages survive only in a durable queue, if persistent and already written to
     disk (``confirm_latency`` after publishing; a quorum queue keeps every message, once confirmed);
     the rest are lost. Survivors are requeued in publish order (redelivered=true). Work in progress
@@ -105,55 +135,30 @@ class RabbitmqBroker:
       (:meth:`accept_dead_letter`): counted, never delivered, outside its ready boundary.
     """
 
-    def __init__(
-        self,
-        env,
-        name,
-        boundary,
-        unacked_boundary,
-        recorder,
-        *,
-        quorum=False,
-        auto_ack=False,
-        prefetch_count=0,
-        socket_buffer_messages=100,
-        ack_latency=None,
-        requeue_on_error=True,
-        consumer_timeout_s=1800.0,
-        max_length=None,
-        overflow="drop-head",
-        publisher_confirms=False,
-        confirm_latency=None,
-        keeps_messages=False,
-        message_ttl_s=None,
-        dead_letter=None,
-        delivery_limit=None,
-        priority_of=None,
-        memory_limit_messages=None,
-        memory_monitor_interval_s=2.5,
-        crash_after=None,
-        restart_time=None,
-    ):
+    def __init__(self, env, name, boundary, unacked_boundary, counts, fates, *, options: RabbitmqOptions, window_start_s=0.0):
+        o = options
+        quorum, auto_ack, consumer_timeout_s, delivery_limit = o.quorum, o.auto_ack, o.consumer_timeout_s, o.delivery_limit
+        priority_of, memory_limit_messages = o.priority_of, o.memory_limit_messages
         self.env = env
         self.name = name
         self.boundary = boundary
         self.unacked_boundary = unacked_boundary
-        self.recorder = recorder
-        self.counts = recorder.counter(name)
-        self.window_start_s = recorder.warmup_s
+        self.counts = counts
+        self.fates = fates
+        self.window_start_s = window_start_s
         self.quorum = quorum
         self.auto_ack = auto_ack
-        self.prefetch_count = prefetch_count
-        self.socket_buffer_messages = socket_buffer_messages
-        self.requeue_on_error = requeue_on_error
+        self.prefetch_count = o.prefetch_count
+        self.socket_buffer_messages = o.socket_buffer_messages
+        self.requeue_on_error = o.requeue_on_error
         self.consumer_timeout_s = consumer_timeout_s
-        self.max_length = max_length
-        self.overflow = overflow
-        self.publisher_confirms = publisher_confirms
-        self.confirm_latency = confirm_latency
-        self.keeps_messages = keeps_messages
-        self.message_ttl_s = message_ttl_s
-        self._dead_letter_lookup = dead_letter
+        self.max_length = o.max_length
+        self.overflow = o.overflow
+        self.publisher_confirms = o.publisher_confirms
+        self.confirm_latency = o.confirm_latency
+        self.keeps_messages = o.keeps_messages
+        self.message_ttl_s = o.message_ttl_s
+        self._dead_letter_lookup = o.dead_letter
         self._dead_letter_target = None
         self.delivery_limit = delivery_limit
         self.requeue_at_head = not quorum or delivery_limit is not None
@@ -161,18 +166,17 @@ class RabbitmqBroker:
         self.ready = PriorityReady() if priority_of is not None else FifoReady()
         self.channels: dict = {}
         self.active: deque = deque()
-        self.in_transit = InTransit(env, ack_latency, self._settled)
+        self.in_transit = InTransit(env, o.ack_latency, self._settled)
         self.up = True
         self.dead_letters_held = 0
         self._seq = 0
         self._tags = 0
         self.alarm = None
-        self.crash_after = crash_after
-        self.restart_time = restart_time
+        self.crashes = o.crashes
         if memory_limit_messages is not None:
-            self.alarm = MemoryAlarm(env, self.messages, memory_limit_messages, memory_monitor_interval_s, self.window_start_s, self.counts)
-        if crash_after is not None:
-            env.process(self._restarts())
+            self.alarm = MemoryAlarm(env, self.messages, memory_limit_messages, o.memory_monitor_interval_s, self.window_start_s, self.counts)
+        if o.crashes is not None:
+            env.process(crash_loop(env, o.crashes, self._crash, self._restart))
         if consumer_timeout_s is not None and not auto_ack:
             env.process(self._consumer_timeouts())
 
@@ -234,7 +238,7 @@ class RabbitmqBroker:
             return False
         # reject-publish without confirms: the publisher never learns that the queue discarded it
         counts.add("lost")
-        self.recorder.lost(entry.message, now)
+        self.fates.lost(entry.message, now)
         return True
 
     def _drop_over_limit(self, now: float) -> None:
@@ -349,7 +353,7 @@ class RabbitmqBroker:
         automatic acks the message was already the consumer's, and is lost."""
         if self.auto_ack:
             self.counts.add("lost")
-            self.recorder.lost(delivery.message, self.env.now)
+            self.fates.lost(delivery.message, self.env.now)
         else:
             self.in_transit.send(delivery, NACK)
         return 0.0
@@ -379,7 +383,7 @@ class RabbitmqBroker:
         if self.auto_ack:
             for delivery in (*deliveries, *channel.buffer):
                 self.counts.add("lost")
-                self.recorder.lost(delivery.message, now)
+                self.fates.lost(delivery.message, now)
             channel.buffer.clear()
             self._close(channel)
             return
@@ -457,12 +461,12 @@ class RabbitmqBroker:
         if target is None and self._dead_letter_lookup is not None:
             target = self._dead_letter_target = self._dead_letter_lookup()
         if target is not None:
-            if send_to_dead_letter(target, message):
+            if target.accept_dead_letter(message):
                 self.counts.add("dead_lettered")
-                self.recorder.dead_lettered(message, now)
+                self.fates.dead_lettered(message, now)
                 return
         self.counts.add("lost")
-        self.recorder.lost(message, now)
+        self.fates.lost(message, now)
 
     def accept_dead_letter(self, message) -> bool:
         """This queue as another queue's dead-letter target: dead letters stay here for inspection,
@@ -473,24 +477,16 @@ class RabbitmqBroker:
 
     # --- broker restarts ------------------------------------------------------------------------
 
-    def _restarts(self):
-        env = self.env
-        while True:
-            yield env.timeout(self.crash_after())
-            self._crash(env.now)
-            down_for = self.restart_time()
-            self.counts.add("down_s", down_for)
-            yield env.timeout(down_for)
-            self._restart(env.now)
-
     def _survives(self, entry, now: float) -> bool:
         return self.keeps_messages and entry.on_disk_s is not None and entry.on_disk_s <= now
 
-    def _crash(self, now: float) -> None:
-        """The node stops: connections close; what is not safely on disk in a durable queue is gone."""
+    def _crash(self, down_s: float) -> None:
+        """The node stops for ``down_s``: connections close; what is not safely on disk in a
+        durable queue is gone."""
+        now = self.env.now
         self.up = False
         self.counts.add("restarts")
-        counts, recorder, boundary = self.counts, self.recorder, self.boundary
+        counts, fates, boundary = self.counts, self.fates, self.boundary
         kept = []
         for entry in self.ready.drain():
             if self._survives(entry, now):
@@ -498,7 +494,7 @@ class RabbitmqBroker:
             else:
                 boundary.leave(now, entry.since)
                 counts.add("lost")
-                recorder.lost(entry.message, now)
+                fates.lost(entry.message, now)
         requeued = []
         for channel in self.channels.values():
             if not self.auto_ack:
@@ -507,7 +503,7 @@ class RabbitmqBroker:
                         requeued.append(entry)
                     else:
                         counts.add("lost")
-                        recorder.lost(entry.message, now)
+                        fates.lost(entry.message, now)
             channel.active = False
         self.active.clear()
         for entry in requeued:
@@ -516,8 +512,10 @@ class RabbitmqBroker:
         kept.extend(requeued)
         kept.sort(key=lambda e: e.seq)
         self.ready.requeue(kept, at_head=False)
+        self.counts.add("down_s", down_s)
 
-    def _restart(self, now: float) -> None:
+    def _restart(self) -> None:
+        now = self.env.now
         self.up = True
         for channel in self.channels.values():
             self._activate(channel, now)
@@ -528,6 +526,11 @@ class RabbitmqBroker:
     def messages(self) -> int:
         """Messages in the queue: ready and unacknowledged (what the memory alarm weighs)."""
         return len(self.ready) + sum(len(c.unacked) for c in self.channels.values())
+
+    @property
+    def waiting(self) -> int:
+        """Ready messages (not yet pushed to a consumer)."""
+        return len(self.ready)
 
     def held_ids(self):
         for entry in self.ready:
@@ -559,7 +562,7 @@ class RabbitmqBroker:
             out["memory_alarms"] = counts["memory_alarms"]
         if self.delivery_limit is not None:
             out["delivery_limit_exceeded"] = counts["delivery_limit_exceeded"]
-        if self.crash_after is not None:
+        if self.crashes is not None:
             out["restarts"] = counts["restarts"]
         if self.priority_of is not None:
             levels = sorted(int(k.rsplit("_", 1)[1]) for k in counts if k.startswith("pushes_priority_"))

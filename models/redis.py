@@ -11,7 +11,8 @@ group; see :mod:`models.redis_list` and :mod:`models.redis_stream`). It does wha
   the publisher sees as a refusal; reads, acknowledgements and deletions go on. It counts what the
   queue keeps in Redis: entries waiting, plus the processing list (reliable lists) or the PEL
   (streams), plus dead letters parked in it (``accept_dead_letter``).
-- **Crashes and persistence.** ``crash_after``/``restart_time`` make the server fail and come back;
+- **Crashes and persistence.** ``crashes`` (:class:`~models.crashes.Crashes`) make the server fail
+  and come back;
   :class:`~models.redis_persistence.Persistence` says what the data set falls back to. While it
   is down, writes fail (publishers are refused), receives wait for it to come back (clients
   reconnect transparently and block again, in the order they were blocked), and acknowledgements
@@ -48,7 +49,8 @@ from collections import deque
 
 from simpy import Interrupt
 
-from .broker import Delivery
+from .broker import BrokerBase, Delivery
+from .crashes import Crashes, crash_loop
 from .redis_persistence import Persistence
 
 EXTRA_COUNTS = ("refused_full", "refused_down", "crashes", "downtime_s", "writes_lost", "pops_undone", "parked")
@@ -90,8 +92,11 @@ class Pending:
         self.taken_s, self.count, self.owner = state
 
 
-class RedisBroker:
-    """A Redis server holding one queue; subclasses say how it is read and acknowledged."""
+class RedisBroker(BrokerBase):
+    """A Redis server holding one queue; subclasses say how it is read and acknowledged.
+
+    ``counts`` is its window counter, ``fates`` the router told of lost and dead-lettered messages,
+    ``window_start_s`` the start of the measurement window (downtime counts from it)."""
 
     extra_counts = EXTRA_COUNTS
 
@@ -100,24 +105,27 @@ class RedisBroker:
         env,
         name,
         boundary,
-        recorder,
+        counts,
+        fates,
         in_flight=None,
         max_messages=None,
         persistence="rdb",
         rdb_interval=300.0,
-        crash_after=None,
-        restart_time=None,
+        crashes: Crashes | None = None,
+        window_start_s=0.0,
     ):
         self.env = env
         self.name = name
         self.boundary = boundary
         self.in_flight = in_flight
-        self.recorder = recorder
+        self.counts = counts
+        self.fates = fates
+        self.window_start_s = window_start_s
         self.max_messages = max_messages
         self.persistence = Persistence(persistence, rdb_interval)
-        self.counts = recorder.counter(name)
         self.ready: deque[Entry] = deque()
-        self.waiting: deque = deque()
+        self.blocked: deque = deque()
+        """Consumers blocked in a read, longest-waiting first: (event, consumer)."""
         self.copies: dict = {}
         """Copies of each message (the Message object: a client's attempts are distinct messages)."""
         self.parked = 0
@@ -130,8 +138,8 @@ class RedisBroker:
         self._generation = 0
         if self.persistence.interval_s is not None:
             env.process(self._durable_points(self._generation))
-        if crash_after is not None:
-            env.process(self._crashes(crash_after, restart_time))
+        if crashes is not None:
+            env.process(crash_loop(env, crashes, self.crash, self.restart))
 
     # --- what subclasses provide ----------------------------------------------------------------
 
@@ -169,7 +177,7 @@ class RedisBroker:
             self.counts.add("refused_full")
             return False
         self._push(message, self.env.now)
-        if self.waiting:
+        if self.blocked:
             self._serve_waiting()
         return True
 
@@ -225,7 +233,7 @@ class RedisBroker:
         crash is the worker's (its crash then hands it back to the broker)."""
         event = self.env.event()
         item = (event, consumer)
-        self.waiting.append(item)
+        self.blocked.append(item)
         try:
             if timeout is None:
                 yield event
@@ -235,18 +243,18 @@ class RedisBroker:
             if event.triggered:
                 consumer.held.extend(event.value)
             else:
-                self.waiting.remove(item)
+                self.blocked.remove(item)
             raise
         if event.triggered:
             return event.value
-        self.waiting.remove(item)
+        self.blocked.remove(item)
         return None
 
     def _serve_waiting(self) -> None:
         """Hand waiting entries to blocked consumers, longest waiting first."""
         now = self.env.now
-        while self.waiting and self.ready:
-            event, consumer = self.waiting.popleft()
+        while self.blocked and self.ready:
+            event, consumer = self.blocked.popleft()
             event.succeed([self._deliver(self._take(now), consumer)])
 
     # --- pending entries ------------------------------------------------------------------------
@@ -281,21 +289,13 @@ class RedisBroker:
             return
         del copies[message]
         if dropped:
-            if self.recorder.outcome[message.id] == 0:  # 0: no outcome yet (in flight)
+            if not self.fates.settled(message):
                 self.counts.add("lost")
-            self.recorder.lost(message, now)
+            self.fates.lost(message, now)
 
     # --- crashes --------------------------------------------------------------------------------
 
-    def _crashes(self, crash_after, restart_time):
-        env = self.env
-        while True:
-            yield env.timeout(crash_after())
-            self.crash()
-            yield env.timeout(restart_time())
-            self.restart()
-
-    def crash(self) -> None:
+    def crash(self, down_s: float = 0.0) -> None:
         """The server dies: the data set falls back to its durable point."""
         now = self.env.now
         self.up = False
@@ -313,7 +313,7 @@ class RedisBroker:
         """The server is back with the data set it loaded, which is now its durable point."""
         now = self.env.now
         self.up = True
-        start = max(self._down_since, self.recorder.warmup_s)
+        start = max(self._down_since, self.window_start_s)
         if now > start:
             self.counts.add("downtime_s", now - start)
         self.persistence.durable(self._seq, self._pseq)
@@ -388,6 +388,11 @@ class RedisBroker:
 
     # --- reporting ------------------------------------------------------------------------------
 
+    @property
+    def waiting(self) -> int:
+        """Entries in the list or stream not yet handed to a consumer."""
+        return len(self.ready)
+
     def held_ids(self):
         """Messages in Redis: waiting, and in the processing list or PEL."""
         for entry in self.ready:
@@ -400,7 +405,7 @@ class RedisBroker:
         out = {key: float(self.counts[key]) for key in self.extra_counts}
         if not self.up:  # down at the end of the run: the downtime so far
             now = self.env.now
-            start = max(self._down_since, self.recorder.warmup_s)
+            start = max(self._down_since, self.window_start_s)
             if now > start:
                 out["downtime_s"] += now - start
         return out

@@ -43,9 +43,9 @@ class RedisList(RedisBroker):
     (real code keeps it beside the item, in a hash or in the value).
     """
 
-    def __init__(self, env, name, boundary, recorder, reliable=False, processing_timeout=60.0, monitor_interval=10.0,
+    def __init__(self, env, name, boundary, counts, fates, reliable=False, processing_timeout=60.0, monitor_interval=10.0,
                  monitor_phase=None, **options):
-        super().__init__(env, name, boundary, recorder, **options)
+        super().__init__(env, name, boundary, counts, fates, **options)
         self.reliable = reliable
         if reliable:
             self.extra_counts = RELIABLE_COUNTS
@@ -146,6 +146,6 @@ class RedisList(RedisBroker):
             self._push(entry.message, now, handed=entry.handed)
             self._release(entry.message, now, dropped=False)
             self.counts.add("requeued")
-        if stale and self.waiting:
+        if stale and self.blocked:
             self._serve_waiting()
         return len(stale)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from itertools import islice
 
-from .broker import send_to_dead_letter
 from .redis import EXTRA_COUNTS, Pending, RedisBroker
 
 SCAN_FACTOR = 10
@@ -44,9 +43,9 @@ class RedisStream(RedisBroker):
 
     extra_counts = (*EXTRA_COUNTS, "acks_undone", "claimed", "acks_failed", "acks_missed")
 
-    def __init__(self, env, name, boundary, recorder, min_idle_time=60.0, claim_interval=10.0, claim_count=100,
+    def __init__(self, env, name, boundary, counts, fates, min_idle_time=60.0, claim_interval=10.0, claim_count=100,
                  max_deliveries=None, dead_letter=None, **options):
-        super().__init__(env, name, boundary, recorder, **options)
+        super().__init__(env, name, boundary, counts, fates, **options)
         if self.in_flight is None:
             raise ValueError("a stream needs an in_flight boundary for its PEL")
         if max_deliveries is not None and dead_letter is None:
@@ -129,12 +128,12 @@ class RedisStream(RedisBroker):
     def _to_dead_letter(self, pending: Pending, now: float) -> bool:
         """XADD the entry to the dead-letter stream, then XACK it here."""
         message = pending.entry.message
-        if not send_to_dead_letter(self.dead_letter(), message):
+        if not self.dead_letter().accept_dead_letter(message):
             return False
         self._remove_pending(pending, now)
-        if self.recorder.outcome[message.id] == 0:  # 0: no outcome yet (in flight)
+        if not self.fates.settled(message):
             self.counts.add("dead_lettered")
-        self.recorder.dead_lettered(message, now)
+        self.fates.dead_lettered(message, now)
         self._release(message, now, dropped=False)
         return True
 

@@ -12,6 +12,8 @@ from collections import deque
 
 from simpy import Interrupt
 
+from .crashes import Crashes, crash_loop
+
 
 class RelayStats:
     """What the relays of one outbox share: their boundary (rows in a relay's hands), their
@@ -53,7 +55,7 @@ class PollingRelay:
       the refused row and those after it stay pending for the next poll.
     - Failures, each abandoning the cycle (the transaction rolls back, the locks go, rows not yet
       marked stay pending and are published again by a later poll):
-      ``crash_after``/``restart_time`` (the relay process dies at any moment and restarts, then
+      ``crashes`` (the relay process dies at any moment and restarts, then
       polls at once); ``crash_before_mark`` (probability per batch that it dies right after
       publishing and before marking, down for ``crash_before_mark_restart``); a database crash
       (the relay learns it at its next statement).
@@ -78,8 +80,7 @@ class PollingRelay:
         mark_time,
         skip_locked=True,
         phase_s=0.0,
-        crash_after=None,
-        restart_time=None,
+        crashes: Crashes | None = None,
         crash_before_mark=0.0,
         crash_draw=None,
         crash_before_mark_restart=None,
@@ -97,7 +98,6 @@ class PollingRelay:
         self.mark_time = mark_time
         self.skip_locked = skip_locked
         self.phase_s = phase_s
-        self.restart_time = restart_time
         self.crash_before_mark = crash_before_mark
         self.crash_draw = crash_draw
         self.crash_before_mark_restart = crash_before_mark_restart
@@ -107,16 +107,8 @@ class PollingRelay:
         self._batch: list = []
         self._holding_since_s = None
         self.process = env.process(self._run())
-        if crash_after is not None:
-            env.process(self._failures(crash_after))
-
-    def _failures(self, crash_after):
-        env = self.env
-        while True:
-            yield env.timeout(crash_after())
-            down_for = self.restart_time()
-            self.process.interrupt(down_for)
-            yield env.timeout(down_for)
+        if crashes is not None:
+            env.process(crash_loop(env, crashes, self.process.interrupt))
 
     def _run(self):
         env = self.env
@@ -237,7 +229,7 @@ class CdcRelay:
       events behind it (order is kept).
     - The connector records how far it has published (its offset) every
       ``offset_flush_interval_s`` (Kafka Connect's ``offset.flush.interval.ms``, 60 s by
-      default). ``crash_after``/``restart_time``: when it dies, it restarts from the last
+      default). ``crashes``: when it dies, it restarts from the last
       recorded offset, so the events published since are read and published again.
     - While the database is down the connector waits (it cannot read the log) and resumes
       where it was.
@@ -249,7 +241,7 @@ class CdcRelay:
     """
 
     def __init__(self, env, name, table, database, target, stats, lag, offset_flush_interval_s=60.0, retry_interval_s=0.1,
-                 crash_after=None, restart_time=None, phase_s=0.0):
+                 crashes: Crashes | None = None, phase_s=0.0):
         self.env = env
         self.name = name
         self.table = table
@@ -259,15 +251,14 @@ class CdcRelay:
         self.lag = lag
         self.offset_flush_interval_s = offset_flush_interval_s
         self.retry_interval_s = retry_interval_s
-        self.restart_time = restart_time
         self.phase_s = phase_s
         self.log: deque = deque()  # [row, due_s, entered_s], in commit order
         self.unflushed: deque = deque()  # (row, published_s) since the last offset flush
         self.last_due_s = 0.0
         self._wake = None
         self.process = env.process(self._run())
-        if crash_after is not None:
-            env.process(self._failures(crash_after))
+        if crashes is not None:
+            env.process(crash_loop(env, crashes, self.process.interrupt))
 
     def on_commit(self, row, now: float) -> None:
         """The commit reached the write-ahead log: the connector will read it."""
@@ -277,14 +268,6 @@ class CdcRelay:
         self.stats.boundary.enter(now)
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
-
-    def _failures(self, crash_after):
-        env = self.env
-        while True:
-            yield env.timeout(crash_after())
-            down_for = self.restart_time()
-            self.process.interrupt(down_for)
-            yield env.timeout(down_for)
 
     def _run(self):
         env = self.env

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
+from typing import Callable
 
 from simpy import Interrupt
 
-from .broker import Delivery, send_to_dead_letter
+from .broker import BrokerBase, Delivery
 from .sqs_parts import Alarm, DeduplicationWindow, TokenBucket
 from .sqs_visible import VISIBLE, GroupedVisible, StandardVisible
 
@@ -66,7 +68,36 @@ class _Waiter:
         self.cancelled = False
 
 
-class SqsBroker:
+@dataclass
+class SqsOptions:
+    """How an SQS queue is configured and what its calls cost (see :class:`SqsBroker`);
+    ``receive_latency`` and ``delete_latency`` are samplers of the calls' latencies,
+    ``short_poll_draw`` and ``duplicate_draw`` uniform draws, ``dead_letter_queue()`` the
+    dead-letter queue (looked up when first needed)."""
+
+    receive_latency: Callable[[], float]
+    delete_latency: Callable[[], float]
+    visibility_timeout_s: float = 30.0
+    wait_time_s: float = 0.0
+    batch_size: int = 1
+    short_poll_sample: float = 0.5
+    short_poll_draw: Callable[[], float] | None = None
+    on_error: str = "wait"
+    stale_delete: str = "keep"
+    duplicate_probability: float = 0.0
+    duplicate_draw: Callable[[], float] | None = None
+    retention_s: float = 4 * 86400.0
+    delay_s: float = 0.0
+    max_in_flight: int = 120_000
+    dead_letter_queue: Callable[[], object] | None = None
+    max_receive_count: int | None = None
+    fifo: bool = False
+    message_groups: int = 1
+    api_calls_per_s: float | None = None
+    api_burst: int | None = None
+
+
+class SqsBroker(BrokerBase):
     """An SQS queue as the SQS Developer Guide documents it.
 
     Standard queue (at-least-once):
@@ -140,61 +171,32 @@ class SqsBroker:
     messages are skipped there, so a healthy queue wakes about once a visibility timeout.
     """
 
-    def __init__(
-        self,
-        env,
-        name,
-        recorder,
-        visible,
-        in_flight,
-        delayed=None,
-        *,
-        receive_latency,
-        delete_latency,
-        visibility_timeout_s=30.0,
-        wait_time_s=0.0,
-        batch_size=1,
-        short_poll_sample=0.5,
-        short_poll_draw=None,
-        on_error="wait",
-        stale_delete="keep",
-        duplicate_probability=0.0,
-        duplicate_draw=None,
-        retention_s=4 * 86400.0,
-        delay_s=0.0,
-        max_in_flight=120_000,
-        dead_letter_queue=None,
-        max_receive_count=None,
-        fifo=False,
-        message_groups=1,
-        api_calls_per_s=None,
-        api_burst=None,
-    ):
+    def __init__(self, env, name, counts, fates, visible, in_flight, delayed=None, *, options: SqsOptions):
         self.env = env
         self.name = name
-        self.recorder = recorder
+        self.counts = counts
+        self.fates = fates
         self.visible_boundary = visible
         self.in_flight_boundary = in_flight
         self.delayed_boundary = delayed
-        self.receive_latency = receive_latency
-        self.delete_latency = delete_latency
-        self.visibility_timeout_s = visibility_timeout_s
-        self.wait_time_s = wait_time_s
-        self.batch_size = batch_size
-        self.short_poll_sample = short_poll_sample
-        self.short_poll_draw = short_poll_draw
-        self.release_on_error = on_error == "release"
-        self.stale_delete_deletes = stale_delete == "delete"
-        self.duplicate_probability = duplicate_probability
-        self.duplicate_draw = duplicate_draw
-        self.retention_s = retention_s
-        self.delay_s = delay_s
-        self.max_in_flight = max_in_flight
-        self.dead_letter_queue = dead_letter_queue
-        self.max_receive_count = max_receive_count
-        self.fifo = fifo
-        self.message_groups = message_groups
-        self.counts = recorder.counter(name)
+        self.receive_latency = options.receive_latency
+        self.delete_latency = options.delete_latency
+        self.visibility_timeout_s = options.visibility_timeout_s
+        self.wait_time_s = options.wait_time_s
+        self.batch_size = options.batch_size
+        self.short_poll_sample = options.short_poll_sample
+        self.short_poll_draw = options.short_poll_draw
+        self.release_on_error = options.on_error == "release"
+        self.stale_delete_deletes = options.stale_delete == "delete"
+        self.duplicate_probability = options.duplicate_probability
+        self.duplicate_draw = options.duplicate_draw
+        self.retention_s = options.retention_s
+        self.delay_s = options.delay_s
+        self.max_in_flight = options.max_in_flight
+        self.dead_letter_queue = options.dead_letter_queue
+        self.max_receive_count = options.max_receive_count
+        self.fifo = fifo = options.fifo
+        self.message_groups = options.message_groups
 
         self.visible = GroupedVisible() if fifo else StandardVisible()
         self.in_flight_count = 0
@@ -210,9 +212,9 @@ class SqsBroker:
         self._batch: list = []
         if fifo:
             self.deduplication = DeduplicationWindow(DEDUPLICATION_WINDOW_S)
-            rate = api_calls_per_s
+            rate = options.api_calls_per_s
             self.send_limit, self.receive_limit, self.delete_limit, self.change_limit = (
-                TokenBucket(rate, api_burst) for _ in range(4)
+                TokenBucket(rate, options.api_burst) for _ in range(4)
             )
         else:
             self.deduplication = None
@@ -360,12 +362,12 @@ class SqsBroker:
     def _dead_letter(self, entry, now: float) -> None:
         self._gone(entry)
         message = entry.message
-        if self.dead_letter_queue is None or send_to_dead_letter(self.dead_letter_queue(), message):
+        if self.dead_letter_queue is None or self.dead_letter_queue().accept_dead_letter(message):
             self.counts.add("dead_lettered")
-            self.recorder.dead_lettered(message, now)
+            self.fates.dead_lettered(message, now)
         else:
             self.counts.add("lost")
-            self.recorder.lost(message, now)
+            self.fates.lost(message, now)
 
     # --- acknowledging --------------------------------------------------------------------------
 
@@ -481,7 +483,7 @@ class SqsBroker:
                 self._remove(entry, now)
                 self.counts.add("expired")
                 self.counts.add("lost")
-                self.recorder.lost(entry.message, now)
+                self.fates.lost(entry.message, now)
             by_age.popleft()
         if self.active_waiters:
             self._serve_waiters()
@@ -511,6 +513,11 @@ class SqsBroker:
             at(waiters[0].due_s)
 
     # --- reporting ------------------------------------------------------------------------------
+
+    @property
+    def waiting(self) -> int:
+        """Messages that can be received (in a FIFO queue, also those behind a locked group head)."""
+        return self.visible.live
 
     def held_ids(self):
         """Messages the queue holds: delayed, visible or in flight."""

@@ -8,6 +8,7 @@ depends on what sustains the overload afterwards (retries, timeouts), not on the
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 
 class SpikedArrivals:
@@ -48,6 +49,17 @@ class SpikedArrivals:
         return None if v is None else max(now, self._real_time(v))
 
 
+@dataclass
+class Slowdown:
+    """How a pool's service time grows with load (see :class:`LoadDependentServiceTime`)."""
+
+    per_concurrent_s: float = 0.0
+    per_waiting_s: float = 0.0
+    from_s: float | None = None
+    until_s: float | None = None
+    factor: float = 1.0
+
+
 class LoadDependentServiceTime:
     """A service time that grows with load: the ``base`` draw, times ``factor`` while
     ``from_s ≤ now < until_s`` (a slowdown window: a noisy neighbour, a cold cache, a degraded
@@ -55,30 +67,33 @@ class LoadDependentServiceTime:
     starts (contention for CPU, locks, connections), plus ``per_waiting_s`` for every message
     waiting in the broker (a queue grown beyond memory: cache misses, swapping, GC).
 
+    ``in_service`` is the pool's ``{consumer: start}`` of messages in service and ``broker`` the
+    broker it consumes (its ``waiting`` count), both read at each draw.
+
     Simplification: the load is read when the service starts and fixes its length (a processor
     shared by the concurrent requests would stretch a service already under way as the load
     grew).
     """
 
-    def __init__(self, env, base, per_concurrent_s=0.0, per_waiting_s=0.0, from_s=None, until_s=None, factor=1.0):
+    def __init__(self, env, base, slowdown: Slowdown, in_service: dict, broker):
         self.env = env
         self.base = base
-        self.per_concurrent_s = per_concurrent_s
-        self.per_waiting_s = per_waiting_s
-        self.from_s = from_s if from_s is not None else math.inf
-        self.until_s = until_s if until_s is not None else math.inf
-        self.factor = factor
-        self.in_service = None  # the pool's {consumer: start} of messages in service, set by the pool
-        self.waiting = None  # the broker's boundary of waiting messages, if per_waiting_s
+        self.per_concurrent_s = slowdown.per_concurrent_s
+        self.per_waiting_s = slowdown.per_waiting_s
+        self.from_s = slowdown.from_s if slowdown.from_s is not None else math.inf
+        self.until_s = slowdown.until_s if slowdown.until_s is not None else math.inf
+        self.factor = slowdown.factor
+        self.in_service = in_service
+        self.broker = broker
 
     def __call__(self) -> float:
         duration = self.base()
         if self.from_s <= self.env.now < self.until_s:
             duration *= self.factor
-        if self.per_concurrent_s and self.in_service is not None:
+        if self.per_concurrent_s:
             duration += self.per_concurrent_s * max(len(self.in_service) - 1, 0)
-        if self.per_waiting_s and self.waiting is not None:
-            duration += self.per_waiting_s * self.waiting.n
+        if self.per_waiting_s:
+            duration += self.per_waiting_s * self.broker.waiting
         return duration
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 from simpy import Interrupt
 
 from .broker import Consumer
 from .clients import Attempt
+from .crashes import Crashes, crash_loop
+from .triggers import LoadDependentServiceTime, Slowdown
 
 RETIRE = object()
 """The cause of the interrupt that asks an idle worker to leave its pool (scale-in, capacity loss)."""
@@ -14,16 +19,30 @@ RETIRE = object()
 class Done:
     """Where a last stage's finished work goes: the message is processed (again, a duplicate)."""
 
-    def __init__(self, env, recorder):
+    def __init__(self, env, fates):
         self.env = env
-        self.recorder = recorder
+        self.fates = fates
 
     def put(self, message) -> bool:
-        self.recorder.processed(message, self.env.now)
+        self.fates.processed(message, self.env.now)
         return True
 
     def held_ids(self):
         return ()
+
+
+@dataclass
+class WorkerOptions:
+    """How a pool's workers fail and what slows them (see :class:`WorkerPool`); the defaults are
+    a pool that never fails."""
+
+    delivery_latency: Callable[[], float] | None = None
+    crashes: Crashes | None = None
+    error_probability: float = 0.0
+    poison_fraction: float = 0.0
+    error_draw: Callable[[], float] | None = None
+    shed_expired: bool = False
+    slowdown: Slowdown | None = None
 
 
 class WorkerPool:
@@ -36,7 +55,7 @@ class WorkerPool:
 
     Failures:
 
-    - ``crash_after`` (a sampler of times to failure) and ``restart_time``: a worker crashes, the
+    - ``crashes`` (:class:`~models.crashes.Crashes`, one crash loop per worker): a worker crashes, the
       broker learns that its connection died holding whatever it held (requeued, kept or lost by
       the broker's semantics), the worker stays down for the restart time, then reconnects.
       Work in progress is abandoned; a message already passed on or processed stays so, even if its
@@ -44,16 +63,20 @@ class WorkerPool:
     - ``error_probability``: each attempt fails with this probability, independently.
       ``poison_fraction``: that fraction of messages (chosen by a hash of the message id, so the
       same message fails on every attempt and in every pool) can never be processed.
+    - ``slowdown`` (:class:`~models.triggers.Slowdown`): the service time grows with the load
+      (the messages in service in the pool, those waiting in ``broker``) and in a slowdown window.
 
-    The pool's :class:`~sim.recorder.Boundary` counts messages in service, so its time average is
-    the number of busy workers; a worker down after a crash is not busy.
+    ``boundary`` counts messages in service, so its time average is the number of busy workers; a
+    worker down after a crash is not busy. ``counts`` is the pool's window counter, ``fates`` the
+    router told of messages the next hop refuses or that are shed.
 
     Elasticity: :meth:`add_workers` starts new workers at once (an autoscaler waits its
     scale-out delay before calling it); :meth:`retire_workers` takes workers out gracefully — an
     idle one leaves now, a busy one finishes the message in hand (a crashed one its restart)
     and leaves instead of receiving again. A worker that leaves closes its connection
-    (``disconnect`` with nothing held). ``workers`` (a Recorder gauge) follows the number of
-    workers present; ``count`` is the number that will stay (present and not leaving).
+    (``disconnect`` with nothing held). ``workers`` (a gauge starting at ``count``) follows the
+    number of workers present; ``count`` is the number that will stay
+    (present and not leaving).
 
     ``shed_expired``: a worker that takes an attempt whose deadline has passed (its client has
     stopped waiting: see :mod:`models.clients`) skips it instead of working on it, acknowledges
@@ -62,41 +85,24 @@ class WorkerPool:
     deadline are never shed.
     """
 
-    def __init__(
-        self,
-        env,
-        name,
-        broker,
-        count,
-        service_time,
-        boundary,
-        recorder,
-        next_hop,
-        delivery_latency=None,
-        crash_after=None,
-        restart_time=None,
-        error_probability=0.0,
-        poison_fraction=0.0,
-        error_draw=None,
-        shed_expired=False,
-    ):
+    def __init__(self, env, name, broker, count, service_time, next_hop, fates, boundary, workers, counts,
+                 options: WorkerOptions | None = None):
+        options = options if options is not None else WorkerOptions()
         self.env = env
         self.name = name
         self.broker = broker
         self.count = count
-        self.service_time = service_time
         self.boundary = boundary
-        self.recorder = recorder
+        self.fates = fates
         self.next_hop = next_hop
-        self.delivery_latency = delivery_latency
-        self.restart_time = restart_time
-        self.error_probability = error_probability
-        self.poison_threshold = int(poison_fraction * 2**32)
-        self.error_draw = error_draw
-        self.counts = recorder.counter(name)
-        self.crash_after = crash_after
-        self.shed_expired = shed_expired
-        self.workers = recorder.gauge(name, count)
+        self.delivery_latency = options.delivery_latency
+        self.error_probability = options.error_probability
+        self.poison_threshold = int(options.poison_fraction * 2**32)
+        self.error_draw = options.error_draw
+        self.counts = counts
+        self.crashes = options.crashes
+        self.shed_expired = options.shed_expired
+        self.workers = workers
         self.present = count
         self.retiring: set[Consumer] = set()
         self.down: set[Consumer] = set()
@@ -105,14 +111,17 @@ class WorkerPool:
         self._next_index = count
         self.consumers = [Consumer(f"{name}/{i}") for i in range(count)]
         self.in_service: dict[Consumer, float] = {}
+        if options.slowdown is not None:
+            service_time = LoadDependentServiceTime(env, service_time, options.slowdown, self.in_service, broker)
+        self.service_time = service_time
         self.processes = [self._start(c) for c in self.consumers]
 
     def _start(self, consumer):
         process = self.env.process(self._work(consumer))
         self._process_of[consumer] = process
         self._starting.add(consumer)
-        if self.crash_after is not None:
-            self.env.process(self._failures(process, self.crash_after))
+        if self.crashes is not None:
+            self.env.process(crash_loop(self.env, self.crashes, process.interrupt, gone=lambda: not process.is_alive))
         return process
 
     # --- elasticity -----------------------------------------------------------------------------
@@ -127,6 +136,11 @@ class WorkerPool:
             self.present += 1
             self.processes.append(self._start(consumer))
         self.workers.set(self.env.now, self.present)
+
+    def worker_seconds(self, now: float) -> tuple[float, float]:
+        """(busy, present) worker-seconds since the start: the integrals of the workers in
+        service and of the workers present (an autoscaler's utilisation is their ratio)."""
+        return self.boundary.integral(now), self.workers.integral(now)
 
     def _idle(self, consumer) -> bool:
         """Waiting for work (or for an acknowledgement to go through): safe to interrupt."""
@@ -152,16 +166,6 @@ class WorkerPool:
         self.broker.disconnect(consumer, [])
 
     # --- failures -------------------------------------------------------------------------------
-
-    def _failures(self, worker, crash_after):
-        env = self.env
-        while True:
-            yield env.timeout(crash_after())
-            if not worker.is_alive:
-                return  # the worker left the pool
-            down_for = self.restart_time()
-            worker.interrupt(down_for)
-            yield env.timeout(down_for)
 
     def _work(self, consumer):
         self._starting.discard(consumer)
@@ -216,7 +220,7 @@ class WorkerPool:
         service_time = self.service_time
         latency = self.delivery_latency
         boundary = self.boundary
-        recorder = self.recorder
+        fates = self.fates
         put = self.next_hop.put
         in_service = self.in_service
         may_fail = self.error_probability > 0 or self.poison_threshold > 0
@@ -238,7 +242,7 @@ class WorkerPool:
                     if message.__class__ is Attempt and message.deadline_s < env.now:
                         consumer.held.remove(delivery)
                         self.counts.add("shed")
-                        recorder.shed(message, env.now)
+                        fates.shed(message, env.now)
                         wait = ack(delivery)
                         if wait:
                             yield timeout(wait)
@@ -258,7 +262,7 @@ class WorkerPool:
                 else:
                     self.counts.add("completed")
                     if not put(message):
-                        recorder.rejected(message, now, admitted=True)
+                        fates.rejected(message, now, admitted=True)
                     wait = ack(delivery)
                 if wait:
                     yield timeout(wait)

@@ -1,9 +1,11 @@
 """What a replication measures, kept in bounded memory.
 
-The Recorder gives models a small interface: :meth:`Recorder.new_message` when a producer makes a
-message, then :meth:`processed`, :meth:`lost`, :meth:`rejected` or :meth:`dead_lettered` for its
-fate; :class:`Boundary` objects for each broker and worker pool, told when a message enters and
-leaves them; and window counters (:meth:`counter`) for the events a component counts.
+The Recorder is a passive observer (:class:`models.fates.Observer`): the models' fates router
+tells it when a message is made (:meth:`Recorder.created`), then :meth:`processed`, :meth:`lost`,
+:meth:`rejected` or :meth:`dead_lettered` for its fate, and the clients tell it their requests'
+outcomes; it calls no model. It also hands out, at build time, :class:`Boundary` objects for each
+broker and worker pool, told when a message enters and leaves them, gauges, and window counters
+(:meth:`counter`) for the events a component counts.
 
 A message's outcome is the first of these, with one exception: a message processed after it was
 lost or dead-lettered (a copy that survived) is processed. Whatever happens to a copy of a message
@@ -31,12 +33,9 @@ rejected, dead-lettered: ``never_delivered``); or its row did not commit yet it 
 from __future__ import annotations
 
 from array import array
+from collections import Counter
 
 import numpy as np
-
-from models.broker import WindowCounter
-from models.clients import Attempt
-from models.message import Message
 
 IN_FLIGHT, PROCESSED, LOST, REJECTED, DEAD_LETTERED = range(5)
 OUTCOMES = {IN_FLIGHT: "in_flight", PROCESSED: "processed", LOST: "lost", REJECTED: "rejected", DEAD_LETTERED: "dead_lettered"}
@@ -53,6 +52,18 @@ CONSISTENCY_KEYS = (
     "committed", "not_committed", "delivered_once", "delivered_more_than_once", "never_delivered", "phantom",
     "suppressed", "processed_before_commit", "committed_in_flight",
 )
+
+
+class WindowCounter(Counter):
+    """Event counts that only count inside the measurement window (``open`` sets it going)."""
+
+    def __init__(self, open_now: bool = False):
+        super().__init__()
+        self.open = open_now
+
+    def add(self, event: str, n: int = 1) -> None:
+        if self.open:
+            self[event] += n
 
 
 class Boundary:
@@ -159,10 +170,10 @@ class Gauge(Boundary):
 class Recorder:
     """Per-message outcomes and the boundaries of one replication.
 
-    Clients (:mod:`models.clients`) send attempts of a request: the Recorder hands what happens
-    to an attempt (processed, lost, dead-lettered, refused downstream, shed) to the attempt's
-    client, which decides the request's outcome and tells it back (:meth:`request_admitted`,
-    :meth:`request_settled`, :meth:`duplicate`, :meth:`wasted`).
+    Clients (:mod:`models.clients`) send attempts of a request; the fates router hands what
+    happens to an attempt to its client, never to the Recorder, and the client tells the Recorder
+    its request's outcome (:meth:`request_admitted`, :meth:`request_settled`, :meth:`duplicate`,
+    :meth:`wasted`).
     """
 
     def __init__(self, warmup_s: float, duration_s: float):
@@ -208,21 +219,22 @@ class Recorder:
 
     # --- messages -------------------------------------------------------------------------------
 
-    def new_message(self, now: float) -> Message:
-        message = Message(len(self.outcome), now)
+    def created(self, now: float) -> int:
+        """A message is made now: its id."""
         self.created_s.append(now)
         self.outcome.append(IN_FLIGHT)
-        return message
+        return len(self.outcome) - 1
 
-    def admitted(self, message: Message, now: float) -> None:
+    def settled(self, message) -> bool:
+        """Whether the message (a request, for a client's attempt) has an outcome."""
+        return self.outcome[message.id] != IN_FLIGHT
+
+    def admitted(self, message, now: float) -> None:
         """The message was accepted by the first component it was sent to: it is in the system."""
         self.system.enter(now)
 
-    def processed(self, message: Message, now: float) -> None:
+    def processed(self, message, now: float) -> None:
         """The last stage finished the message (again, if it had: a duplicate)."""
-        if message.__class__ is Attempt:
-            message.request.client.attempt_processed(message, now)
-            return
         i = message.id
         outcome = self.outcome[i]
         if self.tracks_consistency:
@@ -246,39 +258,25 @@ class Recorder:
         if message.created_s >= self.warmup_s:
             self.latencies_s.append(now - message.created_s)
 
-    def lost(self, message: Message, now: float) -> None:
-        if message.__class__ is Attempt:
-            message.request.client.attempt_failed(message, now, "lost")
-            return
+    def lost(self, message, now: float) -> None:
         self._settle(message, LOST, now)
 
-    def dead_lettered(self, message: Message, now: float) -> None:
-        if message.__class__ is Attempt:
-            message.request.client.attempt_failed(message, now, "dead_lettered")
-            return
+    def dead_lettered(self, message, now: float) -> None:
         self._settle(message, DEAD_LETTERED, now)
 
-    def rejected(self, message: Message, now: float, admitted: bool) -> None:
+    def rejected(self, message, now: float, admitted: bool) -> None:
         """Refused for good; ``admitted`` says whether it had entered the system (a later stage refused it)."""
-        if message.__class__ is Attempt:
-            message.request.client.attempt_failed(message, now, "rejected")
-            return
         if admitted:
             self._settle(message, REJECTED, now)
         else:
             self.outcome[message.id] = REJECTED
 
-    def _settle(self, message: Message, outcome: int, now: float) -> None:
+    def _settle(self, message, outcome: int, now: float) -> None:
         if self.outcome[message.id] == IN_FLIGHT:
             self.outcome[message.id] = outcome
             self.system.leave(now, message.created_s)
 
     # --- requests of clients (models.clients) -------------------------------------------------
-
-    def shed(self, message: Message, now: float) -> None:
-        """A worker skipped ``message`` because its deadline had passed."""
-        if message.__class__ is Attempt:
-            message.request.client.attempt_shed(message, now)
 
     def request_admitted(self, request, now: float) -> None:
         """An attempt of ``request`` was admitted for the first time: the request is in the system
@@ -329,7 +327,7 @@ class Recorder:
             self.committed_s.extend([float("nan")] * grow)
         flags[i] |= flag
 
-    def committed(self, message: Message, now: float) -> None:
+    def committed(self, message, now: float) -> None:
         """The message's business row (and, with an outbox, its event row) committed."""
         i = message.id
         self._flag(i, COMMITTED)
@@ -337,20 +335,18 @@ class Recorder:
         if self.flags[i] & DELIVERED and message.created_s >= self.warmup_s:
             self.processed_before_commit += 1  # published first, and a consumer was quicker
 
-    def not_committed(self, message: Message, now: float) -> None:
+    def not_committed(self, message, now: float) -> None:
         """The message's business row did not commit and never will (refused, rolled back, or
         the application gave up or died before committing)."""
         self._flag(message.id, NOT_COMMITTED)
 
-    def suppressed(self, message: Message, now: float) -> None:
+    def suppressed(self, message, now: float) -> None:
         """An idempotent consumer skipped a copy of a message it had processed."""
         self._flag(message.id, SUPPRESSED)
         if message.created_s >= self.warmup_s:
             self.suppressed_in_window += 1
-        if message.__class__ is Attempt:  # a client's retry: the table's answer is its response
-            message.request.client.attempt_suppressed(message, now)
 
-    def _first_processing(self, message: Message, now: float) -> None:
+    def _first_processing(self, message, now: float) -> None:
         i = message.id
         if i < len(self.flags) and self.flags[i] & COMMITTED and message.created_s >= self.warmup_s:
             self.commit_to_processed_s.append(now - self.committed_s[i])

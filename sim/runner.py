@@ -90,10 +90,8 @@ def run_replication(scenario: Scenario, replication: int, seed: int | None = Non
         counts_of = recorder.counters[name]
         for event in BROKER_EVENTS:
             metrics[f"brokers.{name}.{event}"] = float(counts_of[event])
-        broker_metrics = getattr(network.brokers[name], "metrics", None)
-        if broker_metrics is not None:
-            for key, value in broker_metrics().items():
-                metrics[f"brokers.{name}.{key}"] = float(value)
+        for key, value in network.brokers[name].metrics().items():
+            metrics[f"brokers.{name}.{key}"] = float(value)
     for name, pool in network.workers.items():
         b = recorder.boundaries[name]
         metrics[f"workers.{name}.utilization"] = b.area / (pool.count * window)

@@ -69,7 +69,7 @@ class LeakyBroker(FifoBroker):
 
 
 def broken(cls):
-    return lambda spec, context: cls(context.env, spec.name, context.boundary(spec.name), context.recorder)
+    return lambda spec, context: cls(context.env, spec.name, context.boundary(spec.name), context.counter(spec.name), context.fates)
 
 
 def busy_system():

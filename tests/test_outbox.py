@@ -11,8 +11,10 @@ import math
 import pytest
 from scipy import stats
 
+from models.fates import Fates
 from sim import ScenarioError, load_scenario_text, run, scenario_from_dict
 from sim.analytic import mmc
+from sim.recorder import Recorder
 
 MS = 1e-3
 
@@ -361,11 +363,9 @@ def test_the_stability_check_follows_events_through_the_outbox_to_its_broker():
 
 
 def test_the_recorder_classifies_each_event_once():
-    from sim.recorder import Recorder
-
     recorder = Recorder(warmup_s=0.0, duration_s=10.0)
     recorder.track_consistency()
-    messages = [recorder.new_message(0.0) for _ in range(7)]
+    messages = [Fates(recorder).new_message(0.0) for _ in range(7)]
     once, twice, suppressed, lost, phantom, rejected_phantom, refused = messages
     for m in messages:
         recorder.admitted(m, 0.0)

@@ -16,9 +16,10 @@ import pytest
 import simpy
 
 from models.broker import Consumer
+from models.fates import Fates
 from models.redis_list import RedisList
 from models.redis_stream import RedisStream
-from models.workers import Done, WorkerPool
+from models.workers import Done, WorkerOptions, WorkerPool
 from sim import ScenarioError, load_scenario, run, scenario_from_dict
 from sim.analytic import mmck
 from sim.distributions import Deterministic, Sampler
@@ -59,15 +60,17 @@ class Bench:
     def __init__(self, cls=RedisList, until=10_000.0, **options):
         self.env = simpy.Environment()
         self.recorder = Recorder(0.0, until)
+        self.fates = Fates(self.recorder)
         needs_in_flight = cls is RedisStream or options.get("reliable")
         in_flight = self.recorder.boundary("q:in_flight", "broker") if needs_in_flight else None
-        self.broker = cls(self.env, "q", self.recorder.boundary("q", "broker", True), self.recorder, in_flight=in_flight, **options)
+        self.broker = cls(self.env, "q", self.recorder.boundary("q", "broker", True), self.recorder.counter("q"), self.fates,
+                          in_flight=in_flight, **options)
         self.messages = []
 
     def publish(self, n=1):
         out = []
         for _ in range(n):
-            message = self.recorder.new_message(self.env.now)
+            message = self.fates.new_message(self.env.now)
             if self.broker.put(message):
                 self.recorder.admitted(message, self.env.now)
             else:
@@ -115,10 +118,10 @@ def test_blocked_clients_are_served_longest_waiting_first_and_a_pop_is_at_most_o
     first, second = bench.publish(2)
     bench.at(6)
     assert got == [("a", first.id, 5), ("b", second.id, 5)]
-    assert [consumer.name for _, consumer in broker.waiting] == ["c"]
+    assert [consumer.name for _, consumer in broker.blocked] == ["c"]
     (third,) = bench.publish()
     bench.at(7)
-    assert got[-1] == ("c", third.id, 6) and not broker.waiting
+    assert got[-1] == ("c", third.id, 6) and not broker.blocked
     # a pop is the end of it in Redis: a failed attempt has nothing to go back to
     worker = Consumer("w")
     (failed,) = bench.publish()
@@ -263,9 +266,11 @@ def test_xautoclaim_hands_a_crashed_consumers_entry_to_another_after_min_idle_ti
 def test_poison_messages_reach_the_dead_letter_stream_after_exactly_max_deliveries():
     env = simpy.Environment()
     recorder = Recorder(0.0, 10_000.0)
-    dead = RedisStream(env, "dead", recorder.boundary("dead", "broker"), recorder, in_flight=recorder.boundary("dead:in_flight", "broker"))
+    fates = Fates(recorder)
+    dead = RedisStream(env, "dead", recorder.boundary("dead", "broker"), recorder.counter("dead"), fates,
+                       in_flight=recorder.boundary("dead:in_flight", "broker"))
     queue = RedisStream(
-        env, "q", recorder.boundary("q", "broker"), recorder, in_flight=recorder.boundary("q:in_flight", "broker"),
+        env, "q", recorder.boundary("q", "broker"), recorder.counter("q"), fates, in_flight=recorder.boundary("q:in_flight", "broker"),
         min_idle_time=2.0, claim_interval=1.0, max_deliveries=3, dead_letter=lambda: dead,
     )
     deliveries = Counter()
@@ -279,12 +284,13 @@ def test_poison_messages_reach_the_dead_letter_stream_after_exactly_max_deliveri
 
     queue._new_delivery = spy
     pool = WorkerPool(
-        env, "pool", queue, 4, Sampler(Deterministic(0.1), np.random.default_rng(0)), recorder.boundary("pool", "workers"), recorder,
-        Done(env, recorder), poison_fraction=0.2, error_draw=lambda: 1.0,
+        env, "pool", queue, 4, Sampler(Deterministic(0.1), np.random.default_rng(0)), Done(env, fates), fates,
+        recorder.boundary("pool", "workers"), recorder.gauge("pool", 4), recorder.counter("pool"),
+        WorkerOptions(poison_fraction=0.2, error_draw=lambda: 1.0),
     )
     messages = []
     for _ in range(300):
-        message = recorder.new_message(0.0)
+        message = fates.new_message(0.0)
         assert queue.put(message)
         recorder.admitted(message, 0.0)
         messages.append(message)
@@ -421,7 +427,7 @@ def test_restarting_redis_keeps_consumers_waiting_and_refuses_publishers():
     broker.crash()
     env.process(client())
     bench.at(2)
-    assert not broker.put(bench.recorder.new_message(2))
+    assert not broker.put(bench.fates.new_message(2))
     broker.restart()
     bench.publish()
     bench.at(3)

@@ -27,7 +27,8 @@ class FifoSpec(Strict):
 
 
 def build(spec: FifoSpec, context) -> FifoBroker:
-    return FifoBroker(context.env, spec.name, context.boundary(spec.name), context.recorder, capacity=spec.capacity)
+    return FifoBroker(context.env, spec.name, context.boundary(spec.name), context.counter(spec.name), context.fates,
+                      capacity=spec.capacity)
 
 
 Spec = FifoSpec

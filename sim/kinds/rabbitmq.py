@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from models.rabbitmq import RabbitmqBroker
+from models.rabbitmq import RabbitmqBroker, RabbitmqOptions
 from models.rabbitmq_ready import PriorityOf
 
 from ..distributions import Deterministic, Sampler, Uniform
@@ -181,10 +181,6 @@ def build(spec: RabbitmqSpec, context) -> RabbitmqBroker:
         distribution = spec.ack_latency.build()
         if not (isinstance(distribution, Deterministic) and distribution.mean == 0):
             ack_latency = sampler(distribution, "ack_latency")
-    options = {}
-    if spec.crashes is not None:
-        options["crash_after"] = sampler(spec.crashes.time_to_failure_distribution(), "crashes")
-        options["restart_time"] = sampler(spec.crashes.restart_time.build(), "restart_time")
     dead_letter = None
     if spec.dead_letter_exchange is not None:
         target = spec.dead_letter_exchange
@@ -193,12 +189,7 @@ def build(spec: RabbitmqSpec, context) -> RabbitmqBroker:
     if spec.max_priority is not None:
         weights = spec.priority_weights or [1.0] * (spec.max_priority + 1)
         priority_of = PriorityOf(weights)
-    return RabbitmqBroker(
-        context.env,
-        spec.name,
-        context.boundary(spec.name),
-        context.boundary(f"{spec.name}:unacked", keep_sojourns=False),
-        context.recorder,
+    options = RabbitmqOptions(
         quorum=spec.queue_type == "quorum",
         auto_ack=spec.ack == "auto",
         prefetch_count=spec.prefetch_count,
@@ -217,8 +208,17 @@ def build(spec: RabbitmqSpec, context) -> RabbitmqBroker:
         priority_of=priority_of,
         memory_limit_messages=spec.memory_limit_messages(),
         memory_monitor_interval_s=spec.memory_monitor_interval,
-        **options,
+        crashes=context.crashes(spec.crashes, spec.name),
     )
-
+    return RabbitmqBroker(
+        context.env,
+        spec.name,
+        context.boundary(spec.name),
+        context.boundary(f"{spec.name}:unacked", keep_sojourns=False),
+        context.counter(spec.name),
+        context.fates,
+        options=options,
+        window_start_s=context.window_start_s,
+    )
 
 Spec = RabbitmqSpec

@@ -15,7 +15,6 @@ from pydantic import Field, model_validator
 from models.redis_list import RedisList
 from models.redis_stream import RedisStream
 
-from ..distributions import Sampler
 from ..components.base import DEAD_LETTER
 from ..fields import Crashes, Name, PositiveDuration, Strict
 
@@ -104,15 +103,15 @@ def build(spec: RedisSpec, context):
         max_messages=spec.max_messages,
         persistence=spec.persistence,
         rdb_interval=spec.rdb_interval,
+        crashes=context.crashes(spec.crashes, spec.name),
+        window_start_s=context.window_start_s,
     )
-    if spec.crashes is not None:
-        options["crash_after"] = Sampler(spec.crashes.time_to_failure_distribution(), context.rng(spec.name, "crashes"))
-        options["restart_time"] = Sampler(spec.crashes.restart_time.build(), context.rng(spec.name, "restart_time"))
     boundary = context.boundary(spec.name)
+    counts = context.counter(spec.name)
     if spec.mode == "stream":
         target = spec.dead_letter
         return RedisStream(
-            context.env, spec.name, boundary, context.recorder,
+            context.env, spec.name, boundary, counts, context.fates,
             in_flight=context.boundary(f"{spec.name}:in_flight", keep_sojourns=False),
             min_idle_time=spec.min_idle_time,
             claim_interval=spec.claim_interval,
@@ -124,7 +123,7 @@ def build(spec: RedisSpec, context):
     if spec.reliable:
         phase = float(context.rng(spec.name, "monitor").uniform(0.0, spec.monitor_interval))
         return RedisList(
-            context.env, spec.name, boundary, context.recorder,
+            context.env, spec.name, boundary, counts, context.fates,
             in_flight=context.boundary(f"{spec.name}:in_flight", keep_sojourns=False),
             reliable=True,
             processing_timeout=spec.processing_timeout,
@@ -132,7 +131,7 @@ def build(spec: RedisSpec, context):
             monitor_phase=phase,
             **options,
         )
-    return RedisList(context.env, spec.name, boundary, context.recorder, **options)
+    return RedisList(context.env, spec.name, boundary, counts, context.fates, **options)
 
 
 Spec = RedisSpec

@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, Field, model_validator
 
-from models.sqs import SqsBroker
+from models.sqs import SqsBroker, SqsOptions
 
 from ..distributions import Sampler, Uniform
 from ..components.base import DEAD_LETTER
@@ -139,13 +139,7 @@ def build(spec: SqsSpec, context) -> SqsBroker:
         def dead_letter_queue():  # looked up when first needed: it may be built after this queue
             return context.broker(target)
 
-    return SqsBroker(
-        env,
-        name,
-        context.recorder,
-        visible=context.boundary(name),
-        in_flight=context.boundary(f"{name}:in_flight", keep_sojourns=False),
-        delayed=context.boundary(f"{name}:delayed", keep_sojourns=False) if spec.delay > 0 else None,
+    options = SqsOptions(
         receive_latency=sampler(spec.receive_latency.build(), "receive_latency"),
         delete_latency=sampler(spec.delete_latency.build(), "delete_latency"),
         visibility_timeout_s=spec.visibility_timeout,
@@ -167,6 +161,15 @@ def build(spec: SqsSpec, context) -> SqsBroker:
         api_calls_per_s=spec.api_calls_per_s_or_default,
         api_burst=spec.api_burst,
     )
-
+    return SqsBroker(
+        env,
+        name,
+        context.counter(name),
+        context.fates,
+        visible=context.boundary(name),
+        in_flight=context.boundary(f"{name}:in_flight", keep_sojourns=False),
+        delayed=context.boundary(f"{name}:delayed", keep_sojourns=False) if spec.delay > 0 else None,
+        options=options,
+    )
 
 Spec = SqsSpec
