@@ -24,10 +24,6 @@ import numpy as np
 
 from .recorder import TIME_BINS
 
-PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
-CLIENT_EVENTS = ("requests", "attempts", "refused", "timeouts", "retries", "succeeded", "processings", "wasted", "shed", "suppressed",
-                 "failed_downstream", "rejected_refused", "rejected_timed_out", "rejected_budget")
-GATE_EVENTS = ("admitted", "throttled", "busy", "refused_by_broker")
 RECOVERY_SMOOTHING_S = 10.0  # recovery is judged on moving averages over at least this long
 RECOVERY_GOODPUT_FRACTION = 0.9  # goodput back to 90% of the unique requests offered
 RECOVERY_DEPTH_SDS = 3.0  # queue depth back within the pre-trigger mean + 3 sd + 1 message
@@ -93,7 +89,7 @@ def attempts_unaccounted(network) -> tuple[int, int, tuple]:
     open_ids = Counter(a.id for client in network.clients.values() for a in client.open_attempts)
     if not open_ids:
         return 0, 0, ()
-    held = Counter(network.held_by_servers())
+    held = Counter(network.held_ids(("brokers", "workers")))
     missing = {i: n - held[i] for i, n in open_ids.items() if n > held[i]}
     return sum(open_ids.values()), sum(missing.values()), tuple(sorted(missing)[:5])
 
@@ -102,16 +98,15 @@ def _per_bin(values, bin_width_s: float) -> np.ndarray:
     return np.asarray(values, dtype=float) / bin_width_s
 
 
-def back_pressure_metrics(scenario, network, recorder, window_s: float, counts: dict) -> tuple[dict, dict]:
-    """(metrics, series) of offered load, goodput, retries, wasted work, shedding, admission
-    gates, elastic pools and recovery, for one replication."""
-    metrics: dict[str, float] = {}
-    series: dict[str, np.ndarray] = {}
-    bin_width = scenario.duration / TIME_BINS
+def back_pressure_metrics(scenario, network, recorder, measures, counts: dict) -> None:
+    """The system's offered load, goodput, retries, wasted work, shedding and recovery, for one
+    replication (each client, gate and pool measures its own)."""
+    metrics, series = measures.metrics, measures.series
+    window_s, bin_width = measures.window_s, measures.bin_width_s
     clients = network.clients
     produced = counts["produced"]
-    tallies = {name: client.tally for name, client in clients.items()}
-    retries_sent = sum(t["attempts"] - t["requests"] for t in tallies.values())
+    tallies = [client.tally for client in clients.values()]
+    retries_sent = sum(t["attempts"] - t["requests"] for t in tallies)
     attempts = produced + retries_sent
     metrics["system.goodput_per_s"] = recorder.processed_in_window / window_s
     metrics["system.offered_per_s"] = attempts / window_s
@@ -124,65 +119,18 @@ def back_pressure_metrics(scenario, network, recorder, window_s: float, counts: 
     series["system.offered_unique_per_s"] = unique_per_bin / bin_width
     series["system.goodput_per_s"] = _per_bin(recorder.processed_per_bin, bin_width)
     depth = np.zeros(TIME_BINS)
-    for name in network.brokers:
+    for name in network.section("brokers"):
         depth += np.asarray(recorder.boundaries[name].bin_area) / bin_width
     series["system.queue_depth"] = depth
 
     if clients:
         total = Counter()
-        for t in tallies.values():
+        for t in tallies:
             total.update(t)
         metrics["system.wasted_per_s"] = total["wasted"] / window_s
         metrics["system.wasted_fraction"] = total["wasted"] / total["processings"] if total["processings"] else math.nan
         metrics["system.shed_per_s"] = total["shed"] / window_s
         series["system.wasted_per_s"] = _per_bin(recorder.wasted_per_bin, bin_width)
-    for name, client in clients.items():
-        t = client.tally
-        prefix = f"clients.{name}"
-        requests = t["requests"]
-        rejected = t["rejected_refused"] + t["rejected_timed_out"] + t["rejected_budget"]
-        metrics[f"{prefix}.requests_per_s"] = requests / window_s
-        metrics[f"{prefix}.attempts_per_s"] = t["attempts"] / window_s
-        metrics[f"{prefix}.goodput_per_s"] = t["succeeded"] / window_s
-        metrics[f"{prefix}.retry_amplification"] = t["attempts"] / requests if requests else math.nan
-        metrics[f"{prefix}.rejected_rate"] = rejected / requests if requests else math.nan
-        for event in CLIENT_EVENTS[2:]:
-            metrics[f"{prefix}.{event}"] = float(t[event])
-        latencies = np.frombuffer(client.latencies_s, dtype=np.float64)
-        metrics[f"{prefix}.latency_s.mean"] = float(latencies.mean()) if latencies.size else math.nan
-        for key, q in PERCENTILES.items():
-            metrics[f"{prefix}.latency_s.{key}"] = float(np.percentile(latencies, q)) if latencies.size else math.nan
-        boundary = client.requests
-        metrics[f"{prefix}.in_progress_mean"] = boundary.area / window_s
-        metrics[f"{prefix}.completed_per_s"] = boundary.completed / window_s
-        metrics[f"{prefix}.response_s.mean"] = boundary.sojourn_sum / boundary.completed if boundary.completed else math.nan
-        if client.budget is not None:
-            metrics[f"{prefix}.budget_tokens_at_end"] = float(client.budget.tokens)
-
-    for name in network.gates:
-        counted = recorder.counters[name]
-        offered = sum(counted[e] for e in GATE_EVENTS)
-        for event in GATE_EVENTS:
-            metrics[f"admission.{name}.{event}"] = float(counted[event])
-        metrics[f"admission.{name}.refused_rate"] = (offered - counted["admitted"]) / offered if offered else math.nan
-
-    elastic = {p.name for p in scenario.workers if p.autoscaling is not None or p.capacity_loss is not None}
-    for spec in scenario.workers:
-        pool = network.workers[spec.name]
-        counted = recorder.counters[spec.name]
-        if spec.shed_expired:
-            metrics[f"workers.{spec.name}.shed"] = float(counted["shed"])
-        if spec.name in elastic:
-            busy = recorder.boundaries[spec.name]
-            present = pool.workers
-            metrics[f"workers.{spec.name}.count_mean"] = present.area / window_s
-            metrics[f"workers.{spec.name}.utilization"] = busy.area / present.area if present.area else math.nan
-            bins = np.asarray(present.bin_area)
-            series[f"workers.{spec.name}.count"] = bins / bin_width
-            with np.errstate(divide="ignore", invalid="ignore"):
-                series[f"workers.{spec.name}.utilization"] = np.where(bins > 0, np.asarray(busy.bin_area) / np.where(bins > 0, bins, 1), 0.0)
-            metrics[f"workers.{spec.name}.scale_outs"] = float(counted["scale_outs"])
-            metrics[f"workers.{spec.name}.scale_ins"] = float(counted["scale_ins"])
 
     trigger = trigger_window(scenario)
     if trigger is not None:
@@ -190,4 +138,3 @@ def back_pressure_metrics(scenario, network, recorder, window_s: float, counts: 
                                   bin_width, scenario.warmup, trigger)
         metrics["system.recovery_s"] = seconds
         metrics["system.recovered"] = 0.0 if math.isnan(seconds) else 1.0
-    return metrics, series

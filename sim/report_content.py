@@ -12,7 +12,8 @@ import math
 import simpy
 
 from .capacity import CapacityPlan
-from .network import arrival_process, build
+from .components.producers import arrival_process
+from .network import build
 from .overrides import value_at
 from .recorder import Recorder
 from .result import SLO_METRICS, Result
@@ -67,14 +68,16 @@ def docstring_models(scenario: Scenario, seed: int) -> list[dict]:
         if used_by not in entry["used_by"]:
             entry["used_by"].append(used_by)
 
-    network = build(scenario, simpy.Environment(), Recorder(scenario.warmup, scenario.duration), Streams(seed, 0))
-    for name, component in network.producers.items():
+    network, _ = build(scenario, simpy.Environment(), Recorder(scenario.warmup, scenario.duration), Streams(seed, 0))
+    for name, component in network.section("producers").items():
         add(type(component), f"producer {name}")
+    for name, component in network.section("clients").items():
+        add(type(component), f"clients {name}")
     for p in scenario.producers:
         add(type(arrival_process(p.arrivals, Streams(seed, 0), p.name)), f"arrivals of {p.name}")
-    for name, component in network.brokers.items():
+    for name, component in network.section("brokers").items():
         add(type(component), f"broker {name}")
-    for name, component in network.workers.items():
+    for name, component in network.section("workers").items():
         add(type(component), f"worker pool {name}")
     for b in scenario.brokers:
         add(type(b), f"broker {b.name} (scenario keys)")

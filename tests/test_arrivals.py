@@ -18,7 +18,7 @@ from pydantic import TypeAdapter
 
 from models.arrivals import DeterministicArrivals, PoissonArrivals, RenewalArrivals, ScheduleArrivals, TraceArrivals
 from sim import load_scenario_text, run
-from sim.network import arrival_process
+from sim.components.producers import arrival_process
 from sim.components.producers import ArrivalSpec
 from sim.streams import Streams
 

@@ -34,8 +34,8 @@ def probed(scenario, step=0.05):
     """Run one replication by hand, sampling the pool's workers present every ``step`` seconds."""
     env = simpy.Environment()
     recorder = Recorder(scenario.warmup, scenario.duration)
-    network = build(scenario, env, recorder, Streams(scenario.seed, 0))
-    pool = network.workers["w"]
+    network, _ = build(scenario, env, recorder, Streams(scenario.seed, 0))
+    pool = network.parts["workers"]["w"]
     samples = []
 
     def probe():
@@ -51,7 +51,7 @@ def probed(scenario, step=0.05):
 
 def test_workers_join_after_the_scale_out_delay_and_actions_respect_the_cooldown():
     network, samples = probed(backlog_scaled())
-    actions = network.autoscalers["w"].actions
+    actions = network.attached["w", "autoscaler"].actions
     # at the first evaluation (10 s) ~100 wait: ceil(100 / 5) = 20, capped at max 10: start 8 more
     first_time, first_change, first_desired = actions[0]
     assert first_time == pytest.approx(INTERVAL) and first_change == 8 and first_desired == 10

@@ -34,7 +34,7 @@ def built(spec, until):
     """Build and run one replication by hand, to look inside its components."""
     env = simpy.Environment()
     recorder = Recorder(spec.warmup, spec.duration)
-    network = build(spec, env, recorder, Streams(spec.seed, 0))
+    network, _ = build(spec, env, recorder, Streams(spec.seed, 0))
     recorder.open_window(spec.warmup)
     env.run(until=until)
     return env, recorder, network

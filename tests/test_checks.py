@@ -3,7 +3,8 @@
 import pytest
 
 from models.fifo import FifoBroker
-from sim import network, run, scenario_from_dict
+from sim import run, scenario_from_dict
+from sim.kinds import fifo
 
 
 def deterministic(**overrides):
@@ -85,7 +86,7 @@ def busy_system():
 
 
 def test_conservation_catches_a_silently_swallowed_message(monkeypatch):
-    monkeypatch.setitem(network.BROKER_KINDS, "fifo", broken(SwallowingBroker))
+    monkeypatch.setattr(fifo, "build", broken(SwallowingBroker))
     result = run(busy_system(), replications=1, jobs=1)
     assert not result.summary()["conservation"]["ok"]
     assert any("held by no component: lost silently" in w for w in result.warnings())
@@ -93,7 +94,7 @@ def test_conservation_catches_a_silently_swallowed_message(monkeypatch):
 
 
 def test_littles_law_catches_a_leaking_count(monkeypatch):
-    monkeypatch.setitem(network.BROKER_KINDS, "fifo", broken(LeakyBroker))
+    monkeypatch.setattr(fifo, "build", broken(LeakyBroker))
     result = run(busy_system(), replications=1, jobs=1)
     checks = {c["boundary"]: c for c in result.summary()["littles_law"]}
     assert not checks["queue"]["ok"]

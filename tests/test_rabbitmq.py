@@ -50,7 +50,7 @@ def simulate(spec, probe=None, replication=0):
     """One replication run by hand, to look inside the components while it runs."""
     env = simpy.Environment()
     recorder = Recorder(spec.warmup, spec.duration)
-    network = build(spec, env, recorder, Streams(spec.seed, replication))
+    network, _ = build(spec, env, recorder, Streams(spec.seed, replication))
     if probe is not None:
         env.process(probe(env, network))
     if spec.warmup > 0:
@@ -196,7 +196,7 @@ def test_prefetch_bounds_each_consumers_unacknowledged_deliveries():
     prefetch = 3
 
     def probe(env, network):
-        broker = network.brokers["q"]
+        broker = network.parts["brokers"]["q"]
         while True:
             yield env.timeout(0.37)
             most = max((len(ch.unacked) for ch in broker.channels.values()), default=0)
@@ -342,7 +342,7 @@ def test_no_delivery_is_older_than_the_ttl():
                     workers={"count": 1}, duration=3_000, warmup=0)
 
     def probe(env, network):
-        broker = network.brokers["q"]
+        broker = network.parts["brokers"]["q"]
         push = broker._push
 
         def watched(channel, entry, now):
@@ -354,7 +354,7 @@ def test_no_delivery_is_older_than_the_ttl():
 
     network, _ = simulate(spec, probe)
     assert len(ages) > 2_000 and max(ages) <= 2.0
-    assert network.brokers["q"].counts["expired"] > 300
+    assert network.parts["brokers"]["q"].counts["expired"] > 300
 
 
 # --- priorities ---------------------------------------------------------------------------------
@@ -399,7 +399,7 @@ def test_the_memory_alarm_blocks_publishers_whose_backlog_adds_to_the_latency():
     samples = []
 
     def probe(env, network):
-        broker, producer = network.brokers["q"], network.producers["source"]
+        broker, producer = network.parts["brokers"]["q"], network.parts["producers"]["source"]
         yield env.timeout(0.005)
         while True:
             samples.append((broker.alarm.blocked is not None, len(producer.backlog), broker.messages()))

@@ -63,9 +63,9 @@ def captured(monkeypatch):
     build = sim.runner.build
 
     def capture(*args):
-        network = build(*args)
-        networks.append(network)
-        return network
+        built = build(*args)
+        networks.append(built[0])
+        return built
 
     monkeypatch.setattr(sim.runner, "build", capture)
     return networks

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Optional
 
 from pydantic import Field, model_validator
 
+from models.admission import AdmissionGate, TokenBucket
+
 from ..fields import Name, PositiveDuration, Rate, Strict
 from .base import Kind, Refers
+
+GATE_EVENTS = ("admitted", "throttled", "busy", "refused_by_broker")
 
 
 class RateLimitSpec(Strict):
@@ -43,3 +48,33 @@ class Admission(Kind):
     section = "admission"
     noun = "an admission gate"
     Spec = AdmissionSpec
+    build_order = 3
+
+    def build(self, spec: AdmissionSpec, context) -> AdmissionGate:
+        """The gate, put in front of its broker: senders to the broker put into the gate. Its wait
+        estimate uses the configured mean service time and the workers present in the pools
+        that consume the broker (or in the one pool it is in front of)."""
+        scenario = context.scenario
+        pools = {p.name: p for p in scenario.workers}
+        if spec.in_front_of in pools:
+            broker, consumers = pools[spec.in_front_of].consumes, [pools[spec.in_front_of]]
+        else:
+            broker = spec.in_front_of
+            consumers = [p for p in scenario.workers if p.consumes == broker]
+        means = {p.name: p.service_time.build().mean for p in consumers}
+        built = context.network.parts["workers"]
+
+        def capacity_per_s() -> float:
+            return sum(built[name].present / mean for name, mean in means.items() if name in built)
+
+        limiter = TokenBucket(spec.rate_limit.rate, spec.rate_limit.burst) if spec.rate_limit is not None else None
+        gate = AdmissionGate(context.env, spec.name, context.target(broker), context.counter(spec.name), capacity_per_s,
+                             max_queue=spec.max_queue, max_wait_s=spec.max_wait, rate_limiter=limiter)
+        context.network.targets[broker] = gate
+        return gate
+
+    def measure(self, spec: AdmissionSpec, gate: AdmissionGate, context, measures) -> None:
+        counted = context.recorder.counters[spec.name]
+        offered = sum(counted[e] for e in GATE_EVENTS)
+        measures.counts(f"admission.{spec.name}", counted, GATE_EVENTS)
+        measures.metrics[f"admission.{spec.name}.refused_rate"] = (offered - counted["admitted"]) / offered if offered else math.nan

@@ -59,13 +59,31 @@ class Finding:
 
 
 class Kind:
-    """One section of a scenario file: its items' model, and the checks that need the scenario."""
+    """One section of a scenario file: its items' model, the checks that need the scenario, how
+    an item is built into a part of the simulation, and what is measured of that part.
+
+    Parts are built kind by kind in ``build_order`` (a part can only use parts built before it:
+    brokers first, sources last), each item of a kind in file order; :meth:`connect` then runs for
+    each, once every part of the kind exists. A part is any object with ``held_ids()`` (the
+    messages it holds, for the conservation check).
+    """
 
     section: ClassVar[str]
     noun: ClassVar[str]
     Spec: ClassVar[Any]
     required: ClassVar[bool] = False  # the section must be present (it may be empty)
+    build_order: ClassVar[int]
 
     def problems(self, spec: Any, scenario: Any) -> Iterable[Finding]:
         """What is wrong with ``spec`` in ``scenario`` beyond its own fields and references."""
         return ()
+
+    def build(self, spec: Any, context: Any) -> Any:
+        """The part ``spec`` describes, built in ``context`` (a :class:`~sim.components.context.BuildContext`)."""
+        raise NotImplementedError
+
+    def connect(self, spec: Any, part: Any, context: Any) -> None:
+        """What the part needs once every part of its kind exists (e.g. a pool's autoscaler)."""
+
+    def measure(self, spec: Any, part: Any, context: Any, measures: Any) -> None:
+        """Add the part's metrics and series to ``measures`` (a :class:`~sim.components.measures.Measures`)."""

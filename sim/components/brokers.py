@@ -1,11 +1,19 @@
-"""``brokers:`` queues of every kind (:mod:`sim.kinds`: fifo, redis, sqs, rabbitmq)."""
+"""``brokers:`` queues of every kind (:mod:`sim.kinds`: fifo, redis, sqs, rabbitmq).
+
+Each broker kind builds its model; what is measured is the same for all: the waiting time and
+number waiting (its main boundary), the mean of each other boundary it keeps (messages in flight,
+unacknowledged…), its event counts, and the metrics its model reports itself.
+"""
 
 from __future__ import annotations
 
 from typing import Iterable
 
-from ..kinds import BrokerSpec
+from ..kinds import KINDS, BrokerSpec
+from ..recorder import Boundary
 from .base import Finding, Kind
+
+BROKER_EVENTS = ("deliveries", "redeliveries", "refused", "lost", "dead_lettered")
 
 
 def dead_letter_queues(scenario) -> dict[str, str]:
@@ -17,6 +25,7 @@ class Brokers(Kind):
     section = "brokers"
     noun = "a broker"
     Spec = BrokerSpec
+    build_order = 0
 
     def problems(self, spec, scenario) -> Iterable[Finding]:
         consumed = {p.consumes for p in scenario.workers}
@@ -26,3 +35,24 @@ class Brokers(Kind):
                 yield Finding(None, f"is the dead-letter queue of '{served}': dead-lettered messages stay there for inspection, so no worker pool may consume it")
         elif spec.name not in consumed:
             yield Finding(None, "no worker pool consumes this broker: its messages would never leave")
+
+    def build(self, spec, context):
+        broker = KINDS[spec.kind].build(spec, context)
+        context.network.targets[spec.name] = broker
+        return broker
+
+    def measure(self, spec, broker, context, measures) -> None:
+        name = spec.name
+        prefix = f"brokers.{name}"
+        waiting = context.recorder.boundaries[name]
+        measures.distribution(f"{prefix}.wait_s", waiting.sojourns)
+        measures.metrics[f"{prefix}.length_mean"] = waiting.area / measures.window_s
+        measures.series[f"{prefix}.length"] = measures.level(waiting)
+        for boundary in context.owned[name]:
+            if isinstance(boundary, Boundary) and boundary.kind == "broker" and boundary is not waiting:
+                suffix = boundary.name.split(":", 1)[1]
+                measures.metrics[f"{prefix}.{suffix}_mean"] = boundary.area / measures.window_s
+                measures.series[f"{prefix}.{suffix}"] = measures.level(boundary)
+        measures.counts(prefix, context.recorder.counters[name], BROKER_EVENTS)
+        for key, value in broker.metrics().items():
+            measures.metrics[f"{prefix}.{key}"] = float(value)

@@ -3,12 +3,22 @@ retry policy and a retry budget (README: "Back pressure, retries and retry storm
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal, Optional, Union
 
+import numpy as np
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
+from models.clients import Client, ClosedLoopClients
+from models.retry import DecorrelatedJitterBackoff, EqualJitterBackoff, ExponentialBackoff, FixedBackoff, FullJitterBackoff, RetryBudget
+
+from ..distributions import Sampler, Uniform
 from ..fields import DurationOrDistribution, Name, PositiveDuration, Strict
 from .base import Kind, Refers
+from .measures import PERCENTILES
+
+CLIENT_EVENTS = ("requests", "attempts", "refused", "timeouts", "retries", "succeeded", "processings", "wasted", "shed", "suppressed",
+                 "failed_downstream", "rejected_refused", "rejected_timed_out", "rejected_budget")
 
 BROKER = Refers(("brokers",))
 
@@ -138,7 +148,66 @@ class ClientGroup(ClientBehaviour):
         return think_time
 
 
+def retry_policy(spec, streams, client: str):
+    """(backoff policy or None, attempts at most) of a ``retry`` spec; jitter from the client's
+    stream ``retry`` (``streams.rng``)."""
+    if spec is None or spec.policy == "none":
+        return None, 1
+    if spec.policy == "fixed":
+        return FixedBackoff(spec.base), spec.max_attempts
+    if spec.policy == "exponential":
+        return ExponentialBackoff(spec.base, spec.cap), spec.max_attempts
+    uniform = Sampler(Uniform(0.0, 1.0), streams.rng(client, "retry"))
+    jitter = {"full_jitter": FullJitterBackoff, "equal_jitter": EqualJitterBackoff, "decorrelated_jitter": DecorrelatedJitterBackoff}
+    return jitter[spec.policy](spec.base, spec.cap, uniform), spec.max_attempts
+
+
+def make_client(spec: ClientBehaviour, context) -> Client:
+    """The client of a producer with a ``timeout`` or ``retry``, or of a group of closed-loop clients."""
+    backoff, attempts = retry_policy(spec.retry, context, spec.name)
+    budget = RetryBudget(**spec.retry_budget.model_dump()) if spec.retry_budget is not None else None
+    requests = context.boundary(spec.name, "clients", keep_sojourns=True)
+    open_attempts = context.boundary(f"{spec.name}:attempts", "attempts", keep_sojourns=False)
+    client = Client(context.env, spec.name, context.target(spec.sends_to), context.fates, requests, open_attempts,
+                    context.window_start_s, backoff=backoff, max_attempts=attempts, timeout_s=spec.timeout, budget=budget)
+    context.network.clients[spec.name] = client
+    return client
+
+
+def measure_client(name: str, client: Client, measures) -> None:
+    """``clients.NAME.*``: requests, attempts, goodput, rejections by cause, latency of successes."""
+    t, window = client.tally, measures.window_s
+    prefix = f"clients.{name}"
+    requests = t["requests"]
+    rejected = t["rejected_refused"] + t["rejected_timed_out"] + t["rejected_budget"]
+    measures.metrics[f"{prefix}.requests_per_s"] = requests / window
+    measures.metrics[f"{prefix}.attempts_per_s"] = t["attempts"] / window
+    measures.metrics[f"{prefix}.goodput_per_s"] = t["succeeded"] / window
+    measures.metrics[f"{prefix}.retry_amplification"] = t["attempts"] / requests if requests else math.nan
+    measures.metrics[f"{prefix}.rejected_rate"] = rejected / requests if requests else math.nan
+    measures.counts(prefix, t, CLIENT_EVENTS[2:])
+    latencies = np.frombuffer(client.latencies_s, dtype=np.float64)
+    measures.metrics[f"{prefix}.latency_s.mean"] = float(latencies.mean()) if latencies.size else math.nan
+    for key, q in PERCENTILES.items():
+        measures.metrics[f"{prefix}.latency_s.{key}"] = float(np.percentile(latencies, q)) if latencies.size else math.nan
+    boundary = client.requests
+    measures.metrics[f"{prefix}.in_progress_mean"] = boundary.area / window
+    measures.metrics[f"{prefix}.completed_per_s"] = boundary.completed / window
+    measures.metrics[f"{prefix}.response_s.mean"] = boundary.sojourn_sum / boundary.completed if boundary.completed else math.nan
+    if client.budget is not None:
+        measures.metrics[f"{prefix}.budget_tokens_at_end"] = float(client.budget.tokens)
+
+
 class Clients(Kind):
     section = "clients"
     noun = "a group of clients"
     Spec = ClientGroup
+    build_order = 6
+
+    def build(self, spec: ClientGroup, context) -> ClosedLoopClients:
+        client = make_client(spec, context)
+        think_time = context.sampler(spec.think_time.build(), "think_time")
+        return ClosedLoopClients(context.env, spec.name, spec.count, think_time, client)
+
+    def measure(self, spec: ClientGroup, group: ClosedLoopClients, context, measures) -> None:
+        measure_client(spec.name, group.client, measures)

@@ -6,11 +6,19 @@ from __future__ import annotations
 import math
 from typing import Annotated, Iterable, Literal, Optional, Union
 
+from dataclasses import dataclass
+
 from pydantic import BeforeValidator, Field
 
+from models.outbox import Outbox, OutboxTable
+from models.relay import CdcRelay, PollingRelay, RelayStats
+
+from ..distributions import Sampler, Uniform
 from ..fields import Crashes, DurationOrDistribution, Name, PositiveDuration, Strict
 from .base import Finding, Kind, Refers
-from .database import DatabaseSpec
+from .database import DatabaseSpec, build_database, measure_database
+
+RELAY_EVENTS = ("published", "republished", "refused_publishes", "failed_polls", "failed_marks", "crashes")
 
 BROKER = Refers(("brokers",))
 
@@ -95,10 +103,97 @@ def unfed(spec, scenario) -> Iterable[Finding]:
         yield Finding(None, f"nothing sends to it: give a producer (or a worker pool) 'sends_to: {spec.name}'")
 
 
+@dataclass
+class OutboxPart:
+    """An outbox as built: the application's transactional writes (``box``: its database and
+    table) and the relays that publish the table's rows."""
+
+    box: Outbox
+    relays: list
+
+    def held_ids(self):
+        yield from self.box.held_ids()
+        for relay in self.relays:
+            yield from relay.held_ids()
+
+
+def relays(spec: OutboxSpec, box: Outbox, target, stats: RelayStats, context) -> list:
+    """The relays of an outbox: one CDC connector (``NAME:relay``), or polling relays
+    (``NAME:relay-0`` …), each drawing from its own streams."""
+    relay, name, env, rng = spec.relay, spec.name, context.env, context.rng
+    if relay.kind == "cdc":
+        component = f"{name}:relay"
+        cdc = CdcRelay(env, component, box.table, box.database, target, stats, Sampler(relay.lag.build(), rng(component, "lag")),
+                       offset_flush_interval_s=relay.offset_flush_interval, retry_interval_s=relay.retry_interval,
+                       phase_s=Sampler(Uniform(0.0, relay.offset_flush_interval), rng(component, "phase"))(),
+                       crashes=context.crashes(relay.crashes, component))
+        box.listeners.append(cdc.on_commit)
+        return [cdc]
+    built = []
+    for i in range(relay.relays):
+        component = f"{name}:relay-{i}"
+        options = {}
+        if relay.crash_before_mark is not None:
+            options["crash_before_mark"] = relay.crash_before_mark.probability
+            options["crash_draw"] = context.sampler(Uniform(0.0, 1.0), "crash_before_mark", component)
+            options["crash_before_mark_restart"] = context.sampler(relay.crash_before_mark.restart_time.build(), "crash_before_mark_restart", component)
+        built.append(PollingRelay(
+            env, component, box.table, box.database, target, stats,
+            poll_interval_s=relay.poll_interval,
+            batch_size=relay.batch_size,
+            query_time=context.sampler(relay.query_time.build(), "query_time", component),
+            publish_time=context.sampler(relay.publish_time.build(), "publish_time", component),
+            mark_time=context.sampler(relay.mark_time.build(), "mark_time", component),
+            skip_locked=relay.skip_locked,
+            phase_s=context.sampler(Uniform(0.0, relay.poll_interval), "phase", component)(),
+            crashes=context.crashes(relay.crashes, component),
+            **options,
+        ))
+    return built
+
+
 class Outboxes(Kind):
     section = "outbox"
     noun = "an outbox"
     Spec = OutboxSpec
+    build_order = 1
+
+    def build(self, spec: OutboxSpec, context) -> OutboxPart:
+        """Its database, its table, the application's transactional write, its relays."""
+        name = spec.name
+        context.recorder.track_consistency()
+        database = build_database(spec.database, name, context)
+        table = OutboxTable(context.boundary(name, "outbox", keep_sojourns=False))
+        box = Outbox(context.env, name, database, table, context.sampler(spec.database.commit_time.build(), "commit_time"),
+                     context.fates, context.counter(name), context.window_start_s, crash_probability=spec.crash_probability,
+                     crash_draw=context.sampler(Uniform(0.0, 1.0), "crash_in_transaction"), crashes=context.crashes(spec.crashes))
+        stats = RelayStats(context.boundary(f"{name}:relay", "relay", keep_sojourns=False), context.counter(f"{name}:relay"),
+                           context.window_start_s)
+        context.network.targets[name] = box
+        return OutboxPart(box, relays(spec, box, context.target(spec.publishes_to), stats, context))
+
+    def measure(self, spec: OutboxSpec, part: OutboxPart, context, measures) -> None:
+        """The table (rows pending and for how long), the relays' work, the database."""
+        name, box, window = spec.name, part.box, measures.window_s
+        prefix = f"outbox.{name}"
+        table = box.table.boundary
+        relay = context.recorder.boundaries[f"{name}:relay"]
+        relay_counts = context.recorder.counters[f"{name}:relay"]
+        own = context.recorder.counters[name]
+        measures.distribution(f"{prefix}.request_latency_s", box.request_latencies_s)
+        measures.distribution(f"{prefix}.publish_delay_s", part.relays[0].stats.publish_delays_s if part.relays else ())
+        measures.metrics[f"{prefix}.pending_mean"] = table.area / window
+        measures.metrics[f"{prefix}.pending_time_s.mean"] = table.sojourn_sum / table.completed if table.completed else float("nan")
+        measures.metrics[f"{prefix}.committed_per_s"] = table.entries / window
+        measures.counts(prefix, own, ("rolled_back", "refused", "died_in_transaction", "crashes"))
+        measures.metrics[f"{prefix}.relay.in_relay_mean"] = relay.area / window
+        for event in ("polls", "empty_polls", "marks"):
+            measures.metrics[f"{prefix}.relay.{event}_per_s"] = relay_counts[event] / window
+        measures.metrics[f"{prefix}.relay.statements_per_s"] = (relay_counts["polls"] + relay_counts["marks"]) / window
+        measures.counts(f"{prefix}.relay", relay_counts, RELAY_EVENTS)
+        measure_database(prefix, box.database, measures)
+        measures.series[f"{prefix}.pending"] = measures.level(table)
+        measures.series[f"{prefix}.in_relay"] = measures.level(relay)
 
     def problems(self, spec, scenario) -> Iterable[Finding]:
         return unfed(spec, scenario)

@@ -8,9 +8,15 @@ from typing import Annotated, Iterable, Literal, Optional, Union
 import numpy as np
 from pydantic import Field, model_validator
 
+from models import arrivals as models
+from models.clients import OpenLoopClient
+from models.producer import Producer as ProducerModel
+from models.triggers import SpikedArrivals
+
+from ..distributions import Exponential, Sampler
 from ..fields import CsvColumn, DistributionSpec, Duration, Name, NonNegativeRate, PositiveDuration, Rate, Strict
 from .base import Finding, Kind, Refers
-from .clients import ClientBehaviour
+from .clients import ClientBehaviour, make_client, measure_client
 
 BROKER_OR_WRITER = Refers(("brokers", "outbox", "dual_write"))
 
@@ -132,11 +138,41 @@ class Producer(ClientBehaviour):
         return self
 
 
+def arrival_process(spec, streams, producer: str):
+    """The model of an arrival spec, drawing from the producer's own stream ``arrivals``
+    (``streams.rng``: the random streams, or a build context)."""
+    rng = streams.rng(producer, "arrivals")
+    if isinstance(spec, PoissonArrivals):
+        return models.PoissonArrivals(Sampler(Exponential(1.0 / spec.rate), rng))
+    if isinstance(spec, DeterministicArrivals):
+        return models.DeterministicArrivals(spec.rate)
+    if isinstance(spec, RenewalArrivals):
+        return models.RenewalArrivals(Sampler(spec.interarrival.build(), rng))
+    if isinstance(spec, ScheduleArrivals):
+        steps = [(step.duration, step.rate) for step in spec.steps]
+        return models.ScheduleArrivals(steps, spec.repeat, Sampler(Exponential(1.0), rng))
+    return models.TraceArrivals(spec.times_s())
+
+
 class Producers(Kind):
     section = "producers"
     noun = "a producer"
     Spec = Producer
     required = True
+    build_order = 5
+
+    def build(self, spec: Producer, context):
+        """An open-loop producer: plain, or a client when it has a ``timeout`` or a ``retry`` policy."""
+        arrivals = arrival_process(spec.arrivals, context, spec.name)
+        if spec.spike is not None:
+            arrivals = SpikedArrivals(arrivals, spec.spike.at, spec.spike.duration, spec.spike.rate_multiplier)
+        if not spec.is_client:
+            return ProducerModel(context.env, spec.name, arrivals, context.target(spec.sends_to), context.fates)
+        return OpenLoopClient(context.env, spec.name, arrivals, make_client(spec, context))
+
+    def measure(self, spec: Producer, producer, context, measures) -> None:
+        if spec.is_client:
+            measure_client(spec.name, producer.client, measures)
 
     def problems(self, spec: Producer, scenario) -> Iterable[Finding]:
         brokers = {b.name for b in scenario.brokers}

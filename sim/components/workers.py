@@ -3,12 +3,22 @@ load-dependent slowdown, capacity losses and autoscaling."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Iterable, Optional
 
+import numpy as np
 from pydantic import Field, model_validator
 
+from models.autoscaling import Autoscaler
+from models.idempotency import IdempotentDone
+from models.triggers import CapacityLoss, Slowdown
+from models.workers import Done, WorkerOptions, WorkerPool as WorkerPoolModel
+
+from ..distributions import Uniform
 from ..fields import Crashes, DistributionSpec, Duration, DurationOrDistribution, Errors, Name, PositiveDuration, Strict
 from .base import Finding, Kind, Refers
+
+WORKER_EVENTS = ("completed", "errors", "crashes")
 
 BROKER = Refers(("brokers",))
 BROKER_OR_WRITER = Refers(("brokers", "outbox", "dual_write"))
@@ -114,13 +124,86 @@ class WorkerPool(Strict):
     idempotent: bool = False  # a processed-ids table: copies of a processed message are skipped (suppressed)
 
 
+def slowdown(spec: WorkerPool) -> Slowdown | None:
+    """How a pool's service slows down with load, if it has a ``slowdown``."""
+    slow = spec.slowdown
+    if slow is None:
+        return None
+    return Slowdown(slow.per_concurrent, slow.per_waiting, slow.from_, slow.until, slow.factor or 1.0)
+
+
+def elastic(spec: WorkerPool) -> bool:
+    """Whether the pool's workers come and go (autoscaling, a capacity loss)."""
+    return spec.autoscaling is not None or spec.capacity_loss is not None
+
+
 class Workers(Kind):
     section = "workers"
     noun = "a worker pool"
     Spec = WorkerPool
+    build_order = 4
 
     def problems(self, spec: WorkerPool, scenario) -> Iterable[Finding]:
         for key in ("capacity_loss", "slowdown"):
             trigger = getattr(spec, key)
             if trigger is not None and trigger.from_ is not None and trigger.from_ >= scenario.duration:
                 yield Finding(f"{key}.from", f"starts at {trigger.from_:g}s, after the run ends ({scenario.duration:g}s)")
+
+    def build(self, spec: WorkerPool, context) -> WorkerPoolModel:
+        """The pool, each random quantity drawn from its own stream; its finished work goes to
+        ``sends_to`` or is done, through a processed-ids table when it is ``idempotent``."""
+        options = WorkerOptions(crashes=context.crashes(spec.crashes), shed_expired=spec.shed_expired, slowdown=slowdown(spec))
+        if spec.delivery_latency is not None:
+            options.delivery_latency = context.sampler(spec.delivery_latency.build(), "delivery_latency")
+        if spec.errors is not None:
+            options.error_probability = spec.errors.probability
+            options.poison_fraction = spec.errors.poison_fraction
+            options.error_draw = context.sampler(Uniform(0.0, 1.0), "errors")
+        service_time = context.sampler(spec.service_time.build(), "service_time")
+        boundary = context.boundary(spec.name, "workers", keep_sojourns=False)
+        hop = context.target(spec.sends_to) if spec.sends_to else Done(context.env, context.fates)
+        if spec.idempotent:
+            context.recorder.track_consistency()
+            hop = IdempotentDone(context.env, context.fates, context.counter(f"{spec.name}:idempotency"), hop)
+        return WorkerPoolModel(context.env, spec.name, context.target(spec.consumes), spec.count, service_time, hop, context.fates,
+                               boundary, context.gauge(spec.name, spec.count), context.counter(spec.name), options)
+
+    def connect(self, spec: WorkerPool, pool: WorkerPoolModel, context) -> None:
+        """What changes the pool's capacity while it runs: a capacity loss, autoscaling."""
+        if spec.capacity_loss is not None:
+            loss = spec.capacity_loss
+            context.network.attached[spec.name, "capacity_loss"] = CapacityLoss(context.env, pool, loss.from_, loss.until, loss.workers)
+        if spec.autoscaling is not None:
+            a = spec.autoscaling
+            context.network.attached[spec.name, "autoscaler"] = Autoscaler(
+                context.env, pool, a.min, a.max, a.evaluation_interval, a.scale_out_delay, a.cooldown,
+                target_backlog_per_worker=a.target_backlog_per_worker, target_utilization=a.target_utilization,
+            )
+
+    def measure(self, spec: WorkerPool, pool: WorkerPoolModel, context, measures) -> None:
+        """Utilisation (busy time over the worker time present for an elastic pool), busy workers,
+        service time, events; for elastic pools the workers present and the scaling actions."""
+        prefix = f"workers.{spec.name}"
+        window = measures.window_s
+        busy = context.recorder.boundaries[spec.name]
+        counted = context.recorder.counters[spec.name]
+        measures.metrics[f"{prefix}.busy_mean"] = busy.area / window
+        measures.metrics[f"{prefix}.service_s.mean"] = busy.sojourn_sum / busy.completed if busy.completed else float("nan")
+        measures.counts(prefix, counted, WORKER_EVENTS)
+        if spec.shed_expired:
+            measures.metrics[f"{prefix}.shed"] = float(counted["shed"])
+        if spec.idempotent:
+            measures.metrics[f"{prefix}.suppressed"] = float(context.recorder.counters[f"{spec.name}:idempotency"]["suppressed"])
+        if not elastic(spec):
+            measures.metrics[f"{prefix}.utilization"] = busy.area / (pool.count * window)
+            measures.series[f"{prefix}.utilization"] = measures.level(busy) / pool.count
+            return
+        present = pool.workers
+        bins = np.asarray(present.bin_area)
+        measures.metrics[f"{prefix}.count_mean"] = present.area / window
+        measures.metrics[f"{prefix}.utilization"] = busy.area / present.area if present.area else math.nan
+        measures.series[f"{prefix}.count"] = bins / measures.bin_width_s
+        with np.errstate(divide="ignore", invalid="ignore"):
+            measures.series[f"{prefix}.utilization"] = np.where(bins > 0, np.asarray(busy.bin_area) / np.where(bins > 0, bins, 1), 0.0)
+        measures.metrics[f"{prefix}.scale_outs"] = float(counted["scale_outs"])
+        measures.metrics[f"{prefix}.scale_ins"] = float(counted["scale_ins"])
