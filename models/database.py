@@ -79,7 +79,7 @@ class Database:
         self.free = connections
         self.immediate_in_window = 0
         self.waiting: deque[Waiter] = deque()
-        self.in_use: set[Connection] = set()
+        self.in_use: dict[Connection, None] = {}  # in order of lending: a crash takes them back in that order
         self.up = True
         self.epoch = 0
         self.crashes = crashes
@@ -146,7 +146,7 @@ class Database:
 
     def _lend(self, waiter: Waiter, now: float) -> None:
         connection = Connection(self, waiter.purpose, now)
-        self.in_use.add(connection)
+        self.in_use[connection] = None
         self.lent.enter(now)
         if waiter.purpose != "request":
             self.counts.add(f"transactions_{waiter.purpose}")
@@ -170,7 +170,7 @@ class Database:
         self._back.succeed()
 
     def _return(self, connection: Connection, now: float) -> None:
-        self.in_use.remove(connection)
+        del self.in_use[connection]
         self.lent.leave(now, connection.acquired_s)
         if connection.purpose != "request":
             self.counts.add(f"held_s_{connection.purpose}", now - connection.acquired_s)

@@ -136,7 +136,7 @@ class DualWrite:
         self.publish_retries = o.publish_retries
         self.window_start_s = o.window_start_s
         self.up = True
-        self.requests: set[DualWriteRequest] = set()
+        self.requests: dict[DualWriteRequest, None] = {}  # in order of arrival: a crash abandons them in that order
         self.request_latencies_s = array("d")
         if o.crashes is not None:
             env.process(crash_loop(env, o.crashes, self._crash, self._restart))
@@ -150,7 +150,7 @@ class DualWrite:
             self.fates.not_committed(message, now)
             return False
         request = DualWriteRequest(self, message, now)
-        self.requests.add(request)
+        self.requests.setdefault(request)
         self.boundary.enter(now)
         if self.commit_first:
             self._transaction(request)
@@ -283,7 +283,7 @@ class DualWrite:
     def _settle(self, request) -> None:
         if request.stage != DONE or request.in_transit or request not in self.requests:
             return
-        self.requests.discard(request)
+        self.requests.pop(request, None)
         if request.landed:
             return  # a copy is in the broker: its fate is the broker's
         now = self.env.now

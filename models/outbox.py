@@ -159,7 +159,7 @@ class Outbox:
         self.counts = counts
         self.window_start_s = window_start_s
         self.listeners = []
-        self.in_progress: set[OutboxTransaction] = set()
+        self.in_progress: dict[OutboxTransaction, None] = {}  # in order of arrival: a crash abandons them in that order
         self.request_latencies_s = array("d")
         self.crash_probability = crash_probability
         self.crash_draw = crash_draw
@@ -177,7 +177,7 @@ class Outbox:
             self.fates.not_committed(message, now)
             return False
         transaction.waiter = waiter
-        self.in_progress.add(transaction)
+        self.in_progress.setdefault(transaction)
         return True
 
     def _connected(self, transaction, connection) -> None:
@@ -201,7 +201,7 @@ class Outbox:
             self._failed(transaction)
             return
         transaction.ended = True
-        self.in_progress.discard(transaction)
+        self.in_progress.pop(transaction, None)
         message = transaction.message
         row = self.table.insert(message, now)
         self.fates.committed(message, now)
@@ -214,7 +214,7 @@ class Outbox:
         if transaction.ended:
             return
         transaction.ended = True
-        self.in_progress.discard(transaction)
+        self.in_progress.pop(transaction, None)
         now = self.env.now
         self.counts.add("rolled_back")
         self.fates.not_committed(transaction.message, now)

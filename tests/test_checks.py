@@ -4,7 +4,7 @@ import pytest
 
 from models.fifo import FifoBroker
 from sim import run, scenario_from_dict
-from sim.kinds import fifo
+from sim.components.brokers import fifo
 
 
 def deterministic(**overrides):

@@ -499,7 +499,7 @@ def test_a_quorum_queue_keeps_every_confirmed_message():
 
 
 def test_defaults_follow_rabbitmq():
-    from sim.kinds.rabbitmq import RabbitmqSpec
+    from sim.components.brokers.rabbitmq import RabbitmqSpec
 
     spec = RabbitmqSpec(name="q", kind="rabbitmq")
     assert (spec.ack, spec.prefetch_count, spec.consumer_timeout, spec.overflow, spec.queue_type) == ("manual", 0, 1800.0, "drop-head", "classic")

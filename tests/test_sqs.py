@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-import sim.kinds.sqs as sqs_kind
+import sim.components.brokers.sqs as sqs_kind
 import sim.runner
 from models.sqs import SqsBroker, message_group
 from models.sqs_parts import DeduplicationWindow, TokenBucket

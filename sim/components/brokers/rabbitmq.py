@@ -14,9 +14,8 @@ from pydantic import Field, model_validator
 from models.rabbitmq import RabbitmqBroker, RabbitmqOptions
 from models.rabbitmq_ready import PriorityOf
 
-from ..distributions import Deterministic, Sampler, Uniform
-from ..components.base import DEAD_LETTER
-from ..fields import (
+from ...distributions import Deterministic, Sampler, Uniform
+from ...fields import (
     Crashes,
     Duration,
     DurationOrDistribution,
@@ -24,6 +23,7 @@ from ..fields import (
     PositiveDuration,
     Strict,
 )
+from ..base import DEAD_LETTER
 
 QUORUM_DELIVERY_LIMIT = 20
 """Quorum queues' default delivery limit since RabbitMQ 4.0."""

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from models.fifo import FifoBroker
 
-from ..fields import Name, Strict
+from ...fields import Name, Strict
 
 
 class FifoSpec(Strict):

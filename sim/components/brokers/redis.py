@@ -15,8 +15,8 @@ from pydantic import Field, model_validator
 from models.redis_list import RedisList
 from models.redis_stream import RedisStream
 
-from ..components.base import DEAD_LETTER
-from ..fields import Crashes, Name, PositiveDuration, Strict
+from ...fields import Crashes, Name, PositiveDuration, Strict
+from ..base import DEAD_LETTER
 
 LIST_RELIABLE_KEYS = ("processing_timeout", "monitor_interval")
 STREAM_KEYS = ("min_idle_time", "claim_interval", "claim_count", "max_deliveries", "dead_letter")

@@ -1,4 +1,9 @@
-"""``brokers:`` queues of every kind (:mod:`sim.kinds`: fifo, redis, sqs, rabbitmq).
+"""``brokers:`` queues of every kind, one module each (fifo, redis, sqs, rabbitmq).
+
+A broker kind's module holds its scenario spec (``Spec``, a pydantic model tagged by ``kind``)
+and its builder (``build(spec, context) -> broker``, a model that follows
+:class:`models.broker.Broker`); adding a broker kind is adding a module here and a line in
+:data:`KINDS`.
 
 Each broker kind builds its model; what is measured is the same for all: the waiting time and
 number waiting (its main boundary), the mean of each other boundary it keeps (messages in flight,
@@ -7,11 +12,17 @@ unacknowledged…), its event counts, and the metrics its model reports itself.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Annotated, Iterable, Union
 
-from ..kinds import KINDS, BrokerSpec
-from ..recorder import Boundary
-from .base import Finding, Kind
+from pydantic import Field
+
+from ...recorder import Boundary
+from ..base import Finding, Kind
+from . import fifo, rabbitmq, redis, sqs
+
+KINDS = {"fifo": fifo, "redis": redis, "sqs": sqs, "rabbitmq": rabbitmq}
+
+BrokerSpec = Annotated[Union[tuple(kind.Spec for kind in KINDS.values())], Field(discriminator="kind")]
 
 BROKER_EVENTS = ("deliveries", "redeliveries", "refused", "lost", "dead_lettered")
 

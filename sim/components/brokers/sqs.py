@@ -8,10 +8,10 @@ from pydantic import AfterValidator, Field, model_validator
 
 from models.sqs import SqsBroker, SqsOptions
 
-from ..distributions import Sampler, Uniform
-from ..components.base import DEAD_LETTER
-from ..fields import Duration, DurationOrDistribution, LognormalSpec, Name, Rate, Strict
-from ..units import format_duration
+from ...distributions import Sampler, Uniform
+from ...fields import Duration, DurationOrDistribution, LognormalSpec, Name, Rate, Strict
+from ...units import format_duration
+from ..base import DEAD_LETTER
 
 HOUR_S = 3600.0
 DAY_S = 86400.0
