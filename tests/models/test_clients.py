@@ -9,7 +9,7 @@ from models.clients import ClosedLoopClients, Client, OpenLoopClient
 from models.fifo import FifoBroker
 from models.producer import Producer
 from models.retry import ExponentialBackoff, FixedBackoff, RetryBudget
-from models.workers import Done, WorkerPool
+from models.workers import Done, WorkerOptions, WorkerPool
 from sim.distributions import Deterministic, Sampler
 
 
@@ -38,15 +38,32 @@ class Door:
         return None
 
 
+class Gated:
+    """A target that blocks its publishers until ``opened`` fires, and logs what it takes."""
+
+    def __init__(self, env):
+        self.env = env
+        self.opened = env.event()
+        self.took = []
+
+    def publish_gate(self):
+        return None if self.opened.triggered else self.opened
+
+    def put(self, message):
+        self.took.append((message.id, self.env.now))
+        return True
+
+
 def client_of(env, target, fates, level, **options):
     requests, attempts = level(), level()
     return Client(env, "c", target, fates, requests, attempts, **options), requests, attempts
 
 
-def served_queue(env, fates, counts, level, workers=1, service_time=fixed(1.0)):
+def served_queue(env, fates, counts, level, workers=1, service_time=None):
     """A plain queue served by a pool that processes what it takes (the client's last stage)."""
     broker = FifoBroker(env, "q", level(), counts(), fates)
-    pool = WorkerPool(env, "pool", broker, workers, service_time, Done(env, fates), fates, level(), level(workers), counts())
+    pool = WorkerPool(env, "pool", broker, workers, service_time or fixed(1.0), Done(env, fates), fates, level(), level(workers),
+                      counts())
     return broker, pool
 
 
@@ -104,6 +121,18 @@ def test_a_retry_the_budget_cannot_pay_is_refused_and_the_request_rejected(fates
     assert client.tally["rejected_budget"] == 1 and budget.refused == 1
 
 
+def test_a_retry_after_a_timeout_costs_the_budget_its_timeout_price(fates, observer, level):
+    env = simpy.Environment()
+    door = Door(env, [True] * 3)
+    budget = RetryBudget(tokens=15)
+    client, _, _ = client_of(env, door, fates, level, backoff=FixedBackoff(0.5), max_attempts=5, timeout_s=1.0, budget=budget)
+    client.start(0.0)
+    env.run()
+    # timeout at 1 pays 10 (5 left), retry at 1.5; timeout at 2.5 cannot pay 10 more
+    assert door.tried == [(1, 0.0), (2, 1.5)] and observer.fates("request_rejected") == [(0, 2.5)]
+    assert (budget.tokens, budget.refused) == (5, 1) and client.tally["rejected_budget"] == 1
+
+
 def test_a_timeout_retries_while_the_first_attempt_is_queued_and_its_late_processing_is_wasted(fates, observer, counts, level):
     env = simpy.Environment()
     broker, _ = served_queue(env, fates, counts, level)
@@ -148,6 +177,53 @@ def test_a_request_whose_last_attempt_times_out_is_rejected_as_timed_out(fates, 
     assert client.tally["rejected_timed_out"] == 1 and client.tally["timeouts"] == 2
 
 
+def test_without_a_timeout_an_attempt_lost_downstream_ends_its_request_with_no_retry(fates, observer, level):
+    env = simpy.Environment()
+    door = Door(env, [True, True])
+    client, _, attempts = client_of(env, door, fates, level, backoff=FixedBackoff(1.0), max_attempts=3)
+    client.start(0.0)
+    env.timeout(2.0).callbacks.append(lambda _: fates.lost(door.admitted[0], env.now))
+    env.run()
+    assert observer.fates("request_lost") == [(0, 2.0)] and door.tried == [(1, 0.0)]
+    assert client.tally["failed_downstream"] == 1 and attempts.n == 0
+
+
+def test_with_a_timeout_an_attempt_lost_downstream_is_found_out_by_the_timeout(fates, observer, level):
+    env = simpy.Environment()
+    door = Door(env, [True, True])
+    client, _, _ = client_of(env, door, fates, level, backoff=FixedBackoff(1.0), max_attempts=2, timeout_s=3.0)
+    client.start(0.0)
+    env.timeout(2.0).callbacks.append(lambda _: fates.lost(door.admitted[0], env.now))
+    env.run(until=5.0)
+    assert door.tried == [(1, 0.0), (2, 4.0)] and observer.fates("request_lost") == []  # timed out at 3, retried at 4
+    assert client.tally["timeouts"] == 1 and list(client.held_ids()) == [0]
+
+
+def test_a_broker_that_blocks_its_publishers_answers_a_client_as_a_refusal(fates, observer, level):
+    env = simpy.Environment()
+    target = Gated(env)
+    client, _, _ = client_of(env, target, fates, level, backoff=FixedBackoff(1.0), max_attempts=3)
+    env.timeout(1.5).callbacks.append(lambda _: target.opened.succeed())
+    client.start(0.0)
+    env.run()
+    assert target.took == [(0, 2.0)] and client.tally["refused"] == 2  # refused at 0 and 1, admitted at 2
+
+
+def test_a_worker_that_sheds_expired_attempts_skips_one_whose_client_stopped_waiting(fates, observer, counts, level):
+    env = simpy.Environment()
+    broker = FifoBroker(env, "q", level(), counts(), fates)
+    pool = WorkerPool(env, "pool", broker, 1, fixed(2.0), Done(env, fates), fates, level(), level(1), counts(),
+                      WorkerOptions(shed_expired=True))
+    broker.put(fates.new_message(0.0))  # keeps the worker busy until 2
+    client, _, attempts = client_of(env, broker, fates, level, timeout_s=1.0)
+    client.start(0.0)
+    env.run(until=10)
+    # timed out at 1 (rejected: one attempt only); taken at 2, past its deadline: skipped, not worked on
+    assert observer.fates("request_rejected") == [(1, 1.0)] and observer.fates("processed") == [(0, 2.0)]
+    assert pool.counts["shed"] == 1 and client.tally["shed"] == 1 and "wasted" not in client.tally
+    assert attempts.n == 0 and attempts.area == 2.0
+
+
 def test_closed_loop_clients_think_send_and_wait(fates, observer, counts, level):
     env = simpy.Environment()
     broker, _ = served_queue(env, fates, counts, level, service_time=fixed(0.5))
@@ -183,22 +259,6 @@ def test_an_open_loop_producer_puts_at_its_arrival_times_and_a_refused_put_is_re
     assert observer.fates("admitted") == [(0, 0.5), (1, 1.0)]
     assert observer.fates("rejected") == [(2, 1.0), (3, 2.5)]
     assert broker.waiting == 2
-
-
-class Gated:
-    """A target that blocks its publishers until ``opened`` fires, and logs what it takes."""
-
-    def __init__(self, env):
-        self.env = env
-        self.opened = env.event()
-        self.took = []
-
-    def publish_gate(self):
-        return None if self.opened.triggered else self.opened
-
-    def put(self, message):
-        self.took.append((message.id, self.env.now))
-        return True
 
 
 def test_a_blocked_producer_keeps_its_messages_in_order_and_publishes_them_when_let_through(fates, observer):

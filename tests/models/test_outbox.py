@@ -43,7 +43,8 @@ def test_the_business_row_and_the_event_row_commit_together_after_the_commit_tim
     assert answers == [True, True, True]
     assert observer.fates("committed") == [(0, 1.0), (1, 2.0), (2, 3.0)]  # one connection: one at a time
     assert heard == [(0, 1, 1.0), (1, 2, 2.0), (2, 3, 3.0)]
-    assert pending_ids(table) == [0, 1, 2] and table.pending == 3 and table.boundary.n == 3
+    assert pending_ids(table) == [0, 1, 2] and [row.committed_s for row in table.rows] == [1.0, 2.0, 3.0]
+    assert table.pending == 3 and table.boundary.integral(4.0) == 3.0 + 2.0 + 1.0  # pending from each commit
     assert list(box.request_latencies_s) == [1.0, 2.0, 2.5] and lent.area == 3.0
 
 
