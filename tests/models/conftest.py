@@ -132,3 +132,10 @@ def counts():
 def level():
     """Makes levels (boundaries, gauges): ``level()`` or ``level(n)``."""
     return Level
+
+
+@pytest.fixture
+def open_counts():
+    """Makes window counters that always count and say their window is ``open`` (the database
+    reads it to count the connections lent at once)."""
+    return type("OpenCounts", (Counts,), {"open": True})
