@@ -300,7 +300,12 @@ class DualWrite:
         self.up = False
         self.counts.add("crashes")
         now = self.env.now
-        for request in list(self.requests):
+        requests = list(self.requests)
+        for request in requests:  # the waiters die with it: none may be lent a connection freed below
+            if request.stage == CONNECT and request.waiter is not None:
+                self.database.cancel(request.waiter)
+                request.waiter = None
+        for request in requests:
             stage = request.stage
             if stage == DONE:
                 continue  # answered; only an abandoned publication is still on its way

@@ -224,11 +224,13 @@ class Outbox:
         """The application dies for ``down_s`` with every transaction in progress."""
         self.up = False
         self.counts.add("crashes")
-        for transaction in list(self.in_progress):
+        in_progress = list(self.in_progress)
+        for transaction in in_progress:  # the waiters die with it: none may be lent a connection freed below
+            if transaction.connection is None:
+                self.database.cancel(transaction.waiter)
+        for transaction in in_progress:
             if transaction.connection is not None:
                 self.database.abandon(transaction.connection)
-            else:
-                self.database.cancel(transaction.waiter)
             self._failed(transaction)
 
     def _restart(self) -> None:
