@@ -48,7 +48,7 @@ def test_an_entry_stays_pending_until_xack_through_a_failure_and_a_crash(fates, 
 def test_xautoclaim_at_the_claim_interval_takes_an_entry_idle_longer_than_min_idle_time(fates, observer, counts, level):
     env, broker, in_flight = make(fates, counts, level, min_idle_time=30.0, claim_interval=10.0)
     broker.put(fates.new_message(0.0))
-    slow = Reader(env, broker, "slow", ack_after(40.0), receives=1)  # XACK at 40
+    Reader(env, broker, "slow", ack_after(40.0), receives=1)  # XACK at 40
     other = Reader(env, broker, "other", ack_after(5.0), start_s=5.0, receives=1)
     env.run(until=34)
     # other claims at 5, 15, 25 (idle 5, 15, 25 s): nothing; its BLOCK ends at each claim

@@ -126,9 +126,9 @@ def test_retention_deletes_a_message_as_lost_whatever_its_state(fates, observer,
 
 def test_a_fifo_group_is_received_in_order_one_message_at_a_time(fates, counts, level):
     env, broker, _ = make(fates, counts, level, fifo=True, message_groups=1, api_calls_per_s=100.0, visibility_timeout_s=10.0)
-    for _ in range(3):
-        broker.put(fates.new_message(0.0))
+    broker.put(fates.new_message(0.0))
     first = Reader(env, broker, "forgets", receives=1)
+    send_at(env, broker, fates, 1.0, 1.0)  # behind a head in flight
     second = Reader(env, broker, "second", ack_after(1.0), start_s=1.0)
     env.run(until=9)
     assert first.got == [(0, 0.0, 1)] and second.got == [] and broker.waiting == 2  # the group is locked
