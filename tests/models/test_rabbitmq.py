@@ -1,0 +1,166 @@
+"""models/rabbitmq.py (with models/rabbitmq_channel.py, rabbitmq_ready.py and rabbitmq_alarm.py):
+push delivery bounded by prefetch, manual and automatic acks when a consumer dies, nacks,
+``x-max-length`` overflow, TTL and delivery-limit dead-lettering, and the memory alarm."""
+
+import pytest
+import simpy
+
+from models.rabbitmq import RabbitmqBroker, RabbitmqOptions
+from tests.models.drive import Reader, ack_after, at, constant, nack_after
+
+
+def make(fates, counts, level, env=None, **options):
+    env = env or simpy.Environment()
+    ready, unacked = level(), level()
+    broker = RabbitmqBroker(env, "q", ready, unacked, counts(), fates, options=RabbitmqOptions(**options))
+    return env, broker, ready, unacked
+
+
+def send_at(env, broker, fates, *times_s, log=None):
+    """Publish a new message at each of ``times_s``; ``log`` gets whether each was accepted."""
+    def publish():
+        accepted = broker.put(fates.new_message(env.now))
+        if log is not None:
+            log.append(accepted)
+    for time_s in times_s:
+        at(env, time_s, publish)
+
+
+def unacked_ids(broker, reader):
+    return [delivery.message.id for delivery in broker.channels[reader.consumer].unacked.values()]
+
+
+def outcomes(observer):
+    return [entry for entry in observer.log if entry[0] in ("lost", "dead_lettered")]
+
+
+def test_pushes_go_round_robin_with_no_more_than_prefetch_count_unacked_per_consumer(fates, counts, level):
+    env, broker, _, _ = make(fates, counts, level, prefetch_count=2)
+    a = Reader(env, broker, "a", ack_after(1.0), receives=1)  # acks message 0 at 2
+    b = Reader(env, broker, "b", receives=1)
+    send_at(env, broker, fates, *[1.0] * 5)
+    env.run(until=1.5)
+    assert (unacked_ids(broker, a), unacked_ids(broker, b)) == ([0, 2], [1, 3]) and broker.waiting == 1
+    env.run(until=3)
+    assert (unacked_ids(broker, a), unacked_ids(broker, b)) == ([2, 4], [1, 3]) and broker.waiting == 0
+    assert broker.counts["deliveries"] == 5
+
+
+@pytest.mark.parametrize("auto_ack", [False, True])
+def test_a_dying_consumers_deliveries_are_requeued_with_manual_acks_and_lost_with_auto_acks(
+        fates, observer, counts, level, auto_ack):
+    env, broker, ready, unacked = make(fates, counts, level, auto_ack=auto_ack)
+    send_at(env, broker, fates, 0.0, 0.0)
+    dies = Reader(env, broker, "dies", receives=1)  # starts message 0; message 1 waits in its buffer
+    at(env, 2.0, dies.die)
+    later = Reader(env, broker, "later", start_s=3.0)
+    env.run(until=5)
+    assert dies.got == [(0, 0.0, 1)]
+    if auto_ack:
+        assert observer.fates("lost") == [(0, 2.0), (1, 2.0)] and later.got == [] and unacked.area == 0.0
+    else:
+        assert observer.log == [] and later.got == [(0, 3.0, 2), (1, 3.0, 2)]
+        assert broker.counts["requeued"] == 2 and ready.area == 2 * (3.0 - 2.0)
+
+
+def test_work_done_whose_ack_is_still_on_its_way_when_the_connection_dies_is_redelivered(fates, observer, counts, level):
+    env, broker, _, unacked = make(fates, counts, level, ack_latency=constant(0.5))
+    broker.put(fates.new_message(0.0))
+    done = Reader(env, broker, "done", ack_after(1.0), receives=1)  # its ack leaves at 1, would arrive at 1.5
+    at(env, 1.2, done.die)
+    later = Reader(env, broker, "later", start_s=2.0)
+    env.run(until=3)
+    assert later.got == [(0, 2.0, 2)] and broker.counts["requeued"] == 1 and observer.log == []
+    assert unacked.integral(3.0) == 1.2 + 1.0
+
+
+@pytest.mark.parametrize("requeue_on_error, dead_letter, got, fates_told", [
+    (True, False, [(0, 0.0, 1), (0, 1.0, 2)], []),
+    (False, False, [(0, 0.0, 1)], [("lost", 0, 1.0)]),
+    (False, True, [(0, 0.0, 1)], [("dead_lettered", 0, 1.0)]),
+])
+def test_a_nack_requeues_at_once_or_dead_letters_or_drops(
+        fates, observer, counts, level, requeue_on_error, dead_letter, got, fates_told):
+    env, dead_letter_queue, _, _ = make(fates, counts, level)
+    env, broker, _, _ = make(fates, counts, level, env=env, requeue_on_error=requeue_on_error,
+                             dead_letter=(lambda: dead_letter_queue) if dead_letter else None)
+    broker.put(fates.new_message(0.0))
+    fails = Reader(env, broker, "fails", nack_after(1.0), receives=2)
+    env.run(until=1.5)
+    assert fails.got == got and outcomes(observer) == fates_told
+    assert broker.counts["nacks"] == 1 and dead_letter_queue.dead_letters_held == dead_letter
+
+
+@pytest.mark.parametrize("overflow, confirms, dead_letter, accepted, fates_told, ready", [
+    ("drop-head", False, False, [True] * 4, [("lost", 1, 3.0)], [2, 3]),
+    ("drop-head", False, True, [True] * 4, [("dead_lettered", 1, 3.0)], [2, 3]),
+    ("reject-publish", True, False, [True, True, True, False], [], [1, 2]),
+    ("reject-publish", False, False, [True] * 4, [("lost", 3, 3.0)], [1, 2]),
+    ("reject-publish-dlx", True, True, [True] * 4, [("dead_lettered", 3, 3.0)], [1, 2]),
+])
+def test_max_length_counts_ready_messages_and_overflow_drops_the_head_or_refuses_the_newest(
+        fates, observer, counts, level, overflow, confirms, dead_letter, accepted, fates_told, ready):
+    env, dead_letter_queue, _, _ = make(fates, counts, level)
+    env, broker, _, _ = make(fates, counts, level, env=env, max_length=2, overflow=overflow, publisher_confirms=confirms,
+                             prefetch_count=1, dead_letter=(lambda: dead_letter_queue) if dead_letter else None)
+    Reader(env, broker, "holds", receives=1)  # message 0, unacknowledged: not counted
+    log = []
+    send_at(env, broker, fates, 0.0, 1.0, 2.0, 3.0, log=log)
+    env.run(until=4)
+    assert log == accepted and outcomes(observer) == fates_told and list(broker.held_ids()) == [*ready, 0]
+    assert broker.counts["overflow_dropped"] == (overflow == "drop-head") and broker.counts["nacked_publishes"] == confirms
+
+
+def test_an_expired_message_is_dead_lettered_when_it_reaches_the_head_never_delivered(fates, observer, counts, level):
+    env, dead_letter_queue, _, _ = make(fates, counts, level)
+    env, broker, _, _ = make(fates, counts, level, env=env, message_ttl_s=10.0, dead_letter=lambda: dead_letter_queue)
+    send_at(env, broker, fates, 0.0, 5.0, 11.0)
+    reader = Reader(env, broker, "c", start_s=16.0)
+    env.run(until=20)
+    # message 0 (expired at 10) goes when message 2 is published; message 1 (expired at 15) when a push would take it
+    assert observer.fates("dead_lettered") == [(0, 11.0), (1, 16.0)] and reader.got == [(2, 16.0, 1)]
+    assert broker.counts["expired"] == 2 and dead_letter_queue.dead_letters_held == 2
+
+
+def test_a_quorum_queue_dead_letters_a_message_past_its_delivery_limit(fates, observer, counts, level):
+    env, dead_letter_queue, _, _ = make(fates, counts, level)
+    env, broker, _, _ = make(fates, counts, level, env=env, quorum=True, delivery_limit=2, dead_letter=lambda: dead_letter_queue)
+    broker.put(fates.new_message(0.0))
+    poisoned = Reader(env, broker, "poisoned", nack_after(1.0))
+    env.run(until=10)
+    assert poisoned.got == [(0, 0.0, 1), (0, 1.0, 2), (0, 2.0, 3)]  # delivery_limit + 1 deliveries
+    assert observer.fates("dead_lettered") == [(0, 3.0)] and broker.counts["delivery_limit_exceeded"] == 1
+
+
+@pytest.mark.parametrize("quorum, delivery_limit, second", [(False, None, 0), (True, 5, 0), (True, None, 1)])
+def test_a_requeue_goes_to_the_head_except_in_a_quorum_queue_without_a_delivery_limit(
+        fates, counts, level, quorum, delivery_limit, second):
+    env, broker, _, _ = make(fates, counts, level, quorum=quorum, delivery_limit=delivery_limit, prefetch_count=1)
+    send_at(env, broker, fates, 0.0, 0.0)
+    reader = Reader(env, broker, "c", nack_after(1.0), receives=2)
+    env.run(until=1.5)
+    assert reader.ids() == [0, second]
+
+
+def test_the_memory_alarm_blocks_publishers_from_a_monitor_tick_to_the_tick_that_finds_it_cleared(fates, counts, level):
+    env, broker, _, _ = make(fates, counts, level, memory_limit_messages=3)  # ticks every 2.5 s
+    published = []
+
+    def publisher():
+        yield env.timeout(0.25)
+        while True:
+            gate = broker.publish_gate()
+            if gate is not None:
+                yield gate
+            broker.put(fates.new_message(env.now))
+            published.append(env.now)
+            yield env.timeout(1.0)
+
+    env.process(publisher())
+    consumer = Reader(env, broker, "c", ack_after(0.0), start_s=6.0)  # consumers go on during the alarm
+    env.run(until=9)
+    # the tick at 2.5 finds 3 messages (not above 3), the one at 5 finds 5: alarm; the consumer takes them
+    # all at 6; the tick at 7.5 finds none and clears it
+    assert published == [0.25, 1.25, 2.25, 3.25, 4.25, 7.5, 8.5]
+    assert consumer.ids() == [0, 1, 2, 3, 4, 5, 6] and consumer.got[4:] == [(4, 6.0, 1), (5, 7.5, 1), (6, 8.5, 1)]
+    assert broker.metrics()["memory_alarms"] == 1 and broker.metrics()["memory_alarm_s"] == 2.5

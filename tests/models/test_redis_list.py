@@ -1,0 +1,129 @@
+"""models/redis_list.py (with models/redis.py and models/redis_persistence.py): LPUSH + BRPOP is
+at-most-once; the reliable list's monitor pushes back what is held too long; ``maxmemory`` with
+``noeviction`` refuses writes; a crash falls back to the persistence mode's durable point."""
+
+import pytest
+import simpy
+
+from models.crashes import Crashes
+from models.redis_list import RedisList
+from tests.models.drive import Reader, ack_after, at, constant, draws, nack_after
+
+
+def make(fates, counts, level, **options):
+    env = simpy.Environment()
+    boundary, in_flight = level(), level()
+    broker = RedisList(env, "q", boundary, counts(), fates, in_flight=in_flight, **options)
+    return env, broker, boundary, in_flight
+
+
+def put_at(env, broker, fates, time_s, log=None):
+    """Publish a new message at ``time_s``; ``log`` gets (message id, accepted)."""
+    def publish():
+        message = fates.new_message(env.now)
+        accepted = broker.put(message)
+        if log is not None:
+            log.append((message.id, accepted))
+    at(env, time_s, publish)
+
+
+def test_a_plain_pop_is_at_most_once_what_a_consumer_dies_holding_or_fails_is_lost(fates, observer, counts, level):
+    env, broker, boundary, _ = make(fates, counts, level)
+    for _ in range(4):
+        assert broker.put(fates.new_message(0.0))
+    dies = Reader(env, broker, "dies", receives=1)  # pops message 0 and holds it
+    at(env, 2.0, dies.die)
+    fails = Reader(env, broker, "fails", nack_after(1.0), start_s=2.0, receives=1)  # pops 1, fails it at 3
+    works = Reader(env, broker, "works", ack_after(1.0), start_s=3.0, receives=2)  # 2 then 3, acknowledged
+    env.run(until=10)
+    assert (dies.got, fails.got, works.got) == ([(0, 0.0, 1)], [(1, 2.0, 1)], [(2, 3.0, 1), (3, 4.0, 1)])
+    assert observer.fates("lost") == [(0, 2.0), (1, 3.0)]
+    assert broker.counts["lost"] == 2 and broker.counts["deliveries"] == 4 and broker.counts["redeliveries"] == 0
+    assert broker.waiting == 0 and list(broker.held_ids()) == [] and broker.copies == {}
+    assert boundary.area == 0.0 + 2.0 + 3.0 + 4.0  # each message waited until its pop
+
+
+def test_blocked_consumers_are_served_longest_waiting_first_and_one_that_leaves_is_skipped(fates, counts, level):
+    env, broker, _, _ = make(fates, counts, level)
+    c = Reader(env, broker, "c", start_s=0.0)
+    a = Reader(env, broker, "a", start_s=1.0)
+    b = Reader(env, broker, "b", start_s=2.0)
+    at(env, 3.0, b.die)  # withdraws its BRPOP
+    for time_s in (5.0, 6.0, 7.0):
+        put_at(env, broker, fates, time_s)
+    env.run(until=10)
+    assert (c.got, a.got, b.got) == ([(0, 5.0, 1), (2, 7.0, 1)], [(1, 6.0, 1)], [])
+    assert [consumer.name for _, consumer in broker.blocked] == ["a", "c"]
+
+
+def test_the_monitor_pushes_back_at_its_tick_an_item_held_longer_than_the_timeout(fates, observer, counts, level):
+    env, broker, boundary, in_flight = make(
+        fates, counts, level, reliable=True, processing_timeout=12.0, monitor_interval=10.0, monitor_phase=5.0)
+    broker.put(fates.new_message(0.0))
+    slow = Reader(env, broker, "slow", ack_after(27.0), start_s=3.0, receives=1)  # BLMOVE at 3, LREM at 30
+    other = Reader(env, broker, "other", ack_after(6.0), start_s=4.0, receives=1)
+    env.run(until=20)
+    # the ticks are at 5, 15, 25: at 15 the item has been held exactly 12 s, not longer
+    assert other.got == [] and broker.counts["requeued"] == 0 and list(broker.held_ids()) == [0]
+    env.run(until=40)
+    assert slow.got == [(0, 3.0, 1)] and other.got == [(0, 25.0, 2)]
+    assert broker.counts["requeued"] == 1 and broker.counts["redeliveries"] == 1 and broker.counts["deliveries"] == 2
+    # the late LREM at 30 removes the newest copy, the other consumer's: its own LREM at 31 finds nothing
+    assert broker.counts["acks_missed"] == 1 and broker.processing == {} and broker.copies == {}
+    assert observer.log == []  # nothing lost: the message was processed twice
+    assert in_flight.area == (25.0 - 3.0) + (30.0 - 25.0) and boundary.area == 3.0
+
+
+def test_a_reliable_list_loses_nothing_to_a_failure_or_a_crash_the_monitor_redelivers_both(fates, observer, counts, level):
+    env, broker, _, in_flight = make(
+        fates, counts, level, reliable=True, processing_timeout=5.0, monitor_interval=1.0, monitor_phase=1.0)
+    for _ in range(2):
+        broker.put(fates.new_message(0.0))
+    fails = Reader(env, broker, "fails", nack_after(1.0), receives=1)
+    dies = Reader(env, broker, "dies", receives=1)
+    at(env, 2.0, dies.die)
+    later = Reader(env, broker, "later", ack_after(0.0), start_s=3.0)
+    env.run(until=10)
+    assert (fails.got, dies.got) == ([(0, 0.0, 1)], [(1, 0.0, 1)])
+    assert later.got == [(0, 6.0, 2), (1, 6.0, 2)]  # pushed back at the first tick after 5 s held
+    assert observer.log == [] and broker.counts["requeued"] == 2
+    assert list(broker.held_ids()) == [] and in_flight.n == 0
+
+
+@pytest.mark.parametrize("reliable", [False, True])
+def test_noeviction_refuses_writes_past_max_messages_while_reads_go_on(fates, counts, level, reliable):
+    env, broker, _, _ = make(fates, counts, level, max_messages=2, reliable=reliable, monitor_phase=1000.0)
+    log = []
+    for time_s in (0.0, 0.0, 0.0, 2.0, 4.0):
+        put_at(env, broker, fates, time_s, log)
+    Reader(env, broker, "c", ack_after(2.0), start_s=1.0, receives=1)  # pops message 0 at 1, done at 3
+    env.run(until=5)
+    # a plain pop frees the memory at once; a reliable one keeps the item in the processing list until LREM
+    assert log == [(0, True), (1, True), (2, False), (3, not reliable), (4, reliable)]
+    assert broker.counts["refused"] == broker.counts["refused_full"] == 2
+
+
+@pytest.mark.parametrize("persistence, lost, got, undone", [
+    # none: the server comes back empty; message 0 is in the worker's hands, message 1 is lost
+    ("none", [(1, 10.0)], [(3, 16.0, 1)], 0),
+    # rdb (snapshots at 4 and 8): the pop of 0 at 9 is undone, the write of 1 at 9.5 is lost
+    ("rdb", [(1, 10.0)], [(0, 15.0, 2)], 1),
+    # aof-always: every acknowledged write survives
+    ("aof-always", [], [(1, 15.0, 1)], 0),
+])
+def test_a_crash_falls_back_to_the_durable_point_of_the_persistence_mode(
+        fates, observer, counts, level, persistence, lost, got, undone):
+    crashes = Crashes(draws(10.0, 1000.0), constant(5.0))  # down from 10 to 15
+    env, broker, _, _ = make(fates, counts, level, persistence=persistence, rdb_interval=4.0, crashes=crashes)
+    log = []
+    for time_s in (0.0, 9.5, 11.0, 16.0):
+        put_at(env, broker, fates, time_s, log)
+    first = Reader(env, broker, "first", ack_after(3.0), start_s=9.0, receives=1)
+    second = Reader(env, broker, "second", start_s=12.0, receives=1)  # waits for the restart
+    env.run(until=20)
+    assert first.got == [(0, 9.0, 1)] and second.got == got
+    assert log == [(0, True), (1, True), (2, False), (3, True)]  # refused while down
+    assert observer.fates("lost") == lost
+    assert broker.counts["writes_lost"] == len(lost) and broker.counts["pops_undone"] == undone
+    assert broker.counts["refused_down"] == 1 and broker.counts["crashes"] == 1
+    assert broker.metrics()["downtime_s"] == 5.0
