@@ -21,7 +21,7 @@ class RedisStream(RedisBroker):
     - Each consumer runs ``XAUTOCLAIM key group me min_idle_time 0-0 COUNT claim_count`` when it
       comes to read and ``claim_interval`` has passed since its last claim (its first read claims at
       once; its BLOCK timeout ends at its next claim, so an idle consumer wakes up to claim). The
-      claim takes over entries idle for longer than ``min_idle_time`` (scanning at most
+      claim takes over entries idle for at least ``min_idle_time`` (scanning at most
       10 × ``claim_count`` entries, oldest first), resets their idle time and adds one to their
       delivery count; the consumer works through them before reading new entries. A busy consumer
       does not claim until it comes back to read.
@@ -103,13 +103,13 @@ class RedisStream(RedisBroker):
         return self._new_delivery(entry, consumer, entry.seq, pending.count)
 
     def _autoclaim(self, consumer, now: float) -> list:
-        """XAUTOCLAIM: take over the entries idle longer than ``min_idle_time``."""
+        """XAUTOCLAIM: take over the entries idle for at least ``min_idle_time``."""
         if not self.pel:
             return []
         limit = now - self.min_idle_time
         claimed = []
         for pending in list(islice(self.pel.values(), self.claim_count * SCAN_FACTOR)):
-            if pending.taken_s >= limit:
+            if pending.taken_s > limit:  # idle < min_idle_time (Redis: xautoclaimCommand skips this_idle < minidle)
                 continue
             if self.max_deliveries is not None and pending.count >= self.max_deliveries:
                 self._to_dead_letter(pending, now)

@@ -61,10 +61,6 @@ def test_xautoclaim_at_the_claim_interval_takes_an_entry_idle_longer_than_min_id
     assert in_flight.area == 40.0 and observer.log == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Redis's xautoclaimCommand skips an entry only when this_idle < minidle, so it claims one idle exactly "
-    "min_idle_time; the model (and its docstring, and BROKERS.md: 'idle longer than') claims only entries idle "
-    "strictly longer (it skips pending.taken_s >= now - min_idle_time), one claim interval later"))
 def test_xautoclaim_takes_an_entry_idle_exactly_min_idle_time_as_redis_does(fates, counts, level):
     env, broker, _ = make(fates, counts, level, min_idle_time=30.0, claim_interval=10.0)
     broker.put(fates.new_message(0.0))

@@ -33,7 +33,7 @@ class RedisSpec(Strict):
 
     ``mode: stream``: a consumer group. XREADGROUP hands each entry to one consumer and keeps it
     pending until XACK; every ``claim_interval`` each consumer runs XAUTOCLAIM, taking over entries
-    idle longer than ``min_idle_time`` (up to ``claim_count`` at a time, Redis's default 100).
+    idle for at least ``min_idle_time`` (up to ``claim_count`` at a time, Redis's default 100).
     With ``max_deliveries``, an idle entry already delivered that many times goes to the
     ``dead_letter`` stream (another broker, by name) instead.
 
