@@ -23,7 +23,7 @@ from .components.registry import SECTIONS
 from .overrides import apply_override, parse_yaml
 from .problems import Problem, ScenarioError
 from .schema import Scenario
-from .topology import PipelineLoop, broker_flows, broker_order, delivers_to, writer_flows
+from .topology import PipelineLoop, broker_order, delivers_to, flows, servers, sources
 from .units import format_duration
 
 
@@ -220,31 +220,26 @@ def _wording(err: dict, kind: str, ctx: dict, loc: tuple, parent_tp: Any) -> str
     return f"{err['msg']}, got {value!r}"
 
 
-def _bounded_by_back_pressure(scenario: Scenario) -> set[str]:
+def _bounded_by_back_pressure(scenario: Scenario, flows: dict) -> set[str]:
     """Brokers whose queue cannot grow without bound although more is offered than the workers
-    can do: an admission gate bounds it (max_queue, max_wait, or a rate limit below the
-    capacity), or every pool consuming it sheds expired work and everything that reaches it comes
-    from clients with a timeout (nothing older than the timeout is worked on)."""
-    flows = broker_flows(scenario)
-    pools = {p.name: p for p in scenario.workers}
-    bounded = set()
-    for gate in scenario.admission:
-        broker = pools[gate.in_front_of].consumes if gate.in_front_of in pools else gate.in_front_of
-        capacity = flows[broker].service_capacity_per_s if broker in flows else 0.0
-        if gate.bounds_queue() or (gate.rate_limit is not None and gate.rate_limit.rate < capacity):
-            bounded.add(broker)
+    can do: a part keeps it bounded (an admission gate: max_queue, max_wait, or a rate limit below
+    the capacity), or every server consuming it sheds expired work and every source whose messages
+    reach it gives up after a timeout (nothing older than the timeout is worked on)."""
+    bounded = {broker for section, kind in SECTIONS.items() for spec in getattr(scenario, section)
+               if (broker := kind.keeps_bounded(spec, scenario, flows)) is not None}
     reaches: dict[str, set] = {name: set() for name in flows}
-    for source in (*scenario.producers, *scenario.clients):
+    for source in sources(scenario):
         if source.sends_to in reaches:
             reaches[source.sends_to].add(source.name)
+    consumers = servers(scenario)
     for name in flows:  # upstream first
-        for pool in scenario.workers:
-            if pool.consumes == name and pool.sends_to in reaches:
-                reaches[pool.sends_to] |= reaches[name]
-    timed = {s.name for s in (*scenario.producers, *scenario.clients) if s.timeout is not None}
-    for name, sources in reaches.items():
-        consumers = [p for p in scenario.workers if p.consumes == name]
-        if sources and sources <= timed and consumers and all(p.shed_expired for p in consumers):
+        for server in consumers:
+            if server.consumes == name and server.sends_to in reaches:
+                reaches[server.sends_to] |= reaches[name]
+    timed = {source.name for source in sources(scenario) if source.timeout}
+    for name, reached_by in reaches.items():
+        shedders = [s for s in consumers if s.consumes == name]
+        if reached_by and reached_by <= timed and shedders and all(s.sheds_expired for s in shedders):
             bounded.add(name)
     return bounded
 
@@ -313,10 +308,13 @@ def _wiring_problems(scenario: Scenario, data: Any, applied: list) -> list[Probl
 
 
 def _stability_problems(scenario: Scenario, data: Any, applied: list) -> list[Problem]:
+    """Every broker whose queue would grow without bound, and every part that could not keep up
+    with what reaches it (:meth:`~sim.components.base.Kind.overload`)."""
     problems = []
     index = {b.name: i for i, b in enumerate(scenario.brokers)}
-    held_back = _bounded_by_back_pressure(scenario)
-    for name, flow in broker_flows(scenario).items():
+    broker_flows, relay_inflows = flows(scenario)
+    held_back = _bounded_by_back_pressure(scenario, broker_flows)
+    for name, flow in broker_flows.items():
         if name in dead_letter_queues(scenario):
             continue  # a dead-letter queue is a sink by design: nothing consumes it
         if flow.bounded or flow.offered_load < 1 or name in held_back:
@@ -333,20 +331,10 @@ def _stability_problems(scenario: Scenario, data: Any, applied: list) -> list[Pr
         )
         raw = ("brokers", name)
         problems.append(Problem(message, path=f"brokers.{name}", line=_line_of(data, "brokers", index[name]), override=_override_for(raw, applied)))
-    for name, flow in writer_flows(scenario).items():
-        position = [w.name for w in getattr(scenario, flow.section)].index(name)
-
-        def unstable(key, message):
-            raw = (flow.section, name, key)
-            problems.append(Problem(message, path=f"{flow.section}.{name}.{key}", line=_line_of(data, flow.section, position, key),
-                                    override=_override_for(raw, applied)))
-
-        if flow.database_load >= 1:
-            unstable("database", f"unstable: the connection pool would be busy {flow.database_load:.3g} of the time "
-                     f"({flow.arrival_rate_per_s:.4g} requests/s, relays' queries and crash downtime included); transactions would "
-                     "queue for connections without bound. Add connections or shorten the commit time")
-        if flow.relay_load >= 1:
-            unstable("relay", f"unstable: {flow.arrival_rate_per_s:.4g} events/s committed, but the relays publish at most "
-                     f"{flow.relay_capacity_per_s:.4g}/s (batch_size × relays per poll interval, or per cycle when a full batch "
-                     "takes longer); the outbox backlog would grow without bound. Raise batch_size or relays, or poll more often")
+    for section, kind in SECTIONS.items():
+        for position, spec in enumerate(getattr(scenario, section)):
+            for finding in kind.overload(spec, relay_inflows.get(spec.name, 0.0)):
+                raw = (section, spec.name, *([finding.key] if finding.key else []))
+                problems.append(Problem(finding.message, path=".".join(raw), line=_line_of(data, section, position, finding.key),
+                                        override=_override_for(raw, applied)))
     return problems

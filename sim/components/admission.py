@@ -50,6 +50,16 @@ class Admission(Kind):
     Spec = AdmissionSpec
     build_order = 3
 
+    def keeps_bounded(self, spec: AdmissionSpec, scenario, flows: dict) -> str | None:
+        """Its broker, when it refuses beyond a queue length or a wait (max_queue, max_wait), or
+        limits the rate below what the broker's consumers can do."""
+        pools = {p.name: p for p in scenario.workers}
+        broker = pools[spec.in_front_of].consumes if spec.in_front_of in pools else spec.in_front_of
+        capacity = flows[broker].service_capacity_per_s if broker in flows else 0.0
+        if spec.bounds_queue() or (spec.rate_limit is not None and spec.rate_limit.rate < capacity):
+            return broker
+        return None
+
     def build(self, spec: AdmissionSpec, context) -> AdmissionGate:
         """The gate, put in front of its broker: senders to the broker put into the gate. Its wait
         estimate uses the configured mean service time and the workers present in the pools

@@ -58,6 +58,39 @@ class Finding:
     message: str
 
 
+@dataclass(frozen=True)
+class Source:
+    """A part that sends ``rate_per_s`` messages a second in the long run to ``sends_to``;
+    ``timeout``: it gives up on each attempt after a timeout (a client)."""
+
+    name: str
+    sends_to: str
+    rate_per_s: float
+    timeout: bool = False
+
+
+@dataclass(frozen=True)
+class Server:
+    """A part that takes messages from the queue ``consumes`` with ``servers`` servers, at most
+    ``capacity_per_s`` a second in the long run, and passes each on to ``sends_to`` (or is the
+    last stage); ``sheds_expired``: it skips work whose deadline has passed."""
+
+    name: str
+    consumes: str
+    capacity_per_s: float
+    servers: int
+    sends_to: str | None = None
+    sheds_expired: bool = False
+
+
+@dataclass(frozen=True)
+class Relay:
+    """A part that passes on what is sent to it to ``publishes_to`` (an outbox, a dual write)."""
+
+    name: str
+    publishes_to: str
+
+
 class Kind:
     """One section of a scenario file: its items' model, the checks that need the scenario, how
     an item is built into a part of the simulation, and what is measured of that part.
@@ -76,6 +109,20 @@ class Kind:
 
     def problems(self, spec: Any, scenario: Any) -> Iterable[Finding]:
         """What is wrong with ``spec`` in ``scenario`` beyond its own fields and references."""
+        return ()
+
+    def flow(self, spec: Any) -> Source | Server | Relay | None:
+        """What the part does to the long-run flow of messages (:mod:`sim.topology`), if anything."""
+        return None
+
+    def keeps_bounded(self, spec: Any, scenario: Any, flows: dict) -> str | None:
+        """The broker whose queue the part keeps from growing without bound whatever is offered
+        (an admission gate that refuses beyond a bound), if any; ``flows`` are the brokers' flows."""
+        return None
+
+    def overload(self, spec: Any, inflow_per_s: float) -> Iterable[Finding]:
+        """What of the part itself could not keep up with ``inflow_per_s`` messages a second (a
+        database, a relay); the queues' own stability is checked by the loader for every queue."""
         return ()
 
     def build(self, spec: Any, context: Any) -> Any:

@@ -14,7 +14,7 @@ from models.retry import DecorrelatedJitterBackoff, EqualJitterBackoff, Exponent
 
 from ..distributions import Sampler, Uniform
 from ..fields import DurationOrDistribution, Name, PositiveDuration, Strict
-from .base import Kind, Refers
+from .base import Kind, Refers, Source
 from .measures import PERCENTILES
 
 CLIENT_EVENTS = ("requests", "attempts", "refused", "timeouts", "retries", "succeeded", "processings", "wasted", "shed", "suppressed",
@@ -203,6 +203,11 @@ class Clients(Kind):
     noun = "a group of clients"
     Spec = ClientGroup
     build_order = 6
+
+    def flow(self, spec: ClientGroup) -> Source:
+        """Closed-loop clients send only as fast as they are answered: their rate is not counted
+        in the offered load (a simplification of the stability check)."""
+        return Source(spec.name, spec.sends_to, 0.0, spec.timeout is not None)
 
     def build(self, spec: ClientGroup, context) -> ClosedLoopClients:
         client = make_client(spec, context)

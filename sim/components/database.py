@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Iterable, Optional
 
 from pydantic import Field
 
 from models.database import Database
 
 from ..fields import Crashes, DurationOrDistribution, Strict
+from .base import Finding
 
 
 class DatabaseSpec(Strict):
@@ -41,3 +42,26 @@ def measure_database(prefix: str, database: Database, measures) -> None:
         measures.metrics[f"{prefix}.database.{key}"] = float(value)
     measures.distribution(f"{prefix}.database.connection_wait_s", database.connection_waits_s())
     measures.series[f"{prefix}.database.utilization"] = measures.level(database.lent) / database.connections
+
+
+def database_load(database: DatabaseSpec, requests_per_s: float, relay=None) -> float:
+    """The busy fraction of the connection pool: requests' transactions and, for an outbox with a
+    polling ``relay``, the relays' queries, marks and publications, counting crash downtime against
+    the pool."""
+    busy_s = requests_per_s * database.commit_time.build().mean
+    if relay is not None and relay.kind == "polling":
+        polls_per_s = relay.relays / max(relay.poll_interval, relay.cycle_s())
+        busy_s += polls_per_s * (relay.query_time.build().mean + relay.mark_time.build().mean) + requests_per_s * relay.publish_time.build().mean
+    up = 1.0
+    if database.crashes is not None:
+        mean_up = database.crashes.time_to_failure_distribution().mean
+        up = mean_up / (mean_up + database.crashes.restart_time.build().mean)
+    return busy_s / (database.connections * up)
+
+
+def database_overload(database: DatabaseSpec, requests_per_s: float, relay=None) -> Iterable[Finding]:
+    load = database_load(database, requests_per_s, relay)
+    if load >= 1:
+        yield Finding("database", f"unstable: the connection pool would be busy {load:.3g} of the time "
+                      f"({requests_per_s:.4g} requests/s, relays' queries and crash downtime included); transactions would "
+                      "queue for connections without bound. Add connections or shorten the commit time")

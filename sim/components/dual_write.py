@@ -10,8 +10,8 @@ from models.dual_write import DualWrite, DualWriteOptions
 
 from ..distributions import Uniform
 from ..fields import Crashes, DurationOrDistribution, Name, PositiveDuration, Strict
-from .base import Finding, Kind, Refers
-from .database import DatabaseSpec, build_database, measure_database
+from .base import Finding, Kind, Refers, Relay
+from .database import DatabaseSpec, build_database, database_overload, measure_database
 from .outbox import unfed
 
 DUAL_WRITE_EVENTS = (
@@ -48,6 +48,12 @@ class DualWrites(Kind):
 
     def problems(self, spec, scenario) -> Iterable[Finding]:
         return unfed(spec, scenario)
+
+    def flow(self, spec: DualWriteSpec) -> Relay:
+        return Relay(spec.name, spec.publishes_to)
+
+    def overload(self, spec: DualWriteSpec, inflow_per_s: float) -> Iterable[Finding]:
+        return database_overload(spec.database, inflow_per_s)
 
     def build(self, spec: DualWriteSpec, context) -> DualWrite:
         """The application writing its database, then the broker (or the other way round)."""

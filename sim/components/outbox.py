@@ -15,8 +15,8 @@ from models.relay import CdcRelay, PollingRelay, RelayStats
 
 from ..distributions import Sampler, Uniform
 from ..fields import Crashes, DurationOrDistribution, Name, PositiveDuration, Strict
-from .base import Finding, Kind, Refers
-from .database import DatabaseSpec, build_database, measure_database
+from .base import Finding, Kind, Refers, Relay
+from .database import DatabaseSpec, build_database, database_overload, measure_database
 
 RELAY_EVENTS = ("published", "republished", "refused_publishes", "failed_polls", "failed_marks", "crashes")
 
@@ -157,6 +157,17 @@ class Outboxes(Kind):
     noun = "an outbox"
     Spec = OutboxSpec
     build_order = 1
+
+    def flow(self, spec: OutboxSpec) -> Relay:
+        return Relay(spec.name, spec.publishes_to)
+
+    def overload(self, spec: OutboxSpec, inflow_per_s: float) -> Iterable[Finding]:
+        yield from database_overload(spec.database, inflow_per_s, spec.relay)
+        capacity = spec.relay.capacity_per_s()
+        if inflow_per_s / capacity >= 1:
+            yield Finding("relay", f"unstable: {inflow_per_s:.4g} events/s committed, but the relays publish at most "
+                          f"{capacity:.4g}/s (batch_size × relays per poll interval, or per cycle when a full batch "
+                          "takes longer); the outbox backlog would grow without bound. Raise batch_size or relays, or poll more often")
 
     def build(self, spec: OutboxSpec, context) -> OutboxPart:
         """Its database, its table, the application's transactional write, its relays."""

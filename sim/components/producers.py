@@ -15,7 +15,7 @@ from models.triggers import SpikedArrivals
 
 from ..distributions import Exponential, Sampler
 from ..fields import CsvColumn, DistributionSpec, Duration, Name, NonNegativeRate, PositiveDuration, Rate, Strict
-from .base import Finding, Kind, Refers
+from .base import Finding, Kind, Refers, Source
 from .clients import ClientBehaviour, make_client, measure_client
 
 BROKER_OR_WRITER = Refers(("brokers", "outbox", "dual_write"))
@@ -160,6 +160,9 @@ class Producers(Kind):
     Spec = Producer
     required = True
     build_order = 5
+
+    def flow(self, spec: Producer) -> Source:
+        return Source(spec.name, spec.sends_to, spec.arrivals.mean_rate(), spec.timeout is not None)
 
     def build(self, spec: Producer, context):
         """An open-loop producer: plain, or a client when it has a ``timeout`` or a ``retry`` policy."""

@@ -16,7 +16,7 @@ from models.workers import Done, WorkerOptions, WorkerPool as WorkerPoolModel
 
 from ..distributions import Uniform
 from ..fields import Crashes, DistributionSpec, Duration, DurationOrDistribution, Errors, Name, PositiveDuration, Strict
-from .base import Finding, Kind, Refers
+from .base import Finding, Kind, Refers, Server
 
 WORKER_EVENTS = ("completed", "errors", "crashes")
 
@@ -132,6 +132,16 @@ def slowdown(spec: WorkerPool) -> Slowdown | None:
     return Slowdown(slow.per_concurrent, slow.per_waiting, slow.from_, slow.until, slow.factor or 1.0)
 
 
+def capacity_per_s(spec: WorkerPool) -> float:
+    """Messages per second the pool can finish in the long run: count (an autoscaled pool's max) /
+    mean service time, times the fraction of time a worker is up when it crashes and restarts."""
+    capacity = spec.max_count / spec.service_time.build().mean
+    if spec.crashes is not None:
+        up = spec.crashes.time_to_failure_distribution().mean
+        capacity *= up / (up + spec.crashes.restart_time.build().mean)
+    return capacity
+
+
 def elastic(spec: WorkerPool) -> bool:
     """Whether the pool's workers come and go (autoscaling, a capacity loss)."""
     return spec.autoscaling is not None or spec.capacity_loss is not None
@@ -148,6 +158,9 @@ class Workers(Kind):
             trigger = getattr(spec, key)
             if trigger is not None and trigger.from_ is not None and trigger.from_ >= scenario.duration:
                 yield Finding(f"{key}.from", f"starts at {trigger.from_:g}s, after the run ends ({scenario.duration:g}s)")
+
+    def flow(self, spec: WorkerPool) -> Server:
+        return Server(spec.name, spec.consumes, capacity_per_s(spec), spec.count, spec.sends_to, spec.shed_expired)
 
     def build(self, spec: WorkerPool, context) -> WorkerPoolModel:
         """The pool, each random quantity drawn from its own stream; its finished work goes to
