@@ -6,17 +6,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from simpy import Interrupt
-
 from .broker import BrokerBase
 from .crashes import Crashes, crash_loop
 from .rabbitmq_alarm import MemoryAlarm
-from .rabbitmq_channel import ACK, NACK, Channel, InTransit, RabbitDelivery
-from .rabbitmq_ready import FifoReady, PriorityReady, ReadyMessage
-
-CONSUMER_TIMEOUT_CHECK_S = 60.0
-"""RabbitMQ evaluates the consumer acknowledgement timeout once a minute."""
-
+from .rabbitmq_channel import InTransit
+from .rabbitmq_consuming import Consuming
+from .rabbitmq_publishing import Publishing
+from .rabbitmq_ready import FifoReady, PriorityReady
 
 @dataclass
 class RabbitmqOptions:
@@ -45,68 +41,22 @@ class RabbitmqOptions:
     crashes: Crashes | None = None
 
 
-class RabbitmqBroker(BrokerBase):
+class RabbitmqBroker(Publishing, Consuming, BrokerBase):
     """One RabbitMQ queue (classic or quorum) with push consumers — RabbitMQ's documented behaviour
     (rabbitmq.com/docs: consumers, confirms, consumer-prefetch, maxlength, ttl, dlx, priority,
-    quorum-queues, alarms), with the simplifications listed at the end.
+    quorum-queues, alarms), with the simplifications listed here and in the modules of its parts:
+    :mod:`models.rabbitmq_publishing` (publishing, limits, confirms, the memory alarm, TTL,
+    dead-lettering, priorities) and :mod:`models.rabbitmq_consuming` (push delivery, manual and
+    automatic acks, requeues, consumer timeouts, the delivery limit). This module keeps the queue's
+    state, its restarts and what it reports.
 
-    **Push delivery.** Each worker's connection is a :class:`Channel`. The queue pushes ready
-    messages, oldest (or highest priority) first, round-robin over the channels with room: with
-    manual acks a channel has room while it has fewer than ``prefetch_count`` unacknowledged
-    deliveries (basic.qos; 0 = unlimited, RabbitMQ's default); with automatic acks no prefetch
-    applies and the push is bounded only by the consumer's socket and client buffer, modelled as
-    ``socket_buffer_messages`` deliveries not yet started. A worker's ``receive`` takes the next
-    delivery of its own buffer, one at a time, in order, waiting for a push if it is empty.
-
-    **Manual acks** (``ack='manual'``): ``ack`` returns 0 at once (AMQP acks are asynchronous) and
-    the ack reaches the queue ``ack_latency`` later; until then the delivery is unacknowledged and
-    holds its prefetch slot. When a consumer's connection dies (``disconnect``) every delivery it
-    had not got acknowledged — buffered, in its hands, or with an ack on the way — is requeued at
-    the head and redelivered (redelivered=true), possibly to another consumer; one whose work was
-    done is processed twice (a duplicate). A failed attempt is nacked: requeued at once when
-    ``requeue_on_error``, else dead-lettered (or dropped, lost, without a dead-letter exchange). A
-    delivery unacknowledged for longer than ``consumer_timeout_s`` (checked once a minute) closes
-    its channel and requeues all of that channel's deliveries; the worker keeps working on what it
-    holds, its ack then falls on a closed channel, and the requeued copy is processed again.
-
-    **Automatic acks** (``ack='auto'``): a message counts as delivered once written to the socket;
-    a consumer that dies loses what it holds and what is in its buffer; a failed attempt is lost.
-
-    **Limits.** ``max_length`` counts ready messages only. ``overflow``: ``drop-head`` drops the
-    oldest ready message (dead-lettered if there is a dead-letter exchange, else lost), also after
-    requeues push the queue over the limit; ``reject-publish`` refuses the newest: with
-    ``publisher_confirms`` the publisher gets a nack (``put`` returns False: rejected), without
-    them the publisher never learns and the message is discarded (lost); ``reject-publish-dlx``
-    refuses and dead-letters it (the publisher gets a nack with confirms on).
-
-    **Publisher confirms.** Each published message is confirmed ``confirm_latency()`` after it
-    arrives (for persistent messages on durable queues, once written to disk); the mean confirm
-    latency and the number of nacked publishes are reported by :meth:`metrics`.
-
-    **Memory alarm.** With ``memory_limit_messages``, a :class:`MemoryAlarm` blocks every publisher
-    (``publish_gate``) while the queue holds more than the watermark, ready plus unacknowledged;
-    producers keep what they make meanwhile in their backlog, consumers go on.
-
-    **TTL.** A message expires ``message_ttl_s`` after it was published (a requeue keeps the expiry).
-    Expired messages are never delivered; they are dropped — dead-lettered, else lost — when they
-    reach the head of the queue: checked when a message is about to be pushed and at each publish.
-
-    **Dead-lettering** (``dead_letter``: the target broker, looked up on first use) on a nack or
-    reject without requeue, on TTL expiry, on overflow, and past a quorum queue's
-    ``delivery_limit``: a message whose unsuccessful deliveries (nacks with requeue and deaths of
-    its consumer) exceed the limit is dead-lettered, or dropped — so a poison message is delivered
-    ``delivery_limit + 1`` times. A quorum queue requeues at the head while it has a delivery limit
-    and at the back without one.
-
-    **Priorities** (``priority_of``: a message's priority): a priority queue serves the highest
-    priority first, in publish order within a priority.
-
-    **Broker restarts** (``crashes``: a time to failure, a ``restart_time``): every connection closes. Ready and
-    unacknowledged messages survive only in a durable queue, if persistent and already written to
-    disk (``confirm_latency`` after publishing; a quorum queue keeps every message, once confirmed);
-    the rest are lost. Survivors are requeued in publish order (redelivered=true). Work in progress
-    in the workers goes on, and its ack falls on a closed channel: the requeued copy makes a
-    duplicate. While the broker is down, ``put`` refuses (a nack with confirms on); consumers wait.
+    **Broker restarts** (``crashes``: a time to failure, a ``restart_time``): every connection
+    closes. Ready and unacknowledged messages survive only in a durable queue, if persistent and
+    already written to disk (``confirm_latency`` after publishing; a quorum queue keeps every
+    message, once confirmed); the rest are lost. Survivors are requeued in publish order
+    (redelivered=true). Work in progress in the workers goes on, and its ack falls on a closed
+    channel: the requeued copy makes a duplicate. While the broker is down, ``put`` refuses (a nack
+    with confirms on); consumers wait.
 
     **Boundaries.** ``boundary`` counts ready messages: each stay in the ready queue is one item, so
     a requeued message enters again (λ counts requeues, and ``wait_s`` is per stay, not per
@@ -115,24 +65,11 @@ class RabbitmqBroker(BrokerBase):
 
     Simplifications:
 
-    - A TTL'd message is checked at the head only (RabbitMQ's classic queues; quorum queues drop
-      expired messages shortly after expiry wherever they are). With one TTL per queue the head is
-      the first to expire anyway, so only the moment of the drop differs.
-    - Memory is counted in messages (or bytes at a fixed size per message), not measured.
     - Clients reconnect transparently: after a restart, a consumer timeout or a crash of their own,
       consumers get a fresh channel at once (a dead worker when it restarts); producers whose
       ``put`` was refused do not retry, so a refused message is rejected.
-    - A consumer timeout or a broker restart does not count as a failed delivery towards the
-      delivery limit (RabbitMQ counts returned deliveries; whether a node restart does has varied
-      between versions).
-    - Only producers honour the memory alarm: a worker pool publishing into this queue as its next
-      hop is not blocked.
-    - Producers set no priority yet: ``priority_of`` derives one from a hash of the message id
-      (the builder's ``priority_weights``), the same for a message wherever it goes.
     - A restart stops the whole queue for ``restart_time``; a replicated quorum queue would elect
       a new leader within seconds instead, so give it a short ``restart_time``.
-    - A RabbitMQ queue that is another queue's dead-letter target keeps its dead letters aside
-      (:meth:`accept_dead_letter`): counted, never delivered, outside its ready boundary.
     """
 
     def __init__(self, env, name, boundary, unacked_boundary, counts, fates, *, options: RabbitmqOptions, window_start_s=0.0):
@@ -179,301 +116,6 @@ class RabbitmqBroker(BrokerBase):
             env.process(crash_loop(env, o.crashes, self._crash, self._restart))
         if consumer_timeout_s is not None and not auto_ack:
             env.process(self._consumer_timeouts())
-
-    # --- publishers -----------------------------------------------------------------------------
-
-    def put(self, message) -> bool:
-        """basic.publish: False when refused (broker down, or reject-publish with confirms on)."""
-        now = self.env.now
-        counts = self.counts
-        if not self.up:
-            counts.add("refused")
-            if self.publisher_confirms:
-                counts.add("nacked_publishes")
-            return False
-        on_disk_s = None
-        if self.confirm_latency is not None:
-            latency = self.confirm_latency()
-            if self.keeps_messages:
-                on_disk_s = now + latency
-            if self.publisher_confirms:
-                counts.add("confirms")
-                counts.add("confirm_latency_sum_s", latency)
-        self._seq += 1
-        entry = ReadyMessage(
-            message,
-            self._seq,
-            self.priority_of(message) if self.priority_of is not None else 0,
-            now,
-            None if self.message_ttl_s is None else now + self.message_ttl_s,
-            on_disk_s,
-        )
-        ready = self.ready
-        if ready and self.message_ttl_s is not None:
-            self._drop_expired_head(now)
-        # with ready messages no consumer has room (they would have been pushed), so the new one
-        # joins them, within max_length; with none ready it may go straight to a consumer
-        if (ready or not self.active) and self.max_length is not None and len(ready) >= self.max_length:
-            return self._overflow(entry, now)
-        self.boundary.enter(now)
-        ready.append(entry)
-        if self.active:
-            self._dispatch(now)
-        return True
-
-    def _overflow(self, entry, now: float) -> bool:
-        counts = self.counts
-        if self.overflow == "drop-head":
-            self.boundary.enter(now)
-            self.ready.append(entry)
-            self._drop_over_limit(now)
-            return True
-        counts.add("refused")
-        if self.publisher_confirms:
-            counts.add("nacked_publishes")
-        if self.overflow == "reject-publish-dlx":
-            self._dead_letter(entry.message, now)
-            return True
-        if self.publisher_confirms:
-            return False
-        # reject-publish without confirms: the publisher never learns that the queue discarded it
-        counts.add("lost")
-        self.fates.lost(entry.message, now)
-        return True
-
-    def _drop_over_limit(self, now: float) -> None:
-        ready = self.ready
-        while len(ready) > self.max_length:
-            entry = ready.pop_head()
-            self.boundary.leave(now, entry.since)
-            self.counts.add("overflow_dropped")
-            self._dead_letter(entry.message, now)
-
-    def publish_gate(self):
-        """None while publishers may publish; during a memory alarm, an event that fires when it clears."""
-        return self.alarm.blocked if self.alarm is not None else None
-
-    # --- pushing to consumers -------------------------------------------------------------------
-
-    def _has_room(self, channel) -> bool:
-        if self.auto_ack:
-            return len(channel.buffer) < self.socket_buffer_messages
-        return self.prefetch_count == 0 or len(channel.unacked) < self.prefetch_count
-
-    def _activate(self, channel, now: float) -> None:
-        """Put ``channel`` back in the round-robin if it is open and has room, and push to it."""
-        if channel.open and not channel.active and self._has_room(channel):
-            channel.active = True
-            self.active.append(channel)
-            if self.ready:
-                self._dispatch(now)
-
-    def _dispatch(self, now: float) -> None:
-        """Push ready messages to channels with room, round-robin, until one or the other runs out."""
-        if not self.up:
-            return
-        ready, active = self.ready, self.active
-        boundary = self.boundary
-        while ready and active:
-            entry = ready.pop_head()
-            boundary.leave(now, entry.since)
-            if entry.expires_s is not None and now > entry.expires_s:
-                self._expired(entry, now)
-                continue
-            channel = active.popleft()
-            self._push(channel, entry, now)
-            if self._has_room(channel):
-                active.append(channel)
-            else:
-                channel.active = False
-
-    def _push(self, channel, entry, now: float) -> None:
-        entry.deliveries += 1
-        counts = self.counts
-        counts.add("deliveries")
-        if entry.deliveries > 1:
-            counts.add("redeliveries")
-        if self.priority_of is not None:
-            counts.add(f"pushes_priority_{entry.priority}")
-            counts.add(f"wait_sum_priority_{entry.priority}", now - entry.since)
-        self._tags += 1
-        delivery = RabbitDelivery(entry, channel.consumer, self._tags, now)
-        if not self.auto_ack:
-            channel.unacked[self._tags] = delivery
-            self.unacked_boundary.enter(now)
-        channel.buffer.append(delivery)
-        channel.wake()
-
-    def _drop_expired_head(self, now: float) -> None:
-        ready = self.ready
-        while ready:
-            entry = ready.head()
-            if entry.expires_s is None or now <= entry.expires_s:
-                return
-            ready.pop_head()
-            self.boundary.leave(now, entry.since)
-            self._expired(entry, now)
-
-    def _expired(self, entry, now: float) -> None:
-        self.counts.add("expired")
-        self._dead_letter(entry.message, now)
-
-    # --- consumers ------------------------------------------------------------------------------
-
-    def receive(self, consumer):
-        """The next delivery pushed to ``consumer``, waiting for one; its channel opens on first use
-        (and again after the worker restarts)."""
-        channel = self.channels.get(consumer)
-        if channel is None:
-            channel = self.channels[consumer] = Channel(consumer)
-        if not channel.open:
-            channel.open = True
-            self._activate(channel, self.env.now)
-        while not channel.buffer:
-            waiter = channel.waiter = self.env.event()
-            try:
-                yield waiter
-            except Interrupt:
-                channel.waiter = None
-                raise
-        delivery = channel.buffer.popleft()
-        consumer.held.append(delivery)
-        if self.auto_ack and not channel.active:
-            self._activate(channel, self.env.now)
-        return [delivery]
-
-    def ack(self, delivery) -> float:
-        """basic.ack: sent, not awaited; the queue learns of it ``ack_latency`` later."""
-        if not self.auto_ack:
-            self.in_transit.send(delivery, ACK)
-        return 0.0
-
-    def nack(self, delivery) -> float:
-        """basic.nack after a failed attempt: requeue or dead-letter on arrival (manual acks); with
-        automatic acks the message was already the consumer's, and is lost."""
-        if self.auto_ack:
-            self.counts.add("lost")
-            self.fates.lost(delivery.message, self.env.now)
-        else:
-            self.in_transit.send(delivery, NACK)
-        return 0.0
-
-    def _settled(self, delivery, kind: int) -> None:
-        """An ack or nack reaches the queue (ignored if its channel closed meanwhile)."""
-        channel = self.channels[delivery.consumer]
-        if channel.unacked.pop(delivery.tag, None) is None:
-            return
-        now = self.env.now
-        self.unacked_boundary.leave(now, delivery.delivered_s)
-        if kind == NACK:
-            self.counts.add("nacks")
-            if self.requeue_on_error:
-                self._requeue([delivery.entry], now, failed=True)
-            else:
-                self._dead_letter(delivery.message, now)
-        self._activate(channel, now)
-
-    def disconnect(self, consumer, deliveries) -> None:
-        """The consumer's connection died: requeue every delivery the queue still counts as
-        unacknowledged (manual acks), or lose what it held and had buffered (automatic acks)."""
-        channel = self.channels.get(consumer)
-        now = self.env.now
-        if channel is None:
-            return
-        if self.auto_ack:
-            for delivery in (*deliveries, *channel.buffer):
-                self.counts.add("lost")
-                self.fates.lost(delivery.message, now)
-            channel.buffer.clear()
-            self._close(channel)
-            return
-        entries = self._release(channel, now)
-        self._close(channel)
-        self._requeue(entries, now, failed=True)
-
-    def _release(self, channel, now: float) -> list:
-        """Take every unacknowledged delivery off ``channel``; their entries, to requeue."""
-        unacked = self.unacked_boundary
-        entries = []
-        for delivery in channel.unacked.values():
-            unacked.leave(now, delivery.delivered_s)
-            entries.append(delivery.entry)
-        channel.unacked.clear()
-        channel.buffer.clear()
-        return entries
-
-    def _close(self, channel) -> None:
-        channel.open = False
-        if channel.active:
-            channel.active = False
-            self.active.remove(channel)
-
-    def _requeue(self, entries: list, now: float, failed: bool) -> None:
-        """Put ``entries`` back (redelivered later); ``failed`` deliveries count toward a quorum
-        queue's delivery limit."""
-        if not entries:
-            return
-        entries.sort(key=lambda e: e.seq)
-        back = []
-        limit = self.delivery_limit
-        for entry in entries:
-            if failed and limit is not None:
-                entry.returns += 1
-                if entry.returns > limit:
-                    self.counts.add("delivery_limit_exceeded")
-                    self._dead_letter(entry.message, now)
-                    continue
-            entry.since = now
-            self.boundary.enter(now)
-            back.append(entry)
-        self.counts.add("requeued", len(back))
-        self.ready.requeue(back, self.requeue_at_head)
-        if self.max_length is not None and self.overflow == "drop-head":
-            self._drop_over_limit(now)
-        if self.active:
-            self._dispatch(now)
-
-    def _consumer_timeouts(self):
-        """Once a minute, close the channels holding a delivery unacknowledged for too long."""
-        env = self.env
-        limit = self.consumer_timeout_s
-        while True:
-            yield env.timeout(CONSUMER_TIMEOUT_CHECK_S)
-            if not self.up:
-                continue
-            now = env.now
-            for channel in list(self.channels.values()):
-                if not channel.unacked:
-                    continue
-                oldest = next(iter(channel.unacked.values()))
-                if now - oldest.delivered_s > limit:
-                    self.counts.add("consumer_timeouts")
-                    entries = self._release(channel, now)
-                    self._requeue(entries, now, failed=False)
-                    self._activate(channel, now)
-
-    # --- dead-lettering -------------------------------------------------------------------------
-
-    def _dead_letter(self, message, now: float) -> None:
-        """Route ``message`` to the dead-letter exchange's queue, or drop it (lost) without one —
-        or when that queue refuses it (RabbitMQ's dead-lettering is at-most-once by default)."""
-        target = self._dead_letter_target
-        if target is None and self._dead_letter_lookup is not None:
-            target = self._dead_letter_target = self._dead_letter_lookup()
-        if target is not None:
-            if target.accept_dead_letter(message):
-                self.counts.add("dead_lettered")
-                self.fates.dead_lettered(message, now)
-                return
-        self.counts.add("lost")
-        self.fates.lost(message, now)
-
-    def accept_dead_letter(self, message) -> bool:
-        """This queue as another queue's dead-letter target: dead letters stay here for inspection,
-        counted (``dead_letters_held``) but outside the ready boundary — nothing consumes them, so
-        they would never leave it."""
-        self.dead_letters_held += 1
-        return True
 
     # --- broker restarts ------------------------------------------------------------------------
 

@@ -1,9 +1,33 @@
-"""Small parts of the SQS model: a lazy alarm, the FIFO throughput limit and deduplication window."""
+"""Small parts of the SQS model: a message's entry and its states, a lazy alarm, the FIFO
+throughput limit and deduplication window."""
 
 from __future__ import annotations
 
 import heapq
 from collections import deque
+
+DELAYED, VISIBLE, IN_FLIGHT, GONE = 0, 1, 2, 3  # the states of an Entry
+COMPACT_SLACK = 1024
+"""How many gone entries a lazily cleaned queue may hold beyond twice its live ones before it is
+compacted."""
+
+
+class Entry:
+    """One copy of a message in the queue, from SendMessage until it is deleted, expires or moves
+    to the dead-letter queue: its state (delayed, visible, in flight, gone), when it entered that
+    state, its latest receipt handle and how many times it was received."""
+
+    __slots__ = ("message", "seq", "sent_s", "since_s", "state", "handle", "receive_count", "group")
+
+    def __init__(self, message, seq: int, sent_s: float, group: int):
+        self.message = message
+        self.seq = seq
+        self.sent_s = sent_s
+        self.since_s = sent_s
+        self.state = DELAYED
+        self.handle = 0
+        self.receive_count = 0
+        self.group = group
 
 
 class Alarm:

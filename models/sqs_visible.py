@@ -1,7 +1,7 @@
 """Where an SQS queue keeps its visible messages, and in what order a receive finds them.
 
-Both structures hold :class:`~models.sqs.Entry` objects and share one interface: ``push`` (a new
-message), ``push_front`` (a message whose visibility timeout expired), ``discard`` (a visible
+Both structures hold :class:`~models.sqs_parts.Entry` objects and share one interface: ``push`` (a
+new message), ``push_front`` (a message whose visibility timeout expired), ``discard`` (a visible
 message deleted or expired; removed lazily) and ``take(n, found, accept)``: walk the receivable
 messages in order, keep those the short poll ``found`` (every one when ``found`` is None), remove
 them and hand each to ``accept``, which returns whether it counts towards the ``n`` asked for (a
@@ -13,8 +13,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 
-VISIBLE = 1  # Entry.state of a visible message (models.sqs defines the others)
-COMPACT_SLACK = 1024
+from .sqs_parts import COMPACT_SLACK, VISIBLE
 
 
 class StandardVisible:
