@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .backpressure import trigger_window
 
 FIGURE_SIZE = (8, 4.5)
 
@@ -74,7 +75,6 @@ def plot_series(result, prefix: str, suffix: str, ylabel: str, ax=None):
 
 def _has_back_pressure(scenario) -> bool:
     """Clients, admission gates or triggers: what makes offered load and goodput differ."""
-    from .backpressure import trigger_window
 
     return bool(scenario.clients or scenario.admission or any(p.is_client for p in scenario.producers) or trigger_window(scenario))
 

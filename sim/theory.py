@@ -17,6 +17,7 @@ from functools import cached_property
 import numpy as np
 
 from . import analytic
+from .components.registry import SECTIONS
 from .distributions import Distribution, Exponential, Gamma
 from .result import SLO_METRICS
 from .schema import Scenario
@@ -78,6 +79,10 @@ def _only(model, allowed: set[str]) -> list[str]:
 
 def single_stage(scenario: Scenario) -> tuple[Stage | None, str]:
     """The scenario as a single queueing stage, or None and the reason it is not one."""
+    for section in SECTIONS:
+        if section not in ("producers", "brokers", "workers") and getattr(scenario, section):
+            names = ", ".join(spec.name for spec in getattr(scenario, section))
+            return None, f"the scenario has {section} ({names}), which the formulas do not model"
     if len(scenario.brokers) != 1:
         return None, f"the system has {len(scenario.brokers)} brokers; the formulas cover one broker and one worker pool"
     broker = scenario.brokers[0]

@@ -13,7 +13,7 @@ from pydantic import BeforeValidator, Field
 from models.outbox import Outbox, OutboxTable
 from models.relay import CdcRelay, PollingRelay, RelayStats
 
-from ..distributions import Sampler, Uniform
+from ..distributions import Uniform
 from ..fields import Crashes, DurationOrDistribution, Name, PositiveDuration, Strict
 from .base import Finding, Kind, Refers, Relay
 from .database import DatabaseSpec, build_database, database_overload, measure_database
@@ -120,12 +120,12 @@ class OutboxPart:
 def relays(spec: OutboxSpec, box: Outbox, target, stats: RelayStats, context) -> list:
     """The relays of an outbox: one CDC connector (``NAME:relay``), or polling relays
     (``NAME:relay-0`` …), each drawing from its own streams."""
-    relay, name, env, rng = spec.relay, spec.name, context.env, context.rng
+    relay, name, env = spec.relay, spec.name, context.env
     if relay.kind == "cdc":
         component = f"{name}:relay"
-        cdc = CdcRelay(env, component, box.table, box.database, target, stats, Sampler(relay.lag.build(), rng(component, "lag")),
+        cdc = CdcRelay(env, component, box.table, box.database, target, stats, context.sampler(relay.lag.build(), "lag", component),
                        offset_flush_interval_s=relay.offset_flush_interval, retry_interval_s=relay.retry_interval,
-                       phase_s=Sampler(Uniform(0.0, relay.offset_flush_interval), rng(component, "phase"))(),
+                       phase_s=context.sampler(Uniform(0.0, relay.offset_flush_interval), "phase", component)(),
                        crashes=context.crashes(relay.crashes, component))
         box.listeners.append(cdc.on_commit)
         return [cdc]

@@ -178,7 +178,6 @@ class Producers(Kind):
             measure_client(spec.name, producer.client, measures)
 
     def problems(self, spec: Producer, scenario) -> Iterable[Finding]:
-        brokers = {b.name for b in scenario.brokers}
         writers = {w.name for w in (*scenario.outbox, *scenario.dual_write)}
         if spec.is_client and spec.sends_to in writers:
             yield Finding("sends_to", f"a producer with a timeout or a retry policy is a client and sends to a broker; '{spec.sends_to}' is not one")

@@ -1,8 +1,7 @@
 """models/redis_stream.py: a consumer group keeps each entry pending until XACK; XAUTOCLAIM, every
-``claim_interval``, hands entries idle longer than ``min_idle_time`` to the claiming consumer; past
+``claim_interval``, hands entries idle for at least ``min_idle_time`` to the claiming consumer; past
 ``max_deliveries`` an idle entry goes to the dead-letter stream."""
 
-import pytest
 import simpy
 
 from models.redis_stream import RedisStream

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from models.rabbitmq import RabbitmqBroker, RabbitmqOptions
 from models.rabbitmq_ready import PriorityOf
 
-from ...distributions import Deterministic, Sampler, Uniform
+from ...distributions import Deterministic, Uniform
 from ...fields import (
     Crashes,
     Duration,
@@ -165,9 +165,6 @@ class RabbitmqSpec(Strict):
 
 
 def build(spec: RabbitmqSpec, context) -> RabbitmqBroker:
-    def sampler(distribution, purpose):
-        return Sampler(distribution, context.rng(spec.name, purpose))
-
     keeps = spec.keeps_messages()
     confirm_latency = None
     if spec.publisher_confirms or keeps:
@@ -175,12 +172,12 @@ def build(spec: RabbitmqSpec, context) -> RabbitmqBroker:
             distribution = spec.confirm_latency.build()
         else:
             distribution = DEFAULT_CONFIRM_LATENCY_ON_DISK if keeps else DEFAULT_CONFIRM_LATENCY_TRANSIENT
-        confirm_latency = sampler(distribution, "confirm_latency")
+        confirm_latency = context.sampler(distribution, "confirm_latency")
     ack_latency = None
     if spec.ack_latency is not None:
         distribution = spec.ack_latency.build()
         if not (isinstance(distribution, Deterministic) and distribution.mean == 0):
-            ack_latency = sampler(distribution, "ack_latency")
+            ack_latency = context.sampler(distribution, "ack_latency")
     dead_letter = None
     if spec.dead_letter_exchange is not None:
         target = spec.dead_letter_exchange

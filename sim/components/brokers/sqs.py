@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, Field, model_validator
 
 from models.sqs import SqsBroker, SqsOptions
 
-from ...distributions import Sampler, Uniform
+from ...distributions import Uniform
 from ...fields import Duration, DurationOrDistribution, LognormalSpec, Name, Rate, Strict
 from ...units import format_duration
 from ..base import DEAD_LETTER
@@ -129,28 +130,21 @@ def build(spec: SqsSpec, context) -> SqsBroker:
     name = spec.name
     env = context.env
 
-    def sampler(distribution, purpose):
-        return Sampler(distribution, context.rng(name, purpose))
-
-    dead_letter_queue = None
-    if spec.dead_letter_queue is not None:
-        target = spec.dead_letter_queue
-
-        def dead_letter_queue():  # looked up when first needed: it may be built after this queue
-            return context.broker(target)
+    # the dead-letter queue is looked up when first needed: it may be built after this queue
+    dead_letter_queue = partial(context.broker, spec.dead_letter_queue) if spec.dead_letter_queue is not None else None
 
     options = SqsOptions(
-        receive_latency=sampler(spec.receive_latency.build(), "receive_latency"),
-        delete_latency=sampler(spec.delete_latency.build(), "delete_latency"),
+        receive_latency=context.sampler(spec.receive_latency.build(), "receive_latency"),
+        delete_latency=context.sampler(spec.delete_latency.build(), "delete_latency"),
         visibility_timeout_s=spec.visibility_timeout,
         wait_time_s=spec.wait_time,
         batch_size=spec.batch_size,
         short_poll_sample=spec.short_poll_sample,
-        short_poll_draw=sampler(Uniform(0.0, 1.0), "short_poll"),
+        short_poll_draw=context.sampler(Uniform(0.0, 1.0), "short_poll"),
         on_error=spec.on_error,
         stale_delete=spec.stale_delete,
         duplicate_probability=spec.duplicate_probability,
-        duplicate_draw=sampler(Uniform(0.0, 1.0), "missed_deletes"),
+        duplicate_draw=context.sampler(Uniform(0.0, 1.0), "missed_deletes"),
         retention_s=spec.retention,
         delay_s=spec.delay,
         max_in_flight=spec.max_in_flight,
