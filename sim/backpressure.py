@@ -113,8 +113,7 @@ def back_pressure_metrics(scenario, network, recorder, measures, counts: dict) -
     metrics["system.offered_unique_per_s"] = produced / window_s
     metrics["system.retry_amplification"] = attempts / produced if produced else math.nan
 
-    created = np.frombuffer(recorder.created_s, dtype=np.float64)
-    unique_per_bin, _ = np.histogram(created, bins=TIME_BINS, range=(0.0, scenario.duration))
+    unique_per_bin = np.asarray(recorder.created_per_bin[:TIME_BINS])
     series["system.offered_per_s"] = (unique_per_bin + np.asarray(recorder.retries_per_bin)) / bin_width
     series["system.offered_unique_per_s"] = unique_per_bin / bin_width
     series["system.goodput_per_s"] = _per_bin(recorder.processed_per_bin, bin_width)

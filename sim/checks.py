@@ -77,7 +77,8 @@ def littles_law(boundary: Boundary, window_s: float) -> LittleCheck:
 @dataclass(frozen=True)
 class Conservation:
     """produced = processed + lost + rejected + dead_lettered + in_flight holds by construction
-    (each message has one outcome slot); what is checked is that it is true: every message without
+    (each message is in the Recorder's table of messages in flight or tallied under one outcome,
+    moved when a later copy changes it); what is checked is that it is true: every message without
     an outcome at the end is really held by some component — waiting in a broker, in a worker's
     hands, unacknowledged, in a client's backoff — and none was silently dropped.
 

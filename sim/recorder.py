@@ -1,4 +1,4 @@
-"""What a replication measures, kept in bounded memory.
+"""What a replication measures, kept in memory proportional to the messages in flight.
 
 The Recorder is a passive observer (:class:`models.fates.Observer`): the models' fates router
 tells it when a message is made (:meth:`Recorder.created`), then :meth:`processed`, :meth:`lost`,
@@ -10,10 +10,8 @@ broker and worker pool, told when a message enters and leaves them, gauges, and 
 A message's outcome is the first of these, with one exception: a message processed after it was
 lost or dead-lettered (a copy that survived) is processed. Whatever happens to a copy of a message
 that already has an outcome leaves the outcome alone, except that processing it again counts as a
-duplicate.
-
-Per-message data lives in ``array.array`` columns (8 bytes a timestamp, 1 byte an outcome), not
-in Python objects; each boundary folds its events into running sums and 200 time bins.
+duplicate, and that a message the first component refused (``rejected``, not admitted) is
+rejected whatever it was.
 
 The measurement window runs from the end of the warm-up to the end of the run. Counts are of
 messages produced in the window, whatever happened to them before the run ended; a sojourn counts
@@ -26,16 +24,24 @@ row for a message tells the Recorder whether it committed (:meth:`committed`,
 (:meth:`suppressed`). From these and the outcomes, :meth:`counts` adds the consistency of each
 logical event: its row committed and it was processed once, or more than once, or never (lost,
 rejected, dead-lettered: ``never_delivered``); or its row did not commit yet it was processed
-(``phantom``). These flags take one byte a message, allocated only in scenarios that use them
-(:meth:`track_consistency`).
+(``phantom``). These flags are kept only in scenarios that use them (:meth:`track_consistency`).
+
+What the Recorder keeps of messages (see :class:`Recorder` for the exact list): running counters,
+a table of the messages in flight, and, for messages that have an outcome, only what a later copy
+of them can still change — 2 bits a message for the outcome, 4 more for the business-row flags —
+packed in byte arrays (:class:`PackedCodes`). Each boundary folds its events into running sums
+and 200 time bins.
 """
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections import Counter
 
 import numpy as np
+
+from .packed import PackedCodes
 
 IN_FLIGHT, PROCESSED, LOST, REJECTED, DEAD_LETTERED = range(5)
 OUTCOMES = {IN_FLIGHT: "in_flight", PROCESSED: "processed", LOST: "lost", REJECTED: "rejected", DEAD_LETTERED: "dead_lettered"}
@@ -44,14 +50,17 @@ TIME_BINS = 200
 
 _OUTCOME_CODES = {name: code for code, name in OUTCOMES.items()}
 
-# business-row flags, one byte per message (scenarios with outboxes, dual writes or idempotent consumers);
-# DELIVERED: some copy was processed, whatever the outcome (a message rejected — the user got an
-# error — and processed all the same keeps its outcome, and is a phantom if its row did not commit)
-COMMITTED, NOT_COMMITTED, PROCESSED_AGAIN, SUPPRESSED, DELIVERED = 1, 2, 4, 8, 16
+# business-row flags, 4 bits a message (scenarios with outboxes, dual writes or idempotent consumers);
+# COPIED: a copy was processed again, or skipped by an idempotent consumer; DELIVERED: some copy
+# was processed, whatever the outcome (a message rejected — the user got an error — and processed
+# all the same keeps its outcome, and is a phantom if its row did not commit)
+COMMITTED, NOT_COMMITTED, COPIED, DELIVERED = 1, 2, 4, 8
 CONSISTENCY_KEYS = (
     "committed", "not_committed", "delivered_once", "delivered_more_than_once", "never_delivered", "phantom",
     "suppressed", "processed_before_commit", "committed_in_flight",
 )
+
+_CHUNK = 1 << 20  # messages unpacked at a time when the flags are counted at the end
 
 
 class WindowCounter(Counter):
@@ -168,33 +177,61 @@ class Gauge(Boundary):
 
 
 class Recorder:
-    """Per-message outcomes and the boundaries of one replication.
+    """Outcomes, counters and the boundaries of one replication.
 
     Clients (:mod:`models.clients`) send attempts of a request; the fates router hands what
     happens to an attempt to its client, never to the Recorder, and the client tells the Recorder
     its request's outcome (:meth:`request_admitted`, :meth:`request_settled`, :meth:`duplicate`,
     :meth:`wasted`).
+
+    Of messages (requests included: they share the ids), the Recorder keeps:
+
+    - running counters: ``messages`` made (the next id), ``produced`` (made in the window),
+      ``created_per_bin`` (made per time bin: the unique requests offered), ``outcomes`` (of the
+      messages made in the window that have an outcome, by outcome, tallied when they get it or
+      when a later copy changes it), ``duplicates``, and the other window and per-bin counts;
+    - ``in_flight``: id → creation time of each message without an outcome, deleted when it gets
+      one — from it come :meth:`settled`, :meth:`in_flight_ids` and the ``in_flight`` count;
+    - for messages with an outcome, only what a later copy can change or read: the outcome,
+      2 bits a message (:class:`PackedCodes`; the array stops at the highest id that was lost,
+      rejected or dead-lettered, as processed reads 0), and, in scenarios that
+      :meth:`track_consistency`, the business-row flags, 4 bits a message, and ``committed_s``,
+      the commit time of each message in flight whose row committed (until its first processing
+      or its outcome);
+    - ``latencies_s``, 8 bytes a message processed in the window (for the latency percentiles).
+
+    Ids are handed out in order of creation and the clock never goes back, so the messages made
+    in the window are the last ``produced`` ids, and ``created_per_bin`` only ever moves forward.
     """
 
     def __init__(self, warmup_s: float, duration_s: float):
         self.warmup_s = warmup_s
         self.duration_s = duration_s
-        self.created_s = array("d")
-        self.outcome = array("b")
+        self.messages = 0
+        self.produced = 0
+        self.in_flight: dict[int, float] = {}
+        self.outcomes = [0] * len(OUTCOMES)  # made in the window, by outcome (in_flight: see counts)
+        self.settled_outcomes = PackedCodes(2)  # outcome − PROCESSED, of messages with one
         self.latencies_s = array("d")
         self.duplicates = 0
         self.counters: dict[str, WindowCounter] = {}
         self.processed_in_window = 0
+        self.created_per_bin = [0] * (TIME_BINS + 1)  # the last: made after the run's end (none in a run)
         self.processed_per_bin = [0] * TIME_BINS
         self.retries_per_bin = [0] * TIME_BINS  # attempts after a request's first (clients)
         self.wasted_per_bin = [0] * TIME_BINS  # attempts processed after their client gave up on them
         self.gauges: dict[str, Gauge] = {}
         self._bin_width = duration_s / TIME_BINS
+        # the edges np.histogram(range=(0, duration)) uses; a time equal to the duration is in the last bin
+        edges = np.linspace(0.0, duration_s, TIME_BINS + 1).tolist()
+        self._created_edges = edges[:-1] + [math.nextafter(edges[-1], math.inf), math.inf]
+        self._created_bin = 0
+        self._next_created_edge = self._created_edges[1]
         self.boundaries: dict[str, Boundary] = {}
         self.system = self.boundary("system", "system")
         self.tracks_consistency = False
-        self.flags = array("b")
-        self.committed_s = array("d")
+        self.flags = PackedCodes(4)
+        self.committed_s: dict[int, float] = {}
         self.suppressed_in_window = 0
         self.processed_before_commit = 0
         self.commit_to_processed_s = array("d")
@@ -221,13 +258,31 @@ class Recorder:
 
     def created(self, now: float) -> int:
         """A message is made now: its id."""
-        self.created_s.append(now)
-        self.outcome.append(IN_FLIGHT)
-        return len(self.outcome) - 1
+        i = self.messages
+        self.messages = i + 1
+        self.in_flight[i] = now
+        if now >= self._next_created_edge:
+            edges, b = self._created_edges, self._created_bin
+            while now >= edges[b + 1]:
+                b += 1
+            self._created_bin, self._next_created_edge = b, edges[b + 1]
+        self.created_per_bin[self._created_bin] += 1
+        if now >= self.warmup_s:
+            self.produced += 1
+        return i
 
     def settled(self, message) -> bool:
         """Whether the message (a request, for a client's attempt) has an outcome."""
-        return self.outcome[message.id] != IN_FLIGHT
+        return message.id not in self.in_flight
+
+    def outcome_of(self, message_id: int) -> int:
+        """The outcome code of message ``message_id`` (IN_FLIGHT, PROCESSED, LOST...)."""
+        if message_id in self.in_flight:
+            return IN_FLIGHT
+        return PROCESSED + self.settled_outcomes.get(message_id)
+
+    def _set_outcome(self, i: int, outcome: int) -> None:
+        self.settled_outcomes.set(i, outcome - PROCESSED)
 
     def admitted(self, message, now: float) -> None:
         """The message was accepted by the first component it was sent to: it is in the system."""
@@ -236,27 +291,36 @@ class Recorder:
     def processed(self, message, now: float) -> None:
         """The last stage finished the message (again, if it had: a duplicate)."""
         i = message.id
-        outcome = self.outcome[i]
+        created_s = self.in_flight.pop(i, None)
         if self.tracks_consistency:
-            self._flag(i, DELIVERED)
-        if outcome != IN_FLIGHT:
-            if outcome == PROCESSED:
-                if message.created_s >= self.warmup_s:
-                    self.duplicates += 1
-                if self.tracks_consistency:
-                    self._flag(i, PROCESSED_AGAIN)
-            elif outcome != REJECTED:
-                self.outcome[i] = PROCESSED
+            self.flags.add(i, DELIVERED)
+        if created_s is None:
+            self._processed_again(message)
             return
-        self.outcome[i] = PROCESSED
         if self.tracks_consistency:
             self._first_processing(message, now)
-        self.system.leave(now, message.created_s)
+        if created_s >= self.warmup_s:
+            self.outcomes[PROCESSED] += 1
+            self.latencies_s.append(now - created_s)
+        self.system.leave(now, created_s)
         self.processed_per_bin[min(int(now / self._bin_width), TIME_BINS - 1)] += 1
         if now >= self.warmup_s:
             self.processed_in_window += 1
-        if message.created_s >= self.warmup_s:
-            self.latencies_s.append(now - message.created_s)
+
+    def _processed_again(self, message) -> None:
+        """A copy of a message that has an outcome was processed."""
+        i = message.id
+        outcome = PROCESSED + self.settled_outcomes.get(i)
+        if outcome == PROCESSED:
+            if message.created_s >= self.warmup_s:
+                self.duplicates += 1
+            if self.tracks_consistency:
+                self.flags.add(i, COPIED)
+        elif outcome != REJECTED:
+            self._set_outcome(i, PROCESSED)
+            if message.created_s >= self.warmup_s:
+                self.outcomes[outcome] -= 1
+                self.outcomes[PROCESSED] += 1
 
     def lost(self, message, now: float) -> None:
         self._settle(message, LOST, now)
@@ -268,13 +332,28 @@ class Recorder:
         """Refused for good; ``admitted`` says whether it had entered the system (a later stage refused it)."""
         if admitted:
             self._settle(message, REJECTED, now)
-        else:
-            self.outcome[message.id] = REJECTED
+            return
+        i = message.id
+        created_s = self.in_flight.pop(i, None)
+        if created_s is None:  # refused at the door after an outcome: rejected all the same
+            outcome, created_s = PROCESSED + self.settled_outcomes.get(i), message.created_s
+            if created_s >= self.warmup_s:
+                self.outcomes[outcome] -= 1
+        self.committed_s.pop(i, None)
+        self._set_outcome(i, REJECTED)
+        if created_s >= self.warmup_s:
+            self.outcomes[REJECTED] += 1
 
     def _settle(self, message, outcome: int, now: float) -> None:
-        if self.outcome[message.id] == IN_FLIGHT:
-            self.outcome[message.id] = outcome
-            self.system.leave(now, message.created_s)
+        i = message.id
+        created_s = self.in_flight.pop(i, None)
+        if created_s is None:
+            return
+        self.committed_s.pop(i, None)
+        self._set_outcome(i, outcome)
+        if created_s >= self.warmup_s:
+            self.outcomes[outcome] += 1
+        self.system.leave(now, created_s)
 
     # --- requests of clients (models.clients) -------------------------------------------------
 
@@ -287,18 +366,23 @@ class Recorder:
         """The client decided ``request``'s outcome: processed (it got the response), rejected
         (it gave up), or lost / dead_lettered / rejected downstream (told of a failure)."""
         i = request.id
-        if self.outcome[i] != IN_FLIGHT:
+        created_s = self.in_flight.pop(i, None)
+        if created_s is None:
             return
+        self.committed_s.pop(i, None)
         code = _OUTCOME_CODES[outcome]
-        self.outcome[i] = code
+        if code != PROCESSED:
+            self._set_outcome(i, code)
+        if created_s >= self.warmup_s:
+            self.outcomes[code] += 1
         if request.admitted_s is not None:
             self.system.leave(now, request.admitted_s)
         if code == PROCESSED:
             self.processed_per_bin[min(int(now / self._bin_width), TIME_BINS - 1)] += 1
             if now >= self.warmup_s:
                 self.processed_in_window += 1
-            if request.created_s >= self.warmup_s:
-                self.latencies_s.append(now - request.created_s)
+            if created_s >= self.warmup_s:
+                self.latencies_s.append(now - created_s)
 
     def duplicate(self, request) -> None:
         """An attempt of ``request`` was processed after another one had been."""
@@ -319,63 +403,61 @@ class Recorder:
         idempotent consumers, before any message exists."""
         self.tracks_consistency = True
 
-    def _flag(self, i: int, flag: int) -> None:
-        flags = self.flags
-        if i >= len(flags):
-            grow = max(i + 1 - len(flags), len(flags) // 2 + 1024)
-            flags.frombytes(bytes(grow))
-            self.committed_s.extend([float("nan")] * grow)
-        flags[i] |= flag
-
     def committed(self, message, now: float) -> None:
         """The message's business row (and, with an outbox, its event row) committed."""
         i = message.id
-        self._flag(i, COMMITTED)
-        self.committed_s[i] = now
-        if self.flags[i] & DELIVERED and message.created_s >= self.warmup_s:
+        self.flags.add(i, COMMITTED)
+        if i in self.in_flight:
+            self.committed_s[i] = now
+        if self.flags.get(i) & DELIVERED and message.created_s >= self.warmup_s:
             self.processed_before_commit += 1  # published first, and a consumer was quicker
 
     def not_committed(self, message, now: float) -> None:
         """The message's business row did not commit and never will (refused, rolled back, or
         the application gave up or died before committing)."""
-        self._flag(message.id, NOT_COMMITTED)
+        self.flags.add(message.id, NOT_COMMITTED)
 
     def suppressed(self, message, now: float) -> None:
         """An idempotent consumer skipped a copy of a message it had processed."""
-        self._flag(message.id, SUPPRESSED)
+        self.flags.add(message.id, COPIED)
         if message.created_s >= self.warmup_s:
             self.suppressed_in_window += 1
 
     def _first_processing(self, message, now: float) -> None:
-        i = message.id
-        if i < len(self.flags) and self.flags[i] & COMMITTED and message.created_s >= self.warmup_s:
-            self.commit_to_processed_s.append(now - self.committed_s[i])
+        committed_s = self.committed_s.pop(message.id, None)
+        if committed_s is not None and message.created_s >= self.warmup_s:
+            self.commit_to_processed_s.append(now - committed_s)
 
     def consistency_counts(self) -> dict[str, int]:
         """Per logical event produced in the window: what became of its business row and its event."""
-        n = len(self.outcome)
-        created = np.frombuffer(self.created_s, dtype=np.float64)
-        in_window = created >= self.warmup_s
-        outcome = np.frombuffer(self.outcome, dtype=np.int8)[in_window]
-        flags = np.zeros(n, dtype=np.int8)
-        known = np.frombuffer(self.flags, dtype=np.int8)[:n]
-        flags[: known.size] = known
-        flags = flags[in_window]
+        # messages made in the window by flags (rows) and outcome (columns), counted a chunk at a time
+        table = np.zeros((16, len(OUTCOMES)), dtype=np.int64)
+        for start in range(self.messages - self.produced, self.messages, _CHUNK):
+            stop = min(start + _CHUNK, self.messages)
+            cell = self.flags.unpack(start, stop).astype(np.intp) * 4 + self.settled_outcomes.unpack(start, stop)
+            table[:, PROCESSED:] += np.bincount(cell, minlength=16 * 4).reshape(16, 4)
+        for i, created_s in self.in_flight.items():  # counted above as processed (their code is 0)
+            if created_s >= self.warmup_s:
+                flags = self.flags.get(i)
+                table[flags, PROCESSED] -= 1
+                table[flags, IN_FLIGHT] += 1
+        flags = np.arange(16)
         committed = (flags & COMMITTED) != 0
         not_committed = ((flags & NOT_COMMITTED) != 0) & ~committed
         delivered = (flags & DELIVERED) != 0
-        copied = (flags & (PROCESSED_AGAIN | SUPPRESSED)) != 0
-        never = ~delivered & ((outcome == LOST) | (outcome == REJECTED) | (outcome == DEAD_LETTERED))
+        copied = (flags & COPIED) != 0
+        events = table.sum(axis=1)
+        never = table[:, [LOST, REJECTED, DEAD_LETTERED]].sum(axis=1)
         return {
-            "committed": int(committed.sum()),
-            "not_committed": int(not_committed.sum()),
-            "delivered_once": int((committed & delivered & ~copied).sum()),
-            "delivered_more_than_once": int((committed & delivered & copied).sum()),
-            "never_delivered": int((committed & never).sum()),
-            "phantom": int((not_committed & delivered).sum()),
+            "committed": int(events[committed].sum()),
+            "not_committed": int(events[not_committed].sum()),
+            "delivered_once": int(events[committed & delivered & ~copied].sum()),
+            "delivered_more_than_once": int(events[committed & delivered & copied].sum()),
+            "never_delivered": int(never[committed & ~delivered].sum()),
+            "phantom": int(events[not_committed & delivered].sum()),
             "suppressed": self.suppressed_in_window,
             "processed_before_commit": self.processed_before_commit,
-            "committed_in_flight": int((committed & ~delivered & (outcome == IN_FLIGHT)).sum()),
+            "committed_in_flight": int(table[committed & ~delivered, IN_FLIGHT].sum()),
         }
 
     # --- window ---------------------------------------------------------------------------------
@@ -396,17 +478,14 @@ class Recorder:
 
     def counts(self) -> dict[str, int]:
         """Outcomes of the messages produced in the measurement window, and their duplicates."""
-        created = np.frombuffer(self.created_s, dtype=np.float64)
-        outcome = np.frombuffer(self.outcome, dtype=np.int8)
-        in_window = outcome[created >= self.warmup_s]
-        tally = np.bincount(in_window, minlength=len(OUTCOMES))
-        counts = {"produced": int(in_window.size)}
-        counts.update({name: int(tally[code]) for code, name in OUTCOMES.items()})
+        in_flight = sum(1 for created_s in self.in_flight.values() if created_s >= self.warmup_s)
+        counts = {"produced": self.produced}
+        counts.update({name: in_flight if code == IN_FLIGHT else self.outcomes[code] for code, name in OUTCOMES.items()})
         counts["duplicates"] = self.duplicates
         if self.tracks_consistency:
             counts.update(self.consistency_counts())
         return counts
 
     def in_flight_ids(self) -> np.ndarray:
-        """Messages of the whole run (warm-up included) with no outcome yet."""
-        return np.flatnonzero(np.frombuffer(self.outcome, dtype=np.int8) == IN_FLIGHT)
+        """Messages of the whole run (warm-up included) with no outcome yet, in order of id."""
+        return np.fromiter(self.in_flight, dtype=np.int64, count=len(self.in_flight))

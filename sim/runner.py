@@ -72,7 +72,7 @@ def run_replication(scenario: Scenario, replication: int, seed: int | None = Non
         conservation=conservation,
         series=measures.series,
         latency_histogram=histogram,
-        messages=len(recorder.outcome),
+        messages=recorder.messages,
         wall_s=time.perf_counter() - started,
         bin_width_s=measures.bin_width_s,
     )

@@ -95,7 +95,7 @@ class Bench:
         self.env.run(until=t)
 
     def outcome(self, message):
-        return self.recorder.outcome[message.id]
+        return self.recorder.outcome_of(message.id)
 
 
 # --- plain list: LPUSH / BRPOP ------------------------------------------------------------------
@@ -299,9 +299,9 @@ def test_poison_messages_reach_the_dead_letter_stream_after_exactly_max_deliveri
     assert 40 < len(poison) < 80
     for message in messages:
         if pool._is_poison(message):
-            assert deliveries[message.id] == 3 and recorder.outcome[message.id] == DEAD_LETTERED
+            assert deliveries[message.id] == 3 and recorder.outcome_of(message.id) == DEAD_LETTERED
         else:
-            assert deliveries[message.id] == 1 and recorder.outcome[message.id] == PROCESSED
+            assert deliveries[message.id] == 1 and recorder.outcome_of(message.id) == PROCESSED
     assert dead.parked == len(poison) and queue.counts["dead_lettered"] == len(poison)
     assert queue.counts["redeliveries"] == 2 * len(poison)
     assert queue.pending_count() == 0 and not queue.copies
