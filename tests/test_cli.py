@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from sim.cli import main
+from sim.executors import ExecutorError, SerialExecutor
 
 GOOD = """\
 name: shop
@@ -349,6 +350,29 @@ def test_every_verb_that_runs_replications_takes_jobs_and_cluster(call, monkeypa
     outcome = call(*verb, "--jobs", "2", "--cluster", "tcp://127.0.0.1:9")
     assert outcome.returncode == 2, outcome.stderr
     assert "Invalid value for '--cluster': cannot connect to the Dask scheduler" in outcome.stderr
+
+
+@pytest.mark.parametrize("verb", [
+    ["run", "good.yaml"],
+    ["sweep", "good.yaml", "--vary", "workers.pool.count=8,9"],
+    ["capacity", "good.yaml", "--slo", "latency_mean=1s"],
+    ["report", "good.yaml"],
+    ["validate"],
+], ids=lambda verb: verb[0])
+def test_an_executor_that_fails_midway_is_one_line_and_exit_1_and_is_closed(call, monkeypatch, tmp_path, verb):
+    closed = []
+
+    def die(self, fn, tasks):
+        raise ExecutorError("worker process 1234 died")
+        yield
+
+    monkeypatch.setattr(SerialExecutor, "map_unordered", die)
+    monkeypatch.setattr(SerialExecutor, "close", lambda self: closed.append(self))
+    extra = ["--out", str(tmp_path / "report.html")] if verb[0] == "report" else []
+    outcome = call(*verb, *extra, "--jobs", "1", "-r", "2")
+    assert outcome.returncode == 1, outcome.stderr
+    assert "error: worker process 1234 died" in outcome.stderr and "Traceback" not in outcome.stderr
+    assert len(closed) == 1
 
 
 @pytest.mark.slow

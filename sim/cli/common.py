@@ -4,6 +4,7 @@ and the executor that ``--jobs`` and ``--cluster`` choose."""
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from typing import Optional
 
 import typer
@@ -56,3 +57,18 @@ def open_executor(jobs: Optional[int], cluster: Optional[str], tasks: Optional[i
         return make_executor(jobs, cluster, tasks)
     except ExecutorError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--cluster'") from None
+
+
+@contextmanager
+def running_on(executor: Executor, progress=None):
+    """Work on ``executor``: however it ends, the progress bar stops and the executor closes; an
+    executor that fails (a worker process died, the cluster went away) is one red line and exit 1."""
+    try:
+        yield executor
+    except ExecutorError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise Failed(1) from None
+    finally:
+        if progress is not None:
+            progress.stop()
+        executor.close()

@@ -9,10 +9,9 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from ..executors import ExecutorError
 from ..problems import CapacityError
 from ..units import format_duration
-from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out
+from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, running_on
 
 
 def _print_run(run, console: Console) -> None:
@@ -112,18 +111,15 @@ def capacity(
         console.print("SLO: " + ", ".join(f"{k} {format_duration(v) if k.startswith('latency') else v:}" for k, v in targets.items())
                       + "; each run: value, replications (doubled while uncertain), estimates with 95% CI, verdict", highlight=False)
     try:
-        plan = plan_capacity(scenario, vary, slo or [], set_ or [], replications=replications, max_replications=max_replications, seed=seed,
-                             executor=executor, minimum=minimum, maximum=maximum, use_estimate=not no_estimate, headroom=headroom,
-                             rate_path=rate, precision=precision, on_run=None if as_json else (lambda r: _print_run(r, console)),
-                             on_estimate=None if as_json else (lambda e, n: _print_estimate(e, n, console)))
+        with running_on(executor):
+            plan = plan_capacity(scenario, vary, slo or [], set_ or [], replications=replications, max_replications=max_replications,
+                                 seed=seed, executor=executor, minimum=minimum, maximum=maximum, use_estimate=not no_estimate,
+                                 headroom=headroom, rate_path=rate, precision=precision,
+                                 on_run=None if as_json else (lambda r: _print_run(r, console)),
+                                 on_estimate=None if as_json else (lambda e, n: _print_estimate(e, n, console)))
     except CapacityError as exc:
         option = next((o for o in ("--slo", "--rate", "--precision", "--max") if o in str(exc)), "--slo")
         raise typer.BadParameter(str(exc), param_hint=f"'{option}'") from None
-    except ExecutorError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise Failed(1)
-    finally:
-        executor.close()
     if as_json:
         out.file.write(json.dumps(plan.summary(), indent=2) + "\n")
     else:

@@ -7,9 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from ..executors import ExecutorError
 from ..problems import CapacityError
-from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar
+from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on
 
 
 def report(
@@ -47,17 +46,11 @@ def report(
             progress.update(task, completed=done, total=total)
 
     try:
-        built = build_report(scenario, overrides=set_ or [], replications=replications, seed=seed, executor=executor,
-                             vary=vary, slo=slo or [], headroom=headroom, on_replication=on_replication)
+        with running_on(executor, progress):
+            built = build_report(scenario, overrides=set_ or [], replications=replications, seed=seed, executor=executor,
+                                 vary=vary, slo=slo or [], headroom=headroom, on_replication=on_replication)
     except CapacityError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--slo'") from None
-    except ExecutorError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise Failed(1)
-    finally:
-        if progress is not None:
-            progress.stop()
-        executor.close()
     written = save_report(built, out_path, fmt)
     out.print(f"wrote {written[0]}" + (f" and {len(written) - 1} images beside it" if len(written) > 1 else ""), highlight=False)
     if built.failures:

@@ -10,8 +10,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from ..executors import ExecutorError
-from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out
+from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, running_on
 from .summary import print_summary
 
 
@@ -44,15 +43,8 @@ def run(
         def on_done(_):
             progress.advance(task)
 
-    try:
+    with running_on(executor, progress):
         result = run_scenario(spec, n, spec.seed if seed is None else seed, executor, on_done)
-    except ExecutorError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise Failed(1)
-    finally:
-        if progress is not None:
-            progress.stop()
-        executor.close()
     summary = result.summary()
     if as_json:
         out.file.write(json.dumps(summary, indent=2) + "\n")
@@ -111,7 +103,7 @@ def validate(
     for column in ("case", "measure", "theory", "simulation", "95% CI", ""):
         table.add_column(column, justify="left" if column in ("case", "measure") else "right")
     executor = open_executor(jobs, cluster, tasks=replications)
-    try:
+    with running_on(executor):
         for case in CASES:
             outcome = run_case(case, replications, seed, executor)
             rows.append(outcome.as_dict())
@@ -119,11 +111,6 @@ def validate(
                 failed.append(outcome)
             mark = "[green]inside[/green]" if outcome.inside else "[red]outside[/red]"
             table.add_row(case.name, case.measure, f"{outcome.theory:.5g}", f"{outcome.estimate.mean:.5g}", f"[{outcome.estimate.low:.5g}, {outcome.estimate.high:.5g}]", mark)
-    except ExecutorError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise Failed(1)
-    finally:
-        executor.close()
     if as_json:
         out.file.write(json.dumps(rows, indent=2) + "\n")
     else:

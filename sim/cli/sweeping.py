@@ -12,8 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..axes import SweepError, axes_from
-from ..executors import ExecutorError
-from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar
+from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on
 from .summary import number_text, seconds_text
 
 
@@ -150,16 +149,9 @@ def sweep(
         if progress is not None and "task" in state:
             progress.update(state["task"], points=f"{done_points['n']}/{state['points']} points")
 
-    try:
+    with running_on(executor, progress):
         result = run_sweep(scenario, axes, set_ or [], replications=replications, seed=seed, executor=executor, out_dir=out_dir,
                            resume=not restart, metric=metric, on_start=on_start, on_replication=on_replication, on_point=on_point)
-    except ExecutorError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise Failed(1)
-    finally:
-        if progress is not None:
-            progress.stop()
-        executor.close()
     summary = result.summary()
     if as_json:
         out.file.write(json.dumps(summary, indent=2) + "\n")
