@@ -9,6 +9,7 @@ that prints its summary does not pay for it.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import numpy as np
 
 from .checks import LittleCheck
 from .recorder import CONSISTENCY_KEYS
-from .runner import LATENCY_BIN_EDGES_S, ReplicationFailure, ReplicationResult
+from .runner import LATENCY_BIN_EDGES_S, ReplicationFailure, ReplicationResult, safe_replication
 from .schema import Scenario
 from .stats import Estimate, mean_ci
 
@@ -37,6 +38,30 @@ SLO_METRICS = {
     "max_rejection_rate": ("system.rejected_rate", "max"),
     "min_throughput": ("system.throughput_per_s", "min"),
 }
+
+
+class UnknownMetricError(ValueError):
+    """A metric name that a run of the scenario does not produce."""
+
+
+def unknown_metric(name: str, known: list[str]) -> UnknownMetricError:
+    """The error for ``name``, with the closest of the ``known`` names as suggestions."""
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    if close:
+        quoted = [repr(c) for c in close]
+        hint = "did you mean " + (f"{', '.join(quoted[:-1])} or {quoted[-1]}" if len(quoted) > 1 else quoted[0]) + "?"
+    else:
+        hint = "metrics look like system.latency_s.p99, brokers.NAME.wait_s.mean, workers.NAME.utilization"
+    return UnknownMetricError(f"unknown metric '{name}'; {hint}")
+
+
+def scenario_metric_names(scenario: Scenario) -> list[str] | None:
+    """The flat metric names a run of ``scenario`` produces, before running it: they depend on
+    the scenario's parts only, not on what happens, so one replication of one second without a
+    warm-up finds them. None when that replication raises (the run will report why)."""
+    pilot = scenario.model_copy(update={"duration": 1.0, "warmup": 0.0})
+    outcome = safe_replication(pilot, 0, scenario.seed)
+    return list(outcome.metrics) if isinstance(outcome, ReplicationResult) else None
 
 
 def nest(flat: dict[str, object]) -> dict:
@@ -116,7 +141,12 @@ class Result:
     # --- estimates ------------------------------------------------------------------------------
 
     def estimate(self, metric: str) -> Estimate:
-        """Mean over replications and 95% CI of a flat metric such as ``system.latency_s.p99``."""
+        """Mean over replications and 95% CI of a flat metric such as ``system.latency_s.p99``.
+
+        A name the replications do not have is an :class:`UnknownMetricError` naming the closest
+        ones; with no replication finished the estimate is empty (no mean, no interval)."""
+        if self.results and metric not in self.results[0].metrics:
+            raise unknown_metric(metric, self.metric_names())
         return mean_ci([r.metrics.get(metric, np.nan) for r in self.results])
 
     @property
@@ -188,8 +218,17 @@ class Result:
             report[key] = {"target": target, "metric": metric, **est.as_dict(), "status": status}
         return report
 
+    def no_result(self) -> str | None:
+        """Why no replication finished ("no replication finished: 3 of 3 failed"), or None."""
+        if self.results:
+            return None
+        why = f"{len(self.failures)} of {self.requested_replications} failed"
+        if self.interrupted:
+            why = "interrupted" + (f" after {why}" if self.failures else "")
+        return f"no replication finished: {why}"
+
     def warnings(self) -> list[str]:
-        notes = []
+        notes = [self.no_result()] if not self.results else []
         for check in self.littles_law_summary():
             if not check["ok"]:
                 notes.append(
@@ -208,7 +247,7 @@ class Result:
                 notes.append(f"only {few} messages processed in some replication's window: p99.9 rests on fewer than 10 of them")
         for f in self.failures:
             notes.append(f"replication {f.replication} failed: {f.error}")
-        if self.interrupted:
+        if self.interrupted and self.results:
             notes.append(f"interrupted: {len(self.results)} of {self.requested_replications} replications finished")
         return notes
 

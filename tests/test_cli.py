@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
+import sim.jobs
 from sim.cli import main
 from sim.executors import ExecutorError, SerialExecutor
+from sim.runner import ReplicationFailure
 
 GOOD = """\
 name: shop
@@ -127,6 +129,24 @@ def summary_of(outcome: Outcome) -> dict:
     return json.loads(outcome.stdout)
 
 
+def error_text(stderr: str) -> str:
+    """Click's boxed error message as one line: the box drawn around it and its wrapping removed."""
+    return " ".join(re.sub("[│╭╮╰╯─]", " ", stderr).split())
+
+
+@pytest.fixture
+def replications_run(monkeypatch) -> list:
+    """The replications the commands run from here on, each failing with 'RuntimeError: boom'."""
+    ran = []
+
+    def fails(scenario, replication, seed):
+        ran.append(replication)
+        return ReplicationFailure(replication, "RuntimeError: boom", "")
+
+    monkeypatch.setattr(sim.jobs, "safe_replication", fails)
+    return ran
+
+
 def assert_estimate(estimate: dict) -> None:
     assert set(estimate) == {"mean", "ci95"}
     low, high = estimate["ci95"]
@@ -208,6 +228,30 @@ def test_a_usage_error_is_a_usage_message_and_exit_code_2(call, args):
     assert "Usage: " in outcome.stderr and "[OPTIONS]" in outcome.stderr  # click's usage message
     assert "Error" in outcome.stderr
     assert ("--replications" if "--replications" in args else "--bogus") in outcome.stderr
+
+
+def test_version_prints_the_installed_version(call):
+    outcome = call("--version")
+    assert outcome.returncode == 0, outcome.stderr
+    assert outcome.stdout == "asyncsim 0.1.0\n"
+
+
+@pytest.mark.parametrize("verb, out", [
+    (["run", "good.yaml"], "file.txt/out"),
+    (["run", "good.yaml"], "file.txt"),
+    (["sweep", "good.yaml", "--vary", "workers.pool.count=8,9"], "file.txt/out"),
+    (["report", "good.yaml"], "file.txt/report.html"),
+    (["report", "good.yaml"], "folder"),
+], ids=["run-under-a-file", "run-a-file", "sweep-under-a-file", "report-under-a-file", "report-a-folder"])
+def test_an_out_that_cannot_be_written_is_refused_before_running(call, replications_run, tmp_path, verb, out):
+    (tmp_path / "file.txt").write_text("not a folder")
+    (tmp_path / "folder").mkdir()
+    path = tmp_path / out
+    outcome = call(*verb, "--out", str(path), "-r", "2", "-j", "1")
+    assert outcome.returncode == 2, outcome.stderr
+    assert f"error: --out {path}: cannot write there: " in outcome.stderr
+    assert replications_run == [] and "Traceback" not in outcome.stderr
+    assert (tmp_path / "file.txt").read_text() == "not a folder"
 
 
 # --- schema -------------------------------------------------------------------------------------
@@ -336,6 +380,43 @@ def test_run_out_writes_the_tables_and_plots(cli, folder):
         data = (out / name).read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n"), name
         assert len(data) > 5_000, name
+
+
+def test_run_where_every_replication_fails_prints_each_failure_and_exits_1(call, replications_run):
+    outcome = call("run", "good.yaml", "-r", "2", "-j", "1")
+    assert outcome.returncode == 1, outcome.stderr
+    assert "internal error" not in outcome.stderr
+    assert outcome.stdout.splitlines()[1:] == ["no replication finished: 2 of 2 failed",
+                                               "replication 0 failed: RuntimeError: boom", "replication 1 failed: RuntimeError: boom"]
+    assert outcome.stderr.splitlines() == ["replication 0 failed: RuntimeError: boom", "replication 1 failed: RuntimeError: boom"]
+
+
+def test_run_json_where_every_replication_fails_is_valid_json_with_the_failures(call, replications_run):
+    outcome = call("run", "good.yaml", "-r", "2", "-j", "1", "--json")
+    assert outcome.returncode == 1, outcome.stderr
+    summary = json.loads(outcome.stdout)
+    assert summary["ok"] is False and summary["replications"] == 0 and "system" not in summary
+    assert summary["failures"] == [{"replication": 0, "error": "RuntimeError: boom"}, {"replication": 1, "error": "RuntimeError: boom"}]
+    assert summary["warnings"][0] == "no replication finished: 2 of 2 failed"
+
+
+def test_ctrl_c_before_the_first_replication_finishes_exits_130(call, monkeypatch):
+    def interrupted(scenario, replication, seed):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sim.jobs, "safe_replication", interrupted)
+    outcome = call("run", "good.yaml", "-r", "2", "-j", "1")
+    assert outcome.returncode == 130, outcome.stderr
+    assert outcome.stderr == "interrupted: no replication finished\n"
+    assert outcome.stdout.splitlines()[1:] == ["no replication finished: interrupted"]
+
+
+def test_sweep_refuses_an_unknown_metric_before_running_with_the_closest_names(call, replications_run):
+    outcome = call("sweep", "good.yaml", "--vary", "workers.pool.count=8,9", "--metric", "system.latency_s.p98", "-j", "1")
+    assert outcome.returncode == 2, outcome.stderr
+    assert ("Invalid value for '--metric': unknown metric 'system.latency_s.p98'; did you mean 'system.latency_s.p99', "
+            "'system.latency_s.p95' or 'system.latency_s.p999'?") in error_text(outcome.stderr)
+    assert replications_run == []
 
 
 @pytest.mark.parametrize("verb", [

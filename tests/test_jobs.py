@@ -13,6 +13,7 @@ import sim.jobs
 from sim import load_scenario, run
 from sim.executors import ProcessExecutor, SerialExecutor
 from sim.jobs import run_scenario
+from sim.result import UnknownMetricError, scenario_metric_names
 from sim.runner import ReplicationFailure
 
 
@@ -96,3 +97,25 @@ def test_ctrl_c_keeps_the_finished_replications(quickstart):
     result = run_scenario(quickstart, 4, quickstart.seed, SerialExecutor(), interrupt_after_two)
     assert result.interrupted and [r.replication for r in result.results] == [0, 1]
     assert result.requested_replications == 4
+
+
+def test_a_result_with_no_finished_replication_summarises_and_says_why(quickstart, monkeypatch):
+    monkeypatch.setattr(sim.jobs, "safe_replication", lambda scenario, replication, seed: ReplicationFailure(replication, "RuntimeError: boom", ""))
+    result = run(quickstart, replications=2, jobs=1)
+    s = summary(result)
+    assert s["warnings"] == ["no replication finished: 2 of 2 failed", "replication 0 failed: RuntimeError: boom", "replication 1 failed: RuntimeError: boom"]
+    assert s["replications"] == 0 and not s["ok"] and "system" not in s
+    assert result.estimate("system.latency_s.p99").mean is None
+
+
+def test_estimate_of_an_unknown_metric_names_the_closest(quickstart):
+    result = run(quickstart, replications=1, jobs=1)
+    with pytest.raises(UnknownMetricError, match=r"^unknown metric 'system.latency_s.p98'; did you mean 'system.latency_s.p99'"):
+        result.estimate("system.latency_s.p98")
+    assert result.estimate("system.latency_s.p99").mean > 0
+
+
+@pytest.mark.parametrize("name", ["quickstart", "retry-storm", "order-payment-outbox", "rabbitmq-memory-alarm"])
+def test_the_metric_names_known_before_a_run_are_the_runs(root, name):
+    scenario = load_scenario(root / "scenarios" / f"{name}.yaml", ["duration=3m", "warmup=20s"])
+    assert scenario_metric_names(scenario) == run(scenario, replications=1, jobs=1).metric_names()

@@ -9,13 +9,29 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib.metadata import version
+
+import typer
 
 from ..problems import ScenarioError
-from .common import Failed, app, err
+from .common import Failed, app, err, out
 from .planning import capacity
 from .reporting import report
 from .running import check, run, schema, validate
 from .sweeping import sweep
+
+
+def show_version(wanted: bool) -> None:
+    """``--version``: the installed asyncsim's version, then exit 0."""
+    if wanted:
+        out.print(f"asyncsim {version('asyncsim')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def options(_version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True, help="Print the version and exit.")) -> None:
+    pass  # the app's own help describes it; this callback only carries --version
+
 
 for command in (run, check, schema, validate, sweep, capacity, report):
     app.command()(command)

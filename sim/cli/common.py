@@ -4,7 +4,9 @@ and the executor that ``--jobs`` and ``--cluster`` choose."""
 from __future__ import annotations
 
 import sys
+import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -32,6 +34,37 @@ class Failed(Exception):
 SetOption = typer.Option(None, "--set", help="Override a value: PATH=VALUE, list items by name (workers.pool.count=12). Repeatable.")
 JobsOption = typer.Option(None, "--jobs", "-j", min=1, help="Local processes (default: all cores).")
 ClusterOption = typer.Option(None, "--cluster", help="Run on a Dask cluster: the scheduler's address (tcp://host:8786), or 'local' to start one here.")
+
+
+def cannot_write(path: Path, exc: OSError) -> Failed:
+    """Say that ``--out path`` cannot be written, and why; exit 2 (a bad option)."""
+    err.print(f"[red]error:[/red] --out {path}: cannot write there: {exc.strerror or exc}", highlight=False)
+    return Failed(2)
+
+
+def writable_folder(path: Path) -> None:
+    """Make the ``--out`` folder ``path`` (and its parents) and write a file in it, before any
+    work: a folder that cannot be written is refused at once, not after the simulation."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+
+
+def writable_file(path: Path) -> None:
+    """Make the ``--out`` file's folder and open the file for appending, before any work; a file
+    that did not exist is removed again."""
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a"):
+            pass
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    if not existed:
+        path.unlink()
 
 
 def progress_bar(label: str):

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from ..problems import CapacityError
-from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on
+from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_file
 
 
 def report(
@@ -34,6 +34,7 @@ def report(
         raise typer.BadParameter(f"'{fmt}' is not a format: html or md", param_hint="'--format'")
     if out_path is None:
         out_path = Path("report.md" if fmt == "md" else "report.html")
+    writable_file(out_path)
     executor = open_executor(jobs, cluster)
     progress = progress_bar("report")
     task = None

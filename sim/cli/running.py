@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, running_on
+from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, running_on, writable_folder
 from .summary import print_summary
 
 
@@ -29,6 +29,8 @@ def run(
     from ..loading import load_scenario
 
     spec = load_scenario(scenario, set_ or [])
+    if out_dir is not None:
+        writable_folder(out_dir)
     n = replications or spec.replications
     executor = open_executor(jobs, cluster, tasks=n)
     progress = None
@@ -55,7 +57,10 @@ def run(
         (err if as_json else out).print(f"wrote {len(written)} files to {out_dir}: " + ", ".join(p.name for p in written))
     if result.failures or result.interrupted or not result.results:
         for failure in result.failures:
-            err.print(f"[red]replication {failure.replication} failed:[/red] {failure.error}")
+            err.print(f"[red]replication {failure.replication} failed:[/red] {failure.error}", highlight=False)
+        if result.interrupted:
+            finished = f"{len(result.results)} of {n} replications finished" if result.results else "no replication finished"
+            err.print(f"interrupted: {finished}")
         raise Failed(130 if result.interrupted else 1)
 
 

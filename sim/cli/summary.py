@@ -72,6 +72,10 @@ def print_summary(summary: dict, console: Console) -> None:
         f"{format_duration(summary['duration_s'])} (warm-up {format_duration(summary['warmup_s'])} excluded), seed {summary['seed']}"
     )
     console.print(header)
+    if not summary["replications"]:  # nothing to tabulate: say why (the first warning) and what failed
+        for warning in summary["warnings"]:
+            console.print(warning, style="red", highlight=False, markup=False)
+        return
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("")
     table.add_column("metric")

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..axes import SweepError, axes_from
-from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on
+from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_folder
 from .summary import number_text, seconds_text
 
 
@@ -120,14 +120,15 @@ def sweep(
     as_json: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout instead of the table."),
 ):
     """Run a scenario at every point of a grid of values, with common random numbers, and tabulate every metric with its CI."""
+    from ..result import UnknownMetricError
     from ..sweep import run_sweep
 
     try:
         axes = axes_from(vary) if vary else None
     except SweepError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--vary'") from None
-    if metric is not None and not metric.startswith(("system.", "brokers.", "workers.")):
-        raise typer.BadParameter(f"'{metric}' is not a metric such as system.latency_s.p99, brokers.NAME.wait_s.mean or workers.NAME.utilization", param_hint="'--metric'")
+    if out_dir is not None:
+        writable_folder(out_dir)
     executor = open_executor(jobs, cluster)
     progress = None if as_json else progress_bar("sweep")
     state = {}
@@ -149,9 +150,12 @@ def sweep(
         if progress is not None and "task" in state:
             progress.update(state["task"], points=f"{done_points['n']}/{state['points']} points")
 
-    with running_on(executor, progress):
-        result = run_sweep(scenario, axes, set_ or [], replications=replications, seed=seed, executor=executor, out_dir=out_dir,
-                           resume=not restart, metric=metric, on_start=on_start, on_replication=on_replication, on_point=on_point)
+    try:
+        with running_on(executor, progress):
+            result = run_sweep(scenario, axes, set_ or [], replications=replications, seed=seed, executor=executor, out_dir=out_dir,
+                               resume=not restart, metric=metric, on_start=on_start, on_replication=on_replication, on_point=on_point)
+    except UnknownMetricError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--metric'") from None
     summary = result.summary()
     if as_json:
         out.file.write(json.dumps(summary, indent=2) + "\n")
