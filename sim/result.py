@@ -14,7 +14,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
@@ -40,6 +40,9 @@ SLO_METRICS = {
 }
 
 
+METRIC_SECTIONS = ("system", "brokers", "workers", "clients", "admission", "outbox", "dual_write", "consistency")
+
+
 class UnknownMetricError(ValueError):
     """A metric name that a run of the scenario does not produce."""
 
@@ -62,6 +65,17 @@ def scenario_metric_names(scenario: Scenario) -> list[str] | None:
     pilot = scenario.model_copy(update={"duration": 1.0, "warmup": 0.0})
     outcome = safe_replication(pilot, 0, scenario.seed)
     return list(outcome.metrics) if isinstance(outcome, ReplicationResult) else None
+
+
+def check_metric(metric: str, scenarios: Iterable[Scenario] = ()) -> None:
+    """Refuse, before anything runs, a ``metric`` that none of ``scenarios`` produces, or, with no
+    scenario whose metrics can be known, one outside the sections metrics are in (system,
+    brokers, workers...): an :class:`UnknownMetricError` naming the closest metrics."""
+    known: set[str] = set()
+    for scenario in scenarios:
+        known.update(scenario_metric_names(scenario) or ())
+    if metric not in known and (known or metric.split(".")[0] not in METRIC_SECTIONS):
+        raise unknown_metric(metric, sorted(known))
 
 
 def nest(flat: dict[str, object]) -> dict:

@@ -39,7 +39,7 @@ from .loading import load_scenario
 from .overrides import parse_yaml
 from .plots import FIGURE_SIZE
 from .problems import Problem, ScenarioError
-from .result import Result, nest, scenario_metric_names, unknown_metric
+from .result import Result, check_metric, nest
 from .schema import Scenario, SweepSpec
 from .sweep_plots import plot_hockey_stick, plot_sweep_metric
 from .theory import theory_of
@@ -397,16 +397,6 @@ class SweepResult:
 # --- the sweep ----------------------------------------------------------------------------------
 
 
-def check_metric(metric: str, scenarios: Iterable[Scenario]) -> None:
-    """Refuse, before anything runs, a ``metric`` that none of ``scenarios`` produces: an
-    :class:`~sim.result.UnknownMetricError` naming the closest metrics there are."""
-    known: set[str] = set()
-    for scenario in scenarios:
-        known.update(scenario_metric_names(scenario) or ())
-    if known and metric not in known:
-        raise unknown_metric(metric, sorted(known))
-
-
 def run_sweep(
     source: str | Path,
     vary: Iterable[str | Axis] | None = None,
@@ -447,6 +437,8 @@ def run_sweep(
         axes = axes_from(vary)
         if not axes:
             raise SweepError("nothing to sweep: give at least one PATH=VALUES")
+    if metric is not None:
+        check_metric(metric)
     points = plan(source, axes, overrides, seed, replications)
     sweep = SweepResult(source, axes, tuple(overrides), points, rows={}, metric=metric or file_metric or DEFAULT_METRIC)
     check_metric(sweep.metric, (p.scenario for p in points if p.scenario is not None))

@@ -320,7 +320,7 @@ def test_cli_sweep_table(scenario, call):
 @pytest.mark.parametrize("args, message", [
     (["--vary", "workers.pool.count=8.."], "bad range '8..'"),
     (["--vary", "workers.pool.count"], "expected PATH=VALUES"),
-    (["--vary", "workers.pool.count=1", "--metric", "latency"], "is not a metric"),
+    (["--vary", "workers.pool.count=1", "--metric", "latency"], "unknown metric 'latency'"),
     ([], "nothing to sweep"),
 ])
 def test_cli_bad_sweep_input_exits_2_naming_the_option(scenario, call, args, message):
