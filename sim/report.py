@@ -22,13 +22,17 @@ outside itself and renders with no network.
 from __future__ import annotations
 
 import base64
+import html
 import io
+import re
+import shlex
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from urllib.parse import quote
 
 from .capacity import CapacityPlan, plan_capacity, slo_overrides
 from .diagram import diagram_size, draw_diagram
@@ -87,6 +91,8 @@ class Report:
     figures: list[Figure] = field(default_factory=list)
     plan: CapacityPlan | None = None
     vary: str | None = None
+    slo: list[str] = field(default_factory=list)
+    headroom: bool = True
     executor: str = ""
     wall_s: float = 0.0
 
@@ -99,7 +105,28 @@ class Report:
             failed += [f"{r.label}: {r.error}" for r in self.plan.failed_runs]
         return failed
 
-    def context(self) -> dict:
+    def reproduce_command(self, fmt: str = "html") -> str:
+        """The ``asyncsim report`` command that makes this report again, quoted for a POSIX shell:
+        the file, every ``--set``, the replications and seed actually used, the capacity search
+        and its objectives, and the format. (``--jobs`` and ``--cluster`` change only where the
+        replications run, not what they give.) The count of replications is given with ``-r``
+        unless it is 1, which the command line's ``-r`` refuses and only the file can ask for."""
+        args = ["asyncsim", "report", str(self.source)]
+        for override in self.overrides:
+            args += ["--set", override]
+        if self.result.requested_replications > 1:
+            args += ["-r", str(self.result.requested_replications)]
+        args += ["--seed", str(self.seed)]
+        if self.vary:
+            args += ["--vary", self.vary]
+            if not self.headroom:
+                args.append("--no-headroom")
+        for objective in self.slo:
+            args += ["--slo", objective]
+        args += ["--format", fmt]
+        return shlex.join(args)
+
+    def context(self, fmt: str = "html") -> dict:
         summary = self.result.summary()
         slo_rows = slo_table(self.result)
         verdict, headline = verdict_headline(self.result, slo_rows)
@@ -108,7 +135,6 @@ class Report:
         except PackageNotFoundError:
             package_version = "unknown"
         source_text = self.source.read_text() if self.source.exists() else ""
-        command = "asyncsim report " + " ".join([str(self.source), *[f"--set {o}" for o in self.overrides]])
         capacity = None
         if self.plan is not None:
             capacity = capacity_context(self.plan, self.scenario, self.vary)
@@ -121,7 +147,7 @@ class Report:
             "source": str(self.source),
             "source_text": source_text,
             "overrides": self.overrides,
-            "command": command,
+            "command": self.reproduce_command(fmt),
             "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "version": package_version,
             "seed": self.seed,
@@ -199,7 +225,8 @@ def build_report(
     finally:
         if owned:
             runner.close()
-    report = Report(scenario, result, source, list(overrides), seed, plan=plan, vary=vary, executor=description)
+    report = Report(scenario, result, source, list(overrides), seed, plan=plan, vary=vary, slo=list(slo), headroom=headroom,
+                    executor=description)
     report.figures = _figures(report)
     report.wall_s = time.perf_counter() - started
     return report
@@ -241,18 +268,28 @@ def _environment(fmt: str):
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.filters["md"] = _md_cell
+    env.filters["md"] = markdown_text
     return env
 
 
-def _md_cell(value: Any) -> str:
-    """Text safe inside a Markdown table cell."""
-    return str(value).replace("|", "\\|").replace("\n", " ")
+_MARKDOWN_INLINE = re.compile(r"([\\`*_\[\]|~])")
+
+
+def markdown_text(value: Any) -> str:
+    """``value`` as one line of Markdown text that reads as written wherever the template puts it
+    (a heading, a paragraph, a table cell): HTML's ``&``, ``<`` and ``>`` become entities, line
+    breaks become spaces and leading spaces go, the characters of inline markup and the table's
+    ``|`` are backslash-escaped, and so is a leading character that would start a heading, a list
+    item, a thematic break or a setext underline (``# x``, ``- x``, ``1. x``, ``---``, ``===``)."""
+    text = html.escape(" ".join(str(value).splitlines()), quote=False).lstrip()
+    text = _MARKDOWN_INLINE.sub(r"\\\1", text)
+    text = re.sub(r"^(#|[+-](?=\s|$)|[=-](?=[=-]*\s*$))", r"\\\1", text)
+    return re.sub(r"^(\d+)([.)])(?=\s|$)", r"\1\\\2", text)
 
 
 def render(report: Report, fmt: str = "html", image_names: dict[str, str] | None = None) -> str:
     """The report as HTML (images inline) or Markdown (images referenced by ``image_names``)."""
-    context = report.context()
+    context = report.context(fmt)
     context["images"] = image_names or {}
     template = _environment(fmt).get_template("report.html.j2" if fmt == "html" else "report.md.j2")
     return template.render(**context)
@@ -280,7 +317,7 @@ def save_report(report: Report, out_path: str | Path, fmt: str = "html") -> list
         for figure in report.figures:
             path = out_path.with_name(f"{out_path.stem}-{figure.name}.png")
             path.write_bytes(figure.png)
-            names[figure.name] = path.name
+            names[figure.name] = quote(path.name)
             written.append(path)
         out_path.write_text(render(report, "md", names))
     else:

@@ -3,17 +3,21 @@ and in Markdown, for a system with a queueing model and for one without."""
 
 from __future__ import annotations
 
+import html as html_module
 import re
+import shlex
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import typer
 
 import sim.jobs
 from sim.cli import main
+from sim.cli.common import app
 from sim.executors import SerialExecutor
-from sim.report import build_report, render, write_report
+from sim.report import build_report, markdown_text, render, write_report
 from sim.runner import ReplicationFailure
 
 MMC = """\
@@ -174,3 +178,90 @@ def test_bad_format_exits_2(scenario, monkeypatch, capsys):
     with pytest.raises(SystemExit) as info:
         main()
     assert info.value.code == 2 and "'pdf' is not a format" in capsys.readouterr().err
+
+
+HOSTILE = MMC.replace("name: report-mmc", "name: <script>alert(1)</script>").replace(
+    "description: An M/M/c queue, so that theory applies.",
+    'description: "An M/M/c queue\\n# heading\\nwith a | pipe and <iframe src=x></iframe>"',
+).replace("name: q\n", "name: _q_\n").replace("sends_to: q\n", "sends_to: _q_\n").replace("consumes: q\n", "consumes: _q_\n")
+MD_HEADINGS = ["## Verdict against the SLO", "## The system", "## Summary", "## Latency", "## Throughput, queue depth and utilisation over time",
+               "## What happened to the messages", "## Checks", "## Simulation against theory", "## Assumptions and simplifications",
+               "### The models and their documented simplifications", "## The scenario file"]
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    """A scenario whose name, description, broker name and --set values carry HTML and Markdown, rendered both ways."""
+    path = tmp_path_factory.mktemp("hostile") / "hostile.yaml"
+    path.write_text(HOSTILE)
+    report = build_report(path, overrides=["duration=2m", "warmup=20s", "name=<script>alert(1)</script>"],
+                          replications=2, executor=SerialExecutor())
+    return render(report, "html"), render(report, "md", {f.name: f"{f.name}.png" for f in report.figures})
+
+
+def test_html_escapes_user_strings(hostile):
+    html, _ = hostile
+    assert "<script" not in html and "<iframe" not in html
+    assert "<h1>&lt;script&gt;alert(1)&lt;/script&gt;: simulation report</h1>" in html
+    page = Page()
+    page.feed(html)
+    assert page.external == [] and not page.errors
+
+
+def test_markdown_escapes_user_strings(hostile):
+    _, md = hostile
+    lines = md.splitlines()
+    assert "<script" not in md and "<iframe" not in md
+    assert lines[0] == r"# &lt;script&gt;alert(1)&lt;/script&gt;: simulation report"
+    assert [line for line in lines[1:] if line.startswith("#")] == MD_HEADINGS
+    assert r"An M/M/c queue # heading with a \| pipe and &lt;iframe src=x&gt;&lt;/iframe&gt;" in lines
+    # every table row has as many unescaped cell separators as its table's header
+    columns = None
+    for line in lines:
+        if not line.startswith("|"):
+            columns = None
+            continue
+        count = len(re.findall(r"(?<!\\)\|", line))
+        columns = columns or count
+        assert count == columns, line
+    assert r"| broker \_q\_ | wait mean |" in md and r"name=&lt;script&gt;alert(1)&lt;/script&gt;" in lines[2]
+
+
+def test_markdown_escape_neutralises_structure():
+    assert markdown_text("a\nb\r\nc") == "a b c"
+    assert markdown_text("# x") == r"\# x" and markdown_text("  > quote") == r"&gt; quote" and markdown_text("- item") == r"\- item"
+    assert markdown_text("1. first") == r"1\. first" and markdown_text("12) x") == r"12\) x" and markdown_text("===") == r"\==="
+    assert markdown_text("a|b *c* _d_ `e` [f](g) \\ & <h>") == r"a\|b \*c\* \_d\_ \`e\` \[f\](g) \\ &amp; &lt;h&gt;"
+    assert markdown_text("-- x") == "-- x" and markdown_text("--") == r"\--" and markdown_text("+ x") == r"\+ x"
+    assert markdown_text("image-pipeline: 2.5s") == "image-pipeline: 2.5s" and markdown_text("1.5s") == "1.5s"
+    assert markdown_text("-34ms") == "-34ms" and markdown_text("#x") == r"\#x"
+
+
+REPRODUCED = ["-r", "3", "--seed", "5", "--set", "workers.pool.count=9", "--set", "duration=2m", "--set", "warmup=20s",
+              "--vary", "workers.pool.count", "--slo", "latency_p99=2s", "--set", "description=it's a \"test\" $HOME"]
+
+
+def _parse(args):
+    """The settings the command line's own parser makes of ``asyncsim report ARGS``."""
+    command = typer.main.get_command(app).commands["report"]
+    return command.make_context("report", list(args)).params
+
+
+def test_reproduce_with_gives_every_option_that_changes_the_result(scenario, tmp_path, monkeypatch):
+    out = tmp_path / "review.md"
+    monkeypatch.setattr(sys, "argv", ["asyncsim", "report", str(scenario), "--out", str(out), "-j", "1", *REPRODUCED])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code in (0, None)
+    lines = out.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.endswith("Reproduce with:"))
+    assert lines[at + 2] == "<pre>"
+    command = html_module.unescape(lines[at + 3])
+    argv = shlex.split(command)
+    assert argv[:3] == ["asyncsim", "report", str(scenario)]
+    for option, value in zip(REPRODUCED[::2], REPRODUCED[1::2]):
+        assert any(argv[i:i + 2] == [option, value] for i in range(len(argv))), (option, value)
+    assert "--format" in argv and argv[argv.index("--format") + 1] == "md"
+    given, reproduced = _parse([str(scenario), *REPRODUCED]), _parse(argv[2:])
+    assert reproduced.pop("fmt") == "md" and given.pop("fmt") is None
+    assert reproduced == given
