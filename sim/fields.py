@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic import model_validator
 
 from . import distributions as d
+from .problems import short_repr
 from .units import DURATION_PATTERN, RATE_PATTERN, parse_duration, parse_rate
 
 
@@ -29,6 +30,16 @@ def non_negative(value: float) -> float:
         raise ValueError(f"must be zero or more, got {value:g}")
     return value
 
+
+def not_a_bool(value: object) -> object:
+    """Refuse ``true``/``false`` where a number is meant (pydantic would read them as 1 and 0)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, got {short_repr(value)}")
+    return value
+
+
+NOT_A_BOOL = BeforeValidator(not_a_bool)
+"""Put after a number field's constraints: ``Annotated[float, Field(gt=0), NOT_A_BOOL]``."""
 
 _DURATION_SCHEMA = {
     "anyOf": [{"type": "number"}, {"type": "string", "pattern": DURATION_PATTERN}],
@@ -75,6 +86,24 @@ def _exactly_one_form(spec: BaseModel, *forms: tuple[str, ...]) -> None:
     raise ValueError(f"{spec.dist} takes {wanted}; got {{{', '.join(sorted(given))}}}")
 
 
+def representable(spec: BaseModel) -> None:
+    """Refuse a ``cv`` too large for its distribution to be computed in floating point: the
+    distribution built from it must have finite parameters, a finite variance, and draw finite
+    non-negative values (a gamma's shape 1/cv² underflows, a hyperexponential's phases split
+    into a probability of 0, squares overflow)."""
+    try:
+        distribution = spec.build()
+        parameters = [v for v in distribution.__dict__.values() if isinstance(v, float)]
+        draws = distribution.draw(np.random.default_rng(0), 16)
+        fine = (all(math.isfinite(v) and v > 0 for v in parameters) and math.isfinite((spec.mean * spec.cv) ** 2)
+                and bool(np.isfinite(draws).all() and (draws >= 0).all()))
+    except (ArithmeticError, ValueError):
+        fine = False
+    if not fine:
+        raise ValueError(f"cv {spec.cv:g} is too large for a {spec.dist} distribution: "
+                         f"its parameters, variance or draws are not finite positive numbers in floating point")
+
+
 class ExponentialSpec(Strict):
     dist: Literal["exponential"]
     mean: Optional[PositiveDuration] = None
@@ -108,7 +137,7 @@ class UniformSpec(Strict):
     low: Optional[Duration] = None
     high: Optional[Duration] = None
     mean: Optional[PositiveDuration] = None
-    cv: Optional[Annotated[float, Field(ge=0)]] = None
+    cv: Optional[Annotated[float, Field(ge=0), NOT_A_BOOL]] = None
 
     @model_validator(mode="after")
     def _form(self):
@@ -131,12 +160,14 @@ class NormalSpec(Strict):
 
     dist: Literal["normal"]
     mean: PositiveDuration
-    cv: Optional[Annotated[float, Field(gt=0)]] = None
+    cv: Optional[Annotated[float, Field(gt=0), NOT_A_BOOL]] = None
     sd: Optional[PositiveDuration] = None
 
     @model_validator(mode="after")
     def _form(self):
         _exactly_one_form(self, ("mean", "cv"), ("mean", "sd"))
+        if self.cv is not None:
+            representable(self)
         return self
 
     def build(self):
@@ -146,7 +177,12 @@ class NormalSpec(Strict):
 class LognormalSpec(Strict):
     dist: Literal["lognormal"]
     mean: PositiveDuration
-    cv: Annotated[float, Field(gt=0)]
+    cv: Annotated[float, Field(gt=0), NOT_A_BOOL]
+
+    @model_validator(mode="after")
+    def _representable(self):
+        representable(self)
+        return self
 
     def build(self):
         return d.Lognormal(self.mean, self.cv)
@@ -155,13 +191,15 @@ class LognormalSpec(Strict):
 class GammaSpec(Strict):
     dist: Literal["gamma"]
     mean: Optional[PositiveDuration] = None
-    cv: Optional[Annotated[float, Field(gt=0)]] = None
-    shape: Optional[Annotated[float, Field(gt=0)]] = None
+    cv: Optional[Annotated[float, Field(gt=0), NOT_A_BOOL]] = None
+    shape: Optional[Annotated[float, Field(gt=0), NOT_A_BOOL]] = None
     scale: Optional[PositiveDuration] = None
 
     @model_validator(mode="after")
     def _form(self):
         _exactly_one_form(self, ("mean", "cv"), ("shape", "scale"))
+        if self.cv is not None:
+            representable(self)
         return self
 
     def build(self):
@@ -173,8 +211,8 @@ class GammaSpec(Strict):
 class ErlangSpec(Strict):
     dist: Literal["erlang"]
     mean: PositiveDuration
-    k: Optional[Annotated[int, Field(ge=1)]] = None
-    cv: Optional[Annotated[float, Field(gt=0, le=1)]] = None
+    k: Optional[Annotated[int, Field(ge=1), NOT_A_BOOL]] = None
+    cv: Optional[Annotated[float, Field(gt=0, le=1), NOT_A_BOOL]] = None
 
     @model_validator(mode="after")
     def _form(self):
@@ -193,7 +231,12 @@ class ErlangSpec(Strict):
 class HyperexponentialSpec(Strict):
     dist: Literal["hyperexponential"]
     mean: PositiveDuration
-    cv: Annotated[float, Field(gt=1)]
+    cv: Annotated[float, Field(gt=1), NOT_A_BOOL]
+
+    @model_validator(mode="after")
+    def _representable(self):
+        representable(self)
+        return self
 
     def build(self):
         return d.Hyperexponential(self.mean, self.cv)
@@ -202,8 +245,8 @@ class HyperexponentialSpec(Strict):
 class ParetoSpec(Strict):
     dist: Literal["pareto"]
     mean: Optional[PositiveDuration] = None
-    cv: Optional[Annotated[float, Field(gt=0)]] = None
-    alpha: Optional[Annotated[float, Field(gt=0)]] = None
+    cv: Optional[Annotated[float, Field(gt=0), NOT_A_BOOL]] = None
+    alpha: Optional[Annotated[float, Field(gt=0), NOT_A_BOOL]] = None
     scale: Optional[PositiveDuration] = None
 
     @model_validator(mode="after")
@@ -211,6 +254,8 @@ class ParetoSpec(Strict):
         _exactly_one_form(self, ("mean", "cv"), ("alpha", "scale"), ("alpha", "mean"))
         if self.mean is not None and self.alpha is not None and self.alpha <= 1:
             raise ValueError(f"a Pareto distribution with alpha ≤ 1 has no mean; got alpha {self.alpha:g}")
+        if self.cv is not None:
+            representable(self)
         return self
 
     def build(self):
@@ -223,8 +268,8 @@ class ParetoSpec(Strict):
 class WeibullSpec(Strict):
     dist: Literal["weibull"]
     mean: Optional[PositiveDuration] = None
-    cv: Optional[Annotated[float, Field(gt=0.01, lt=20)]] = None
-    shape: Optional[Annotated[float, Field(gt=0)]] = None
+    cv: Optional[Annotated[float, Field(gt=0.01, lt=20), NOT_A_BOOL]] = None
+    shape: Optional[Annotated[float, Field(gt=0), NOT_A_BOOL]] = None
     scale: Optional[PositiveDuration] = None
 
     @model_validator(mode="after")
@@ -321,5 +366,5 @@ class Errors(Strict):
     """Processing that fails without a crash: each attempt fails with ``probability``, and a
     ``poison_fraction`` of messages fail on every attempt (a payload the code cannot handle)."""
 
-    probability: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    poison_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
+    probability: Annotated[float, Field(ge=0, lt=1), NOT_A_BOOL] = 0.0
+    poison_fraction: Annotated[float, Field(ge=0, le=1), NOT_A_BOOL] = 0.0

@@ -20,8 +20,8 @@ from ruamel.yaml import YAML
 from .components.base import Reference, references
 from .components.brokers import dead_letter_queues
 from .components.registry import SECTIONS
-from .overrides import apply_override, parse_yaml
-from .problems import Problem, ScenarioError
+from .overrides import apply_override, check_size, parse_yaml
+from .problems import Problem, ScenarioError, short_repr, shorten
 from .schema import Scenario
 from .topology import PipelineLoop, broker_order, delivers_to, flows, servers, sources
 from .units import format_duration
@@ -32,6 +32,7 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
     path = Path(path)
     source = str(path)
     try:
+        check_size(path.stat().st_size, source)
         text = path.read_text()
     except OSError as exc:
         raise ScenarioError(source, [Problem(f"cannot read the file: {exc.strerror or exc}")]) from None
@@ -147,7 +148,7 @@ def _locate(loc: tuple, data: Any) -> tuple[str, int | None, Any, tuple]:
             line = node.lc.item(part)[0] + 1 if hasattr(node, "lc") else line
             item = node[part]
             name = item.get("name") if isinstance(item, dict) else None
-            shown.append(str(name) if name is not None else str(part))
+            shown.append(shorten(str(name)) if name is not None else str(part))
             node = item
         else:
             if line is None and hasattr(node, "lc"):
@@ -187,7 +188,7 @@ def _problem_from_error(err: dict, data: Any, applied: list[tuple[str, ...]]) ->
 def _wording(err: dict, kind: str, ctx: dict, loc: tuple, parent_tp: Any) -> str:
     value = err.get("input")
     if kind == "extra_forbidden":
-        key = str(loc[-1])
+        key = shorten(str(loc[-1]))
         valid = _model_fields(parent_tp)
         close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
         hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -197,27 +198,27 @@ def _wording(err: dict, kind: str, ctx: dict, loc: tuple, parent_tp: Any) -> str
     if kind == "union_tag_invalid":
         expected = ctx.get("expected_tags", "")
         field = str(ctx.get("discriminator", "")).strip("'")
-        return f"unknown {field} '{ctx.get('tag')}' (expected one of: {expected})"
+        return f"unknown {field} '{shorten(str(ctx.get('tag')))}' (expected one of: {expected})"
     if kind == "union_tag_not_found":
         return "is required but missing"
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
     comparisons = {"greater_than": "> {gt}", "greater_than_equal": "≥ {ge}", "less_than": "< {lt}", "less_than_equal": "≤ {le}"}
     if kind in comparisons:
-        return f"must be {comparisons[kind].format(**ctx)}, got {value!r}"
+        return f"must be {comparisons[kind].format(**ctx)}, got {short_repr(value)}"
     if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"must be a whole number, got {value!r}"
+        return f"must be a whole number, got {short_repr(value)}"
     if kind in ("float_type", "float_parsing"):
-        return f"must be a number, got {value!r}"
+        return f"must be a number, got {short_repr(value)}"
     if kind == "list_type":
         return f"must be a list (items starting with '- '), got {type(value).__name__}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"must be a mapping of keys, got {value!r}"
+        return f"must be a mapping of keys, got {short_repr(value)}"
     if kind == "too_short":
         return "must not be empty"
     if kind == "string_pattern_mismatch":
-        return f"{value!r} is not a valid name (letters, digits, _ and - only: a dot would clash with --set paths)"
-    return f"{err['msg']}, got {value!r}"
+        return f"{short_repr(value)} is not a valid name (letters, digits, _ and - only: a dot would clash with --set paths)"
+    return f"{err['msg']}, got {short_repr(value)}"
 
 
 def _bounded_by_back_pressure(scenario: Scenario, flows: dict) -> set[str]:

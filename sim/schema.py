@@ -14,7 +14,7 @@ from pydantic import Field, ValidationInfo, create_model, field_validator, model
 
 from .axes import parse_axis
 from .components.registry import SECTIONS
-from .fields import Duration, PositiveDuration, Rate, Strict
+from .fields import NOT_A_BOOL, Duration, PositiveDuration, Rate, Strict
 
 
 class Slo(Strict):
@@ -25,8 +25,8 @@ class Slo(Strict):
     latency_p95: Optional[PositiveDuration] = None
     latency_p99: Optional[PositiveDuration] = None
     latency_p999: Optional[PositiveDuration] = None
-    max_loss_rate: Optional[Annotated[float, Field(ge=0, le=1)]] = None
-    max_rejection_rate: Optional[Annotated[float, Field(ge=0, le=1)]] = None
+    max_loss_rate: Optional[Annotated[float, Field(ge=0, le=1), NOT_A_BOOL]] = None
+    max_rejection_rate: Optional[Annotated[float, Field(ge=0, le=1), NOT_A_BOOL]] = None
     min_throughput: Optional[Rate] = None
 
 

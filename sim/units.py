@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from .problems import short_repr
+
 SECONDS_PER_UNIT = {
     "us": 1e-6,
     "µs": 1e-6,
@@ -41,7 +43,7 @@ def unit_seconds(unit: str, text: str) -> float:
 def parse_duration(value: object) -> float:
     """Seconds in ``value``: a number (seconds) or a string such as ``80ms`` or ``2h``."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration such as 80ms or 2h, got {value!r}")
+        raise ValueError(f"expected a duration such as 80ms or 2h, got {short_repr(value)}")
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, str):
@@ -52,13 +54,13 @@ def parse_duration(value: object) -> float:
             return float(value)
         except ValueError:
             pass
-    raise ValueError(f"expected a duration such as 80ms, 1.5s, 10m or 2h, got {value!r}")
+    raise ValueError(f"expected a duration such as 80ms, 1.5s, 10m or 2h, got {short_repr(value)}")
 
 
 def parse_rate(value: object) -> float:
     """Events per second in ``value``: a number (per second) or a string such as ``200/s``."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a rate such as 200/s, got {value!r}")
+        raise ValueError(f"expected a rate such as 200/s, got {short_repr(value)}")
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, str):
@@ -69,7 +71,7 @@ def parse_rate(value: object) -> float:
             return float(value)
         except ValueError:
             pass
-    raise ValueError(f"expected a rate such as 200/s or 12000/min, got {value!r}")
+    raise ValueError(f"expected a rate such as 200/s or 12000/min, got {short_repr(value)}")
 
 
 def format_duration(seconds: float) -> str:

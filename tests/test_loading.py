@@ -366,10 +366,20 @@ def test_a_file_that_does_not_exist_is_reported(tmp_path):
     assert message == f"{path}: cannot read the file: No such file or directory"
 
 
-@pytest.mark.parametrize("text", ["- name: a\n- name: b\n", "just words\n", ""])
-def test_a_scenario_that_is_not_a_mapping_is_refused(write, text):
+@pytest.mark.parametrize("text, got", [
+    ("- name: a\n- name: b\n", ", got a list"),
+    ("just words\n", ", got the single value 'just words'"),
+])
+def test_a_scenario_that_is_not_a_mapping_is_refused(write, text, got):
     path = write(text)
-    assert single(load_error(path)) == f"{path}: a scenario file is a mapping of keys (name, duration, producers, ...)"
+    assert single(load_error(path)) == f"{path}:1: a scenario file is a mapping of keys (name, duration, producers, ...){got}"
+
+
+@pytest.mark.parametrize("text", ["", "# a scenario cut inside its comments\n# name: sho"])
+def test_an_empty_scenario_says_it_is_empty(write, text):
+    path = write(text)
+    assert single(load_error(path)) == (f"{path}:1: the file is empty (or only comments); "
+                                        "a scenario file is a mapping of keys (name, duration, producers, ...)")
 
 
 def test_several_problems_in_one_file_are_all_reported(write):

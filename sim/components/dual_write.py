@@ -9,7 +9,7 @@ from pydantic import Field
 from models.dual_write import DualWrite, DualWriteOptions
 
 from ..distributions import Uniform
-from ..fields import Crashes, DurationOrDistribution, Name, PositiveDuration, Strict
+from ..fields import NOT_A_BOOL, Crashes, DurationOrDistribution, Name, PositiveDuration, Strict
 from .base import Finding, Kind, Refers, Relay
 from .database import DatabaseSpec, build_database, database_overload, measure_database
 from .outbox import unfed
@@ -34,9 +34,9 @@ class DualWriteSpec(Strict):
     order: Literal["commit-then-publish", "publish-then-commit"] = "commit-then-publish"
     publish_time: DurationOrDistribution = Field(default="1ms", validate_default=True)
     publish_timeout: Optional[PositiveDuration] = None
-    publish_timeout_probability: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    publish_timeout_probability: Annotated[float, Field(ge=0, lt=1), NOT_A_BOOL] = 0.0
     publish_retries: Annotated[int, Field(ge=0, strict=True)] = 0
-    crash_probability: Annotated[float, Field(ge=0, le=1)] = 0.0
+    crash_probability: Annotated[float, Field(ge=0, le=1), NOT_A_BOOL] = 0.0
     crashes: Optional[Crashes] = None
 
 

@@ -14,7 +14,7 @@ from models.outbox import Outbox, OutboxTable
 from models.relay import CdcRelay, PollingRelay, RelayStats
 
 from ..distributions import Uniform
-from ..fields import Crashes, DurationOrDistribution, Name, PositiveDuration, Strict
+from ..fields import NOT_A_BOOL, Crashes, DurationOrDistribution, Name, PositiveDuration, Strict
 from .base import Finding, Kind, Refers, Relay
 from .database import DatabaseSpec, build_database, database_overload, measure_database
 
@@ -27,7 +27,7 @@ class CrashBeforeMarkSpec(Strict):
     """The relay dies after publishing a batch and before marking it sent, with ``probability``
     per batch, and is down for ``restart_time``."""
 
-    probability: Annotated[float, Field(ge=0, lt=1)]
+    probability: Annotated[float, Field(ge=0, lt=1), NOT_A_BOOL]
     restart_time: DurationOrDistribution
 
 
@@ -92,7 +92,7 @@ class OutboxSpec(Strict):
     database: DatabaseSpec
     relay: RelaySpec = Field(default_factory=PollingRelaySpec)
     publishes_to: Annotated[Name, BROKER]
-    crash_probability: Annotated[float, Field(ge=0, le=1)] = 0.0
+    crash_probability: Annotated[float, Field(ge=0, le=1), NOT_A_BOOL] = 0.0
     crashes: Optional[Crashes] = None
 
 

@@ -14,7 +14,7 @@ from models.producer import Producer as ProducerModel
 from models.triggers import SpikedArrivals
 
 from ..distributions import Exponential, Sampler
-from ..fields import CsvColumn, DistributionSpec, Duration, Name, NonNegativeRate, PositiveDuration, Rate, Strict
+from ..fields import NOT_A_BOOL, CsvColumn, DistributionSpec, Duration, Name, NonNegativeRate, PositiveDuration, Rate, Strict
 from .base import Finding, Kind, Refers, Source
 from .clients import ClientBehaviour, make_client, measure_client
 
@@ -117,7 +117,7 @@ class SpikeSpec(Strict):
 
     at: Duration
     duration: PositiveDuration
-    rate_multiplier: Annotated[float, Field(gt=0)]
+    rate_multiplier: Annotated[float, Field(gt=0), NOT_A_BOOL]
 
 
 class Producer(ClientBehaviour):

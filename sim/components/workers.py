@@ -15,7 +15,7 @@ from models.triggers import CapacityLoss, Slowdown
 from models.workers import Done, WorkerOptions, WorkerPool as WorkerPoolModel
 
 from ..distributions import Uniform
-from ..fields import Crashes, DistributionSpec, Duration, DurationOrDistribution, Errors, Name, PositiveDuration, Strict
+from ..fields import NOT_A_BOOL, Crashes, DistributionSpec, Duration, DurationOrDistribution, Errors, Name, PositiveDuration, Strict
 from .base import Finding, Kind, Refers, Server
 
 WORKER_EVENTS = ("completed", "errors", "crashes")
@@ -37,7 +37,7 @@ class SlowdownSpec(Strict):
     per_waiting: Duration = 0.0
     from_: Optional[Duration] = Field(default=None, alias="from")
     until: Optional[PositiveDuration] = None
-    factor: Optional[Annotated[float, Field(gt=0)]] = None
+    factor: Optional[Annotated[float, Field(gt=0), NOT_A_BOOL]] = None
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -74,8 +74,8 @@ class AutoscalingSpec(Strict):
     decision; workers removed finish their message first; after an action, none for ``cooldown``
     (300 s, EC2 Auto Scaling's default)."""
 
-    target_backlog_per_worker: Optional[Annotated[float, Field(gt=0)]] = None
-    target_utilization: Optional[Annotated[float, Field(gt=0, le=1)]] = None
+    target_backlog_per_worker: Optional[Annotated[float, Field(gt=0), NOT_A_BOOL]] = None
+    target_utilization: Optional[Annotated[float, Field(gt=0, le=1), NOT_A_BOOL]] = None
     min: Annotated[int, Field(ge=1, strict=True)]
     max: Annotated[int, Field(ge=1, strict=True)]
     evaluation_interval: PositiveDuration = 15.0

@@ -16,6 +16,7 @@ from models.rabbitmq_ready import PriorityOf
 
 from ...distributions import Deterministic, Uniform
 from ...fields import (
+    NOT_A_BOOL,
     Crashes,
     Duration,
     DurationOrDistribution,
@@ -98,7 +99,7 @@ class RabbitmqSpec(Strict):
     dead_letter_exchange: Annotated[Optional[Name], DEAD_LETTER] = None
     delivery_limit: Optional[Annotated[int, Field(ge=-1, strict=True)]] = None
     max_priority: Optional[Annotated[int, Field(ge=1, le=255, strict=True)]] = None
-    priority_weights: Optional[Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=2)]] = None
+    priority_weights: Optional[Annotated[list[Annotated[float, Field(ge=0), NOT_A_BOOL]], Field(min_length=2)]] = None
     crashes: Optional[Crashes] = None
 
     @model_validator(mode="after")

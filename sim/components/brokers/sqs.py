@@ -10,7 +10,7 @@ from pydantic import AfterValidator, Field, model_validator
 from models.sqs import SqsBroker, SqsOptions
 
 from ...distributions import Uniform
-from ...fields import Duration, DurationOrDistribution, LognormalSpec, Name, Rate, Strict
+from ...fields import NOT_A_BOOL, Duration, DurationOrDistribution, LognormalSpec, Name, Rate, Strict
 from ...units import format_duration
 from ..base import DEAD_LETTER
 
@@ -70,10 +70,10 @@ class SqsSpec(Strict):
     batch_size: Annotated[int, Field(ge=1, le=10, strict=True)] = 1
     receive_latency: DurationOrDistribution = Field(default_factory=_call_latency)
     delete_latency: DurationOrDistribution = Field(default_factory=_call_latency)
-    short_poll_sample: Annotated[float, Field(gt=0, le=1)] = 0.5
+    short_poll_sample: Annotated[float, Field(gt=0, le=1), NOT_A_BOOL] = 0.5
     on_error: Literal["wait", "release"] = "wait"
     stale_delete: Literal["keep", "delete"] = "keep"
-    duplicate_probability: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    duplicate_probability: Annotated[float, Field(ge=0, lt=1), NOT_A_BOOL] = 0.0
     dead_letter_queue: Annotated[Optional[Name], DEAD_LETTER] = None
     max_receive_count: Optional[Annotated[int, Field(ge=1, le=1000, strict=True)]] = None
     retention: Annotated[Duration, _between(60.0, 14 * DAY_S, "60s", "14d")] = 4 * DAY_S
