@@ -199,14 +199,6 @@ class Database:
         for waiter in dropped:
             waiter.on_ready(None)
 
-    def connection_waits_s(self):
-        """Waits for a connection of the transactions that asked in the window: zeros for those
-        served at once, then the waits of those that queued (and left the queue by the end)."""
-        import numpy as np
-
-        queued = np.frombuffer(self.waiting_boundary.sojourns, dtype=np.float64) if self.waiting_boundary.sojourns is not None else np.empty(0)
-        return np.concatenate([np.zeros(self.immediate_in_window), queued])
-
     def metrics(self, window_s: float) -> dict[str, float]:
         """Connection utilisation and transactions per second, over the window."""
         counts = self.counts

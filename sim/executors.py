@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterator, Sequence
 
 
@@ -99,8 +100,6 @@ class ProcessExecutor(Executor):
         return self._pool
 
     def map_unordered(self, fn, tasks):
-        from concurrent.futures.process import BrokenProcessPool
-
         if not tasks:
             return
         pool = self._get_pool()
@@ -126,7 +125,7 @@ class ProcessExecutor(Executor):
                         result = future.result()
                     except BrokenProcessPool as exc:
                         self._pool = None
-                        raise ExecutorError(f"a local worker process died ({exc}); the sweep can be resumed") from None
+                        raise ExecutorError(f"a local worker process died ({exc})") from None
                     yield index, result
                 feed()
         finally:
@@ -158,6 +157,8 @@ class DaskExecutor(Executor):
         try:
             if address == "local" or address.startswith("local:"):
                 n = int(address.partition(":")[2] or jobs or os.cpu_count() or 1)
+                if n < 1:
+                    raise ValueError(f"a local cluster needs at least one worker, got '{address}'")
                 self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
                 self.client = Client(self._cluster)
             else:

@@ -36,6 +36,8 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
         text = path.read_text()
     except OSError as exc:
         raise ScenarioError(source, [Problem(f"cannot read the file: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(source, [Problem(f"not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset {exc.start}")]) from None
     return load_scenario_text(text, source=source, base_dir=path.parent, overrides=overrides)
 
 
@@ -230,13 +232,15 @@ def _bounded_by_back_pressure(scenario: Scenario, flows: dict) -> set[str]:
                if (broker := kind.keeps_bounded(spec, scenario, flows)) is not None}
     reaches: dict[str, set] = {name: set() for name in flows}
     for source in sources(scenario):
-        if source.sends_to in reaches:
-            reaches[source.sends_to].add(source.name)
+        target = delivers_to(scenario, source.sends_to)
+        if target in reaches:
+            reaches[target].add(source.name)
     consumers = servers(scenario)
     for name in flows:  # upstream first
         for server in consumers:
-            if server.consumes == name and server.sends_to in reaches:
-                reaches[server.sends_to] |= reaches[name]
+            target = delivers_to(scenario, server.sends_to)
+            if server.consumes == name and target in reaches:
+                reaches[target] |= reaches[name]
     timed = {source.name for source in sources(scenario) if source.timeout}
     for name, reached_by in reaches.items():
         shedders = [s for s in consumers if s.consumes == name]

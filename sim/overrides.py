@@ -11,6 +11,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from .problems import Problem, ScenarioError, short_repr, shorten
 
@@ -48,7 +49,11 @@ def parse_yaml(text: str, source: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         what = " ".join(filter(None, [exc.context, exc.problem]))
-        raise ScenarioError(source, [Problem(f"not valid YAML: {what}", line=line)]) from None
+        raise ScenarioError(source, [Problem(f"not valid YAML: {shorten(what)}", line=line)]) from None
+    except ReaderError as exc:  # a character YAML does not allow: located by its position
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise ScenarioError(source, [Problem(f"not valid YAML: the character #x{code:04x} is not allowed", line=line)]) from None
     if data is None:
         raise ScenarioError(source, [Problem("the file is empty (or only comments); a scenario file is a mapping of keys (name, duration, producers, ...)", line=1)])
     if not isinstance(data, dict):
@@ -114,7 +119,7 @@ def apply_override(data: Any, spec: str, source: str) -> tuple[str, ...]:
     :class:`ScenarioError` blamed on the ``--set``."""
     key_path, sep, raw = spec.partition("=")
     if not sep or not key_path.strip():
-        raise ScenarioError(source, [Problem(f"--set takes PATH=VALUE (e.g. workers.pool.count=12), got '{spec}'")])
+        raise ScenarioError(source, [Problem(f"--set takes PATH=VALUE (e.g. workers.pool.count=12), got '{shorten(spec)}'")])
     parts = key_path.strip().split(".")
     try:
         problem = shape_problem(raw)

@@ -57,7 +57,7 @@ class Problem:
 
     def format(self, source: str) -> str:
         if self.override:
-            where = f"{source} (--set {self.override})"
+            where = f"{source} (--set {shorten(self.override)})"
         else:
             where = f"{source}:{self.line}" if self.line else source
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"

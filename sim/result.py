@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
+from .backpressure import trigger_window
 from .checks import LittleCheck
+from .components.registry import SECTIONS
 from .recorder import CONSISTENCY_KEYS
 from .runner import LATENCY_BIN_EDGES_S, ReplicationFailure, ReplicationResult, safe_replication
 from .schema import Scenario
@@ -40,7 +42,7 @@ SLO_METRICS = {
 }
 
 
-METRIC_SECTIONS = ("system", "brokers", "workers", "clients", "admission", "outbox", "dual_write", "consistency")
+METRIC_SECTIONS = ("system", *SECTIONS, "consistency")
 
 
 class UnknownMetricError(ValueError):
@@ -344,8 +346,6 @@ class Result:
         slowdown window) ended, or None for a scenario without a trigger. ``time_to_recover_s``
         is estimated over the replications that recovered; ``verdict`` says it in words. The
         definition is :func:`sim.backpressure.time_to_recover`'s."""
-        from .backpressure import trigger_window
-
         trigger = trigger_window(self.scenario)
         if trigger is None or not self.results:
             return None

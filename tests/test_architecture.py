@@ -5,6 +5,7 @@ module over the size limit."""
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +112,22 @@ def test_models_never_import_sim():
     known = modules()
     offenders = [f"{name}:{line} imports {target}" for name, path in known.items() if name.startswith("models")
                  for target, _, line in imports_of(name, path, known) if target.startswith("sim")]
+    assert offenders == []
+
+
+def test_models_import_only_the_standard_library_and_simpy():
+    allowed = set(sys.stdlib_module_names) | {"simpy", "models", "__future__"}
+    offenders = []
+    for name, path in modules().items():
+        if name.startswith("models"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    found = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and not node.level:
+                    found = [node.module]
+                else:
+                    continue
+                offenders += [f"{name}:{node.lineno} imports {m}" for m in found if m.split(".")[0] not in allowed]
     assert offenders == []
 
 

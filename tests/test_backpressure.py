@@ -237,6 +237,15 @@ def test_overload_that_something_bounds_is_accepted(bound):
     scenario(**{"producers": OVERLOADED, **bound})
 
 
+def test_shedding_does_not_bound_a_queue_that_untimed_messages_reach_through_a_dual_write():
+    timed = {**OVERLOADED[0], "name": "timed", "timeout": "1s", "arrivals": {"process": "poisson", "rate": 2.0}}
+    untimed = {**OVERLOADED[0], "name": "untimed", "sends_to": "dw"}
+    shedding = [{"name": "w", "consumes": "q", "count": 4, "service_time": {"dist": "exponential", "mean": 0.5}, "shed_expired": True}]
+    dual_write = [{"name": "dw", "database": {"commit_time": "1ms"}, "publishes_to": "q"}]
+    with pytest.raises(ScenarioError, match="unstable: offered load 12/s ≥ capacity 8/s"):
+        scenario(producers=[timed, untimed], workers=shedding, dual_write=dual_write)
+
+
 def test_a_rate_limit_above_capacity_does_not_bound_the_queue():
     with pytest.raises(ScenarioError, match="unstable"):
         scenario(producers=OVERLOADED, admission=[{"name": "gate", "in_front_of": "q", "rate_limit": {"rate": "9/s", "burst": 5}}])

@@ -166,6 +166,21 @@ def test_check_accepts_a_good_file_and_shows_the_offered_load(cli):
     assert outcome.stderr == ""
 
 
+def test_text_from_the_user_is_printed_as_written_not_read_as_console_markup(call, tmp_path):
+    folder = tmp_path / "[" / "x] plans"  # a path with [/x] in it
+    folder.mkdir(parents=True)
+    path = folder / "q.yaml"
+    path.write_text(GOOD.replace("name: shop", "name: 'a [/b] c [red]'"))
+    checked = call("check", str(path))
+    assert checked.returncode == 0, checked.stderr
+    assert f"{path} is a valid scenario 'a [/b] c [red]'" in checked.stdout
+    ran = call("run", str(path), *RUN)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("a [/b] c [red]: 2 replication(s)")
+    refused = call("check", str(path), "--set", "workers.pool.count=0")
+    assert refused.returncode == 2 and f"error in {path}:" in refused.stderr
+
+
 def test_check_shows_the_long_run_and_peak_rates_of_a_schedule(call):
     outcome = call("check", "scheduled.yaml")
     assert outcome.returncode == 0, outcome.stderr

@@ -14,7 +14,7 @@ import pytest
 from sim import ScenarioError, load_scenario, load_scenario_text
 from sim.cli import main
 from sim.overrides import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES
-from sim.problems import SHOWN_CHARS, SHOWN_PROBLEMS
+from sim.problems import SHOWN_CHARS, SHOWN_PROBLEMS, shorten
 
 GOOD = """\
 name: shop
@@ -98,7 +98,7 @@ def test_a_billion_laughs_in_a_set_value_is_blamed_on_the_set():
     value = "[&a [1,1,1,1,1,1,1,1,1,1], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b], " \
             "&d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c], &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d], *e]"
     message = error_of(GOOD, (f"name={value}",))
-    assert message == f"s.yaml (--set name={value}): more than {MAX_VALUES:,} values (an alias counts as all it repeats); " \
+    assert message == f"s.yaml (--set {shorten('name=' + value)}): more than {MAX_VALUES:,} values (an alias counts as all it repeats); " \
                       "that is the limit for a scenario file"
 
 
@@ -239,3 +239,27 @@ def test_the_example_scenarios_are_well_within_the_limits():
     for path in (Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml"):
         assert path.stat().st_size < MAX_FILE_BYTES / 100
         load_scenario(path)
+
+
+# --- files that are not YAML text ---------------------------------------------------------------
+
+
+def test_a_control_character_is_refused_at_its_line(call, tmp_path):
+    (tmp_path / "ctl.yaml").write_bytes(b"name: ok\nduration: 1h\n\x07\n")
+    code, err = call("check", "ctl.yaml")
+    assert code == 2, err
+    assert "ctl.yaml:3: not valid YAML: the character #x0007 is not allowed" in err
+
+
+def test_a_file_that_is_not_utf8_is_refused(call, tmp_path):
+    (tmp_path / "utf16.yaml").write_bytes("name: x\n".encode("utf-16"))
+    code, err = call("check", "utf16.yaml")
+    assert code == 2, err
+    assert "utf16.yaml: not UTF-8 text: byte 0xff at offset 0" in err
+
+
+def test_a_long_set_value_is_shown_short_where_it_is_blamed():
+    spec = "workers.nowhere.count=" + "a" * 300
+    message = error_of(GOOD, (spec,))
+    assert "a" * 100 not in message and "(--set workers.nowhere.count=aaa" in message
+    assert len(message) < 400

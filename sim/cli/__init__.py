@@ -12,6 +12,7 @@ import sys
 from importlib.metadata import version
 
 import typer
+from rich.markup import escape
 
 from ..problems import ScenarioError
 from .common import Failed, app, err, out
@@ -42,7 +43,7 @@ def main() -> None:
     try:
         app()
     except ScenarioError as exc:
-        err.print(f"[red]error[/red] in {exc.source}:", highlight=False)
+        err.print(f"[red]error[/red] in {escape(exc.source)}:", highlight=False)
         for problem in exc.problems:
             err.print("  " + problem.format(exc.source), highlight=False, markup=False)
         sys.exit(2)
@@ -54,6 +55,6 @@ def main() -> None:
     except Exception as exc:  # the last line of defence: one readable line, the traceback on request
         if os.environ.get("ASYNCSIM_DEBUG"):
             raise
-        err.print(f"[red]asyncsim: internal error:[/red] {type(exc).__name__}: {exc} (set ASYNCSIM_DEBUG=1 for the traceback)")
+        err.print(f"[red]asyncsim: internal error:[/red] {type(exc).__name__}: {escape(str(exc))} (set ASYNCSIM_DEBUG=1 for the traceback)")
         sys.exit(3)
 

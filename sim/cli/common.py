@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..executors import Executor, ExecutorError, make_executor
 
@@ -38,7 +39,7 @@ ClusterOption = typer.Option(None, "--cluster", help="Run on a Dask cluster: the
 
 def cannot_write(path: Path, exc: OSError) -> Failed:
     """Say that ``--out path`` cannot be written, and why; exit 2 (a bad option)."""
-    err.print(f"[red]error:[/red] --out {path}: cannot write there: {exc.strerror or exc}", highlight=False)
+    err.print(f"[red]error:[/red] --out {escape(str(path))}: cannot write there: {escape(str(exc.strerror or exc))}", highlight=False)
     return Failed(2)
 
 
@@ -99,7 +100,7 @@ def running_on(executor: Executor, progress=None):
     try:
         yield executor
     except ExecutorError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise Failed(1) from None
     finally:
         if progress is not None:

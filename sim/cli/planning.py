@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..problems import CapacityError
 from ..units import format_duration
@@ -40,9 +41,9 @@ def print_plan(plan, console: Console, runs_printed: bool = True) -> None:
             console.print(f"[bold green]recommendation:[/bold green] {search.parameter} = {search.value}", highlight=False)
         else:
             console.print(f"[bold red]no value of {search.parameter} meets the SLO with confidence[/bold red]", highlight=False)
-        console.print(f"  why it stopped: {search.reason}", highlight=False)
+        console.print(f"  why it stopped: {escape(search.reason)}", highlight=False)
         for warning in search.warnings:
-            console.print(f"[yellow]warning:[/yellow] {warning}")
+            console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     room = plan.headroom
     if room is not None:
         if room.factor is not None:
@@ -52,7 +53,7 @@ def print_plan(plan, console: Console, runs_printed: bool = True) -> None:
             console.print("[bold red]headroom:[/bold red] none found", highlight=False)
         if room.estimate is not None:
             console.print(f"  theory ({room.estimate_model}) puts it at {room.estimate:.3g}×", highlight=False)
-        console.print(f"  why it stopped: {room.reason}", highlight=False)
+        console.print(f"  why it stopped: {escape(room.reason)}", highlight=False)
     search_runs = [r for r in plan.runs if r.phase == "search" and r.verdict != "invalid"]
     line = f"{len(plan.runs)} evaluations ({len(search_runs)} values of the parameter simulated), {plan.replications_run} replications, on {plan.executor}"
     if search is not None and search.value is not None and search.lowest_valid is not None:
@@ -107,7 +108,7 @@ def capacity(
     console = err if as_json else out
     if not as_json:
         head = f"capacity: the smallest {vary} meeting the SLO with confidence" if vary else "capacity: the headroom of the scenario as it is"
-        console.print(f"[bold]{head}[/bold] ({scenario})", highlight=False)
+        console.print(f"[bold]{head}[/bold] ({escape(str(scenario))})", highlight=False)
         console.print("SLO: " + ", ".join(f"{k} {format_duration(v) if k.startswith('latency') else v:}" for k, v in targets.items())
                       + "; each run: value, replications (doubled while uncertain), estimates with 95% CI, verdict", highlight=False)
     try:
@@ -127,7 +128,7 @@ def capacity(
     failed = plan.failed_runs
     if failed:
         err.print(f"[red]{len(failed)} of {len(plan.runs)} evaluations failed[/red] (replications raised); "
-                  f"the first, {failed[0].label}: {failed[0].error}", highlight=False)
+                  f"the first, {escape(failed[0].label)}: {escape(str(failed[0].error))}", highlight=False)
         raise Failed(1)
     if vary and plan.value is None:
         raise Failed(1)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from ..problems import CapacityError
 from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_file
@@ -53,8 +54,8 @@ def report(
     except CapacityError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--slo'") from None
     written = save_report(built, out_path, fmt)
-    out.print(f"wrote {written[0]}" + (f" and {len(written) - 1} images beside it" if len(written) > 1 else ""), highlight=False)
+    out.print(f"wrote {written[0]}" + (f" and {len(written) - 1} images beside it" if len(written) > 1 else ""), highlight=False, markup=False)
     if built.failures:
         err.print(f"[red]{len(built.failures)} of the runs the report needs failed[/red] (replications raised); "
-                  f"the first, {built.failures[0]}", highlight=False)
+                  f"the first, {escape(str(built.failures[0]))}", highlight=False)
         raise Failed(1)

@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 from rich.table import Table
+from rich.markup import escape
 
 from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, running_on, writable_folder
 from .summary import print_summary
@@ -54,10 +55,10 @@ def run(
         print_summary(summary, out)
     if out_dir is not None:
         written = result.save(out_dir)
-        (err if as_json else out).print(f"wrote {len(written)} files to {out_dir}: " + ", ".join(p.name for p in written))
+        (err if as_json else out).print(f"wrote {len(written)} files to {out_dir}: " + ", ".join(p.name for p in written), markup=False)
     if result.failures or result.interrupted or not result.results:
         for failure in result.failures:
-            err.print(f"[red]replication {failure.replication} failed:[/red] {failure.error}", highlight=False)
+            err.print(f"[red]replication {failure.replication} failed:[/red] {escape(failure.error)}", highlight=False)
         if result.interrupted:
             finished = f"{len(result.results)} of {n} replications finished" if result.results else "no replication finished"
             err.print(f"interrupted: {finished}")
@@ -73,7 +74,7 @@ def check(
     from ..topology import broker_flows
 
     spec = load_scenario(scenario, set_ or [])
-    out.print(f"[green]ok[/green]: {scenario} is a valid scenario '{spec.name}'")
+    out.print(f"[green]ok[/green]: {escape(str(scenario))} is a valid scenario '{escape(spec.name)}'", highlight=False)
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("broker", "arrival rate", "service capacity", "workers", "offered load", "bounded"):
         table.add_column(column, justify="left" if column == "broker" else "right")
@@ -123,6 +124,6 @@ def validate(
         inside = sum(r["inside"] for r in rows)
         out.print(f"{inside} of {len(rows)} exact values inside the simulation's 95% confidence interval")
     if failed:
-        err.print(f"[red]{len(failed)} of {len(rows)} cases had failed replications[/red]; the first: {failed[0].failures[0]}", highlight=False)
+        err.print(f"[red]{len(failed)} of {len(rows)} cases had failed replications[/red]; the first: {escape(str(failed[0].failures[0]))}", highlight=False)
     if not all(r["inside"] for r in rows):
         raise Failed(1)

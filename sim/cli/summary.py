@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.markup import escape
 
 from ..units import format_duration
 
@@ -68,7 +69,7 @@ def _outbox_rows(summary: dict, table: Table) -> None:
 def print_summary(summary: dict, console: Console) -> None:
     """The JSON summary of a run as tables on ``console``."""
     header = (
-        f"[bold]{summary['scenario']}[/bold]: {summary['replications']} replication(s) × "
+        f"[bold]{escape(summary['scenario'])}[/bold]: {summary['replications']} replication(s) × "
         f"{format_duration(summary['duration_s'])} (warm-up {format_duration(summary['warmup_s'])} excluded), seed {summary['seed']}"
     )
     console.print(header)
@@ -155,4 +156,4 @@ def print_summary(summary: dict, console: Console) -> None:
         ci = f" [{slo['ci95'][0]:.4g}, {slo['ci95'][1]:.4g}]" if slo["ci95"][0] is not None else ""
         console.print(f"SLO {key} {target}: {value}{ci} → [{colour}]{slo['status']}[/{colour}]")
     for warning in summary["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)

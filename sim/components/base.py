@@ -27,6 +27,12 @@ class Refers:
     label: str = ""
 
 
+BROKER = Refers(("brokers",))
+"""A field that names a broker (``consumes``, ``publishes_to``, a client's ``sends_to``)."""
+
+BROKER_OR_WRITER = Refers(("brokers", "outbox", "dual_write"))
+"""A field that names where messages are sent: a broker, an outbox or a dual write."""
+
 DEAD_LETTER = Refers(("brokers",), label="dead-letter target")
 """What a broker's dead-letter field refers to: another broker, which keeps what it is given."""
 

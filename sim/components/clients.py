@@ -14,13 +14,10 @@ from models.retry import DecorrelatedJitterBackoff, EqualJitterBackoff, Exponent
 
 from ..distributions import Sampler, Uniform
 from ..fields import DurationOrDistribution, Name, PositiveDuration, Strict
-from .base import Kind, Refers, Source
-from .measures import PERCENTILES
+from .base import BROKER, Kind, Source
 
 CLIENT_EVENTS = ("requests", "attempts", "refused", "timeouts", "retries", "succeeded", "processings", "wasted", "shed", "suppressed",
                  "failed_downstream", "rejected_refused", "rejected_timed_out", "rejected_budget")
-
-BROKER = Refers(("brokers",))
 
 
 class NoRetrySpec(Strict):
@@ -186,10 +183,7 @@ def measure_client(name: str, client: Client, measures) -> None:
     measures.metrics[f"{prefix}.retry_amplification"] = t["attempts"] / requests if requests else math.nan
     measures.metrics[f"{prefix}.rejected_rate"] = rejected / requests if requests else math.nan
     measures.counts(prefix, t, CLIENT_EVENTS[2:])
-    latencies = np.frombuffer(client.latencies_s, dtype=np.float64)
-    measures.metrics[f"{prefix}.latency_s.mean"] = float(latencies.mean()) if latencies.size else math.nan
-    for key, q in PERCENTILES.items():
-        measures.metrics[f"{prefix}.latency_s.{key}"] = float(np.percentile(latencies, q)) if latencies.size else math.nan
+    measures.distribution(f"{prefix}.latency_s", np.frombuffer(client.latencies_s, dtype=np.float64))
     boundary = client.requests
     measures.metrics[f"{prefix}.in_progress_mean"] = boundary.area / window
     measures.metrics[f"{prefix}.completed_per_s"] = boundary.completed / window

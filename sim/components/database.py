@@ -1,9 +1,11 @@
-"""The database behind an outbox or a dual write (its spec; shared by both sections)."""
+"""The database behind an outbox or a dual write: its spec, how it is built and measured (shared
+by both sections)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Iterable, Optional
 
+import numpy as np
 from pydantic import Field
 
 from models.database import Database
@@ -36,11 +38,19 @@ def build_database(spec: DatabaseSpec, owner: str, context) -> Database:
     )
 
 
+def connection_waits_s(database: Database) -> np.ndarray:
+    """Waits for a connection of the transactions that asked in the window: zeros for those
+    served at once, then the waits of those that queued (and left the queue by the end)."""
+    sojourns = database.waiting_boundary.sojourns
+    queued = np.frombuffer(sojourns, dtype=np.float64) if sojourns is not None else np.empty(0)
+    return np.concatenate([np.zeros(database.immediate_in_window), queued])
+
+
 def measure_database(prefix: str, database: Database, measures) -> None:
     """``PREFIX.database.*``: its own metrics, the wait for a connection, its utilisation series."""
     for key, value in database.metrics(measures.window_s).items():
         measures.metrics[f"{prefix}.database.{key}"] = float(value)
-    measures.distribution(f"{prefix}.database.connection_wait_s", database.connection_waits_s())
+    measures.distribution(f"{prefix}.database.connection_wait_s", connection_waits_s(database))
     measures.series[f"{prefix}.database.utilization"] = measures.level(database.lent) / database.connections
 
 

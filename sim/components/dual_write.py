@@ -10,7 +10,7 @@ from models.dual_write import DualWrite, DualWriteOptions
 
 from ..distributions import Uniform
 from ..fields import NOT_A_BOOL, Crashes, DurationOrDistribution, Name, PositiveDuration, Strict
-from .base import Finding, Kind, Refers, Relay
+from .base import BROKER, Finding, Kind, Relay
 from .database import DatabaseSpec, build_database, database_overload, measure_database
 from .outbox import unfed
 
@@ -18,8 +18,6 @@ DUAL_WRITE_EVENTS = (
     "committed", "commit_failed", "published", "refused_publishes", "publish_timeouts", "publish_retries",
     "died_between_writes", "crashes", "never_published", "answered_ok", "answered_error", "refused",
 )
-
-BROKER = Refers(("brokers",))
 
 
 class DualWriteSpec(Strict):

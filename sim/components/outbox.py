@@ -4,9 +4,8 @@ relays (polling publishers or log tailing) that publish the events."""
 from __future__ import annotations
 
 import math
-from typing import Annotated, Iterable, Literal, Optional, Union
-
 from dataclasses import dataclass
+from typing import Annotated, Iterable, Literal, Optional, Union
 
 from pydantic import BeforeValidator, Field
 
@@ -15,12 +14,10 @@ from models.relay import CdcRelay, PollingRelay, RelayStats
 
 from ..distributions import Uniform
 from ..fields import NOT_A_BOOL, Crashes, DurationOrDistribution, Name, PositiveDuration, Strict
-from .base import Finding, Kind, Refers, Relay
+from .base import BROKER, Finding, Kind, Relay
 from .database import DatabaseSpec, build_database, database_overload, measure_database
 
 RELAY_EVENTS = ("published", "republished", "refused_publishes", "failed_polls", "failed_marks", "crashes")
-
-BROKER = Refers(("brokers",))
 
 
 class CrashBeforeMarkSpec(Strict):

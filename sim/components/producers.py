@@ -15,10 +15,8 @@ from models.triggers import SpikedArrivals
 
 from ..distributions import Exponential, Sampler
 from ..fields import NOT_A_BOOL, CsvColumn, DistributionSpec, Duration, Name, NonNegativeRate, PositiveDuration, Rate, Strict
-from .base import Finding, Kind, Refers, Source
+from .base import BROKER_OR_WRITER, Finding, Kind, Source
 from .clients import ClientBehaviour, make_client, measure_client
-
-BROKER_OR_WRITER = Refers(("brokers", "outbox", "dual_write"))
 
 
 class PoissonArrivals(Strict):

@@ -16,12 +16,9 @@ from models.workers import Done, WorkerOptions, WorkerPool as WorkerPoolModel
 
 from ..distributions import Uniform
 from ..fields import NOT_A_BOOL, Crashes, DistributionSpec, Duration, DurationOrDistribution, Errors, Name, PositiveDuration, Strict
-from .base import Finding, Kind, Refers, Server
+from .base import BROKER, BROKER_OR_WRITER, Finding, Kind, Server
 
 WORKER_EVENTS = ("completed", "errors", "crashes")
-
-BROKER = Refers(("brokers",))
-BROKER_OR_WRITER = Refers(("brokers", "outbox", "dual_write"))
 
 
 _WITH_FROM = {**Strict.model_config, "populate_by_name": True}
@@ -108,6 +105,7 @@ class WorkerPool(Strict):
     capacity_loss: Optional[CapacityLossSpec] = None
     autoscaling: Optional[AutoscalingSpec] = None
     shed_expired: bool = False
+    idempotent: bool = False  # a processed-ids table: copies of a processed message are skipped (suppressed)
 
     @model_validator(mode="after")
     def _elastic_counts(self):
@@ -121,7 +119,6 @@ class WorkerPool(Strict):
     def max_count(self) -> int:
         """The most workers the pool can have (its autoscaling max, or its count)."""
         return self.autoscaling.max if self.autoscaling is not None else self.count
-    idempotent: bool = False  # a processed-ids table: copies of a processed message are skipped (suppressed)
 
 
 def slowdown(spec: WorkerPool) -> Slowdown | None:
