@@ -80,13 +80,12 @@ class Boundary:
 
     It tracks the number inside, its time integral over the measurement window and per time bin,
     entries in the window, the sojourn of each item that entered in the window and has left (sum,
-    sum of squares, and optionally every value for percentiles), the longest sojourn of the run,
-    and leaves per time bin.
+    and optionally every value for percentiles), and the longest sojourn of the run.
     """
 
     __slots__ = (
-        "name", "kind", "n", "area", "entries", "completed", "sojourn_sum", "sojourn_sq_sum", "sojourns",
-        "n_at_start", "n_at_end", "max_sojourn", "bin_area", "bin_leaves", "_start", "_last", "_in_window",
+        "name", "kind", "n", "area", "entries", "completed", "sojourn_sum", "sojourns",
+        "n_at_start", "n_at_end", "max_sojourn", "bin_area", "_start", "_last", "_in_window",
         "_bin", "_bin_edge", "_bin_width", "_last_bin",
     )
 
@@ -98,13 +97,11 @@ class Boundary:
         self.entries = 0
         self.completed = 0
         self.sojourn_sum = 0.0
-        self.sojourn_sq_sum = 0.0
         self.sojourns = array("d") if keep_sojourns else None
         self.n_at_start = 0
         self.n_at_end = 0
         self.max_sojourn = 0.0
         self.bin_area = [0.0] * TIME_BINS
-        self.bin_leaves = [0] * TIME_BINS
         self._start = start_s
         self._last = 0.0
         self._in_window = start_s <= 0
@@ -139,14 +136,12 @@ class Boundary:
     def leave(self, now: float, entered_s: float) -> None:
         self._advance(now)
         self.n -= 1
-        self.bin_leaves[self._bin] += 1
         sojourn = now - entered_s
         if sojourn > self.max_sojourn:
             self.max_sojourn = sojourn
         if entered_s >= self._start:
             self.completed += 1
             self.sojourn_sum += sojourn
-            self.sojourn_sq_sum += sojourn * sojourn
             if self.sojourns is not None:
                 self.sojourns.append(sojourn)
 
