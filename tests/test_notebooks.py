@@ -25,6 +25,7 @@ HEADLESS_BACKEND = "module://matplotlib_inline.backend_inline"
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
+@pytest.mark.slow  # about 50 s for the five: CI runs them, the working loop (-m "not slow") does not
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MPLBACKEND", HEADLESS_BACKEND)  # the kernel inherits this environment
