@@ -23,7 +23,7 @@ from .components.registry import SECTIONS
 from .overrides import apply_override, check_size, parse_yaml
 from .problems import Problem, ScenarioError, short_repr, shorten
 from .schema import Scenario
-from .topology import PipelineLoop, broker_order, delivers_to, flows, servers, sources
+from .topology import PipelineLoop, broker_order, flows, relayed_to, servers, sources
 from .units import format_duration
 
 
@@ -231,17 +231,19 @@ def _bounded_by_back_pressure(scenario: Scenario, flows: dict) -> set[str]:
     bounded = {broker for section, kind in SECTIONS.items() for spec in getattr(scenario, section)
                if (broker := kind.keeps_bounded(spec, scenario, flows)) is not None}
     reaches: dict[str, set] = {name: set() for name in flows}
-    for source in sources(scenario):
-        target = delivers_to(scenario, source.sends_to)
+    through = relayed_to(scenario)
+    senders = sources(scenario)
+    for source in senders:
+        target = through.get(source.sends_to, source.sends_to)
         if target in reaches:
             reaches[target].add(source.name)
     consumers = servers(scenario)
     for name in flows:  # upstream first
         for server in consumers:
-            target = delivers_to(scenario, server.sends_to)
+            target = through.get(server.sends_to, server.sends_to)
             if server.consumes == name and target in reaches:
                 reaches[target] |= reaches[name]
-    timed = {source.name for source in sources(scenario) if source.timeout}
+    timed = {source.name for source in senders if source.timeout}
     for name, reached_by in reaches.items():
         shedders = [s for s in consumers if s.consumes == name]
         if reached_by and reached_by <= timed and shedders and all(s.sheds_expired for s in shedders):
@@ -306,8 +308,9 @@ def _wiring_problems(scenario: Scenario, data: Any, applied: list) -> list[Probl
         try:
             broker_order(scenario)
         except PipelineLoop as loop:
+            through = relayed_to(scenario)
             index, pool = next((i, p) for i, p in enumerate(scenario.workers)
-                               if p.consumes == loop.brokers[-2] and delivers_to(scenario, p.sends_to) == loop.brokers[-1])
+                               if p.consumes == loop.brokers[-2] and through.get(p.sends_to, p.sends_to) == loop.brokers[-1])
             report("workers", index, pool.name, "sends_to", str(loop))
     return problems
 
@@ -319,8 +322,9 @@ def _stability_problems(scenario: Scenario, data: Any, applied: list) -> list[Pr
     index = {b.name: i for i, b in enumerate(scenario.brokers)}
     broker_flows, relay_inflows = flows(scenario)
     held_back = _bounded_by_back_pressure(scenario, broker_flows)
+    sinks = dead_letter_queues(scenario)
     for name, flow in broker_flows.items():
-        if name in dead_letter_queues(scenario):
+        if name in sinks:
             continue  # a dead-letter queue is a sink by design: nothing consumes it
         if flow.bounded or flow.offered_load < 1 or name in held_back:
             continue

@@ -70,18 +70,18 @@ def servers(scenario: Scenario) -> list[Server]:
     return flows_of(scenario, Server)
 
 
-def delivers_to(scenario: Scenario, name: str | None) -> str | None:
-    """The broker that what is sent to ``name`` reaches: ``name`` itself, or the broker a relay
-    (an outbox, a dual write) publishes to."""
-    relays = {relay.name: relay.publishes_to for relay in flows_of(scenario, Relay)}
-    return relays.get(name, name)
+def relayed_to(scenario: Scenario) -> dict[str, str]:
+    """Where what is sent to a relay (an outbox, a dual write) goes on to: {relay: its broker}.
+    What is sent to any other name reaches that name itself: ``relayed_to(s).get(name, name)``."""
+    return {relay.name: relay.publishes_to for relay in flows_of(scenario, Relay)}
 
 
 def broker_order(scenario: Scenario) -> list[str]:
     """Broker names upstream first; raises :class:`PipelineLoop` if stages form a cycle."""
     downstream: dict[str, set[str]] = {b.name: set() for b in scenario.brokers}
+    relays = relayed_to(scenario)
     for server in servers(scenario):
-        target = delivers_to(scenario, server.sends_to)
+        target = relays.get(server.sends_to, server.sends_to)
         if target in downstream and server.consumes in downstream:
             downstream[server.consumes].add(target)
     order: list[str] = []
@@ -105,12 +105,13 @@ def broker_order(scenario: Scenario) -> list[str]:
 
 def flows(scenario: Scenario) -> tuple[dict[str, BrokerFlow], dict[str, float]]:
     """(offered load on every broker, upstream first; messages per second sent to every relay)."""
-    relays = {relay.name: 0.0 for relay in flows_of(scenario, Relay)}
+    through = relayed_to(scenario)
+    relays = {name: 0.0 for name in through}
     inflow = {b.name: 0.0 for b in scenario.brokers}
     for source in sources(scenario):
         if source.sends_to in relays:
             relays[source.sends_to] += source.rate_per_s
-        target = delivers_to(scenario, source.sends_to)
+        target = through.get(source.sends_to, source.sends_to)
         if target in inflow:
             inflow[target] += source.rate_per_s
     brokers = {b.name: b for b in scenario.brokers}
@@ -132,7 +133,7 @@ def flows(scenario: Scenario) -> tuple[dict[str, BrokerFlow], dict[str, float]]:
             if capacity > 0:
                 if server.sends_to in relays:
                     relays[server.sends_to] += flow.departure_rate_per_s * server.capacity_per_s / capacity
-                target = delivers_to(scenario, server.sends_to)
+                target = through.get(server.sends_to, server.sends_to)
                 if target in inflow:
                     inflow[target] += flow.departure_rate_per_s * (server.capacity_per_s / capacity)
     return result, relays
