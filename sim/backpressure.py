@@ -119,7 +119,7 @@ def back_pressure_metrics(scenario, network, recorder, measures, counts: dict) -
     series["system.goodput_per_s"] = _per_bin(recorder.processed_per_bin, bin_width)
     depth = np.zeros(TIME_BINS)
     for name in network.section("brokers"):
-        depth += np.asarray(recorder.boundaries[name].bin_area) / bin_width
+        depth += series[f"brokers.{name}.length"]  # each broker's measure put it there
     series["system.queue_depth"] = depth
 
     if clients:

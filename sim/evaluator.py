@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .executors import Executor
-from .jobs import Job, json_safe, run_jobs
+from .jobs import Job, run_jobs
 from .loading import load_scenario
 from .problems import ScenarioError
 from .result import Result
 from .schema import Scenario
+from .stats import json_safe
 from .units import format_duration
 
 

@@ -11,11 +11,8 @@ keeping the replications that finished.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
-
-import numpy as np
+from typing import Callable, Iterable, Iterator, Sequence
 
 from .executors import Executor
 from .result import Result
@@ -97,19 +94,3 @@ def run_scenario(
         interrupted = True
     results, failures = in_order(outcomes)
     return Result(scenario, seed, replications, results, failures, interrupted)
-
-
-def is_nan(x: Any) -> bool:
-    """Whether ``x`` is a float NaN (a metric with no value)."""
-    return isinstance(x, float) and math.isnan(x)
-
-
-def json_safe(x: Any) -> Any:
-    """``x`` as JSON takes it: numpy scalars as Python ones, NaN and infinities as None."""
-    if isinstance(x, (np.floating, float)):
-        return None if not math.isfinite(float(x)) else float(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x

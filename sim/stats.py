@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +34,20 @@ class Estimate:
         return self.low is not None and self.low <= value <= self.high
 
 
-def _clean(value: float) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
+def is_nan(x: Any) -> bool:
+    """Whether ``x`` is a float NaN (a metric with no value)."""
+    return isinstance(x, float) and math.isnan(x)
+
+
+def json_safe(x: Any) -> Any:
+    """``x`` as JSON takes it: numpy scalars as Python ones, NaN and infinities as None."""
+    if isinstance(x, (np.floating, float)):
+        return None if not math.isfinite(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
 
 
 def mean_ci(values, confidence: float = 0.95) -> Estimate:
@@ -55,4 +68,4 @@ def mean_ci(values, confidence: float = 0.95) -> Estimate:
     from scipy.special import stdtrit
 
     half = float(stdtrit(n - 1, 0.5 + confidence / 2) * x.std(ddof=1) / math.sqrt(n))
-    return Estimate(_clean(mean), _clean(mean - half), _clean(mean + half), n)
+    return Estimate(json_safe(mean), json_safe(mean - half), json_safe(mean + half), n)

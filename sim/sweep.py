@@ -34,13 +34,14 @@ from pydantic import ValidationError
 
 from .axes import Axis, SweepError, Value, axes_from, parse_axis
 from .executors import Executor, make_executor
-from .jobs import Job, is_nan, json_safe, run_jobs
+from .jobs import Job, run_jobs
 from .loading import load_scenario
 from .overrides import parse_yaml
 from .plots import FIGURE_SIZE
 from .problems import Problem, ScenarioError
 from .result import Result, check_metric, nest
 from .schema import Scenario, SweepSpec
+from .stats import is_nan, json_safe
 from .sweep_plots import plot_hockey_stick, plot_sweep_metric
 from .theory import theory_of
 from .topology import broker_flows

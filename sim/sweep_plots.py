@@ -11,9 +11,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .jobs import is_nan
 from .plots import FIGURE_SIZE
 from .result import SLO_METRICS
+from .stats import is_nan
 from .units import format_duration
 
 LATENCY_LABELS = {"mean": "mean", "p50": "p50", "p95": "p95", "p99": "p99", "p999": "p99.9"}

@@ -434,13 +434,17 @@ def test_sweep_refuses_an_unknown_metric_before_running_with_the_closest_names(c
     assert replications_run == []
 
 
-@pytest.mark.parametrize("verb", [
+VERBS_THAT_RUN = [
     ["run", "good.yaml"],
     ["sweep", "good.yaml", "--vary", "workers.pool.count=8,9"],
     ["capacity", "good.yaml", "--slo", "latency_mean=1s"],
     ["report", "good.yaml"],
     ["validate"],
-], ids=lambda verb: verb[0])
+]
+"""Every command that runs replications, with what it needs besides the options under test."""
+
+
+@pytest.mark.parametrize("verb", VERBS_THAT_RUN, ids=lambda verb: verb[0])
 def test_every_verb_that_runs_replications_takes_jobs_and_cluster(call, monkeypatch, verb):
     monkeypatch.setattr("sim.executors.CONNECT_TIMEOUT_S", 1.0)
     outcome = call(*verb, "--jobs", "2", "--cluster", "tcp://127.0.0.1:9")
@@ -448,13 +452,7 @@ def test_every_verb_that_runs_replications_takes_jobs_and_cluster(call, monkeypa
     assert "Invalid value for '--cluster': cannot connect to the Dask scheduler" in outcome.stderr
 
 
-@pytest.mark.parametrize("verb", [
-    ["run", "good.yaml"],
-    ["sweep", "good.yaml", "--vary", "workers.pool.count=8,9"],
-    ["capacity", "good.yaml", "--slo", "latency_mean=1s"],
-    ["report", "good.yaml"],
-    ["validate"],
-], ids=lambda verb: verb[0])
+@pytest.mark.parametrize("verb", VERBS_THAT_RUN, ids=lambda verb: verb[0])
 def test_an_executor_that_fails_midway_is_one_line_and_exit_1_and_is_closed(call, monkeypatch, tmp_path, verb):
     closed = []
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -11,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.markup import escape
 
-from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, running_on, writable_folder
+from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_folder
 from .summary import print_summary
 
 
@@ -34,16 +33,14 @@ def run(
         writable_folder(out_dir)
     n = replications or spec.replications
     executor = open_executor(jobs, cluster, tasks=n)
-    progress = None
-    on_done = None
-    if sys.stderr.isatty() and not as_json:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True)
-        task = progress.add_task(f"{spec.name}: replications", total=n)
+    progress = None if as_json else progress_bar(f"{escape(spec.name)}:")
+    if progress is None:
+        on_done = None
+    else:
+        task = progress.add_task("run", total=n, points="one scenario")
         progress.start()
 
-        def on_done(_):
+        def on_done(_outcome):
             progress.advance(task)
 
     with running_on(executor, progress):
