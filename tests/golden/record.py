@@ -2,7 +2,8 @@
 runs) into tests/golden/, for tests/test_outputs_unchanged.py.
 
 Run it only when a change is meant to alter results, and say in the commit which keys changed
-and why:  python tests/golden/record.py
+and why:  python tests/golden/record.py  (every scenario), or name some:
+python tests/golden/record.py quickstart retry-storm
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def summary_of(path: Path) -> dict:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
+    wanted = set(sys.argv[1:])
     for path in scenarios():
+        if wanted and path.stem not in wanted:
+            continue
         (GOLDEN / f"{path.stem}.json").write_text(json.dumps(summary_of(path), indent=1, sort_keys=True) + "\n")
         print("recorded", path.stem)
