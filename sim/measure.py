@@ -15,12 +15,12 @@ from .recorder import CONSISTENCY_KEYS, TIME_BINS, Recorder
 def system_measures(recorder: Recorder, counts: dict, measures: Measures) -> None:
     """End-to-end latency, throughput, the number in the system, and the fate of messages."""
     metrics, window = measures.metrics, measures.window_s
-    measures.distribution("system.latency_s", np.frombuffer(recorder.latencies_s, dtype=np.float64))
+    measures.distribution("system.latency_s", recorder.latency_s)
     metrics["system.throughput_per_s"] = recorder.processed_in_window / window
     metrics["system.in_system_mean"] = recorder.system.area / window
     produced = counts["produced"]
     for outcome in ("rejected", "lost", "dead_lettered"):
-        metrics[f"system.{outcome}_rate"] = counts[outcome] / produced if produced else float("nan")
+        measures.proportion(f"system.{outcome}_rate", counts[outcome], produced)
     metrics["system.duplicates_rate"] = counts["duplicates"] / counts["processed"] if counts["processed"] else float("nan")
     measures.series["system.in_system"] = measures.level(recorder.system)
     measures.series["system.throughput_per_s"] = np.asarray(recorder.processed_per_bin, dtype=float) / measures.bin_width_s
@@ -33,9 +33,9 @@ def consistency_measures(recorder: Recorder, counts: dict, measures: Measures) -
     for key in CONSISTENCY_KEYS:
         metrics[f"consistency.{key}"] = float(counts[key])
     committed, produced = counts["committed"], counts["produced"]
-    metrics["consistency.never_delivered_rate"] = counts["never_delivered"] / committed if committed else float("nan")
-    metrics["consistency.more_than_once_rate"] = counts["delivered_more_than_once"] / committed if committed else float("nan")
-    metrics["consistency.phantom_rate"] = counts["phantom"] / produced if produced else float("nan")
+    measures.proportion("consistency.never_delivered_rate", counts["never_delivered"], committed)
+    measures.proportion("consistency.more_than_once_rate", counts["delivered_more_than_once"], committed)
+    measures.proportion("consistency.phantom_rate", counts["phantom"], produced)
     measures.distribution("consistency.commit_to_processed_s", recorder.commit_to_processed_s)
 
 

@@ -36,12 +36,12 @@ and 200 time bins.
 from __future__ import annotations
 
 import math
-from array import array
 from collections import Counter
 
 import numpy as np
 
 from .packed import PackedCodes
+from .sketch import Sketch
 
 IN_FLIGHT, PROCESSED, LOST, REJECTED, DEAD_LETTERED = range(5)
 OUTCOMES = {IN_FLIGHT: "in_flight", PROCESSED: "processed", LOST: "lost", REJECTED: "rejected", DEAD_LETTERED: "dead_lettered"}
@@ -80,7 +80,7 @@ class Boundary:
 
     It tracks the number inside, its time integral over the measurement window and per time bin,
     entries in the window, the sojourn of each item that entered in the window and has left (sum,
-    and optionally every value for percentiles), and the longest sojourn of the run.
+    and optionally a :class:`Sketch` of them for percentiles), and the longest sojourn of the run.
     """
 
     __slots__ = (
@@ -97,7 +97,7 @@ class Boundary:
         self.entries = 0
         self.completed = 0
         self.sojourn_sum = 0.0
-        self.sojourns = array("d") if keep_sojourns else None
+        self.sojourns = Sketch(start_s, end_s) if keep_sojourns else None
         self.n_at_start = 0
         self.n_at_end = 0
         self.max_sojourn = 0.0
@@ -143,7 +143,7 @@ class Boundary:
             self.completed += 1
             self.sojourn_sum += sojourn
             if self.sojourns is not None:
-                self.sojourns.append(sojourn)
+                self.sojourns.add(sojourn, now)
 
     def integral(self, now: float) -> float:
         """The integral of the number inside over the whole run up to ``now`` (warm-up included)."""
@@ -193,7 +193,8 @@ class Recorder:
       :meth:`track_consistency`, the business-row flags, 4 bits a message, and ``committed_s``,
       the commit time of each message in flight whose row committed (until its first processing
       or its outcome);
-    - ``latencies_s``, 8 bytes a message processed in the window (for the latency percentiles).
+    - ``latency_s``, a :class:`Sketch` of the latencies of the messages processed in the window
+      (for the percentiles): its buckets, not the values.
 
     Ids are handed out in order of creation and the clock never goes back, so the messages made
     in the window are the last ``produced`` ids, and ``created_per_bin`` only ever moves forward.
@@ -207,7 +208,7 @@ class Recorder:
         self.in_flight: dict[int, float] = {}
         self.outcomes = [0] * len(OUTCOMES)  # made in the window, by outcome (in_flight: see counts)
         self.settled_outcomes = PackedCodes(2)  # outcome − PROCESSED, of messages with one
-        self.latencies_s = array("d")
+        self.latency_s = Sketch(warmup_s, duration_s)
         self.duplicates = 0
         self.counters: dict[str, WindowCounter] = {}
         self.processed_in_window = 0
@@ -229,7 +230,7 @@ class Recorder:
         self.committed_s: dict[int, float] = {}
         self.suppressed_in_window = 0
         self.processed_before_commit = 0
-        self.commit_to_processed_s = array("d")
+        self.commit_to_processed_s = Sketch(warmup_s, duration_s)
 
     def boundary(self, name: str, kind: str, keep_sojourns: bool = False) -> Boundary:
         """A new boundary named ``name`` (``kind`` is broker, workers or system)."""
@@ -296,7 +297,7 @@ class Recorder:
             self._first_processing(message, now)
         if created_s >= self.warmup_s:
             self.outcomes[PROCESSED] += 1
-            self.latencies_s.append(now - created_s)
+            self.latency_s.add(now - created_s, now)
         self.system.leave(now, created_s)
         self.processed_per_bin[min(int(now / self._bin_width), TIME_BINS - 1)] += 1
         if now >= self.warmup_s:
@@ -377,7 +378,7 @@ class Recorder:
             if now >= self.warmup_s:
                 self.processed_in_window += 1
             if created_s >= self.warmup_s:
-                self.latencies_s.append(now - created_s)
+                self.latency_s.add(now - created_s, now)
 
     def duplicate(self, request) -> None:
         """An attempt of ``request`` was processed after another one had been."""
@@ -421,7 +422,7 @@ class Recorder:
     def _first_processing(self, message, now: float) -> None:
         committed_s = self.committed_s.pop(message.id, None)
         if committed_s is not None and message.created_s >= self.warmup_s:
-            self.commit_to_processed_s.append(now - committed_s)
+            self.commit_to_processed_s.add(now - committed_s, now)
 
     def consistency_counts(self) -> dict[str, int]:
         """Per logical event produced in the window: what became of its business row and its event."""

@@ -1,7 +1,8 @@
 """The result of a run: per-replication tables, the summary with confidence intervals, plots.
 
 ``Result.summary()`` is the JSON summary that ``asyncsim run --json`` prints: every estimate is
-``{"mean": x, "ci95": [lo, hi]}`` over replications, every key carries its unit.
+``{"mean": x, "ci95": [lo, hi]}`` — the point estimate and its 95% interval over replications
+(:mod:`sim.estimates` says how each kind of metric is estimated) — and every key carries its unit.
 
 The summary needs only numpy; pandas is imported by the methods that return a DataFrame, so a run
 that prints its summary does not pay for it.
@@ -20,7 +21,10 @@ import numpy as np
 
 from .backpressure import trigger_window
 from .checks import LittleCheck
+from .components.measures import PERCENTILES
 from .components.registry import SECTIONS
+from .diagnostics import estimate_warnings
+from .estimates import bounded, distribution_estimate, proportion_estimate, series_estimate, series_of
 from .recorder import CONSISTENCY_KEYS
 from .runner import LATENCY_BIN_EDGES_S, ReplicationFailure, ReplicationResult, safe_replication
 from .schema import Scenario
@@ -157,13 +161,38 @@ class Result:
     # --- estimates ------------------------------------------------------------------------------
 
     def estimate(self, metric: str) -> Estimate:
-        """Mean over replications and 95% CI of a flat metric such as ``system.latency_s.p99``.
+        """The estimate and 95% CI of a flat metric such as ``system.latency_s.p99``: pooled
+        over the replications for a distribution's quantiles and mean and for proportions, the
+        mean over replications otherwise (:mod:`sim.estimates`); with one replication, from
+        batches of its window where the metric has them.
 
         A name the replications do not have is an :class:`UnknownMetricError` naming the closest
         ones; with no replication finished the estimate is empty (no mean, no interval)."""
+        return self._estimate(metric)[0]
+
+    def estimate_note(self, metric: str) -> str | None:
+        """Why ``metric``'s interval should not be trusted (one replication's batches are
+        correlated or too small), or None."""
+        return self._estimate(metric)[1]
+
+    def _estimate(self, metric: str) -> tuple[Estimate, str | None]:
         if self.results and metric not in self.results[0].metrics:
             raise unknown_metric(metric, self.metric_names())
-        return mean_ci([r.metrics.get(metric, np.nan) for r in self.results])
+        if not self.results:
+            return Estimate(None, None, None, 0), None
+        first, note = self.results[0], None
+        prefix, _, stat = metric.rpartition(".")
+        if prefix in first.distributions and (stat == "mean" or stat in PERCENTILES):
+            estimate, note = distribution_estimate([r.distributions[prefix] for r in self.results], stat)
+        elif metric in first.proportions:
+            parts, wholes = zip(*(r.proportions[metric] for r in self.results))
+            estimate = proportion_estimate(parts, wholes)
+        elif len(self.results) == 1 and series_of(metric, first.series) is not None:
+            estimate, note = series_estimate(first.metrics[metric], series_of(metric, first.series), first.bin_width_s,
+                                             self.scenario.warmup)
+        else:
+            estimate = mean_ci([r.metrics.get(metric, np.nan) for r in self.results])
+        return bounded(estimate, metric), note
 
     @property
     def estimates(self) -> pd.DataFrame:
@@ -215,8 +244,15 @@ class Result:
             })
         return out
 
+    def slo_metrics(self) -> list[str]:
+        """The metrics the scenario's SLO sets targets on."""
+        slo = self.scenario.slo
+        return [SLO_METRICS[key][0] for key in slo.model_dump(exclude_none=True)] if slo is not None else []
+
     def slo_report(self) -> dict | None:
-        """Each objective: the estimate, the target, and met / not met / uncertain (CI straddles)."""
+        """Each objective: the estimate, the target, and met / not met (the whole interval on one
+        side of the target), uncertain (the interval straddles it, or there is no interval: a
+        single value proves nothing), or unknown (no value)."""
         slo = self.scenario.slo
         if slo is None:
             return None
@@ -226,10 +262,10 @@ class Result:
             est = self.estimate(metric)
             if est.mean is None:
                 status = "unknown"
+            elif est.low is None:
+                status = "uncertain"
             else:
-                low = est.low if est.low is not None else est.mean
-                high = est.high if est.high is not None else est.mean
-                good, bad = (high <= target, low > target) if sense == "max" else (low >= target, high < target)
+                good, bad = (est.high <= target, est.low > target) if sense == "max" else (est.low >= target, est.high < target)
                 status = "met" if good else "not met" if bad else "uncertain"
             report[key] = {"target": target, "metric": metric, **est.as_dict(), "status": status}
         return report
@@ -255,8 +291,7 @@ class Result:
             problem = r.conservation.problem()
             if problem:
                 notes.append(f"conservation fails in replication {r.replication}: {problem}")
-        if len(self.results) == 1:
-            notes.append("one replication: no confidence intervals (run with --replications 2 or more)")
+        notes += estimate_warnings(self)
         if self.results:
             few = min(r.counts["processed"] for r in self.results)
             if 0 < few < 10_000:

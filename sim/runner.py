@@ -2,7 +2,8 @@
 
 A replication is a pure function of (scenario, seed, replication index), so replications can run
 in any order, on any number of processes, with identical results. What a replication returns is
-small (metrics, checks, 200-bin time series, a latency histogram), never per-message arrays.
+small (metrics, checks, 200-bin time series, a latency histogram, the sketches of its distributions
+and the counts of its proportions), never per-message arrays.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .network import build
 from .measure import measure
 from .recorder import Recorder
 from .schema import Scenario
+from .sketch import Distribution, bucket_value
 from .streams import Streams
 
 LATENCY_BIN_EDGES_S = np.logspace(-6, 6, 12 * 20 + 1)
@@ -39,6 +41,8 @@ class ReplicationResult:
     messages: int
     wall_s: float
     bin_width_s: float = 0.0
+    distributions: dict[str, Distribution] = field(default_factory=dict)
+    proportions: dict[str, tuple[int, int]] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
 
@@ -63,7 +67,9 @@ def run_replication(scenario: Scenario, replication: int, seed: int | None = Non
     unaccounted = np.setdiff1d(in_flight, np.fromiter(network.held_ids(), dtype=np.int64), assume_unique=False)
     conservation = Conservation(counts, int(in_flight.size), int(unaccounted.size), tuple(int(i) for i in unaccounted[:5]),
                                 *attempts_unaccounted(network))
-    histogram, _ = np.histogram(np.frombuffer(recorder.latencies_s, dtype=np.float64), bins=LATENCY_BIN_EDGES_S)
+    latency = measures.distributions["system.latency_s"].whole()
+    histogram, _ = np.histogram(bucket_value(latency.offset + np.arange(latency.counts.shape[1])), bins=LATENCY_BIN_EDGES_S,
+                                weights=latency.counts[0])
     return ReplicationResult(
         replication=replication,
         metrics=measures.metrics,
@@ -75,6 +81,8 @@ def run_replication(scenario: Scenario, replication: int, seed: int | None = Non
         messages=recorder.messages,
         wall_s=time.perf_counter() - started,
         bin_width_s=measures.bin_width_s,
+        distributions=measures.distributions,
+        proportions=measures.proportions,
     )
 
 

@@ -50,6 +50,13 @@ def json_safe(x: Any) -> Any:
     return x
 
 
+def t_quantile(degrees_of_freedom: float, confidence: float = 0.95) -> float:
+    """The two-sided Student-t quantile t(1 − α/2, df): the normal one for infinite ``df``."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(degrees_of_freedom, 0.5 + confidence / 2))
+
+
 def mean_ci(values, confidence: float = 0.95) -> Estimate:
     """Mean of the finite ``values`` and the Student-t interval at ``confidence``.
 
@@ -65,7 +72,5 @@ def mean_ci(values, confidence: float = 0.95) -> Estimate:
     mean = float(x.mean())
     if n == 1:
         return Estimate(mean, None, None, 1)
-    from scipy.special import stdtrit
-
-    half = float(stdtrit(n - 1, 0.5 + confidence / 2) * x.std(ddof=1) / math.sqrt(n))
+    half = t_quantile(n - 1, confidence) * float(x.std(ddof=1)) / math.sqrt(n)
     return Estimate(json_safe(mean), json_safe(mean - half), json_safe(mean + half), n)

@@ -16,6 +16,7 @@ from sim.network import build
 from sim.packed import PackedCodes
 from sim.recorder import DEAD_LETTERED, IN_FLIGHT, LOST, PROCESSED, REJECTED, TIME_BINS, Recorder
 from sim.streams import Streams
+from tests.sketches import recorded
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -81,7 +82,7 @@ def test_outcomes_are_tallied_when_they_happen_and_changed_by_later_copies():
     assert list(recorder.in_flight_ids()) == [waiting.id] and recorder.in_flight == {waiting.id: 60.0}
     assert [fates.settled(m) for m in (dup, parked, waiting)] == [True, True, False]
     assert recorder.system.n == 1  # each admitted message left the system once, at its outcome
-    assert list(recorder.latencies_s) == [2.0, 1.0]  # dup's and done_then_refused's first processings
+    assert recorded(recorder.latency_s) == [1.0, 2.0]  # dup's and done_then_refused's first processings
 
 
 def test_outcomes_outlive_settlement_in_two_bits_up_to_the_last_message_not_processed():
@@ -111,7 +112,7 @@ def test_a_request_settles_once_and_keeps_no_commit_time():
     recorder.request_settled(given_up, 5.0, "processed")  # too late: it has its outcome
     counts = recorder.counts()
     assert (counts["processed"], counts["rejected"], counts["in_flight"]) == (1, 1, 0)
-    assert recorder.committed_s == {} and list(recorder.latencies_s) == [2.0] and recorder.system.n == 0
+    assert recorder.committed_s == {} and recorded(recorder.latency_s) == [2.0] and recorder.system.n == 0
 
 
 def test_the_consistency_of_events_made_in_the_window_counted_a_chunk_at_a_time(monkeypatch):
@@ -137,7 +138,7 @@ def test_the_consistency_of_events_made_in_the_window_counted_a_chunk_at_a_time(
     assert recorder.consistency_counts() == expected
     monkeypatch.setattr(sim.recorder, "_CHUNK", 2)  # chunks that split the bytes of the packed flags
     assert recorder.consistency_counts() == expected
-    assert list(recorder.commit_to_processed_s) == [1.0, 2.0, 4.0]  # the warm-up message's is not counted
+    assert recorded(recorder.commit_to_processed_s) == [1.0, 2.0, 4.0]  # the warm-up message's is not counted
     assert recorder.committed_s == {pending.id: 21.0}
 
 

@@ -9,6 +9,7 @@ import math
 import pytest
 
 from sim import run, scenario_from_dict
+from sim.sketch import RELATIVE_ACCURACY
 
 
 def pool_scenario(seed=1, duration=20_000, arrivals=None, **pool):
@@ -59,7 +60,7 @@ def test_delivery_latency_adds_to_every_message_but_not_to_busy_time():
     scenario = pool_scenario(duration=2_000, arrivals={"process": "deterministic", "rate": 0.5}, delivery_latency="250ms")
     result = run(scenario, replications=2)
     for key in ("p50", "p99", "mean"):
-        assert result.estimate(f"system.latency_s.{key}").mean == pytest.approx(1.25)
+        assert result.estimate(f"system.latency_s.{key}").mean == pytest.approx(1.25, rel=RELATIVE_ACCURACY)
     assert result.estimate("workers.pool.utilization").mean == pytest.approx(1 / 8, rel=1e-3)
     assert result.ok
 

@@ -87,4 +87,4 @@ class Admission(Kind):
         counted = context.recorder.counters[spec.name]
         offered = sum(counted[e] for e in GATE_EVENTS)
         measures.counts(f"admission.{spec.name}", counted, GATE_EVENTS)
-        measures.metrics[f"admission.{spec.name}.refused_rate"] = (offered - counted["admitted"]) / offered if offered else math.nan
+        measures.proportion(f"admission.{spec.name}.refused_rate", offered - counted["admitted"], offered)

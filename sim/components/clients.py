@@ -181,7 +181,7 @@ def measure_client(name: str, client: Client, measures) -> None:
     measures.metrics[f"{prefix}.attempts_per_s"] = t["attempts"] / window
     measures.metrics[f"{prefix}.goodput_per_s"] = t["succeeded"] / window
     measures.metrics[f"{prefix}.retry_amplification"] = t["attempts"] / requests if requests else math.nan
-    measures.metrics[f"{prefix}.rejected_rate"] = rejected / requests if requests else math.nan
+    measures.proportion(f"{prefix}.rejected_rate", rejected, requests)
     measures.counts(prefix, t, CLIENT_EVENTS[2:])
     measures.distribution(f"{prefix}.latency_s", np.frombuffer(client.latencies_s, dtype=np.float64))
     boundary = client.requests

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Iterable, Optional
 
-import numpy as np
 from pydantic import Field
 
 from models.database import Database
 
 from ..fields import Crashes, DurationOrDistribution, Strict
+from ..sketch import Distribution
 from .base import Finding
 
 
@@ -38,12 +38,12 @@ def build_database(spec: DatabaseSpec, owner: str, context) -> Database:
     )
 
 
-def connection_waits_s(database: Database) -> np.ndarray:
+def connection_waits_s(database: Database) -> Distribution:
     """Waits for a connection of the transactions that asked in the window: zeros for those
-    served at once, then the waits of those that queued (and left the queue by the end)."""
-    sojourns = database.waiting_boundary.sojourns
-    queued = np.frombuffer(sojourns, dtype=np.float64) if sojourns is not None else np.empty(0)
-    return np.concatenate([np.zeros(database.immediate_in_window), queued])
+    served at once, and the waits of those that queued (and left the queue by the end), in one
+    section (the immediate ones were not timed)."""
+    queued = database.waiting_boundary.sojourns.distribution().whole()
+    return Distribution(queued.offset, queued.counts, queued.zeros + database.immediate_in_window, queued.sums)
 
 
 def measure_database(prefix: str, database: Database, measures) -> None:

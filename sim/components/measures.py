@@ -7,26 +7,41 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..sketch import Distribution, Sketch
+
 PERCENTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 
 
 @dataclass
 class Measures:
     """Metrics and series as they are added; ``window_s`` is the measurement window's length,
-    ``bin_width_s`` a time bin's."""
+    ``bin_width_s`` a time bin's. ``distributions`` keeps, by prefix, the sketch behind each
+    distribution's metrics, and ``proportions`` the (part, whole) counts behind each proportion,
+    so that estimates over replications pool them rather than average the ratios."""
 
     window_s: float
     bin_width_s: float
     metrics: dict[str, float] = field(default_factory=dict)
     series: dict[str, np.ndarray] = field(default_factory=dict)
+    distributions: dict[str, Distribution] = field(default_factory=dict)
+    proportions: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def distribution(self, prefix: str, values) -> None:
-        """``prefix.mean`` and ``prefix.p50`` … ``prefix.p999`` of ``values`` (NaN when there are none)."""
-        values = np.asarray(values, dtype=np.float64)
-        self.metrics[f"{prefix}.mean"] = float(values.mean()) if values.size else float("nan")
-        quantiles = np.percentile(values, list(PERCENTILES.values())) if values.size else [float("nan")] * len(PERCENTILES)
-        for key, q in zip(PERCENTILES, quantiles):
-            self.metrics[f"{prefix}.{key}"] = float(q)
+        """``prefix.mean`` and ``prefix.p50`` … ``prefix.p999`` of ``values``: a :class:`Sketch`
+        (sectioned in time), a :class:`Distribution`, or the values themselves (NaN when none)."""
+        if isinstance(values, Sketch):
+            values = values.distribution()
+        elif not isinstance(values, Distribution):
+            values = Distribution.of(values)
+        self.distributions[prefix] = values
+        self.metrics[f"{prefix}.mean"] = values.mean
+        for key, q in PERCENTILES.items():
+            self.metrics[f"{prefix}.{key}"] = values.quantile(q / 100)
+
+    def proportion(self, key: str, part: int, whole: int) -> None:
+        """``key`` = part / whole (NaN when the whole is 0), a fraction of messages or requests."""
+        self.metrics[key] = part / whole if whole else float("nan")
+        self.proportions[key] = (int(part), int(whole))
 
     def counts(self, prefix: str, counter, events) -> None:
         """``prefix.EVENT`` for each of ``events``, from a window counter."""

@@ -1,0 +1,215 @@
+"""Point estimates and 95% intervals that respect what each metric is.
+
+- **Quantiles and means of a distribution** (latencies, waits): the point estimate is read from
+  the replications' sketches merged (:class:`sim.sketch.Distribution`), and the interval is
+  *sectioning*'s (Asmussen & Glynn, *Stochastic Simulation*, 2007, III.5a; Nakayama 2014): the
+  spread of the same estimate computed per replication, t(n − 1)·s/√n, around the pooled one.
+  Averaging per-replication percentiles instead is biased low when a replication's window is
+  short against the system's correlation time; pooling removes most of that bias.
+- **One replication** is cut into batches of its window (the sketch's time sections), and the
+  same sectioning runs over the batches. Batch means that are still correlated (lag-1
+  autocorrelation above 2/√b) are joined into fewer, longer batches (20, 10, then 5); a quantile
+  needs about 10/(1 − q) values a batch. When no batching is clean the interval is given all the
+  same and :func:`batching_note` says why it should not be trusted.
+- **Proportions** (lost, rejected, dead-lettered rates): the Wilson score interval on the pooled
+  proportion, with the number of messages replaced by an effective number that accounts for
+  the replications' extra-binomial spread (Kish's design effect from the ratio estimator's
+  variance across replications). Messages of one run are not independent — a retry storm loses
+  many together — so the spread across replications, not the message count, sets the width;
+  when every replication agrees exactly (no message lost anywhere), the binomial floor remains,
+  so zero losses in 10,000 messages is [0, 0.04%], not [0, 0].
+- **Everything else**: Student-t over replications.
+
+Every metric asyncsim reports is a count, a rate, a time or a level, so no bound goes below 0;
+proportions, utilisations and fractions stay at or below 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .components.measures import PERCENTILES
+from .sketch import Distribution
+from .stats import Estimate, json_safe, t_quantile
+
+BATCHINGS = (20, 10, 5)
+AT_MOST_ONE = ("_rate", "_fraction", "utilization", "_share")
+UNBOUNDED_RATES = ("duplicates_rate",)
+
+
+def at_most_one(metric: str) -> bool:
+    """Whether ``metric`` is a fraction of a whole (so its interval stays in [0, 1])."""
+    leaf = metric.rsplit(".", 1)[-1]
+    return leaf.endswith(AT_MOST_ONE) and leaf not in UNBOUNDED_RATES
+
+
+def bounded(estimate: Estimate, metric: str) -> Estimate:
+    """``estimate`` with its bounds inside what ``metric`` can be: [0, ∞) or [0, 1]."""
+    if estimate.low is None:
+        return estimate
+    high = min(estimate.high, 1.0) if at_most_one(metric) else estimate.high
+    return Estimate(estimate.mean, max(estimate.low, 0.0), high, estimate.n)
+
+
+def read(distribution: Distribution, stat: str) -> float:
+    """``mean`` or a percentile (``p99``) of ``distribution``."""
+    if stat == "mean":
+        return distribution.mean
+    return distribution.quantile(PERCENTILES[stat] / 100)
+
+
+def sectioned(point: float, sections, confidence: float = 0.95) -> Estimate:
+    """``point`` with the sectioning interval from the per-section estimates ``sections``."""
+    x = np.asarray(sections, dtype=float)
+    x = x[np.isfinite(x)]
+    if not math.isfinite(point):
+        return Estimate(None, None, None, int(x.size))
+    if x.size < 2:
+        return Estimate(json_safe(point), None, None, int(x.size))
+    half = t_quantile(x.size - 1, confidence) * float(x.std(ddof=1)) / math.sqrt(x.size)
+    return Estimate(json_safe(point), json_safe(point - half), json_safe(point + half), int(x.size))
+
+
+def lag1_correlation(x: np.ndarray) -> float:
+    x = np.asarray(x, dtype=float) - np.mean(x)
+    denominator = float(np.dot(x, x))
+    return float(np.dot(x[:-1], x[1:]) / denominator) if denominator > 0 else 0.0
+
+
+def batches_of(distribution: Distribution, stat: str) -> tuple[Distribution | None, str | None]:
+    """The batching of one replication's ``distribution`` to use for ``stat``: the finest of
+    20, 10 or 5 batches whose means are not significantly correlated at lag 1 and which hold
+    enough values for the quantile; else the 5 batches and why they are not to be trusted (or
+    None when the sketch has no time sections)."""
+    if distribution.sections < BATCHINGS[-1]:
+        return None, "one replication without time sections: no interval"
+    need = 1 if stat == "mean" else 10 / (1 - PERCENTILES[stat] / 100)
+    for b in BATCHINGS:
+        batches = distribution.batched(b)
+        counts = batches.counts.sum(axis=1) + batches.zeros
+        if counts.min() < need:
+            continue
+        means = batches.sums / counts
+        if lag1_correlation(means) <= 2 / math.sqrt(b):
+            return batches, None
+    batches = distribution.batched(BATCHINGS[-1])
+    counts = batches.counts.sum(axis=1) + batches.zeros
+    if counts.min() < need:
+        return batches, f"fewer than {need:,.0f} values in some batch of the window: too few for {stat}"
+    return batches, "batch means of the window are correlated even in 5 batches: the window is short for this system"
+
+
+def distribution_estimate(distributions: list[Distribution], stat: str) -> tuple[Estimate, str | None]:
+    """The pooled ``stat`` of the replications' ``distributions`` with its sectioning interval,
+    and a note when one replication's batches cannot be trusted."""
+    pooled = Distribution.merged(distributions)
+    point = read(pooled, stat)
+    if len(distributions) >= 2:
+        return sectioned(point, [read(d.whole(), stat) for d in distributions]), None
+    batches, note = batches_of(distributions[0], stat)
+    if batches is None:
+        return Estimate(json_safe(point), None, None, 1), note
+    return sectioned(point, [read(batches.section(s), stat) for s in range(batches.sections)]), note
+
+
+def proportion_estimate(parts, wholes, confidence: float = 0.95) -> Estimate:
+    """The pooled proportion Σparts/Σwholes with a Wilson interval on the effective number of
+    trials (see the module's docstring); one replication gives no interval."""
+    a = np.asarray(parts, dtype=float)
+    n = np.asarray(wholes, dtype=float)
+    keep = n > 0
+    a, n = a[keep], n[keep]
+    r = int(n.size)
+    if r == 0:
+        return Estimate(None, None, None, 0)
+    p = float(a.sum() / n.sum())
+    if r == 1:
+        return Estimate(json_safe(p), None, None, 1)
+    variance = float(((a - p * n) ** 2).sum() / (r * (r - 1) * n.mean() ** 2))
+    binomial = p * (1 - p) / n.sum()
+    if variance > binomial:
+        effective, z = p * (1 - p) / variance, t_quantile(r - 1, confidence)
+    else:
+        effective, z = float(n.sum()), t_quantile(math.inf, confidence)
+    centre = (p + z * z / (2 * effective)) / (1 + z * z / effective)
+    half = z * math.sqrt(p * (1 - p) / effective + z * z / (4 * effective ** 2)) / (1 + z * z / effective)
+    low = 0.0 if p == 0 else max(centre - half, 0.0)
+    high = 1.0 if p == 1 else min(centre + half, 1.0)
+    return Estimate(json_safe(p), low, high, r)
+
+
+def series_of(metric: str, series: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The time series whose time average ``metric`` is (``system.throughput_per_s``, or
+    ``brokers.q.length`` for ``brokers.q.length_mean``), or None."""
+    name = metric[:-len("_mean")] if metric.endswith("_mean") else metric
+    return series.get(name)
+
+
+def series_estimate(point: float, series: np.ndarray, bin_width_s: float, warmup_s: float) -> tuple[Estimate, str | None]:
+    """One replication's time-average ``point`` with a batch-means interval from the time bins of
+    its window, batched as :func:`batches_of` does (20, 10 or 5 batches, the finest whose means
+    are not correlated at lag 1)."""
+    window = np.asarray(series[int(math.ceil(warmup_s / bin_width_s - 1e-9)):], dtype=float)
+    if window.size < 2 * BATCHINGS[0] or not math.isfinite(point):
+        return Estimate(json_safe(point), None, None, 1), "one replication with too few time bins in its window: no interval"
+    for b in BATCHINGS:
+        means = [chunk.mean() for chunk in np.array_split(window, b)]
+        if lag1_correlation(np.array(means)) <= 2 / math.sqrt(b):
+            return sectioned(point, means), None
+    return sectioned(point, means), "batch means of the window are correlated even in 5 batches: the window is short for this system"
+
+
+def disagreeing(values) -> list[int]:
+    """Positions of the ``values`` (one per replication, three or more) far from the others':
+    more than 5 robust standard deviations (1.4826 × the median absolute deviation) from the
+    median, and by more than half the median — outcomes that split, such as a metastable
+    collapse in some replications and not in others, rather than the spread of one outcome."""
+    x = np.asarray(values, dtype=float)
+    if x.size < 3 or not np.isfinite(x).all():
+        return []
+    median = float(np.median(x))
+    spread = 1.4826 * float(np.median(np.abs(x - median)))
+    far = np.abs(x - median)
+    return [int(i) for i in np.flatnonzero((far > 5 * spread) & (far > 0.5 * abs(median)) & (far > 1e-9))]
+
+
+def correlation_time_s(series: list[np.ndarray], bin_width_s: float) -> float:
+    """The integrated autocorrelation time τ (seconds) of a level (the number in the system),
+    from the time bins of each replication's window: τ = Δ·(1 + 2 Σₖ ρₖ), the autocorrelations
+    averaged over replications and summed up to Sokal's window (the first lag M ≥ 5τ(M)); the
+    variance of a window's time average T is then about σ²·τ/T. NaN without enough bins; when
+    the sum never settles within the window, τ is at least the window (returned as such)."""
+    rhos = []
+    for x in series:
+        x = np.asarray(x, dtype=float) - np.mean(x)
+        variance = float(np.dot(x, x))
+        if x.size < 10 or variance <= 0:
+            continue
+        rhos.append(np.array([np.dot(x[:-k], x[k:]) / variance for k in range(1, x.size // 2)]))
+    if not rhos:
+        return math.nan
+    rho = np.mean([r[:min(len(r) for r in rhos)] for r in rhos], axis=0)
+    tau = 1 + 2 * np.cumsum(rho)
+    settled = np.flatnonzero(np.arange(1, rho.size + 1) >= 5 * tau)
+    return float(tau[settled[0]] * bin_width_s) if settled.size else float(2 * rho.size * bin_width_s)
+
+
+def mser5_truncation(series) -> int | None:
+    """How many leading points of ``series`` to delete as the initial transient, by MSER-5
+    (White 1997; White, Cobb & Spratt 2000; Hoad, Robinson & Davies 2010): the points are
+    averaged in batches of 5, and the truncation d (in batches) minimises the squared standard
+    error of the mean of what remains, Σᵢ₌d (bᵢ − b̄_d)² / (m − d)². A minimum in the second half
+    of the series means no steady state was reached within it: None."""
+    x = np.asarray(series, dtype=float)
+    m = x.size // 5
+    if m < 4:
+        return None
+    batches = x[:m * 5].reshape(m, 5).mean(axis=1)
+    scores = []
+    for d in range(m // 2 + 1):
+        rest = batches[d:]
+        scores.append(float(((rest - rest.mean()) ** 2).sum()) / (m - d) ** 2)
+    best = int(np.argmin(scores))
+    return None if best >= m // 2 else 5 * best
