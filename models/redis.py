@@ -51,7 +51,7 @@ from simpy import Interrupt
 
 from .broker import BrokerBase, Delivery
 from .crashes import Crashes, crash_loop
-from .redis_persistence import Persistence
+from .redis_persistence import DEFAULT_SAVE_RULES, Persistence
 
 EXTRA_COUNTS = ("refused_full", "refused_down", "crashes", "downtime_s", "writes_lost", "pops_undone", "parked")
 """Counts every Redis broker reports beyond the standard broker events; subclasses add theirs."""
@@ -110,7 +110,8 @@ class RedisBroker(BrokerBase):
         in_flight=None,
         max_messages=None,
         persistence="rdb",
-        rdb_interval=300.0,
+        rdb_interval=None,
+        save_rules=DEFAULT_SAVE_RULES,
         crashes: Crashes | None = None,
         window_start_s=0.0,
     ):
@@ -122,7 +123,7 @@ class RedisBroker(BrokerBase):
         self.fates = fates
         self.window_start_s = window_start_s
         self.max_messages = max_messages
-        self.persistence = Persistence(persistence, rdb_interval)
+        self.persistence = Persistence(persistence, rdb_interval, save_rules)
         self.ready: deque[Entry] = deque()
         self.blocked: deque = deque()
         """Consumers blocked in a read, longest-waiting first: (event, consumer)."""
@@ -186,6 +187,7 @@ class RedisBroker(BrokerBase):
         entry = Entry(message, self._seq, now, handed)
         self.ready.append(entry)
         self.boundary.enter(now)
+        self.persistence.written()
         self._hold(message)
         return entry
 
@@ -316,7 +318,7 @@ class RedisBroker(BrokerBase):
         start = max(self._down_since, self.window_start_s)
         if now > start:
             self.counts.add("downtime_s", now - start)
-        self.persistence.durable(self._seq, self._pseq)
+        self.persistence.durable(self._seq, self._pseq, now)
         if self.persistence.interval_s is not None:
             self.env.process(self._durable_points(self._generation))
         back, self._back = self._back, None
@@ -328,13 +330,17 @@ class RedisBroker(BrokerBase):
         """Subclasses restart their own clocks."""
 
     def _durable_points(self, generation: int):
-        """Snapshots or fsyncs every ``interval_s`` while the server runs (from its start)."""
-        interval = self.persistence.interval_s
+        """Snapshots or fsyncs every ``interval_s`` while the server runs (from its start), or,
+        under ``save`` rules, a snapshot at each check that finds one due."""
+        persistence = self.persistence
+        interval = persistence.interval_s
         while True:
             yield self.env.timeout(interval)
             if generation != self._generation:
                 return
-            self.persistence.durable(self._seq, self._pseq)
+            now = self.env.now
+            if persistence.due(now):
+                persistence.durable(self._seq, self._pseq, now)
 
     def _wipe(self, now: float) -> None:
         """No persistence: the server comes back empty."""
@@ -384,7 +390,7 @@ class RedisBroker(BrokerBase):
             self._discard_pending(pending)
             self.in_flight.leave(now, pending.entered)
             self._release(pending.entry.message, now, dropped=True)
-        log.durable(self._seq, self._pseq)
+        log.durable(self._seq, self._pseq, now)
 
     # --- reporting ------------------------------------------------------------------------------
 

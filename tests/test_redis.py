@@ -572,11 +572,19 @@ def test_redis_scenarios_show_their_point(root, name, what):
     ({"mode": "stream", "max_deliveries": 3}, "go together"),
     ({"rdb_interval": "1m", "persistence": "aof-always"}, "only with persistence: rdb"),
     ({"persistence": "aof"}, "persistence"),
+    ({"save": [["60s", 1]], "persistence": "aof-no"}, "save: only with persistence: rdb"),
+    ({"save": [["60s", 1]], "rdb_interval": "1m"}, "not both"),
 ])
 def test_the_schema_refuses_keys_that_do_not_fit(broker, complaint):
     with pytest.raises(ScenarioError) as caught:
         scenario(broker)
     assert complaint in str(caught.value)
+
+
+def test_save_rules_default_to_redis_conf_and_can_be_given():
+    assert scenario({}).brokers[0].save is None
+    given = scenario({"save": [["15m", 1], ["1m", 500]]}).brokers[0]
+    assert given.save == [(900.0, 1), (60.0, 500)]
 
 
 def test_bounds_and_dead_letter_targets():
