@@ -16,6 +16,10 @@ from .sqs_receive import Receiving
 from .sqs_visible import GroupedVisible, StandardVisible
 
 DEDUPLICATION_WINDOW_S = 300.0
+SHORT_POLL_SAMPLE = 0.01
+"""The chance that a short poll finds a given visible message. AWS gives no figure, but says that
+with fewer than 1,000 messages in the queue a receive of up to 10 "likely" returns fewer than
+asked (API_ReceiveMessage): 1,000 × p ≲ 10, so p ≈ 0.01."""
 EXTRA_EVENTS = (
     "send_calls", "receive_calls", "empty_receives", "delete_calls", "change_visibility_calls",
     "throttled", "throttled_sends", "throttled_receives", "throttled_deletes", "throttled_visibility_changes",
@@ -41,7 +45,7 @@ class SqsOptions:
     visibility_timeout_s: float = 30.0
     wait_time_s: float = 0.0
     batch_size: int = 1
-    short_poll_sample: float = 0.5
+    short_poll_sample: float = SHORT_POLL_SAMPLE
     short_poll_draw: Callable[[], float] | None = None
     on_error: str = "wait"
     stale_delete: str = "keep"

@@ -7,9 +7,13 @@ The SQS Developer Guide's behaviour, for :class:`~models.sqs.SqsBroker`:
   wait for the earlier ones' processing and are the most exposed. A message not deleted in time
   becomes visible again (at the front of the queue) and is received again, by anyone: the work is
   done twice (a duplicate). Each receive returns a new receipt handle.
-- Short polling (``wait_time_s`` 0) samples a subset of the servers: each visible message is found
-  with probability ``short_poll_sample`` (AWS documents no figure), so with few messages a receive
-  returns fewer than asked or none. Long polling waits up to ``wait_time_s`` and returns as soon as
+- Short polling (``wait_time_s`` 0) samples "a weighted random set of machines", so only messages
+  on those machines are returned: with fewer than 1,000 messages a receive likely returns fewer
+  than asked, with very few none at all (API Reference, ReceiveMessage,
+  https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ReceiveMessage.html).
+  Here each visible message is found with probability ``short_poll_sample`` (default 0.01: AWS
+  gives no figure, and 1,000 messages × 0.01 = 10, the most a receive asks for), so a queue of 100
+  messages answers a receive of 10 with about one. Long polling waits up to ``wait_time_s`` and returns as soon as
   a message is visible, possibly fewer than ``batch_size``; a long poll that times out withdraws its
   registration. Every receive takes ``receive_latency()`` seconds: the messages are chosen (and
   their clocks start) when the call reaches the queue, and reach the consumer after the latency.

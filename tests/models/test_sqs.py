@@ -2,6 +2,9 @@
 receipt handles, batches, long and short polling, the redrive policy, delay, retention, and a FIFO
 queue's order within a message group. Receives here long-poll for 20 s unless a test says not."""
 
+import math
+import random
+
 import pytest
 import simpy
 
@@ -135,3 +138,27 @@ def test_a_fifo_group_is_received_in_order_one_message_at_a_time(fates, counts, 
     env.run(until=20)
     # message 0 comes back at the front of its group at 10; each delete unlocks the group
     assert second.got == [(0, 10.0, 2), (1, 11.0, 1), (2, 12.0, 1)]
+
+
+def test_a_short_poll_of_a_small_queue_likely_returns_fewer_than_asked_by_default(fates, counts, level):
+    # "If the number of messages in the queue is small (fewer than 1,000), you most likely get fewer
+    # messages than you requested per ReceiveMessage call. If the number of messages in the queue is
+    # extremely small, you might not receive any" (API Reference, ReceiveMessage). Each of the n
+    # messages is found with p = 0.01: a receive of 10 returns E[min(10, Binomial(n, p))].
+    rng = random.Random(5)
+    for n, polls in ((1, 2000), (100, 600)):
+        found = []
+        for _ in range(polls):
+            env, broker, _ = make(fates, counts, level, wait_time_s=0.0, batch_size=10, short_poll_draw=rng.random)
+            for _ in range(n):
+                broker.put(fates.new_message(0.0))
+            reader = Reader(env, broker, "c", receives=1)
+            env.run(until=1)
+            found.append(len(reader.got))
+        p = 0.01
+        pmf = [math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1)]
+        mean = sum(min(10, k) * q for k, q in enumerate(pmf))
+        sd = math.sqrt(sum((min(10, k) - mean) ** 2 * q for k, q in enumerate(pmf)) / polls)
+        observed = sum(found) / polls
+        assert abs(observed - mean) < 4 * sd, (n, observed, mean)
+        assert mean < 1.1  # 10 asked for: about 1 returned from 100 messages, almost never 1 of 1

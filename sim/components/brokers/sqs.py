@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, Field, model_validator
 
-from models.sqs import SqsBroker, SqsOptions
+from models.sqs import SHORT_POLL_SAMPLE, SqsBroker, SqsOptions
 
 from ...distributions import Uniform
 from ...fields import NOT_A_BOOL, Duration, DurationOrDistribution, LognormalSpec, Name, Rate, Strict
@@ -40,7 +40,9 @@ class SqsSpec(Strict):
     - ``visibility_timeout`` (30 s; 0 s–12 h): how long a received message stays hidden; one not
       deleted by then is received again (a duplicate).
     - ``batch_size`` (1–10, default 1) messages per receive; ``wait_time`` (0–20 s): 0 is short
-      polling (each visible message is found with probability ``short_poll_sample``, default 0.5),
+      polling (each visible message is found with probability ``short_poll_sample``, default 0.01:
+      AWS samples a subset of its servers, and with fewer than 1,000 messages a receive of 10
+      likely returns fewer than asked),
       more is long polling (wait until a message is visible or the time is up).
     - ``receive_latency``, ``delete_latency``: each call's duration (lognormal, mean 20 ms, cv 0.5
       unless given); ChangeMessageVisibility takes ``delete_latency`` too.
@@ -70,7 +72,7 @@ class SqsSpec(Strict):
     batch_size: Annotated[int, Field(ge=1, le=10, strict=True)] = 1
     receive_latency: DurationOrDistribution = Field(default_factory=_call_latency)
     delete_latency: DurationOrDistribution = Field(default_factory=_call_latency)
-    short_poll_sample: Annotated[float, Field(gt=0, le=1), NOT_A_BOOL] = 0.5
+    short_poll_sample: Annotated[float, Field(gt=0, le=1), NOT_A_BOOL] = SHORT_POLL_SAMPLE
     on_error: Literal["wait", "release"] = "wait"
     stale_delete: Literal["keep", "delete"] = "keep"
     duplicate_probability: Annotated[float, Field(ge=0, lt=1), NOT_A_BOOL] = 0.0
