@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
@@ -82,8 +83,13 @@ class SqsBroker(Receiving, Deleting, Clock, BrokerBase):
     ``api_burst``): a throttled send is refused, a throttled receive returns nothing after its
     latency, a throttled delete deletes nothing (the message comes back after its timeout).
 
+    Dead-letter queue retention (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/setting-up-dead-letter-queue-retention.html):
+    a message that a standard queue moves to its dead-letter queue keeps its original enqueue
+    timestamp, so it expires there ``retention_s`` (the dead-letter queue's) after it was first
+    sent; a FIFO queue's dead letter gets a new one, the time of the move.
+
     Simplification: SendMessage is instantaneous (the protocol's ``put`` does not make the producer
-    wait); the dead-letter queue's retention counts from the move. Throttled calls are not retried
+    wait). Throttled calls are not retried
     (SDKs retry a few times with backoff).
 
     Boundaries (Little's law holds on each): ``visible`` counts messages that can be received
@@ -127,6 +133,7 @@ class SqsBroker(Receiving, Deleting, Clock, BrokerBase):
         self.delayed: deque = deque()  # (due_s, entry), in due order
         self.expiring: deque = deque()  # (due_s, entry, handle), in due order
         self.by_age: deque = deque()  # every entry not gone (and some gone ones), in sending order
+        self.redriven: list = []  # (expiry_s, seq, entry): dead letters that kept their enqueue time, a heap
         self.live = 0
         self.waiters: deque = deque()
         self.active_waiters = 0
@@ -159,13 +166,43 @@ class SqsBroker(Receiving, Deleting, Clock, BrokerBase):
         if self.deduplication is not None and self.deduplication.seen(message.id, now):
             counts.add("deduplicated")
             return True
+        self._enqueue(message, now, now)
+        return True
+
+    def accept_dead_letter(self, message) -> bool:
+        """A dead letter from a queue that is not a standard SQS queue (or a FIFO queue's): its
+        retention starts now, as a FIFO dead-letter queue resets the enqueue timestamp."""
+        self._enqueue(message, self.env.now, self.env.now)
+        return True
+
+    def accept_redriven(self, message, enqueued_s: float) -> bool:
+        """A message moved here by a standard queue's redrive policy: it keeps its original enqueue
+        timestamp, so it expires ``retention_s`` after it was first sent ("For standard queues, the
+        expiration of a message is always based on its original enqueue timestamp"); one already
+        past that is deleted at once (expired, lost)."""
+        now = self.env.now
+        if enqueued_s + self.retention_s <= now:
+            self.counts.add("expired")
+            self.counts.add("lost")
+            self.fates.lost(message, now)
+            return True
+        self._enqueue(message, now, enqueued_s)
+        return True
+
+    def _enqueue(self, message, now: float, enqueued_s: float) -> None:
+        """A new entry, enqueued at ``enqueued_s`` (now, or earlier for a redriven message, which
+        is kept in ``redriven`` by expiry since it breaks the sending order of ``by_age``)."""
         self._seq += 1
-        entry = Entry(message, self._seq, now, message_group(message.id, self.message_groups) if self.fifo else 0)
+        entry = Entry(message, self._seq, enqueued_s, message_group(message.id, self.message_groups) if self.fifo else 0)
+        entry.since_s = now
         self.by_age.append(entry)
         self.live += 1
         if len(self.by_age) > 2 * self.live + COMPACT_SLACK:
             self.by_age = deque(e for e in self.by_age if e.state != GONE)
-        self.alarm.at(now + self.retention_s)
+        expiry_s = enqueued_s + self.retention_s
+        if enqueued_s < now:
+            heapq.heappush(self.redriven, (expiry_s, entry.seq, entry))
+        self.alarm.at(expiry_s)
         if self.delay_s > 0:
             self.delayed.append((now + self.delay_s, entry))
             self.delayed_boundary.enter(now)
@@ -174,7 +211,6 @@ class SqsBroker(Receiving, Deleting, Clock, BrokerBase):
             self._make_visible(entry, now, front=False)
             if self.active_waiters:
                 self._serve_waiters()
-        return True
 
     # --- states ---------------------------------------------------------------------------------
 

@@ -177,7 +177,15 @@ class Receiving:
     def _dead_letter(self, entry, now: float) -> None:
         self._gone(entry)
         message = entry.message
-        if self.dead_letter_queue is None or self.dead_letter_queue().accept_dead_letter(message):
+        if self.dead_letter_queue is None:
+            moved = True
+        else:
+            queue = self.dead_letter_queue()
+            if not self.fifo and isinstance(queue, type(self)):
+                moved = queue.accept_redriven(message, entry.sent_s)
+            else:
+                moved = queue.accept_dead_letter(message)
+        if moved:
             self.counts.add("dead_lettered")
             self.fates.dead_lettered(message, now)
         else:

@@ -107,6 +107,29 @@ def test_a_message_received_max_receive_count_times_moves_to_the_dead_letter_que
     assert list(broker.held_ids()) == [] and list(dead_letter_queue.held_ids()) == [0] and visible.n == 0
 
 
+@pytest.mark.parametrize("fifo, dlq_retention_s, expires_s", [
+    (False, 100.0, 100.0),  # standard: the original enqueue time (0) + the dead-letter queue's retention
+    (True, 100.0, 120.0),   # FIFO: the move (at 20) resets the enqueue timestamp
+    (False, 15.0, 20.0),    # standard, already older than the dead-letter queue's retention: deleted at once
+])
+def test_a_dead_letter_expires_by_its_original_enqueue_time_from_a_standard_queue_and_by_the_move_from_a_fifo_one(
+        fates, observer, counts, level, fifo, dlq_retention_s, expires_s):
+    # "For standard queues, the expiration of a message is always based on its original enqueue
+    # timestamp ... For FIFO queues, the enqueue timestamp resets when the message is moved to a
+    # dead-letter queue" (SQS Developer Guide, setting-up-dead-letter-queue-retention.html)
+    fifo_options = {"fifo": True, "message_groups": 1, "api_calls_per_s": 100.0} if fifo else {}
+    env, dead_letter_queue, _ = make(fates, counts, level, retention_s=dlq_retention_s, **fifo_options)
+    env, broker, _ = make(fates, counts, level, env=env, visibility_timeout_s=10.0, max_receive_count=2,
+                          dead_letter_queue=lambda: dead_letter_queue, **fifo_options)
+    broker.put(fates.new_message(0.0))
+    Reader(env, broker, "forgets")
+    env.run(until=20.5)
+    assert observer.fates("dead_lettered") == [(0, 20.0)] and list(dead_letter_queue.held_ids()) == ([0] if expires_s > 20 else [])
+    env.run(until=expires_s + 0.5 if expires_s > 20 else 21.0)
+    assert observer.fates("lost") == [(0, expires_s)] and list(dead_letter_queue.held_ids()) == []
+    assert dead_letter_queue.counts["expired"] == 1
+
+
 def test_a_delay_hides_a_new_message_for_delay_s(fates, counts, level):
     env, broker, (visible, _, delayed) = make(fates, counts, level, delay_s=5.0)
     send_at(env, broker, fates, 1.0)
