@@ -61,6 +61,8 @@ class SqsOptions:
     message_groups: int = 1
     api_calls_per_s: float | None = None
     api_burst: int | None = None
+    send_batch_size: int = 1
+    delete_batch: bool = False
 
 
 class SqsBroker(Receiving, Deleting, Clock, BrokerBase):
@@ -75,21 +77,27 @@ class SqsBroker(Receiving, Deleting, Clock, BrokerBase):
     deleted by its consumer, or received again once the timeout ends (a duplicate).
 
     FIFO queue (``fifo=True``): each message belongs to one of ``message_groups`` groups (a hash of
-    its id); within a group messages are received in order, one at a time: a group whose head is in
-    flight is locked until the head is deleted or visible again, and its head comes back at the
-    front. A message id sent again within 5 minutes of its first send is accepted and dropped
+    its id); within a group messages are received in order: a receive returns as many consecutive
+    messages of one group as it can, and a group with messages in flight is locked until every one
+    is deleted or visible again (a message back from its timeout comes back at the front). A
+    message id sent again within 5 minutes of its first send is accepted and dropped
     (deduplication). Each action (SendMessage, ReceiveMessage, DeleteMessage,
     ChangeMessageVisibility) is limited to ``api_calls_per_s`` calls a second (a token bucket of
-    ``api_burst``): a throttled send is refused, a throttled receive returns nothing after its
-    latency, a throttled delete deletes nothing (the message comes back after its timeout).
+    ``api_burst``): a throttled send is refused (the producer's retry policy decides what next), a
+    throttled receive returns nothing after its latency, a throttled delete or visibility change is
+    retried until it goes through (see :mod:`models.sqs_delete`).
+
+    Batches: ``send_batch_size`` messages per SendMessageBatch (1–10) and ``delete_batch``
+    (DeleteMessageBatch of what a receive returned) make each message cost a share of a call, for
+    the throttle and in the call counts: 300 calls a second carry 3,000 messages.
 
     Dead-letter queue retention (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/setting-up-dead-letter-queue-retention.html):
     a message that a standard queue moves to its dead-letter queue keeps its original enqueue
     timestamp, so it expires there ``retention_s`` (the dead-letter queue's) after it was first
     sent; a FIFO queue's dead letter gets a new one, the time of the move.
 
-    Simplification: SendMessage is instantaneous (the protocol's ``put`` does not make the producer
-    wait). Throttled calls are not retried
+    Simplifications: SendMessage is instantaneous (the protocol's ``put`` does not make the producer
+    wait); a batch send groups messages without waiting for the batch to fill. Throttled calls are not retried
     (SDKs retry a few times with backoff).
 
     Boundaries (Little's law holds on each): ``visible`` counts messages that can be received
@@ -127,6 +135,8 @@ class SqsBroker(Receiving, Deleting, Clock, BrokerBase):
         self.max_receive_count = options.max_receive_count
         self.fifo = fifo = options.fifo
         self.message_groups = options.message_groups
+        self.send_cost = 1.0 / options.send_batch_size
+        self.delete_batch = options.delete_batch
 
         self.visible = GroupedVisible() if fifo else StandardVisible()
         self.in_flight_count = 0
@@ -157,8 +167,8 @@ class SqsBroker(Receiving, Deleting, Clock, BrokerBase):
         """SendMessage: False when throttled (FIFO); a FIFO duplicate is accepted and dropped."""
         now = self.env.now
         counts = self.counts
-        counts.add("send_calls")
-        if self.send_limit is not None and not self.send_limit.take(now):
+        counts.add("send_calls", self.send_cost)
+        if self.send_limit is not None and not self.send_limit.take(now, self.send_cost):
             counts.add("throttled")
             counts.add("throttled_sends")
             counts.add("refused")

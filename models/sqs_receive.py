@@ -22,13 +22,13 @@ The SQS Developer Guide's behaviour, for :class:`~models.sqs.SqsBroker`:
   not modelled) instead of being delivered.
 - At ``max_in_flight`` messages in flight, receives return nothing (short polling's OverLimit
   error; a long poll waits as if the queue were empty).
-- FIFO queue: each group's messages are received in order, one at a time (see
-  :class:`~models.sqs.SqsBroker`); a throttled receive returns nothing after its latency.
+- FIFO queue: each group's messages are received in order; a receive takes as many consecutive
+  messages of one group as it can, then of the next group (see
+  :class:`~models.sqs_visible.GroupedVisible`), and the group stays locked while any of them is in
+  flight. A throttled receive returns nothing after its latency (the consumer polls again).
 
 Simplifications:
 
-- A FIFO receive takes at most one message per group (AWS fills a batch with consecutive messages
-  of one group); so a group never has two messages in flight.
 - The in-flight limit is the same for both queue types.
 - A standard queue's best-effort order is modelled as oldest first (messages back from a
   visibility timeout go to the front); a short poll finds each visible message independently.
@@ -47,11 +47,13 @@ from .sqs_parts import COMPACT_SLACK, IN_FLIGHT
 class SqsDelivery(Delivery):
     """A received message; ``tag`` is its receipt handle, ``entry`` the queue's copy."""
 
-    __slots__ = ("entry",)
+    __slots__ = ("entry", "batch")
 
-    def __init__(self, entry, consumer, handle: int, delivered_s: float, receive_count: int):
+    def __init__(self, entry, consumer, handle: int, delivered_s: float, receive_count: int, batch: int = 1):
         super().__init__(entry.message, consumer, handle, delivered_s, receive_count)
         self.entry = entry
+        self.batch = batch
+        """How many messages the receive returned (a batched delete shares one call among them)."""
 
 
 class _Waiter:
@@ -94,7 +96,8 @@ class Receiving:
             counts.add("empty_receives")
             return []
         now = env.now
-        deliveries = [SqsDelivery(entry, consumer, handle, now, count) for entry, handle, count in chosen]
+        batch = len(chosen)
+        deliveries = [SqsDelivery(entry, consumer, handle, now, count, batch) for entry, handle, count in chosen]
         consumer.held.extend(deliveries)
         return deliveries
 

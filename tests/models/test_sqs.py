@@ -163,6 +163,54 @@ def test_a_fifo_group_is_received_in_order_one_message_at_a_time(fates, counts, 
     assert second.got == [(0, 10.0, 2), (1, 11.0, 1), (2, 12.0, 1)]
 
 
+def test_a_fifo_receive_returns_as_many_of_one_group_as_it_can_and_the_group_stays_locked_until_all_are_done(
+        fates, counts, level):
+    # "Amazon SQS attempts to return as many messages with the same message group ID as possible"
+    # and "you can't receive additional messages with the same message group ID ... unless the
+    # currently received messages are deleted or they become visible" (FIFO-queues-understanding-logic.html)
+    env, broker, _ = make(fates, counts, level, fifo=True, message_groups=1, api_calls_per_s=100.0, batch_size=10)
+    for _ in range(4):
+        broker.put(fates.new_message(0.0))
+    first = Reader(env, broker, "first", ack_after(1.0))  # deletes 0..3 at 1, 2, 3, 4
+    send_at(env, broker, fates, 0.5)
+    second = Reader(env, broker, "second", ack_after(1.0), start_s=0.5, receives=1)
+    env.run(until=10)
+    assert [(i, count) for i, _, count in first.got] == [(0, 1), (1, 1), (2, 1), (3, 1)]
+    assert first.got[3][1] == 3.0 and broker.counts["receive_calls"] >= 2  # all four in the first receive
+    assert second.got == [(4, 4.0, 1)]  # locked until the last of the batch was deleted at 4
+
+
+@pytest.mark.parametrize("delete_batch, done_s, throttled", [(False, 2.5, 1), (True, 1.5, 0)])
+def test_a_throttled_fifo_delete_is_retried_until_it_goes_through_not_turned_into_a_redelivery(
+        fates, counts, level, delete_batch, done_s, throttled):
+    # 300 calls per second per action, DeleteMessageBatch carrying up to 10 receipt handles
+    # (troubleshooting-fifo-throttling-issues.html); here 1 call/s with a burst of 1
+    env, broker, _ = make(fates, counts, level, fifo=True, message_groups=1, api_calls_per_s=1.0, api_burst=1,
+                          batch_size=2, delete_batch=delete_batch)
+    send_at(env, broker, fates, 0.0, 1.0)  # a send a second: within the limit
+    done = []
+
+    def delete_both(reader, delivery):
+        yield env.timeout(reader.ack(delivery))
+        done.append(env.now)
+
+    Reader(env, broker, "c", delete_both, start_s=1.5, receives=1)
+    env.run(until=60)
+    # without batching, the second delete finds the bucket empty: retried, it goes through 1 s later
+    # (its retry waits for the token), well inside the 30 s visibility timeout
+    assert done == [1.5, done_s] and broker.counts["throttled_deletes"] == throttled
+    assert list(broker.held_ids()) == [] and broker.counts["visibility_timeouts"] == 0
+    assert broker.counts["delete_calls"] == (1.0 if delete_batch else 2.0)
+
+
+def test_send_batches_carry_ten_messages_per_call_of_the_fifo_limit(fates, counts, level):
+    # "3,000 transactions per second represent 300 API calls, each with a batch of 10 messages" (quotas-messages.html)
+    for size, accepted in ((1, 300), (10, 3000)):
+        env, broker, _ = make(fates, counts, level, fifo=True, message_groups=4, api_calls_per_s=300.0, send_batch_size=size)
+        results = [broker.put(fates.new_message(0.0)) for _ in range(4000)]
+        assert sum(results) == accepted and broker.counts["send_calls"] == pytest.approx(4000 / size)
+
+
 def test_a_short_poll_of_a_small_queue_likely_returns_fewer_than_asked_by_default(fates, counts, level):
     # "If the number of messages in the queue is small (fewer than 1,000), you most likely get fewer
     # messages than you requested per ReceiveMessage call. If the number of messages in the queue is

@@ -60,9 +60,17 @@ class SqsSpec(Strict):
       (0–15 min): each new message stays hidden that long. ``max_in_flight`` (120,000): beyond it
       receives return nothing.
     - ``fifo: true``: ``message_groups`` groups (required; a message's group is a hash of its id),
-      strict order and one message in flight per group, 5-minute deduplication by message id, and
-      ``api_calls_per_s`` calls a second per action (300, or 3,000 with ``high_throughput``) with a
-      burst of ``api_burst`` calls (one second's worth unless given); calls beyond are throttled.
+      strict order within a group (a receive returns as many consecutive messages of one group as
+      it can; the group is locked while any is in flight), 5-minute deduplication by message id,
+      and ``api_calls_per_s`` calls a second per action (300; with ``high_throughput`` 3,000 here,
+      a conservative figure: AWS's high-throughput quota is far higher and varies by Region) with
+      a burst of ``api_burst`` calls (one second's worth unless given): a throttled send is
+      refused, a throttled receive returns nothing, a throttled delete or visibility change is
+      retried until it goes through.
+    - ``send_batch_size`` (1–10, default 1: SendMessage) messages per SendMessageBatch call, and
+      ``delete_batch`` (default false: DeleteMessage) to delete what a receive returned with
+      DeleteMessageBatch: each message costs a share of a call, in the call counts and against
+      the FIFO limit (300 calls a second carry 3,000 messages).
     """
 
     name: Name
@@ -86,6 +94,8 @@ class SqsSpec(Strict):
     high_throughput: bool = False
     api_calls_per_s: Optional[Rate] = None
     api_burst: Optional[Annotated[int, Field(ge=1, strict=True)]] = None
+    send_batch_size: Annotated[int, Field(ge=1, le=10, strict=True)] = 1
+    delete_batch: bool = False
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -156,6 +166,8 @@ def build(spec: SqsSpec, context) -> SqsBroker:
         message_groups=spec.message_groups or 1,
         api_calls_per_s=spec.api_calls_per_s_or_default,
         api_burst=spec.api_burst,
+        send_batch_size=spec.send_batch_size,
+        delete_batch=spec.delete_batch,
     )
     return SqsBroker(
         env,
