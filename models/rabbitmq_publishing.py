@@ -26,8 +26,10 @@ the head of the queue: checked when a message is about to be pushed and at each 
 without requeue, on TTL expiry, on overflow, and past a quorum queue's ``delivery_limit`` (see
 :mod:`models.rabbitmq_consuming`).
 
-**Priorities** (``priority_of``: a message's priority): a priority queue serves the highest priority
-first, in publish order within a priority.
+**Priorities** (``priority_of``: a message's priority): a classic priority queue delivers in
+cycles, the highest priority first within a cycle, in publish order within a priority; messages
+published during a cycle wait for the next one, so lower priorities are not starved (see
+:class:`~models.rabbitmq_ready.PriorityReady`).
 
 Simplifications:
 

@@ -360,25 +360,22 @@ def test_no_delivery_is_older_than_the_ttl():
 # --- priorities ---------------------------------------------------------------------------------
 
 
-def test_higher_priorities_wait_less_as_cobhams_formula_says():
-    # M/M/c with non-preemptive priorities and one service rate (Cobham): class k (highest first)
-    # waits W0 / ((1 − σ_{k−1})(1 − σ_k)), W0 = ErlangC(c, a)/(cμ), σ_k the load of classes ≥ k
+def test_priority_cycles_favour_higher_priorities_and_leave_the_mean_wait_at_erlang_cs():
+    # A classic priority queue delivers in cycles (https://www.rabbitmq.com/docs/priority#resource-starvation):
+    # within a cycle higher priorities go first, so they wait less, but not as little as under
+    # strict priority (Cobham's M/M/c formula, W0 / ((1 − σ_{k−1})(1 − σ_k)), is then a lower bound
+    # for the highest class). All classes share one service rate, so the order of service does not
+    # change the work: the overall mean wait is Erlang C's.
     lam, mu, c = 1.6, 1.0, 2
     weights = [0.5, 0.3, 0.2]  # priorities 0, 1, 2
     w0 = analytic.erlang_c(c, lam / mu) / (c * mu)
-    rho = lam / (c * mu)
-    expected, sigma = {}, 0.0
-    for p in (2, 1, 0):
-        before, sigma = sigma, sigma + weights[p] * rho
-        expected[p] = w0 / ((1 - before) * (1 - sigma))
+    strict_highest = w0 / (1 - weights[2] * lam / (c * mu))
     spec = scenario({"prefetch_count": 1, "max_priority": 2, "priority_weights": weights},
                     arrivals={"process": "poisson", "rate": lam}, workers={"count": c}, duration=5_000)
     result = run(spec, replications=10)
     waits = {p: result.estimate(f"brokers.q.priority_{p}_wait_s") for p in (0, 1, 2)}
-    for p, wait in waits.items():
-        assert wait.contains(expected[p]), (p, expected[p], wait)
     assert waits[2].high < waits[1].low and waits[1].high < waits[0].low
-    # the overall wait is still Erlang C's: the order of service does not change the work
+    assert waits[2].low > strict_highest
     assert result.estimate("brokers.q.wait_s.mean").contains(analytic.mmc(lam, mu, c).wait_s)
     assert checks_hold(result)
 
