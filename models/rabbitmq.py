@@ -39,6 +39,9 @@ class RabbitmqOptions:
     memory_limit_messages: int | None = None
     memory_monitor_interval_s: float = 2.5
     crashes: Crashes | None = None
+    nack_counts_toward_limit: bool = True
+    messages_in_memory: int | None = None
+    disk_read: Callable[[], float] | None = None
 
 
 class RabbitmqBroker(Publishing, Consuming, BrokerBase):
@@ -70,6 +73,18 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
       ``put`` was refused do not retry, so a refused message is rejected.
     - A restart stops the whole queue for ``restart_time``; a replicated quorum queue would elect
       a new leader within seconds instead, so give it a short ``restart_time``.
+
+    **Memory and paging** (``messages_in_memory``: classic queues since 3.12 keep "up to 2048
+    messages in memory, depending on the consumer delivery rate", and write the rest to disk,
+    https://www.rabbitmq.com/docs/classic-queues#memory): the memory alarm weighs at most
+    ``messages_in_memory`` ready messages plus the unacknowledged ones, so a long classic queue
+    does not by itself trip it. With ``disk_read``, a message published while ``messages_in_memory``
+    or more wait is written to disk (paged), and the consumer that takes it waits ``disk_read()``
+    for it to be read back (counted ``disk_reads``): once a backlog spills, each delivery pays a
+    disk read and the consumers' throughput falls. Simplifications: the cap is fixed (RabbitMQ sizes
+    it to about a second of deliveries); no read-ahead (a paged message stays on disk until it is
+    delivered, then stays in memory if requeued); reads of different consumers overlap (the queue
+    process, a single reader, is not a bottleneck); message size does not change the read time.
     """
 
     def __init__(self, env, name, boundary, unacked_boundary, counts, fates, *, options: RabbitmqOptions, window_start_s=0.0):
@@ -110,6 +125,9 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
         self._tags = 0
         self.alarm = None
         self.crashes = o.crashes
+        self.nack_counts_toward_limit = o.nack_counts_toward_limit
+        self.messages_in_memory = o.messages_in_memory
+        self.disk_read = o.disk_read
         if memory_limit_messages is not None:
             self.alarm = MemoryAlarm(env, self.messages, memory_limit_messages, o.memory_monitor_interval_s, self.window_start_s, self.counts)
         if o.crashes is not None:
@@ -166,8 +184,12 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
     # --- what it holds and reports --------------------------------------------------------------
 
     def messages(self) -> int:
-        """Messages in the queue: ready and unacknowledged (what the memory alarm weighs)."""
-        return len(self.ready) + sum(len(c.unacked) for c in self.channels.values())
+        """Messages the queue holds in memory (what the memory alarm weighs): ready ones, at most
+        ``messages_in_memory`` of them, and unacknowledged ones."""
+        ready = len(self.ready)
+        if self.messages_in_memory is not None:
+            ready = min(ready, self.messages_in_memory)
+        return ready + sum(len(c.unacked) for c in self.channels.values())
 
     @property
     def waiting(self) -> int:
@@ -212,4 +234,6 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
                 out[f"priority_{p}_wait_s"] = counts[f"wait_sum_priority_{p}"] / counts[f"pushes_priority_{p}"]
         if self.dead_letters_held:
             out["dead_letters_held"] = self.dead_letters_held
+        if self.disk_read is not None:
+            out["disk_reads"] = counts["disk_reads"]
         return out

@@ -90,6 +90,8 @@ class Publishing:
         # joins them, within max_length; with none ready it may go straight to a consumer
         if (ready or not self.active) and self.max_length is not None and len(ready) >= self.max_length:
             return self._overflow(entry, now)
+        if self.disk_read is not None and len(ready) >= self.messages_in_memory:
+            entry.paged = True
         self.boundary.enter(now)
         ready.append(entry)
         if self.active:

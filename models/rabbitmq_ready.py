@@ -21,7 +21,7 @@ class ReadyMessage:
     ``x-delivery-count``).
     """
 
-    __slots__ = ("message", "seq", "priority", "since", "expires_s", "on_disk_s", "deliveries", "returns", "cycle")
+    __slots__ = ("message", "seq", "priority", "since", "expires_s", "on_disk_s", "deliveries", "returns", "cycle", "paged")
 
     def __init__(self, message, seq: int, priority: int, since: float, expires_s, on_disk_s):
         self.message = message
@@ -33,6 +33,8 @@ class ReadyMessage:
         self.deliveries = 0
         self.returns = 0
         self.cycle = 0
+        self.paged = False
+        """Written to disk (published behind a full in-memory part): its delivery pays a disk read."""
 
 
 class FifoReady(deque):

@@ -247,12 +247,14 @@ POISON = {
 }
 
 
-@pytest.mark.parametrize("limit", [None, 3], ids=["default-20", "limit-3"])
-def test_a_quorum_queue_dead_letters_a_poison_message_returned_more_than_delivery_limit_times(limit):
+@pytest.mark.parametrize("limit, returned_with", [(None, {"version": "4.2"}), (3, {"version": "4.2"}), (3, {"failure_return": "reject"})],
+                         ids=["4.2-default-20", "4.2-limit-3", "4.3-reject-limit-3"])
+def test_a_quorum_queue_dead_letters_a_poison_message_returned_more_than_delivery_limit_times(limit, returned_with):
     # "When a message has been returned more times than the limit the message will be dropped or
     # dead-lettered" (quorum queues): a poison message fails on every delivery, so it is delivered
-    # limit + 1 times and then dead-lettered; the others are delivered once
-    broker = {"queue_type": "quorum", "prefetch_count": 1, "dead_letter_exchange": "dlq"}
+    # limit + 1 times and then dead-lettered; the others are delivered once. Up to 4.2 every return
+    # counts; from 4.3 a basic.reject does, a basic.nack does not (quorum-queues#poison-message-handling)
+    broker = {"queue_type": "quorum", "prefetch_count": 1, "dead_letter_exchange": "dlq", **returned_with}
     if limit is not None:
         broker["delivery_limit"] = limit
     result = run(scenario(broker, **POISON), replications=1, jobs=1)
@@ -266,6 +268,16 @@ def test_a_quorum_queue_dead_letters_a_poison_message_returned_more_than_deliver
     assert result.estimate("brokers.q.delivery_limit_exceeded").mean == poison
     assert result.estimate("brokers.dlq.dead_letters_held").mean == poison
     assert checks_hold(result)
+
+
+def test_from_4_3_a_nack_does_not_count_towards_the_delivery_limit_so_poison_messages_loop():
+    # "Starting with RabbitMQ 4.3 ... unlimited explicit message returns (via nack ...) are now
+    # allowed without counting towards the delivery limit" (quorum-queues#poison-message-handling)
+    broker = {"queue_type": "quorum", "prefetch_count": 1, "dead_letter_exchange": "dlq", "delivery_limit": 3}
+    result = run(scenario(broker, **POISON), replications=1, jobs=1)
+    counts = result.counts()
+    assert counts["dead_lettered"] == 0 and result.estimate("brokers.q.delivery_limit_exceeded").mean == 0
+    assert result.estimate("brokers.q.redeliveries").mean > 10 * counts["produced"]
 
 
 def test_a_classic_queue_has_no_delivery_limit_and_poison_messages_requeued_at_the_head_starve_the_rest():
@@ -286,13 +298,28 @@ def test_a_classic_queue_has_no_delivery_limit_and_poison_messages_requeued_at_t
 # --- consumer acknowledgement timeout -----------------------------------------------------------
 
 
+def test_version_defaults_follow_each_releases_documentation():
+    # consumers#acknowledgement-timeout (4.3: quorum queues only), quorum-queues#poison-message-handling
+    # (20 since 4.0, none in 3.13), confirms#channel-qos-prefetch (quorum queues cap prefetch at 2,000)
+    def spec(**broker):
+        return scenario(broker, workers={"count": 8}).brokers[0]
+    assert spec().version == "4.3" and spec().effective_consumer_timeout() is None
+    assert spec(version=4.2).effective_consumer_timeout() == 1800.0
+    assert spec(queue_type="quorum").effective_consumer_timeout() == 1800.0
+    assert spec(queue_type="quorum").effective_delivery_limit() == 20
+    assert spec(queue_type="quorum", version=3.13).effective_delivery_limit() is None
+    assert spec(queue_type="quorum").effective_prefetch_count() == 2000
+    assert spec(queue_type="quorum", prefetch_count=5000).effective_prefetch_count() == 2000
+    assert spec(prefetch_count=0).effective_prefetch_count() == 0
+
+
 def test_a_delivery_unacknowledged_past_the_consumer_timeout_is_requeued_and_processed_twice():
     # one message every 1,000 s to one worker that takes 90 s; the 60 s timeout is checked on
     # every whole minute. A delivery at d is timed out iff a check falls in (d + 60, d + 90): its
     # channel closes, it is requeued and pushed again at once, the worker finishes the first copy
     # (its ack falls on the closed channel) and then processes the second: one duplicate. The
     # second copy, delivered on a whole minute, is acked at +90 s, before the check at +120 s.
-    spec = scenario({"prefetch_count": 1, "consumer_timeout": "1min"}, arrivals={"process": "deterministic", "rate": 0.001},
+    spec = scenario({"prefetch_count": 1, "consumer_timeout": "1min", "version": "4.2"}, arrivals={"process": "deterministic", "rate": 0.001},
                     workers={"count": 1, "service_time": {"dist": "deterministic", "value": 90}}, duration=30_500, warmup=0)
     result = run(spec, replications=1, jobs=1)
     delivered = [1000.0 * k for k in range(1, 31)]
@@ -378,6 +405,31 @@ def test_priority_cycles_favour_higher_priorities_and_leave_the_mean_wait_at_erl
     assert waits[2].low > strict_highest
     assert result.estimate("brokers.q.wait_s.mean").contains(analytic.mmc(lam, mu, c).wait_s)
     assert checks_hold(result)
+
+
+# --- classic-queue paging ------------------------------------------------------------------------
+
+
+def test_once_the_backlog_spills_to_disk_throughput_is_an_mgc_whose_service_time_gains_the_disk_read():
+    # Classic queues keep a bounded number of messages in memory and the rest on disk
+    # (https://www.rabbitmq.com/docs/classic-queues#memory). Two workers of mean 100 ms serve 20/s
+    # and 16/s arrive; with only 10 messages in memory the backlog soon spills, every delivery then
+    # makes its worker wait a 50 ms disk read, and the pool, saturated, serves c / (E[S] + D) =
+    # 2 / 0.15 = 13.3/s, less than what arrives: the queue keeps growing (a bound of a million,
+    # never reached, lets the stability check accept it).
+    c, mean_s, read_s = 2, 0.1, 0.05
+    spec = scenario({"prefetch_count": 1, "messages_in_memory": 10, "disk_read": read_s, "max_length": 1_000_000},
+                    arrivals={"process": "poisson", "rate": 16.0},
+                    workers={"count": c, "service_time": {"dist": "exponential", "mean": mean_s}}, duration=1_500, warmup=300)
+    result = run(spec, replications=4)
+    window_s = 1_500 - 300
+    throughput = per_replication(result, lambda r: r.metrics["brokers.q.deliveries"] / window_s)
+    expected = c / (mean_s + read_s)
+    assert throughput.contains(expected), (expected, throughput)
+    assert throughput.half_width < 0.02 * expected
+    reads = per_replication(result, lambda r: r.metrics["brokers.q.disk_reads"] / r.metrics["brokers.q.deliveries"])
+    assert reads.low > 0.999
+    assert result.summary()["conservation"]["ok"]
 
 
 # --- the memory alarm ---------------------------------------------------------------------------
@@ -511,6 +563,9 @@ def test_defaults_follow_rabbitmq():
     "broker, message",
     [
         ({"consumer_timeout": "30s"}, "consumer_timeout must be at least 1 minute"),
+        ({"consumer_timeout": "5min"}, "4.3 enforces delivery acknowledgement timeouts on quorum queues only"),
+        ({"version": "5.0"}, "version"),
+        ({"queue_type": "quorum", "disk_read": "1ms"}, "classic-queue paging"),
         ({"queue_type": "quorum", "durable": False}, "quorum queues are always durable"),
         ({"queue_type": "quorum", "max_length": 5, "overflow": "reject-publish-dlx"}, "not reject-publish-dlx"),
         ({"delivery_limit": 5}, "delivery_limit is a quorum-queue feature"),

@@ -182,3 +182,18 @@ def test_a_classic_priority_queue_delivers_in_cycles_so_a_stream_of_high_priorit
     # priority would keep 0 waiting behind the stream for as long as it lasts
     assert order[:4] == [1, 2, 3, 0]
     assert broker.counts["pushes_priority_0"] == 1
+
+
+def test_a_long_classic_queue_keeps_only_messages_in_memory_ready_messages_in_memory_so_it_alone_trips_no_alarm(
+        fates, counts, level):
+    # since 3.12 "classic queues keep up to 2048 messages in memory ... all other messages are
+    # written to disk" (https://www.rabbitmq.com/docs/classic-queues#memory): here 5 in memory
+    # against a watermark of 8 messages
+    env, broker, _, _ = make(fates, counts, level, messages_in_memory=5, memory_limit_messages=8)
+    send_at(env, broker, fates, *[0.0] * 20)
+    env.run(until=10)
+    assert broker.waiting == 20 and broker.messages() == 5 and broker.publish_gate() is None
+    reader = Reader(env, broker, "holds", start_s=10.0)  # unlimited prefetch: takes all 20, acks none
+    env.run(until=15)
+    assert broker.waiting == 0 and broker.messages() == 20 and broker.publish_gate() is not None  # unacked ones count
+    assert len(reader.got) == 20
