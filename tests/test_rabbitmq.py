@@ -6,17 +6,20 @@ narrow enough to mean something), deterministic cases assert exact counts.
 """
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import simpy
 from scipy.optimize import brentq
 
-from sim import ScenarioError, analytic, run, scenario_from_dict
+from sim import ScenarioError, analytic, load_scenario, run, scenario_from_dict
 from sim.network import build
 from sim.recorder import Recorder
 from sim.stats import mean_ci
 from sim.streams import Streams
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # A dead-letter queue is a broker nothing consumes. The loader's stability check sees a queue with
 # no workers (capacity 0) and calls it unstable unless bounded, so dead-letter queues here carry a
@@ -430,6 +433,23 @@ def test_once_the_backlog_spills_to_disk_throughput_is_an_mgc_whose_service_time
     reads = per_replication(result, lambda r: r.metrics["brokers.q.disk_reads"] / r.metrics["brokers.q.deliveries"])
     assert reads.low > 0.999
     assert result.summary()["conservation"]["ok"]
+
+
+@pytest.mark.slow
+def test_the_spill_scenario_collapses_unbounded_and_holds_bounded():
+    """scenarios/queue-spill.yaml, 10 minutes: after the spike the unbounded queue pages to disk and
+    its pool falls to c / (E[S] + D) = 10 / 0.15 = 66.7/s, below the 80/s arriving, so its backlog
+    is still growing at the end; the bounded queue never spills and its backlog is gone."""
+    spec = load_scenario(ROOT / "scenarios" / "queue-spill.yaml", ["duration=10m", "warmup=2m"])
+    result = run(spec, replications=2, jobs=1)
+    assert result.estimate("brokers.spilling.disk_reads").low > 1_000
+    assert result.estimate("brokers.bounded.disk_reads").mean == 0
+    series = result.timeseries
+    end = series[series["t_s"] >= 540]
+    length = {name: end[end["series"] == f"brokers.{name}.length"]["value"].mean() for name in ("spilling", "bounded")}
+    assert length["spilling"] > 2048 + 60 * (80 - 66.7)  # past the spill, and still growing
+    assert length["bounded"] < 50
+    assert result.estimate("brokers.bounded.overflow_dropped").mean == 0
 
 
 # --- the memory alarm ---------------------------------------------------------------------------
