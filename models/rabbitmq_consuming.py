@@ -18,9 +18,11 @@ acknowledged — buffered, in its hands, or with an ack on the way — is requeu
 redelivered (redelivered=true), possibly to another consumer; one whose work was done is processed
 twice (a duplicate). A failed attempt is nacked: requeued at once when ``requeue_on_error``, else
 dead-lettered (or dropped, lost, without a dead-letter exchange). A delivery unacknowledged for
-longer than ``consumer_timeout_s`` (checked once a minute) closes its channel and requeues all of
-that channel's deliveries; the worker keeps working on what it holds, its ack then falls on a closed
-channel, and the requeued copy is processed again.
+longer than ``consumer_timeout_s`` (checked once a minute) closes its channel — from 4.3, on quorum
+queues only, cancels its consumer; either way "the messages are returned to the queue" — and
+requeues all of that channel's deliveries; the worker keeps working on what it holds, its ack then
+falls on a closed channel, and the requeued copy is processed again
+(https://www.rabbitmq.com/docs/consumers#acknowledgement-timeout, quorum-queues#consumer-timeout).
 
 **Automatic acks** (``ack='auto'``): a message counts as delivered once written to the socket; a
 consumer that dies loses what it holds and what is in its buffer; a failed attempt is lost.
