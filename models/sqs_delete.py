@@ -42,26 +42,23 @@ class Deleting:
     def ack(self, delivery) -> float:
         """DeleteMessage with the delivery's receipt handle; returns the call's latency (with the
         wait for a throttled call's retries)."""
-        now = self.env.now
-        cost = 1.0 / delivery.batch if self.delete_batch else 1.0
-        self.counts.add("delete_calls", cost)
-        latency = self.delete_latency()
-        wait = self._throttle(self.delete_limit, now, cost, "throttled_deletes")
-        if wait > 0:
-            self.env.timeout(wait).callbacks.append(lambda _: self._delete(delivery))
-        else:
-            self._delete(delivery)
-        return wait + latency
+        return self._call(delivery, "delete_calls", self.delete_limit, "throttled_deletes", self._delete)
 
-    def _throttle(self, limit, now: float, cost: float, event: str) -> float:
-        """Seconds a call waits for the FIFO limit (its retries after throttling); 0 unlimited."""
-        if limit is None:
-            return 0.0
-        wait = limit.reserve(now, cost)
+    def _call(self, delivery, calls: str, limit, throttled: str, effect) -> float:
+        """A DeleteMessage or ChangeMessageVisibility call about ``delivery`` (a share of a batch
+        call with ``delete_batch``): ``effect(delivery)`` happens now, or, throttled by the FIFO
+        limit, once its retries get through; returns how long the consumer waits for the answer."""
+        cost = 1.0 / delivery.batch if self.delete_batch else 1.0
+        self.counts.add(calls, cost)
+        latency = self.delete_latency()
+        wait = 0.0 if limit is None else limit.reserve(self.env.now, cost)
         if wait > 0:
             self.counts.add("throttled")
-            self.counts.add(event)
-        return wait
+            self.counts.add(throttled)
+            self.env.timeout(wait).callbacks.append(lambda _: effect(delivery))
+        else:
+            effect(delivery)
+        return wait + latency
 
     def _delete(self, delivery) -> None:
         counts = self.counts
@@ -81,16 +78,7 @@ class Deleting:
         """No nack in SQS: wait for the visibility timeout, or ChangeMessageVisibility to 0."""
         if not self.release_on_error:
             return 0.0
-        now = self.env.now
-        cost = 1.0 / delivery.batch if self.delete_batch else 1.0
-        self.counts.add("change_visibility_calls", cost)
-        latency = self.delete_latency()
-        wait = self._throttle(self.change_limit, now, cost, "throttled_visibility_changes")
-        if wait > 0:
-            self.env.timeout(wait).callbacks.append(lambda _: self._release(delivery))
-        else:
-            self._release(delivery)
-        return wait + latency
+        return self._call(delivery, "change_visibility_calls", self.change_limit, "throttled_visibility_changes", self._release)
 
     def _release(self, delivery) -> None:
         entry = delivery.entry
