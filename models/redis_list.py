@@ -104,6 +104,8 @@ class RedisList(RedisBroker):
         """BRPOP (or BLMOVE): the oldest message, blocking while there is none. A reliable list's
         BLMOVE is refused at maxmemory: the consumer waits for room, then tries again."""
         yield from self._until_up()
+        yield from self._command_reply()
+        yield from self._until_up()
         while self.reliable and self._out_of_memory():
             self.counts.add("oom_stalls")
             event = self.env.event()
@@ -128,10 +130,13 @@ class RedisList(RedisBroker):
         return self._new_delivery(entry, consumer, self._next_tag())
 
     def ack(self, delivery) -> float:
-        """Plain: nothing to do (the pop was the end of it). Reliable: LREM processing 1 value."""
+        """Plain: nothing to do (the pop was the end of it). Reliable: LREM processing 1 value;
+        returns the seconds the consumer waits for its reply."""
         now = self.env.now
         message = delivery.message
+        wait = 0.0
         if self.reliable:
+            wait = self.command()
             if not self.up:
                 self.counts.add("acks_failed")
             else:
@@ -143,7 +148,7 @@ class RedisList(RedisBroker):
                 else:
                     self.counts.add("acks_missed")
         self._release(message, now, dropped=False)
-        return 0.0
+        return wait
 
     def nack(self, delivery) -> float:
         """Plain: the message is gone. Reliable: it stays in the processing list for the monitor."""
@@ -172,6 +177,7 @@ class RedisList(RedisBroker):
         limit = now - self.processing_timeout
         stale = sorted((p for p in self.pending() if p.taken_s < limit), key=lambda p: p.pseq)
         for pending in stale:
+            self.command()
             entry = pending.entry
             self._remove_pending(pending, now)
             self._push(entry.message, now, handed=entry.handed)

@@ -174,3 +174,24 @@ def test_a_full_reliable_list_with_nothing_in_processing_stalls_its_consumers_fo
     stuck = Reader(env, broker, "stuck", ack_after(1.0), receives=1)
     env.run(until=100)
     assert stuck.got == [] and broker.waiting == 2 and broker.counts["oom_stalls"] == 1
+
+
+def test_one_command_at_a_time_caps_what_consumers_get_at_the_servers_time_left_by_the_publishers(fates, counts, level):
+    # Redis executes one command at a time (about 100,000 a second unpipelined, redis.io benchmarks):
+    # here 1 ms each. A publisher LPUSHes 600 a second into a list bounded at 100 (its refused
+    # pushes take the server's time too) and 50 idle consumers BRPOP as fast as replies come: the
+    # server is always busy, 0.6 of it on pushes, so the pops get (1 − 600 × 0.001) / 0.001 = 400/s.
+    env, broker, _, _ = make(fates, counts, level, max_messages=100, command_s=0.001)
+
+    def publish():
+        while True:
+            broker.put(fates.new_message(env.now))
+            yield env.timeout(1 / 600)
+
+    env.process(publish())
+    for k in range(50):
+        Reader(env, broker, f"c{k}", ack_after(0.0))
+    env.run(until=30)
+    assert broker.counts["deliveries"] == pytest.approx(400 * 30, rel=0.01)
+    assert broker.metrics()["server_utilization"] == pytest.approx(1.0, abs=0.01)  # counted when queued
+    assert broker.counts["refused_full"] == pytest.approx(200 * 30, rel=0.03)
