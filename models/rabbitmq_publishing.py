@@ -33,9 +33,10 @@ published during a cycle wait for the next one, so lower priorities are not star
 
 Simplifications:
 
-- A TTL'd message is checked at the head only (RabbitMQ's classic queues; quorum queues drop expired
-  messages shortly after expiry wherever they are). With one TTL per queue the head is the first to
-  expire anyway, so only the moment of the drop differs.
+- A TTL'd message is checked at the head only, as both classic and quorum queues do ("Quorum
+  queues dead letter expired messages when they reach the head of the queue", and classic queues
+  "when the message reaches the head of the queue", https://www.rabbitmq.com/docs/ttl). Expired
+  messages stay counted until the next publish or dispatch reaches them.
 - Memory is counted in messages (or bytes at a fixed size per message), not measured.
 - Only producers honour the memory alarm: a worker pool publishing into this queue as its next hop
   is not blocked.
