@@ -8,11 +8,14 @@ from typing import Callable
 
 from .broker import BrokerBase
 from .crashes import Crashes, crash_loop
-from .rabbitmq_alarm import MemoryAlarm
+from .rabbitmq_alarm import ResourceAlarm
 from .rabbitmq_channel import InTransit
 from .rabbitmq_consuming import Consuming
 from .rabbitmq_publishing import Publishing
 from .rabbitmq_ready import FifoReady, PriorityReady
+
+DISK_CHECK_INTERVAL_S = 10.0
+"""RabbitMQ checks free disk space "normally every 10 seconds" (more often near the limit)."""
 
 @dataclass
 class RabbitmqOptions:
@@ -42,6 +45,7 @@ class RabbitmqOptions:
     nack_counts_toward_limit: bool = True
     messages_in_memory: int | None = None
     disk_read: Callable[[], float] | None = None
+    disk_limit_messages: int | None = None
 
 
 class RabbitmqBroker(Publishing, Consuming, BrokerBase):
@@ -81,7 +85,9 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
     does not by itself trip it. With ``disk_read``, a message published while ``messages_in_memory``
     or more wait is written to disk (paged), and the consumer that takes it waits ``disk_read()``
     for it to be read back (counted ``disk_reads``): once a backlog spills, each delivery pays a
-    disk read and the consumers' throughput falls. Simplifications: the cap is fixed (RabbitMQ sizes
+    disk read and the consumers' throughput falls. With ``disk_limit_messages`` (how many paged
+    messages fit before free disk space falls to ``disk_free_limit``), the disk alarm blocks every
+    publisher while more are on disk, checked every 10 s. Simplifications: the cap is fixed (RabbitMQ sizes
     it to about a second of deliveries); no read-ahead (a paged message stays on disk until it is
     delivered, then stays in memory if requeued); reads of different consumers overlap (the queue
     process, a single reader, is not a bottleneck); message size does not change the read time.
@@ -128,8 +134,14 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
         self.nack_counts_toward_limit = o.nack_counts_toward_limit
         self.messages_in_memory = o.messages_in_memory
         self.disk_read = o.disk_read
+        self.pages = o.disk_read is not None or o.disk_limit_messages is not None
+        """Whether paging is modelled: messages beyond ``messages_in_memory`` are marked as on disk."""
         if memory_limit_messages is not None:
-            self.alarm = MemoryAlarm(env, self.messages, memory_limit_messages, o.memory_monitor_interval_s, self.window_start_s, self.counts)
+            self.alarm = ResourceAlarm(env, self.messages, memory_limit_messages, o.memory_monitor_interval_s, self.window_start_s, self.counts)
+        self.disk_alarm = None
+        if o.disk_limit_messages is not None:
+            self.disk_alarm = ResourceAlarm(env, self.paged_messages, o.disk_limit_messages, DISK_CHECK_INTERVAL_S,
+                                            self.window_start_s, self.counts, "disk_alarms")
         if o.crashes is not None:
             env.process(crash_loop(env, o.crashes, self._crash, self._restart))
         if consumer_timeout_s is not None and not auto_ack:
@@ -191,6 +203,10 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
             ready = min(ready, self.messages_in_memory)
         return ready + sum(len(c.unacked) for c in self.channels.values())
 
+    def paged_messages(self) -> int:
+        """Ready messages written to disk (what the disk alarm weighs)."""
+        return sum(1 for entry in self.ready if entry.paged)
+
     @property
     def waiting(self) -> int:
         """Ready messages (not yet pushed to a consumer)."""
@@ -236,4 +252,7 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
             out["dead_letters_held"] = self.dead_letters_held
         if self.disk_read is not None:
             out["disk_reads"] = counts["disk_reads"]
+        if self.disk_alarm is not None:
+            out["disk_alarm_s"] = self.disk_alarm.alarm_s()
+            out["disk_alarms"] = counts["disk_alarms"]
         return out

@@ -1,25 +1,31 @@
-"""RabbitMQ's memory alarm: back pressure that blocks every publisher."""
+"""RabbitMQ's resource alarms (memory, free disk): back pressure that blocks every publisher."""
 
 from __future__ import annotations
 
 
-class MemoryAlarm:
-    """Blocks publishers while a queue holds more than ``limit`` messages.
+class ResourceAlarm:
+    """Blocks publishers while ``level()`` is above ``limit``, sampled every ``interval_s``.
 
-    RabbitMQ's memory monitor samples the node's memory every ``memory_monitor_interval`` (2.5 s by
-    default); above the high watermark it raises the alarm and stops reading from every publishing
-    connection until memory falls back below it, while consumers go on. Here memory is the queue's
-    messages, ready and unacknowledged (a queue keeps unacknowledged messages until they are acked),
-    as counted by ``level()``, against a limit in messages (a byte watermark is turned into
-    messages by the builder). The sampling makes the alarm trip up to one interval late and clear
-    up to one interval late, as the real one does.
+    The memory alarm: RabbitMQ's memory monitor samples the node's memory every
+    ``memory_monitor_interval`` (2.5 s by default); above the high watermark it raises the alarm and
+    stops reading from every publishing connection until memory falls back below it, while
+    consumers go on. Here memory is the queue's messages held in memory, ready and unacknowledged (a
+    queue keeps unacknowledged messages until they are acked), as counted by ``level()``, against a
+    limit in messages (a byte watermark is turned into messages by the builder).
 
-    ``gate()`` is what publishers check: None when they may publish, else an event that fires when
-    the alarm clears. Alarms raised in the measurement window and the time spent in alarm inside it
-    are counted (``counts['memory_alarms']``, :meth:`alarm_s`).
+    The disk alarm: "when free disk space drops below a configured limit (50 MB by default), an
+    alarm will be triggered and all producers will be blocked"; free space is "normally checked every
+    10 seconds" (https://www.rabbitmq.com/docs/disk-alarms). Here the level is the messages the
+    queue has written to disk and the limit how many fit before free space falls to the limit.
+
+    The sampling makes an alarm trip up to one interval late and clear up to one interval late, as
+    the real ones do. ``gate()`` is what publishers check: None when they may publish, else an event
+    that fires when the alarm clears. Alarms raised in the measurement window and the time spent in
+    alarm inside it are counted (``counts[counter]``, :meth:`alarm_s`).
     """
 
-    def __init__(self, env, level, limit: int, interval_s: float, window_start_s: float, counts):
+    def __init__(self, env, level, limit: int, interval_s: float, window_start_s: float, counts, counter: str = "memory_alarms"):
+        self.counter = counter
         self.env = env
         self.level = level
         self.limit = limit
@@ -39,7 +45,7 @@ class MemoryAlarm:
             if over and self.blocked is None:
                 self.blocked = env.event()
                 self.started_s = env.now
-                self.counts.add("memory_alarms")
+                self.counts.add(self.counter)
             elif not over and self.blocked is not None:
                 self._alarm_s += self._in_window(env.now)
                 blocked, self.blocked = self.blocked, None

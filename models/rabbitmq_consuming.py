@@ -129,10 +129,11 @@ class Consuming:
         if self.auto_ack and not channel.active:
             self._activate(channel, self.env.now)
         entry = delivery.entry
-        if entry.paged:  # on disk: the consumer waits for it to be read
+        if entry.paged:  # on disk: read back, and with disk_read the consumer waits for it
             entry.paged = False
-            self.counts.add("disk_reads")
-            yield self.env.timeout(self.disk_read())
+            if self.disk_read is not None:
+                self.counts.add("disk_reads")
+                yield self.env.timeout(self.disk_read())
         return [delivery]
 
     def ack(self, delivery) -> float:

@@ -14,9 +14,10 @@ gets a nack with confirms on).
 (for persistent messages on durable queues, once written to disk); the mean confirm latency and the
 number of nacked publishes are reported by the broker's ``metrics``.
 
-**Memory alarm.** With ``memory_limit_messages``, a :class:`~models.rabbitmq_alarm.MemoryAlarm`
-blocks every publisher (``publish_gate``) while the queue holds more than the watermark, ready plus
-unacknowledged; producers keep what they make meanwhile in their backlog, consumers go on.
+**Memory and disk alarms.** With ``memory_limit_messages``, a :class:`~models.rabbitmq_alarm.ResourceAlarm`
+blocks every publisher (``publish_gate``) while the queue holds more than the watermark in memory,
+ready plus unacknowledged; with ``disk_limit_messages``, another blocks them while more messages
+than that are paged to disk. Producers keep what they make meanwhile in their backlog, consumers go on.
 
 **TTL.** A message expires ``message_ttl_s`` after it was published (a requeue keeps the expiry).
 Expired messages are never delivered; they are dropped — dead-lettered, else lost — when they reach
@@ -91,7 +92,7 @@ class Publishing:
         # joins them, within max_length; with none ready it may go straight to a consumer
         if (ready or not self.active) and self.max_length is not None and len(ready) >= self.max_length:
             return self._overflow(entry, now)
-        if self.disk_read is not None and len(ready) >= self.messages_in_memory:
+        if self.pages and len(ready) >= self.messages_in_memory:
             entry.paged = True
         self.boundary.enter(now)
         ready.append(entry)
@@ -128,8 +129,12 @@ class Publishing:
             self._dead_letter(entry.message, now)
 
     def publish_gate(self):
-        """None while publishers may publish; during a memory alarm, an event that fires when it clears."""
-        return self.alarm.blocked if self.alarm is not None else None
+        """None while publishers may publish; during a memory or disk alarm, an event that fires
+        when it clears (publishers check again then)."""
+        for alarm in (self.alarm, self.disk_alarm):
+            if alarm is not None and alarm.blocked is not None:
+                return alarm.blocked
+        return None
     # --- TTL ------------------------------------------------------------------------------------
 
     def _drop_expired_head(self, now: float) -> None:

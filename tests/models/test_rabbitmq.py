@@ -197,3 +197,20 @@ def test_a_long_classic_queue_keeps_only_messages_in_memory_ready_messages_in_me
     env.run(until=15)
     assert broker.waiting == 0 and broker.messages() == 20 and broker.publish_gate() is not None  # unacked ones count
     assert len(reader.got) == 20
+
+
+def test_the_disk_alarm_blocks_publishers_while_paged_messages_leave_too_little_free_disk(fates, counts, level):
+    # "When free disk space drops below a configured limit (50 MB by default), an alarm will be
+    # triggered and all producers will be blocked"; free space is normally checked every 10 s
+    # (https://www.rabbitmq.com/docs/disk-alarms). Here 5 messages in memory, room on disk for 3.
+    env, broker, _, _ = make(fates, counts, level, messages_in_memory=5, disk_limit_messages=3)
+    send_at(env, broker, fates, *[0.0] * 10)  # messages 5..9 are paged: 5 on disk
+    env.run(until=9)
+    assert broker.paged_messages() == 5 and broker.publish_gate() is None  # not checked yet
+    env.run(until=11)
+    assert broker.publish_gate() is not None and broker.counts["disk_alarms"] == 1
+    Reader(env, broker, "drains", ack_after(0.1), start_s=11.0)  # reads them back from disk
+    env.run(until=19)
+    assert broker.paged_messages() == 0 and broker.publish_gate() is not None  # cleared at the next check
+    env.run(until=21)
+    assert broker.publish_gate() is None and broker.metrics()["disk_alarm_s"] == 10.0

@@ -38,6 +38,9 @@ QUORUM_PREFETCH_CAP = 2000
 CLASSIC_MESSAGES_IN_MEMORY = 2048
 """Classic queues keep up to 2048 messages in memory since 3.12 (docs: classic-queues#memory)."""
 
+DISK_FREE_LIMIT_BYTES = 50_000_000
+"""The disk alarm's default free-space limit, 50 MB (docs: disk-alarms)."""
+
 DEFAULT_CONFIRM_LATENCY_TRANSIENT = Deterministic(0.001)
 """⚑ A transient message is confirmed once routed to the queue: about a network round trip."""
 
@@ -83,6 +86,10 @@ class RabbitmqSpec(Strict):
     - ``disk_read`` (a duration or distribution; classic queues; default none: not modelled): a
       message published while ``messages_in_memory`` wait is paged to disk, and its delivery
       makes the consumer wait this long for the read.
+    - ``disk_free_bytes`` (classic queues, with ``message_size_bytes``; default none: not modelled):
+      the free disk space when the run starts; the disk alarm blocks every publisher while the
+      paged messages leave less than ``disk_free_limit_bytes`` (RabbitMQ's default 50 MB), checked
+      every 10 s.
     - ``message_ttl`` (x-message-ttl): expired messages are never delivered; dropped at the head.
     - ``dead_letter_exchange``: the broker receiving messages rejected without requeue, expired,
       dropped by overflow, or past ``delivery_limit`` (quorum queues: default 20, -1 for none).
@@ -127,6 +134,8 @@ class RabbitmqSpec(Strict):
     crashes: Optional[Crashes] = None
     messages_in_memory: PositiveInt = CLASSIC_MESSAGES_IN_MEMORY
     disk_read: Optional[DurationOrDistribution] = None
+    disk_free_bytes: Optional[PositiveInt] = None
+    disk_free_limit_bytes: PositiveInt = DISK_FREE_LIMIT_BYTES
 
     @field_validator("version", mode="before")
     @classmethod
@@ -149,8 +158,8 @@ class RabbitmqSpec(Strict):
             problems.append("consumer_timeout: RabbitMQ 4.3 enforces delivery acknowledgement timeouts on quorum queues only "
                             "(set queue_type: quorum, or version: \"4.2\")")
         if self.queue_type == "quorum":
-            if "disk_read" in self.model_fields_set or "messages_in_memory" in self.model_fields_set:
-                problems.append("disk_read and messages_in_memory model classic-queue paging; not modelled for quorum queues")
+            if {"disk_read", "messages_in_memory", "disk_free_bytes"} & self.model_fields_set:
+                problems.append("disk_read, messages_in_memory and disk_free_bytes model classic-queue paging; not modelled for quorum queues")
             if not self.durable:
                 problems.append("quorum queues are always durable: durable: false is not allowed")
             if self.overflow == "reject-publish-dlx":
@@ -161,8 +170,11 @@ class RabbitmqSpec(Strict):
             problems.append("delivery_limit is a quorum-queue feature (set queue_type: quorum)")
         if self.memory_high_watermark is not None and self.memory_high_watermark_bytes is not None:
             problems.append("give the memory watermark in messages (memory_high_watermark) or in bytes (memory_high_watermark_bytes), not both")
-        if (self.memory_high_watermark_bytes is None) != (self.message_size_bytes is None):
-            problems.append("memory_high_watermark_bytes and message_size_bytes go together (the bytes a message takes in memory)")
+        if (self.memory_high_watermark_bytes is None and self.disk_free_bytes is None) != (self.message_size_bytes is None):
+            problems.append("memory_high_watermark_bytes or disk_free_bytes, and message_size_bytes, go together (the bytes a message takes)")
+        if self.disk_free_bytes is not None and self.disk_free_bytes <= self.disk_free_limit_bytes:
+            problems.append(f"disk_free_bytes ({self.disk_free_bytes}) must be above disk_free_limit_bytes ({self.disk_free_limit_bytes}): "
+                            "the disk alarm would block publishers from the start")
         if self.priority_weights is not None:
             if self.max_priority is None:
                 problems.append("priority_weights applies only with max_priority")
@@ -189,6 +201,12 @@ class RabbitmqSpec(Strict):
         if self.memory_high_watermark_bytes is not None and self.message_size_bytes is not None:
             return self.memory_high_watermark_bytes // self.message_size_bytes
         return None
+
+    def disk_limit_messages(self) -> Optional[int]:
+        """How many messages can be paged to disk before free space falls to the limit."""
+        if self.disk_free_bytes is None or self.message_size_bytes is None:
+            return None
+        return (self.disk_free_bytes - self.disk_free_limit_bytes) // self.message_size_bytes
 
     def effective_delivery_limit(self) -> Optional[int]:
         if self.queue_type != "quorum":
@@ -262,6 +280,7 @@ def build(spec: RabbitmqSpec, context) -> RabbitmqBroker:
         nack_counts_toward_limit=spec.version != "4.3" or spec.failure_return == "reject",
         messages_in_memory=spec.messages_in_memory if spec.queue_type == "classic" else None,
         disk_read=context.sampler(spec.disk_read.build(), "disk_read") if spec.disk_read is not None else None,
+        disk_limit_messages=spec.disk_limit_messages(),
     )
     return RabbitmqBroker(
         context.env,
