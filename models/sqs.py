@@ -11,7 +11,7 @@ from .broker import BrokerBase
 from .sqs_clock import Clock
 from .sqs_delete import Deleting
 from .sqs_parts import (
-    COMPACT_SLACK, DELAYED, GONE, IN_FLIGHT, VISIBLE, Alarm, DeduplicationWindow, Entry, TokenBucket,
+    COMPACT_SLACK, DELAYED, GONE, IN_FLIGHT, VISIBLE, Alarm, DeduplicationWindow, Entry, TokenBucket, billed_requests,
 )
 from .sqs_receive import Receiving
 from .sqs_visible import GroupedVisible, StandardVisible
@@ -63,6 +63,8 @@ class SqsOptions:
     api_burst: int | None = None
     send_batch_size: int = 1
     delete_batch: bool = False
+    message_size_bytes: int | None = None
+    price_per_million_requests: float | None = None
 
 
 class SqsBroker(Receiving, Deleting, Clock, BrokerBase):
@@ -95,6 +97,14 @@ class SqsBroker(Receiving, Deleting, Clock, BrokerBase):
     a message that a standard queue moves to its dead-letter queue keeps its original enqueue
     timestamp, so it expires there ``retention_s`` (the dead-letter queue's) after it was first
     sent; a FIFO queue's dead letter gets a new one, the time of the move.
+
+    Billing (with ``message_size_bytes`` or ``price_per_million_requests``): every API call is
+    billed one request per 64 KiB chunk of its payload, at least one — an empty receive too
+    ("short polling is billed the same as long polling", best-practices-using-appropriate-polling-mode.html;
+    the 64 KiB chunks are on AWS's SQS pricing page, https://aws.amazon.com/sqs/pricing/, not
+    re-checked here). A receive's payload is the messages it returns; a delete or visibility change
+    carries receipt handles only (one request per call, shared in a batch). ``billed_requests`` and,
+    at a price, ``cost_usd`` are reported; no free tier, no data transfer.
 
     Simplifications: SendMessage is instantaneous (the protocol's ``put`` does not make the producer
     wait); a batch send groups messages without waiting for the batch to fill. Throttled calls are not retried
@@ -137,6 +147,10 @@ class SqsBroker(Receiving, Deleting, Clock, BrokerBase):
         self.message_groups = options.message_groups
         self.send_cost = 1.0 / options.send_batch_size
         self.delete_batch = options.delete_batch
+        self.message_size_bytes = options.message_size_bytes or 0
+        self.price_per_million_requests = options.price_per_million_requests
+        self.billing = options.message_size_bytes is not None or options.price_per_million_requests is not None
+        self.send_billed = billed_requests(options.send_batch_size, self.message_size_bytes) / options.send_batch_size
 
         self.visible = GroupedVisible() if fifo else StandardVisible()
         self.in_flight_count = 0
@@ -168,6 +182,7 @@ class SqsBroker(Receiving, Deleting, Clock, BrokerBase):
         now = self.env.now
         counts = self.counts
         counts.add("send_calls", self.send_cost)
+        counts.add("billed_requests", self.send_billed)
         if self.send_limit is not None and not self.send_limit.take(now, self.send_cost):
             counts.add("throttled")
             counts.add("throttled_sends")
@@ -279,4 +294,8 @@ class SqsBroker(Receiving, Deleting, Clock, BrokerBase):
         out["empty_receive_fraction"] = out["empty_receives"] / calls if calls else float("nan")
         first = counts["deliveries"] - counts["redeliveries"]
         out["redelivered_fraction"] = out["redelivered_messages"] / first if first else float("nan")
+        if self.billing:
+            out["billed_requests"] = float(counts["billed_requests"])
+            if self.price_per_million_requests is not None:
+                out["cost_usd"] = out["billed_requests"] * self.price_per_million_requests / 1e6
         return out

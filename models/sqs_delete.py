@@ -50,6 +50,7 @@ class Deleting:
         limit, once its retries get through; returns how long the consumer waits for the answer."""
         cost = 1.0 / delivery.batch if self.delete_batch else 1.0
         self.counts.add(calls, cost)
+        self.counts.add("billed_requests", cost)
         latency = self.delete_latency()
         wait = 0.0 if limit is None else limit.reserve(self.env.now, cost)
         if wait > 0:

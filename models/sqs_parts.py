@@ -1,15 +1,25 @@
 """Small parts of the SQS model: a message's entry and its states, a lazy alarm, the FIFO
-throughput limit and deduplication window."""
+throughput limit and deduplication window, and how many requests a call is billed."""
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 
 DELAYED, VISIBLE, IN_FLIGHT, GONE = 0, 1, 2, 3  # the states of an Entry
 COMPACT_SLACK = 1024
 """How many gone entries a lazily cleaned queue may hold beyond twice its live ones before it is
 compacted."""
+
+
+BILLING_CHUNK_BYTES = 64 * 1024
+
+
+def billed_requests(messages: int, message_size_bytes: int) -> int:
+    """Requests billed for one API call carrying ``messages`` of ``message_size_bytes``: one per
+    64 KiB chunk of its payload, and at least one (an empty receive is billed too)."""
+    return max(1, math.ceil(messages * message_size_bytes / BILLING_CHUNK_BYTES))
 
 
 class Entry:

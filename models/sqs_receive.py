@@ -41,7 +41,7 @@ from collections import deque
 from simpy import Interrupt
 
 from .broker import Delivery
-from .sqs_parts import COMPACT_SLACK, IN_FLIGHT
+from .sqs_parts import COMPACT_SLACK, IN_FLIGHT, billed_requests
 
 
 class SqsDelivery(Delivery):
@@ -92,6 +92,7 @@ class Receiving:
         latency = self.receive_latency()
         if latency > 0:
             yield env.timeout(latency)
+        counts.add("billed_requests", billed_requests(len(chosen), self.message_size_bytes))
         if not chosen:
             counts.add("empty_receives")
             return []

@@ -233,3 +233,18 @@ def test_a_short_poll_of_a_small_queue_likely_returns_fewer_than_asked_by_defaul
         observed = sum(found) / polls
         assert abs(observed - mean) < 4 * sd, (n, observed, mean)
         assert mean < 1.1  # 10 asked for: about 1 returned from 100 messages, almost never 1 of 1
+
+
+def test_each_call_is_billed_one_request_per_64_kib_chunk_and_an_empty_receive_is_billed_too(fates, counts, level):
+    # a 100 KiB message is two chunks to send; a receive of three is 300 KiB, five chunks; a delete
+    # carries a receipt handle, one request; an empty short poll is billed like any other receive
+    env, broker, _ = make(fates, counts, level, wait_time_s=0.0, batch_size=3, short_poll_sample=1.0,
+                          short_poll_draw=constant(0.0), receive_latency=constant(0.02),
+                          message_size_bytes=100 * 1024, price_per_million_requests=0.4)
+    for _ in range(3):
+        broker.put(fates.new_message(0.0))
+    Reader(env, broker, "c", ack_after(0.0), receives=2)  # the second receive finds nothing
+    env.run(until=1)
+    assert broker.counts["empty_receives"] == 1
+    assert broker.metrics()["billed_requests"] == 3 * 2 + 5 + 3 * 1 + 1
+    assert broker.metrics()["cost_usd"] == pytest.approx(15 * 0.4 / 1e6)

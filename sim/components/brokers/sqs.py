@@ -71,6 +71,9 @@ class SqsSpec(Strict):
       ``delete_batch`` (default false: DeleteMessage) to delete what a receive returned with
       DeleteMessageBatch: each message costs a share of a call, in the call counts and against
       the FIFO limit (300 calls a second carry 3,000 messages).
+    - ``message_size_bytes`` (up to 1 MiB) and ``price_per_million_requests`` (⚑ no default: AWS's
+      price varies by Region and queue type): every call is billed one request per 64 KiB chunk of
+      its payload (at least one: empty receives too); reports ``billed_requests`` and ``cost_usd``.
     """
 
     name: Name
@@ -96,6 +99,8 @@ class SqsSpec(Strict):
     api_burst: Optional[Annotated[int, Field(ge=1, strict=True)]] = None
     send_batch_size: Annotated[int, Field(ge=1, le=10, strict=True)] = 1
     delete_batch: bool = False
+    message_size_bytes: Optional[Annotated[int, Field(ge=1, le=1_048_576, strict=True)]] = None
+    price_per_million_requests: Optional[Annotated[float, Field(ge=0), NOT_A_BOOL]] = None
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -168,6 +173,8 @@ def build(spec: SqsSpec, context) -> SqsBroker:
         api_burst=spec.api_burst,
         send_batch_size=spec.send_batch_size,
         delete_batch=spec.delete_batch,
+        message_size_bytes=spec.message_size_bytes,
+        price_per_million_requests=spec.price_per_million_requests,
     )
     return SqsBroker(
         env,
