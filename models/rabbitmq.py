@@ -8,7 +8,7 @@ from typing import Callable
 
 from .broker import BrokerBase
 from .crashes import Crashes, crash_loop
-from .rabbitmq_alarm import ResourceAlarm
+from .rabbitmq_alarm import CreditFlow, ResourceAlarm
 from .rabbitmq_channel import InTransit
 from .rabbitmq_consuming import Consuming
 from .rabbitmq_publishing import Publishing
@@ -46,6 +46,7 @@ class RabbitmqOptions:
     messages_in_memory: int | None = None
     disk_read: Callable[[], float] | None = None
     disk_limit_messages: int | None = None
+    publish_s: float | None = None
 
 
 class RabbitmqBroker(Publishing, Consuming, BrokerBase):
@@ -85,7 +86,9 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
     does not by itself trip it. With ``disk_read``, a message published while ``messages_in_memory``
     or more wait is written to disk (paged), and the consumer that takes it waits ``disk_read()``
     for it to be read back (counted ``disk_reads``): once a backlog spills, each delivery pays a
-    disk read and the consumers' throughput falls. With ``disk_limit_messages`` (how many paged
+    disk read and the consumers' throughput falls. With ``publish_s``, credit-based flow control
+    (:class:`~models.rabbitmq_alarm.CreditFlow`) slows publishers down to what the queue process
+    can take in. With ``disk_limit_messages`` (how many paged
     messages fit before free disk space falls to ``disk_free_limit``), the disk alarm blocks every
     publisher while more are on disk, checked every 10 s. Simplifications: the cap is fixed (RabbitMQ sizes
     it to about a second of deliveries); no read-ahead (a paged message stays on disk until it is
@@ -130,6 +133,7 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
         self._seq = 0
         self._tags = 0
         self.alarm = None
+        self.flow = CreditFlow(env, o.publish_s, self.counts) if o.publish_s is not None else None
         self.crashes = o.crashes
         self.nack_counts_toward_limit = o.nack_counts_toward_limit
         self.messages_in_memory = o.messages_in_memory
@@ -255,4 +259,6 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
         if self.disk_alarm is not None:
             out["disk_alarm_s"] = self.disk_alarm.alarm_s()
             out["disk_alarms"] = counts["disk_alarms"]
+        if self.flow is not None:
+            out["flow_blocks"] = counts["flow_blocks"]
         return out

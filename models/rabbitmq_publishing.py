@@ -68,6 +68,8 @@ class Publishing:
             if self.publisher_confirms:
                 counts.add("nacked_publishes")
             return False
+        if self.flow is not None:
+            self.flow.published(now)
         on_disk_s = None
         if self.confirm_latency is not None:
             latency = self.confirm_latency()
@@ -129,9 +131,9 @@ class Publishing:
             self._dead_letter(entry.message, now)
 
     def publish_gate(self):
-        """None while publishers may publish; during a memory or disk alarm, an event that fires
-        when it clears (publishers check again then)."""
-        for alarm in (self.alarm, self.disk_alarm):
+        """None while publishers may publish; during a memory or disk alarm or a flow-control
+        block, an event that fires when it clears (publishers check again then)."""
+        for alarm in (self.alarm, self.disk_alarm, self.flow):
             if alarm is not None and alarm.blocked is not None:
                 return alarm.blocked
         return None

@@ -214,3 +214,29 @@ def test_the_disk_alarm_blocks_publishers_while_paged_messages_leave_too_little_
     assert broker.paged_messages() == 0 and broker.publish_gate() is not None  # cleared at the next check
     env.run(until=21)
     assert broker.publish_gate() is None and broker.metrics()["disk_alarm_s"] == 10.0
+
+
+def test_credit_flow_slows_a_fast_publisher_down_to_what_the_queue_process_takes_in(fates, counts, level):
+    # "RabbitMQ will reduce the speed of connections which are publishing too quickly for queues to
+    # keep up" (https://www.rabbitmq.com/docs/flow-control): a publisher trying 2,000 messages a
+    # second against a queue process of 1 ms a publish gets 1,000 a second through, once its
+    # initial credit of 400 is spent
+    env, broker, _, _ = make(fates, counts, level, publish_s=0.001)
+    published = []
+
+    def publisher():
+        while True:
+            gate = broker.publish_gate()
+            if gate is not None:
+                yield gate
+                continue
+            broker.put(fates.new_message(env.now))
+            published.append(env.now)
+            yield env.timeout(0.0005)
+
+    env.process(publisher())
+    Reader(env, broker, "c", ack_after(0.0))
+    env.run(until=20)
+    late = [t for t in published if t >= 10]
+    assert len(late) == pytest.approx(1000 * 10, rel=0.01)
+    assert broker.counts["flow_blocks"] > 10  # blocked and unblocked again and again

@@ -90,6 +90,10 @@ class RabbitmqSpec(Strict):
       the free disk space when the run starts; the disk alarm blocks every publisher while the
       paged messages leave less than ``disk_free_limit_bytes`` (RabbitMQ's default 50 MB), checked
       every 10 s.
+    - ``publish_time`` (⚑ default none: not modelled): the queue process's work per publish;
+      credit-based flow control then blocks publishers once 400 publishes wait for it and lets
+      them go on at 200 (``credit_flow_default_credit``, {400, 200}), so publishers get through at
+      most one message per ``publish_time``.
     - ``message_ttl`` (x-message-ttl): expired messages are never delivered; dropped at the head.
     - ``dead_letter_exchange``: the broker receiving messages rejected without requeue, expired,
       dropped by overflow, or past ``delivery_limit`` (quorum queues: default 20, -1 for none).
@@ -136,6 +140,7 @@ class RabbitmqSpec(Strict):
     disk_read: Optional[DurationOrDistribution] = None
     disk_free_bytes: Optional[PositiveInt] = None
     disk_free_limit_bytes: PositiveInt = DISK_FREE_LIMIT_BYTES
+    publish_time: Optional[PositiveDuration] = None
 
     @field_validator("version", mode="before")
     @classmethod
@@ -281,6 +286,7 @@ def build(spec: RabbitmqSpec, context) -> RabbitmqBroker:
         messages_in_memory=spec.messages_in_memory if spec.queue_type == "classic" else None,
         disk_read=context.sampler(spec.disk_read.build(), "disk_read") if spec.disk_read is not None else None,
         disk_limit_messages=spec.disk_limit_messages(),
+        publish_s=spec.publish_time,
     )
     return RabbitmqBroker(
         context.env,
