@@ -8,11 +8,14 @@ from typing import Callable
 
 from .broker import BrokerBase
 from .crashes import Crashes, crash_loop
-from .rabbitmq_alarm import MemoryAlarm
+from .rabbitmq_alarm import CreditFlow, ResourceAlarm
 from .rabbitmq_channel import InTransit
 from .rabbitmq_consuming import Consuming
 from .rabbitmq_publishing import Publishing
 from .rabbitmq_ready import FifoReady, PriorityReady
+
+DISK_CHECK_INTERVAL_S = 10.0
+"""RabbitMQ checks free disk space "normally every 10 seconds" (more often near the limit)."""
 
 @dataclass
 class RabbitmqOptions:
@@ -39,6 +42,11 @@ class RabbitmqOptions:
     memory_limit_messages: int | None = None
     memory_monitor_interval_s: float = 2.5
     crashes: Crashes | None = None
+    nack_counts_toward_limit: bool = True
+    messages_in_memory: int | None = None
+    disk_read: Callable[[], float] | None = None
+    disk_limit_messages: int | None = None
+    publish_s: float | None = None
 
 
 class RabbitmqBroker(Publishing, Consuming, BrokerBase):
@@ -70,6 +78,22 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
       ``put`` was refused do not retry, so a refused message is rejected.
     - A restart stops the whole queue for ``restart_time``; a replicated quorum queue would elect
       a new leader within seconds instead, so give it a short ``restart_time``.
+
+    **Memory and paging** (``messages_in_memory``: classic queues since 3.12 keep "up to 2048
+    messages in memory, depending on the consumer delivery rate", and write the rest to disk,
+    https://www.rabbitmq.com/docs/classic-queues#memory): the memory alarm weighs at most
+    ``messages_in_memory`` ready messages plus the unacknowledged ones, so a long classic queue
+    does not by itself trip it. With ``disk_read``, a message published while ``messages_in_memory``
+    or more wait is written to disk (paged), and the consumer that takes it waits ``disk_read()``
+    for it to be read back (counted ``disk_reads``): once a backlog spills, each delivery pays a
+    disk read and the consumers' throughput falls. With ``publish_s``, credit-based flow control
+    (:class:`~models.rabbitmq_alarm.CreditFlow`) slows publishers down to what the queue process
+    can take in. With ``disk_limit_messages`` (how many paged
+    messages fit before free disk space falls to ``disk_free_limit``), the disk alarm blocks every
+    publisher while more are on disk, checked every 10 s. Simplifications: the cap is fixed (RabbitMQ sizes
+    it to about a second of deliveries); no read-ahead (a paged message stays on disk until it is
+    delivered, then stays in memory if requeued); reads of different consumers overlap (the queue
+    process, a single reader, is not a bottleneck); message size does not change the read time.
     """
 
     def __init__(self, env, name, boundary, unacked_boundary, counts, fates, *, options: RabbitmqOptions, window_start_s=0.0):
@@ -109,9 +133,19 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
         self._seq = 0
         self._tags = 0
         self.alarm = None
+        self.flow = CreditFlow(env, o.publish_s, self.counts) if o.publish_s is not None else None
         self.crashes = o.crashes
+        self.nack_counts_toward_limit = o.nack_counts_toward_limit
+        self.messages_in_memory = o.messages_in_memory
+        self.disk_read = o.disk_read
+        self.pages = o.disk_read is not None or o.disk_limit_messages is not None
+        """Whether paging is modelled: messages beyond ``messages_in_memory`` are marked as on disk."""
         if memory_limit_messages is not None:
-            self.alarm = MemoryAlarm(env, self.messages, memory_limit_messages, o.memory_monitor_interval_s, self.window_start_s, self.counts)
+            self.alarm = ResourceAlarm(env, self.messages, memory_limit_messages, o.memory_monitor_interval_s, self.window_start_s, self.counts)
+        self.disk_alarm = None
+        if o.disk_limit_messages is not None:
+            self.disk_alarm = ResourceAlarm(env, self.paged_messages, o.disk_limit_messages, DISK_CHECK_INTERVAL_S,
+                                            self.window_start_s, self.counts, "disk_alarms")
         if o.crashes is not None:
             env.process(crash_loop(env, o.crashes, self._crash, self._restart))
         if consumer_timeout_s is not None and not auto_ack:
@@ -166,8 +200,16 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
     # --- what it holds and reports --------------------------------------------------------------
 
     def messages(self) -> int:
-        """Messages in the queue: ready and unacknowledged (what the memory alarm weighs)."""
-        return len(self.ready) + sum(len(c.unacked) for c in self.channels.values())
+        """Messages the queue holds in memory (what the memory alarm weighs): ready ones, at most
+        ``messages_in_memory`` of them, and unacknowledged ones."""
+        ready = len(self.ready)
+        if self.messages_in_memory is not None:
+            ready = min(ready, self.messages_in_memory)
+        return ready + sum(len(c.unacked) for c in self.channels.values())
+
+    def paged_messages(self) -> int:
+        """Ready messages written to disk (what the disk alarm weighs)."""
+        return sum(1 for entry in self.ready if entry.paged)
 
     @property
     def waiting(self) -> int:
@@ -212,4 +254,11 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
                 out[f"priority_{p}_wait_s"] = counts[f"wait_sum_priority_{p}"] / counts[f"pushes_priority_{p}"]
         if self.dead_letters_held:
             out["dead_letters_held"] = self.dead_letters_held
+        if self.disk_read is not None:
+            out["disk_reads"] = counts["disk_reads"]
+        if self.disk_alarm is not None:
+            out["disk_alarm_s"] = self.disk_alarm.alarm_s()
+            out["disk_alarms"] = counts["disk_alarms"]
+        if self.flow is not None:
+            out["flow_blocks"] = counts["flow_blocks"]
         return out

@@ -18,17 +18,23 @@ acknowledged — buffered, in its hands, or with an ack on the way — is requeu
 redelivered (redelivered=true), possibly to another consumer; one whose work was done is processed
 twice (a duplicate). A failed attempt is nacked: requeued at once when ``requeue_on_error``, else
 dead-lettered (or dropped, lost, without a dead-letter exchange). A delivery unacknowledged for
-longer than ``consumer_timeout_s`` (checked once a minute) closes its channel and requeues all of
-that channel's deliveries; the worker keeps working on what it holds, its ack then falls on a closed
-channel, and the requeued copy is processed again.
+longer than ``consumer_timeout_s`` (checked once a minute) closes its channel — from 4.3, on quorum
+queues only, cancels its consumer; either way "the messages are returned to the queue" — and
+requeues all of that channel's deliveries; the worker keeps working on what it holds, its ack then
+falls on a closed channel, and the requeued copy is processed again
+(https://www.rabbitmq.com/docs/consumers#acknowledgement-timeout, quorum-queues#consumer-timeout).
 
 **Automatic acks** (``ack='auto'``): a message counts as delivered once written to the socket; a
 consumer that dies loses what it holds and what is in its buffer; a failed attempt is lost.
 
 **Delivery limit** (quorum queues): a message whose unsuccessful deliveries (nacks with requeue and
 deaths of its consumer) exceed ``delivery_limit`` is dead-lettered, or dropped — so a poison message
-is delivered ``delivery_limit + 1`` times. A quorum queue requeues at the head while it has a
-delivery limit and at the back without one.
+is delivered ``delivery_limit + 1`` times. From RabbitMQ 4.3 a basic.nack no longer counts
+(``nack_counts_toward_limit`` false: "unlimited explicit message returns (via nack ...) are now
+allowed without counting towards the delivery limit"; basic.reject and a lost connection still
+count, https://www.rabbitmq.com/docs/quorum-queues#poison-message-handling), so a poison message
+nacked with requeue loops until something else stops it. A quorum queue requeues at the head while
+it has a delivery limit and at the back without one.
 
 Simplification: a consumer timeout or a broker restart does not count as a failed delivery towards
 the delivery limit (RabbitMQ counts returned deliveries; whether a node restart does has varied
@@ -122,6 +128,12 @@ class Consuming:
         consumer.held.append(delivery)
         if self.auto_ack and not channel.active:
             self._activate(channel, self.env.now)
+        entry = delivery.entry
+        if entry.paged:  # on disk: read back, and with disk_read the consumer waits for it
+            entry.paged = False
+            if self.disk_read is not None:
+                self.counts.add("disk_reads")
+                yield self.env.timeout(self.disk_read())
         return [delivery]
 
     def ack(self, delivery) -> float:
@@ -150,7 +162,7 @@ class Consuming:
         if kind == NACK:
             self.counts.add("nacks")
             if self.requeue_on_error:
-                self._requeue([delivery.entry], now, failed=True)
+                self._requeue([delivery.entry], now, failed=self.nack_counts_toward_limit)
             else:
                 self._dead_letter(delivery.message, now)
         self._activate(channel, now)

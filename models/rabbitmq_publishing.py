@@ -14,9 +14,10 @@ gets a nack with confirms on).
 (for persistent messages on durable queues, once written to disk); the mean confirm latency and the
 number of nacked publishes are reported by the broker's ``metrics``.
 
-**Memory alarm.** With ``memory_limit_messages``, a :class:`~models.rabbitmq_alarm.MemoryAlarm`
-blocks every publisher (``publish_gate``) while the queue holds more than the watermark, ready plus
-unacknowledged; producers keep what they make meanwhile in their backlog, consumers go on.
+**Memory and disk alarms.** With ``memory_limit_messages``, a :class:`~models.rabbitmq_alarm.ResourceAlarm`
+blocks every publisher (``publish_gate``) while the queue holds more than the watermark in memory,
+ready plus unacknowledged; with ``disk_limit_messages``, another blocks them while more messages
+than that are paged to disk. Producers keep what they make meanwhile in their backlog, consumers go on.
 
 **TTL.** A message expires ``message_ttl_s`` after it was published (a requeue keeps the expiry).
 Expired messages are never delivered; they are dropped — dead-lettered, else lost — when they reach
@@ -26,14 +27,17 @@ the head of the queue: checked when a message is about to be pushed and at each 
 without requeue, on TTL expiry, on overflow, and past a quorum queue's ``delivery_limit`` (see
 :mod:`models.rabbitmq_consuming`).
 
-**Priorities** (``priority_of``: a message's priority): a priority queue serves the highest priority
-first, in publish order within a priority.
+**Priorities** (``priority_of``: a message's priority): a classic priority queue delivers in
+cycles, the highest priority first within a cycle, in publish order within a priority; messages
+published during a cycle wait for the next one, so lower priorities are not starved (see
+:class:`~models.rabbitmq_ready.PriorityReady`).
 
 Simplifications:
 
-- A TTL'd message is checked at the head only (RabbitMQ's classic queues; quorum queues drop expired
-  messages shortly after expiry wherever they are). With one TTL per queue the head is the first to
-  expire anyway, so only the moment of the drop differs.
+- A TTL'd message is checked at the head only, as both classic and quorum queues do ("Quorum
+  queues dead letter expired messages when they reach the head of the queue", and classic queues
+  "when the message reaches the head of the queue", https://www.rabbitmq.com/docs/ttl). Expired
+  messages stay counted until the next publish or dispatch reaches them.
 - Memory is counted in messages (or bytes at a fixed size per message), not measured.
 - Only producers honour the memory alarm: a worker pool publishing into this queue as its next hop
   is not blocked.
@@ -64,6 +68,8 @@ class Publishing:
             if self.publisher_confirms:
                 counts.add("nacked_publishes")
             return False
+        if self.flow is not None:
+            self.flow.published(now)
         on_disk_s = None
         if self.confirm_latency is not None:
             latency = self.confirm_latency()
@@ -88,6 +94,8 @@ class Publishing:
         # joins them, within max_length; with none ready it may go straight to a consumer
         if (ready or not self.active) and self.max_length is not None and len(ready) >= self.max_length:
             return self._overflow(entry, now)
+        if self.pages and len(ready) >= self.messages_in_memory:
+            entry.paged = True
         self.boundary.enter(now)
         ready.append(entry)
         if self.active:
@@ -123,8 +131,12 @@ class Publishing:
             self._dead_letter(entry.message, now)
 
     def publish_gate(self):
-        """None while publishers may publish; during a memory alarm, an event that fires when it clears."""
-        return self.alarm.blocked if self.alarm is not None else None
+        """None while publishers may publish; during a memory or disk alarm or a flow-control
+        block, an event that fires when it clears (publishers check again then)."""
+        for alarm in (self.alarm, self.disk_alarm, self.flow):
+            if alarm is not None and alarm.blocked is not None:
+                return alarm.blocked
+        return None
     # --- TTL ------------------------------------------------------------------------------------
 
     def _drop_expired_head(self, now: float) -> None:

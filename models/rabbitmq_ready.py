@@ -21,7 +21,7 @@ class ReadyMessage:
     ``x-delivery-count``).
     """
 
-    __slots__ = ("message", "seq", "priority", "since", "expires_s", "on_disk_s", "deliveries", "returns")
+    __slots__ = ("message", "seq", "priority", "since", "expires_s", "on_disk_s", "deliveries", "returns", "cycle", "paged")
 
     def __init__(self, message, seq: int, priority: int, since: float, expires_s, on_disk_s):
         self.message = message
@@ -32,6 +32,9 @@ class ReadyMessage:
         self.on_disk_s = on_disk_s
         self.deliveries = 0
         self.returns = 0
+        self.cycle = 0
+        self.paged = False
+        """Written to disk (published behind a full in-memory part): its delivery pays a disk read."""
 
 
 class FifoReady(deque):
@@ -62,39 +65,56 @@ class FifoReady(deque):
 
 
 class PriorityReady:
-    """A priority queue (x-max-priority): a heap ordered by (−priority, publish order), so the head
-    is the oldest message of the highest priority present. A requeued message keeps its publish
-    order and so goes back exactly to its original place. Like RabbitMQ's priority queue, overflow
-    (drop-head) drops from the head, that is from the highest priority."""
+    """A classic priority queue (x-max-priority) that delivers in cycles, as RabbitMQ documents
+    ("Low Message Priority and the Resource Starvation Problem", https://www.rabbitmq.com/docs/priority#resource-starvation,
+    4.0–4.3): each delivery cycle drains the highest-priority sub-queue first, then the next, down to
+    the lowest, and "high-priority messages enqueued during a delivery cycle will be delivered during
+    the next cycle", so lower priorities are never starved.
 
-    __slots__ = ("_heap",)
+    A heap ordered by (cycle, −priority, publish order): a message published joins the next cycle
+    (the one after the cycle being delivered); a cycle begins when the first of its messages is
+    delivered. Within a cycle the head is the oldest message of the highest priority present. A
+    requeued message keeps its cycle and publish order and so goes back exactly to its original
+    place. Like RabbitMQ's priority queue, overflow (drop-head) drops from the head.
+
+    Simplification: the 3.13 documentation does not describe cycles (it says nothing of starvation);
+    the same cycles are used for every version.
+    """
+
+    __slots__ = ("_heap", "cycle")
 
     def __init__(self):
         self._heap: list = []
+        self.cycle = 0
+        """The cycle being delivered."""
 
     def __len__(self) -> int:
         return len(self._heap)
 
     def append(self, entry: ReadyMessage) -> None:
-        heapq.heappush(self._heap, (-entry.priority, entry.seq, entry))
+        entry.cycle = self.cycle + 1
+        heapq.heappush(self._heap, (entry.cycle, -entry.priority, entry.seq, entry))
 
     def requeue(self, entries: list, at_head: bool) -> None:
         for entry in entries:
-            heapq.heappush(self._heap, (-entry.priority, entry.seq, entry))
+            heapq.heappush(self._heap, (entry.cycle, -entry.priority, entry.seq, entry))
 
     def head(self) -> ReadyMessage:
-        return self._heap[0][2]
+        return self._heap[0][3]
 
     def pop_head(self) -> ReadyMessage:
-        return heapq.heappop(self._heap)[2]
+        entry = heapq.heappop(self._heap)[3]
+        if entry.cycle > self.cycle:
+            self.cycle = entry.cycle
+        return entry
 
     def drain(self) -> list:
-        entries = [item[2] for item in sorted(self._heap)]
+        entries = [item[3] for item in sorted(self._heap)]
         self._heap.clear()
         return entries
 
     def __iter__(self):
-        return (item[2] for item in self._heap)
+        return (item[3] for item in self._heap)
 
 
 def unit_hash(n: int) -> float:

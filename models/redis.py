@@ -39,8 +39,17 @@ the PEL); ``requeued`` (monitor), ``claimed`` (XAUTOCLAIM), ``acks_failed`` (the
 ``acks_missed`` (LREM or XACK found nothing); ``parked`` (dead letters received, as a dead-letter
 stream).
 
-Redis commands take well under a millisecond; their latency is not modelled (the worker pool's
-``delivery_latency`` is the time a delivery takes to reach a worker).
+**The server's capacity** (``command_s``; None, the default, leaves it out): Redis executes one
+command at a time, so it is a single server whose work is the commands of every client — about
+100,000 a second without pipelining in redis.io's benchmarks, a network round trip each
+(https://redis.io/docs/latest/operate/oss_and_stack/management/optimization/benchmarks/ and
+…/using-commands/pipelining/). With it, each command (LPUSH or XADD; BRPOP, BLMOVE or XREADGROUP
+and each XAUTOCLAIM; LREM or XACK; each push back by the monitor) takes ``command_s`` of the
+server's time in arrival order, and a consumer waits for its turn, the command and
+``round_trip_s`` before its reply (a blocking read then blocks as before). So when the work is
+cheap the server saturates before the workers do. Simplifications: publishers do not wait for
+their reply (their commands still take the server's time, refused ones included); every command
+costs the same; the round trip is paid once per command, after it.
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ from simpy import Interrupt
 
 from .broker import BrokerBase, Delivery
 from .crashes import Crashes, crash_loop
-from .redis_persistence import Persistence
+from .redis_persistence import DEFAULT_SAVE_RULES, Persistence
 
 EXTRA_COUNTS = ("refused_full", "refused_down", "crashes", "downtime_s", "writes_lost", "pops_undone", "parked")
 """Counts every Redis broker reports beyond the standard broker events; subclasses add theirs."""
@@ -92,6 +101,26 @@ class Pending:
         self.taken_s, self.count, self.owner = state
 
 
+class CommandServer:
+    """Redis's one thread: commands executed one at a time, in arrival order, ``command_s`` each
+    (see the module's docstring). ``busy_until_s`` is when the last command queued finishes."""
+
+    __slots__ = ("command_s", "round_trip_s", "busy_until_s", "counts")
+
+    def __init__(self, command_s: float, round_trip_s: float, counts):
+        self.command_s = command_s
+        self.round_trip_s = round_trip_s
+        self.busy_until_s = 0.0
+        self.counts = counts
+
+    def call(self, now: float) -> float:
+        """A command issued at ``now``: the seconds until its reply reaches the client."""
+        self.busy_until_s = max(now, self.busy_until_s) + self.command_s
+        self.counts.add("commands")
+        self.counts.add("server_busy_s", self.command_s)
+        return self.busy_until_s - now + self.round_trip_s
+
+
 class RedisBroker(BrokerBase):
     """A Redis server holding one queue; subclasses say how it is read and acknowledged.
 
@@ -110,9 +139,12 @@ class RedisBroker(BrokerBase):
         in_flight=None,
         max_messages=None,
         persistence="rdb",
-        rdb_interval=300.0,
+        rdb_interval=None,
+        save_rules=DEFAULT_SAVE_RULES,
         crashes: Crashes | None = None,
         window_start_s=0.0,
+        command_s: float | None = None,
+        round_trip_s: float = 0.0,
     ):
         self.env = env
         self.name = name
@@ -122,7 +154,8 @@ class RedisBroker(BrokerBase):
         self.fates = fates
         self.window_start_s = window_start_s
         self.max_messages = max_messages
-        self.persistence = Persistence(persistence, rdb_interval)
+        self.persistence = Persistence(persistence, rdb_interval, save_rules)
+        self.server = CommandServer(command_s, round_trip_s, counts) if command_s is not None else None
         self.ready: deque[Entry] = deque()
         self.blocked: deque = deque()
         """Consumers blocked in a read, longest-waiting first: (event, consumer)."""
@@ -172,6 +205,7 @@ class RedisBroker(BrokerBase):
             self.counts.add("refused")
             self.counts.add("refused_down")
             return False
+        self.command()
         if self.max_messages is not None and self.size() >= self.max_messages:
             self.counts.add("refused")
             self.counts.add("refused_full")
@@ -186,6 +220,7 @@ class RedisBroker(BrokerBase):
         entry = Entry(message, self._seq, now, handed)
         self.ready.append(entry)
         self.boundary.enter(now)
+        self.persistence.written()
         self._hold(message)
         return entry
 
@@ -199,6 +234,16 @@ class RedisBroker(BrokerBase):
         return True
 
     # --- consumers ------------------------------------------------------------------------------
+
+    def command(self) -> float:
+        """One command to the server now: the seconds until its reply (0 without ``command_s``)."""
+        return self.server.call(self.env.now) if self.server is not None else 0.0
+
+    def _command_reply(self):
+        """Issue a command and wait for its reply (a consumer's read)."""
+        wait = self.command()
+        if wait > 0:
+            yield self.env.timeout(wait)
 
     def _until_up(self):
         while not self.up:
@@ -316,7 +361,7 @@ class RedisBroker(BrokerBase):
         start = max(self._down_since, self.window_start_s)
         if now > start:
             self.counts.add("downtime_s", now - start)
-        self.persistence.durable(self._seq, self._pseq)
+        self.persistence.durable(self._seq, self._pseq, now)
         if self.persistence.interval_s is not None:
             self.env.process(self._durable_points(self._generation))
         back, self._back = self._back, None
@@ -328,13 +373,17 @@ class RedisBroker(BrokerBase):
         """Subclasses restart their own clocks."""
 
     def _durable_points(self, generation: int):
-        """Snapshots or fsyncs every ``interval_s`` while the server runs (from its start)."""
-        interval = self.persistence.interval_s
+        """Snapshots or fsyncs every ``interval_s`` while the server runs (from its start), or,
+        under ``save`` rules, a snapshot at each check that finds one due."""
+        persistence = self.persistence
+        interval = persistence.interval_s
         while True:
             yield self.env.timeout(interval)
             if generation != self._generation:
                 return
-            self.persistence.durable(self._seq, self._pseq)
+            now = self.env.now
+            if persistence.due(now):
+                persistence.durable(self._seq, self._pseq, now)
 
     def _wipe(self, now: float) -> None:
         """No persistence: the server comes back empty."""
@@ -384,7 +433,7 @@ class RedisBroker(BrokerBase):
             self._discard_pending(pending)
             self.in_flight.leave(now, pending.entered)
             self._release(pending.entry.message, now, dropped=True)
-        log.durable(self._seq, self._pseq)
+        log.durable(self._seq, self._pseq, now)
 
     # --- reporting ------------------------------------------------------------------------------
 
@@ -403,6 +452,10 @@ class RedisBroker(BrokerBase):
     def metrics(self) -> dict[str, float]:
         """Counts beyond the standard broker events (inside the measurement window)."""
         out = {key: float(self.counts[key]) for key in self.extra_counts}
+        if self.server is not None:
+            window_s = self.env.now - self.window_start_s
+            out["commands"] = float(self.counts["commands"])
+            out["server_utilization"] = self.counts["server_busy_s"] / window_s if window_s > 0 else float("nan")
         if not self.up:  # down at the end of the run: the downtime so far
             now = self.env.now
             start = max(self._down_since, self.window_start_s)

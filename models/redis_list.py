@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from simpy import Interrupt
+
 from .redis import EXTRA_COUNTS, Pending, RedisBroker
 
 RELIABLE_COUNTS = (*EXTRA_COUNTS, "acks_undone", "requeued", "acks_failed", "acks_missed")
@@ -35,7 +37,14 @@ class RedisList(RedisBroker):
       the timeout (a retry with a delay of ``processing_timeout``; a poison message loops for ever,
       as with a hand-written monitor that counts nothing);
     - while Redis is down an LREM fails and the item stays in the processing list: the monitor
-      pushes it back after the restart and it is processed again.
+      pushes it back after the restart and it is processed again;
+    - BLMOVE is a ``denyoom`` command (its command table entry, ``src/commands/blmove.json``, carries
+      the ``DENYOOM`` flag; BRPOP and XREADGROUP do not): at ``maxmemory`` with ``noeviction`` it is
+      refused like a write, although it only moves an item. So when the queue fills Redis to
+      ``max_messages``, consumers cannot take work either: they stall (counted ``oom_stalls``) until
+      an LREM frees room. A full list with an empty processing list stays stuck until something
+      outside the queue frees memory. Simplification: a refused BLMOVE is retried the moment memory
+      falls below the limit (clients retry after an error, with some delay).
 
     The monitor is one client for the whole queue (a cron job or a thread in one worker); its
     clock starts at ``monitor_phase`` (random by default, so that its ticks are not aligned with
@@ -47,8 +56,10 @@ class RedisList(RedisBroker):
                  monitor_phase=None, **options):
         super().__init__(env, name, boundary, counts, fates, **options)
         self.reliable = reliable
+        self.memory_waiters: list = []
+        """Consumers whose BLMOVE was refused at maxmemory, waiting for room."""
         if reliable:
-            self.extra_counts = RELIABLE_COUNTS
+            self.extra_counts = RELIABLE_COUNTS if self.max_messages is None else (*RELIABLE_COUNTS, "oom_stalls")
         self.processing_timeout = processing_timeout
         self.monitor_interval = monitor_interval
         self.processing: dict[int, list[Pending]] = {}
@@ -78,12 +89,34 @@ class RedisList(RedisBroker):
         if not copies:
             del self.processing[key]
         self._processing_n -= 1
+        if self.memory_waiters:
+            waiters, self.memory_waiters = self.memory_waiters, []
+            for event in waiters:
+                event.succeed()
+
+    def _out_of_memory(self) -> bool:
+        """At maxmemory: a denyoom command (BLMOVE) is refused."""
+        return self.max_messages is not None and self.size() >= self.max_messages
 
     # --- consumers ------------------------------------------------------------------------------
 
     def receive(self, consumer):
-        """BRPOP (or BLMOVE): the oldest message, blocking while there is none."""
+        """BRPOP (or BLMOVE): the oldest message, blocking while there is none. A reliable list's
+        BLMOVE is refused at maxmemory: the consumer waits for room, then tries again."""
         yield from self._until_up()
+        yield from self._command_reply()
+        yield from self._until_up()
+        while self.reliable and self._out_of_memory():
+            self.counts.add("oom_stalls")
+            event = self.env.event()
+            self.memory_waiters.append(event)
+            try:
+                yield event
+            except Interrupt:
+                if event in self.memory_waiters:
+                    self.memory_waiters.remove(event)
+                raise
+            yield from self._until_up()
         if self.ready:
             deliveries = [self._deliver(self._take(self.env.now), consumer)]
         else:
@@ -97,10 +130,13 @@ class RedisList(RedisBroker):
         return self._new_delivery(entry, consumer, self._next_tag())
 
     def ack(self, delivery) -> float:
-        """Plain: nothing to do (the pop was the end of it). Reliable: LREM processing 1 value."""
+        """Plain: nothing to do (the pop was the end of it). Reliable: LREM processing 1 value;
+        returns the seconds the consumer waits for its reply."""
         now = self.env.now
         message = delivery.message
+        wait = 0.0
         if self.reliable:
+            wait = self.command()
             if not self.up:
                 self.counts.add("acks_failed")
             else:
@@ -112,7 +148,7 @@ class RedisList(RedisBroker):
                 else:
                     self.counts.add("acks_missed")
         self._release(message, now, dropped=False)
-        return 0.0
+        return wait
 
     def nack(self, delivery) -> float:
         """Plain: the message is gone. Reliable: it stays in the processing list for the monitor."""
@@ -141,6 +177,7 @@ class RedisList(RedisBroker):
         limit = now - self.processing_timeout
         stale = sorted((p for p in self.pending() if p.taken_s < limit), key=lambda p: p.pseq)
         for pending in stale:
+            self.command()
             entry = pending.entry
             self._remove_pending(pending, now)
             self._push(entry.message, now, handed=entry.handed)

@@ -84,15 +84,21 @@ class RedisStream(RedisBroker):
             now = env.now
             due = self._next_claim.get(consumer, now)
             if now >= due:
+                yield from self._command_reply()  # XAUTOCLAIM
+                yield from self._until_up()
+                now = env.now
                 due = self._next_claim[consumer] = now + self.claim_interval
                 claimed = self._autoclaim(consumer, now)
                 if claimed:
                     consumer.held.extend(claimed)
                     return claimed
+            yield from self._command_reply()  # XREADGROUP
+            yield from self._until_up()
+            now = env.now
             if self.ready:
                 deliveries = [self._deliver(self._take(now), consumer)]
             else:
-                deliveries = yield from self._block(consumer, due - now)
+                deliveries = yield from self._block(consumer, max(0.0, due - now))
                 if deliveries is None:
                     continue
             consumer.held.extend(deliveries)
@@ -138,12 +144,15 @@ class RedisStream(RedisBroker):
         return True
 
     def ack(self, delivery) -> float:
-        """XACK by entry id (a no-op if the entry is no longer pending; fails while Redis is down)."""
+        """XACK by entry id (a no-op if the entry is no longer pending; fails while Redis is down);
+        returns the seconds the consumer waits for its reply."""
         now = self.env.now
         message = delivery.message
+        wait = 0.0
         if not self.up:
             self.counts.add("acks_failed")
         else:
+            wait = self.command()
             pending = self.pel.get(delivery.tag)
             if pending is not None:
                 self._remove_pending(pending, now)
@@ -151,7 +160,7 @@ class RedisStream(RedisBroker):
             else:
                 self.counts.add("acks_missed")
         self._release(message, now, dropped=False)
-        return 0.0
+        return wait
 
     def nack(self, delivery) -> float:
         """No XACK: the entry stays pending until a claim hands it out again."""

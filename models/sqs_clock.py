@@ -13,13 +13,16 @@ skipped there, so a healthy queue wakes about once a visibility timeout.
 
 Simplifications:
 
-- Retention and delay are per queue.
+- Retention and delay are per queue. A dead letter from a standard queue expires by its original
+  enqueue time (see :class:`~models.sqs.SqsBroker`).
 - A message in a worker's hands when its retention ends is deleted from the queue (counted
   ``expired`` and ``lost`` here); if the worker then finishes it, it is processed all the same (the
   Recorder's rule for survivors).
 """
 
 from __future__ import annotations
+
+import heapq
 
 from .sqs_parts import DELAYED, GONE, IN_FLIGHT
 
@@ -56,12 +59,20 @@ class Clock:
             entry = by_age[0]
             if entry.state != GONE:
                 if entry.sent_s + retention_s > horizon:
-                    break
+                    break  # a redriven entry (sent earlier) waits for its own alarm below
                 self._remove(entry, now)
                 self.counts.add("expired")
                 self.counts.add("lost")
                 self.fates.lost(entry.message, now)
             by_age.popleft()
+        redriven = self.redriven
+        while redriven and redriven[0][0] <= horizon:
+            _, _, entry = heapq.heappop(redriven)
+            if entry.state != GONE:
+                self._remove(entry, now)
+                self.counts.add("expired")
+                self.counts.add("lost")
+                self.fates.lost(entry.message, now)
         if self.active_waiters:
             self._serve_waiters()
             waiters = self.waiters
@@ -83,6 +94,8 @@ class Clock:
             at(self.delayed[0][0])
         if self.by_age:
             at(self.by_age[0].sent_s + self.retention_s)
+        if self.redriven:
+            at(self.redriven[0][0])
         waiters = self.waiters
         while waiters and waiters[0].cancelled:
             waiters.popleft()

@@ -1,15 +1,25 @@
 """Small parts of the SQS model: a message's entry and its states, a lazy alarm, the FIFO
-throughput limit and deduplication window."""
+throughput limit and deduplication window, and how many requests a call is billed."""
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 
 DELAYED, VISIBLE, IN_FLIGHT, GONE = 0, 1, 2, 3  # the states of an Entry
 COMPACT_SLACK = 1024
 """How many gone entries a lazily cleaned queue may hold beyond twice its live ones before it is
 compacted."""
+
+
+BILLING_CHUNK_BYTES = 64 * 1024
+
+
+def billed_requests(messages: int, message_size_bytes: int) -> int:
+    """Requests billed for one API call carrying ``messages`` of ``message_size_bytes``: one per
+    64 KiB chunk of its payload, and at least one (an empty receive is billed too)."""
+    return max(1, math.ceil(messages * message_size_bytes / BILLING_CHUNK_BYTES))
 
 
 class Entry:
@@ -63,9 +73,12 @@ class Alarm:
 class TokenBucket:
     """A per-action API limit (SQS FIFO queues: 300 calls/s per action before throttling).
 
-    Tokens refill continuously at ``rate_per_s`` up to ``burst``; a call takes one token or, with
-    none left, is throttled. AWS documents the rate, not the burst: the bucket starts full and
-    holds ``burst`` tokens (one second of calls unless told otherwise).
+    Tokens refill continuously at ``rate_per_s`` up to ``burst``; a call takes ``cost`` tokens (1,
+    or a share of one for a message sent or deleted in a batch of ten) or, with too few left, is
+    throttled (:meth:`take`). :meth:`reserve` is a call retried until it goes through: it takes its
+    tokens at once, possibly into debt, and says how long the debt takes to refill — when the
+    retried call succeeds. AWS documents the rate, not the burst: the bucket starts full and holds
+    ``burst`` tokens (one second of calls unless told otherwise).
     """
 
     __slots__ = ("rate_per_s", "burst", "tokens", "last_s")
@@ -76,14 +89,23 @@ class TokenBucket:
         self.tokens = self.burst
         self.last_s = 0.0
 
-    def take(self, now: float) -> bool:
+    def _refill(self, now: float) -> float:
         tokens = min(self.burst, self.tokens + (now - self.last_s) * self.rate_per_s)
         self.last_s = now
-        if tokens >= 1.0:
-            self.tokens = tokens - 1.0
+        return tokens
+
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        tokens = self._refill(now)
+        if tokens >= cost - 1e-12:
+            self.tokens = tokens - cost
             return True
         self.tokens = tokens
         return False
+
+    def reserve(self, now: float, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens now; the seconds until the bucket is out of debt (0: at once)."""
+        self.tokens = self._refill(now) - cost
+        return 0.0 if self.tokens >= -1e-12 else -self.tokens / self.rate_per_s
 
 
 class DeduplicationWindow:

@@ -7,9 +7,13 @@ The SQS Developer Guide's behaviour, for :class:`~models.sqs.SqsBroker`:
   wait for the earlier ones' processing and are the most exposed. A message not deleted in time
   becomes visible again (at the front of the queue) and is received again, by anyone: the work is
   done twice (a duplicate). Each receive returns a new receipt handle.
-- Short polling (``wait_time_s`` 0) samples a subset of the servers: each visible message is found
-  with probability ``short_poll_sample`` (AWS documents no figure), so with few messages a receive
-  returns fewer than asked or none. Long polling waits up to ``wait_time_s`` and returns as soon as
+- Short polling (``wait_time_s`` 0) samples "a weighted random set of machines", so only messages
+  on those machines are returned: with fewer than 1,000 messages a receive likely returns fewer
+  than asked, with very few none at all (API Reference, ReceiveMessage,
+  https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ReceiveMessage.html).
+  Here each visible message is found with probability ``short_poll_sample`` (default 0.01: AWS
+  gives no figure, and 1,000 messages × 0.01 = 10, the most a receive asks for), so a queue of 100
+  messages answers a receive of 10 with about one. Long polling waits up to ``wait_time_s`` and returns as soon as
   a message is visible, possibly fewer than ``batch_size``; a long poll that times out withdraws its
   registration. Every receive takes ``receive_latency()`` seconds: the messages are chosen (and
   their clocks start) when the call reaches the queue, and reach the consumer after the latency.
@@ -18,13 +22,13 @@ The SQS Developer Guide's behaviour, for :class:`~models.sqs.SqsBroker`:
   not modelled) instead of being delivered.
 - At ``max_in_flight`` messages in flight, receives return nothing (short polling's OverLimit
   error; a long poll waits as if the queue were empty).
-- FIFO queue: each group's messages are received in order, one at a time (see
-  :class:`~models.sqs.SqsBroker`); a throttled receive returns nothing after its latency.
+- FIFO queue: each group's messages are received in order; a receive takes as many consecutive
+  messages of one group as it can, then of the next group (see
+  :class:`~models.sqs_visible.GroupedVisible`), and the group stays locked while any of them is in
+  flight. A throttled receive returns nothing after its latency (the consumer polls again).
 
 Simplifications:
 
-- A FIFO receive takes at most one message per group (AWS fills a batch with consecutive messages
-  of one group); so a group never has two messages in flight.
 - The in-flight limit is the same for both queue types.
 - A standard queue's best-effort order is modelled as oldest first (messages back from a
   visibility timeout go to the front); a short poll finds each visible message independently.
@@ -37,17 +41,19 @@ from collections import deque
 from simpy import Interrupt
 
 from .broker import Delivery
-from .sqs_parts import COMPACT_SLACK, IN_FLIGHT
+from .sqs_parts import COMPACT_SLACK, IN_FLIGHT, billed_requests
 
 
 class SqsDelivery(Delivery):
     """A received message; ``tag`` is its receipt handle, ``entry`` the queue's copy."""
 
-    __slots__ = ("entry",)
+    __slots__ = ("entry", "batch")
 
-    def __init__(self, entry, consumer, handle: int, delivered_s: float, receive_count: int):
+    def __init__(self, entry, consumer, handle: int, delivered_s: float, receive_count: int, batch: int = 1):
         super().__init__(entry.message, consumer, handle, delivered_s, receive_count)
         self.entry = entry
+        self.batch = batch
+        """How many messages the receive returned (a batched delete shares one call among them)."""
 
 
 class _Waiter:
@@ -86,11 +92,13 @@ class Receiving:
         latency = self.receive_latency()
         if latency > 0:
             yield env.timeout(latency)
+        counts.add("billed_requests", billed_requests(len(chosen), self.message_size_bytes))
         if not chosen:
             counts.add("empty_receives")
             return []
         now = env.now
-        deliveries = [SqsDelivery(entry, consumer, handle, now, count) for entry, handle, count in chosen]
+        batch = len(chosen)
+        deliveries = [SqsDelivery(entry, consumer, handle, now, count, batch) for entry, handle, count in chosen]
         consumer.held.extend(deliveries)
         return deliveries
 
@@ -173,7 +181,15 @@ class Receiving:
     def _dead_letter(self, entry, now: float) -> None:
         self._gone(entry)
         message = entry.message
-        if self.dead_letter_queue is None or self.dead_letter_queue().accept_dead_letter(message):
+        if self.dead_letter_queue is None:
+            moved = True
+        else:
+            queue = self.dead_letter_queue()
+            if not self.fifo and isinstance(queue, type(self)):
+                moved = queue.accept_redriven(message, entry.sent_s)
+            else:
+                moved = queue.accept_dead_letter(message)
+        if moved:
             self.counts.add("dead_lettered")
             self.fates.dead_lettered(message, now)
         else:

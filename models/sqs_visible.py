@@ -65,13 +65,17 @@ class StandardVisible:
 
 class GroupedVisible:
     """A FIFO queue's visible messages by message group: strict order within a group, and a group
-    whose head is in flight is locked (none of its messages can be received until the head is
-    deleted or visible again).
+    with a message in flight is locked (none of its messages can be received until every one in
+    flight is deleted or visible again).
 
     Each group keeps its messages in a ``deque``; a heap holds the groups that can be received
     from, keyed by the sequence number of their head, so that a receive serves the group with the
-    oldest head first (SQS does not promise an order across groups). ``queued[group]`` names the
-    one heap item that is current for a group; other items of the group are stale and skipped.
+    oldest head first (SQS does not promise an order across groups). A receive takes as many
+    consecutive messages of that group as it can ("Amazon SQS attempts to return as many messages
+    with the same message group ID as possible", FIFO-queues-understanding-logic.html), then goes
+    on to the next group if it has room. ``queued[group]`` names the one heap item that is current
+    for a group; other items of the group are stale and skipped. ``locked[group]`` counts the
+    group's messages in flight.
     """
 
     __slots__ = ("groups", "ready", "queued", "locked", "live")
@@ -80,7 +84,7 @@ class GroupedVisible:
         self.groups: dict[int, deque] = {}
         self.ready: list[tuple[int, int]] = []
         self.queued: dict[int, int] = {}
-        self.locked: set[int] = set()
+        self.locked: dict[int, int] = {}
         self.live = 0
 
     def _offer(self, group: int) -> None:
@@ -127,8 +131,13 @@ class GroupedVisible:
             self._offer(entry.group)
 
     def unlock(self, group: int) -> None:
-        """The group's in-flight head was deleted or came back: its head is receivable again."""
-        self.locked.discard(group)
+        """One of the group's messages in flight was deleted or came back: with none left in
+        flight, its head is receivable again."""
+        left = self.locked.get(group, 0) - 1
+        if left > 0:
+            self.locked[group] = left
+            return
+        self.locked.pop(group, None)
         self._offer(group)
 
     def take(self, n: int, found, accept) -> int:
@@ -139,18 +148,20 @@ class GroupedVisible:
             seq, group = heapq.heappop(ready)
             if queued.get(group) != seq or group in locked:
                 continue
-            queue = groups[group]
             if found is not None and not found():
                 skipped.append((seq, group))
                 continue
-            entry = queue.popleft()
+            queue = groups[group]
             del queued[group]
-            self.live -= 1
-            if accept(entry):
-                taken += 1
-                locked.add(group)
-            else:
-                self._offer(group)
+            while queue and taken < n:
+                entry = queue.popleft()
+                if entry.state != VISIBLE:
+                    continue
+                self.live -= 1
+                if accept(entry):
+                    taken += 1
+                    locked[group] = locked.get(group, 0) + 1
+            self._offer(group)
         for item in skipped:
             heapq.heappush(ready, item)
         return taken

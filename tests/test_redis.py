@@ -572,11 +572,34 @@ def test_redis_scenarios_show_their_point(root, name, what):
     ({"mode": "stream", "max_deliveries": 3}, "go together"),
     ({"rdb_interval": "1m", "persistence": "aof-always"}, "only with persistence: rdb"),
     ({"persistence": "aof"}, "persistence"),
+    ({"save": [["60s", 1]], "persistence": "aof-no"}, "save: only with persistence: rdb"),
+    ({"save": [["60s", 1]], "rdb_interval": "1m"}, "not both"),
+    ({"round_trip": "1ms"}, "round_trip: only with command_time"),
 ])
 def test_the_schema_refuses_keys_that_do_not_fit(broker, complaint):
     with pytest.raises(ScenarioError) as caught:
         scenario(broker)
     assert complaint in str(caught.value)
+
+
+def test_a_saturated_redis_server_caps_the_throughput_of_cheap_work():
+    """Redis executes one command at a time. A plain list costs two commands a message (LPUSH,
+    BRPOP); at 1 ms a command, 700 pushes a second into a list bounded at 200 (refused ones take
+    the server's time too) leave 0.3 of the server to the consumers' BRPOPs: 300 messages a second,
+    whatever the 40 workers of 1 ms could do. (A reliable list here would deadlock: once the list
+    is full with nothing in processing, every BLMOVE is refused as denyoom.)"""
+    result = run(scenario({"max_messages": 200, "command_time": "1ms"},
+                          pool={"count": 40, "service_time": {"dist": "deterministic", "value": 0.001}},
+                          arrivals={"process": "poisson", "rate": 700.0}, duration=120, warmup=20), replications=1, jobs=1)
+    throughput = result.estimate("brokers.queue.deliveries").mean / 100
+    assert throughput == pytest.approx(300, rel=0.02)
+    assert result.estimate("brokers.queue.server_utilization").mean == pytest.approx(1.0, abs=0.02)
+
+
+def test_save_rules_default_to_redis_conf_and_can_be_given():
+    assert scenario({}).brokers[0].save is None
+    given = scenario({"save": [["15m", 1], ["1m", 500]]}).brokers[0]
+    assert given.save == [(900.0, 1), (60.0, 500)]
 
 
 def test_bounds_and_dead_letter_targets():

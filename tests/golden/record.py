@@ -19,6 +19,7 @@ REPLICATIONS = 2
 SHORTER = {
     "daily-traffic": ["duration=3h", "warmup=30m"],
     "image-pipeline": ["duration=20m", "warmup=2m"],
+    "queue-spill": ["duration=10m", "warmup=2m"],
     "quickstart": ["duration=10m", "warmup=1m"],
     "rabbitmq-consumer-crashes": ["duration=20m", "warmup=2m"],
     "redis-reliable-duplicates": ["duration=20m", "warmup=2m"],

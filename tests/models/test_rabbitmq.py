@@ -164,3 +164,79 @@ def test_the_memory_alarm_blocks_publishers_from_a_monitor_tick_to_the_tick_that
     assert published == [0.25, 1.25, 2.25, 3.25, 4.25, 7.5, 8.5]
     assert consumer.ids() == [0, 1, 2, 3, 4, 5, 6] and consumer.got[4:] == [(4, 6.0, 1), (5, 7.5, 1), (6, 8.5, 1)]
     assert broker.metrics()["memory_alarms"] == 1 and broker.metrics()["memory_alarm_s"] == 2.5
+
+
+def test_a_classic_priority_queue_delivers_in_cycles_so_a_stream_of_high_priorities_does_not_starve_a_low_one(
+        fates, counts, level):
+    # "Classic queues' priority implementation uses sub-queues. For every delivery cycle, the queue
+    # will deliver the messages in the highest-priority sub-queue first ... High-priority messages
+    # enqueued during a delivery cycle will be delivered during the next cycle, preventing
+    # starvation" (https://www.rabbitmq.com/docs/priority#resource-starvation)
+    env, broker, _, _ = make(fates, counts, level, prefetch_count=1, priority_of=lambda message: 0 if message.id == 0 else 1)
+    send_at(env, broker, fates, *[0.0] * 4)  # message 0 at priority 0, then three at priority 1
+    send_at(env, broker, fates, *[0.5 + 0.5 * k for k in range(40)])  # priority 1 every 0.5 s, twice the service rate
+    reader = Reader(env, broker, "c", ack_after(1.0), start_s=0.1)
+    env.run(until=20)
+    order = reader.ids()
+    # the first cycle holds what was there when it began (0..3): 1, 2, 3 first, then 0; strict
+    # priority would keep 0 waiting behind the stream for as long as it lasts
+    assert order[:4] == [1, 2, 3, 0]
+    assert broker.counts["pushes_priority_0"] == 1
+
+
+def test_a_long_classic_queue_keeps_only_messages_in_memory_ready_messages_in_memory_so_it_alone_trips_no_alarm(
+        fates, counts, level):
+    # since 3.12 "classic queues keep up to 2048 messages in memory ... all other messages are
+    # written to disk" (https://www.rabbitmq.com/docs/classic-queues#memory): here 5 in memory
+    # against a watermark of 8 messages
+    env, broker, _, _ = make(fates, counts, level, messages_in_memory=5, memory_limit_messages=8)
+    send_at(env, broker, fates, *[0.0] * 20)
+    env.run(until=10)
+    assert broker.waiting == 20 and broker.messages() == 5 and broker.publish_gate() is None
+    reader = Reader(env, broker, "holds", start_s=10.0)  # unlimited prefetch: takes all 20, acks none
+    env.run(until=15)
+    assert broker.waiting == 0 and broker.messages() == 20 and broker.publish_gate() is not None  # unacked ones count
+    assert len(reader.got) == 20
+
+
+def test_the_disk_alarm_blocks_publishers_while_paged_messages_leave_too_little_free_disk(fates, counts, level):
+    # "When free disk space drops below a configured limit (50 MB by default), an alarm will be
+    # triggered and all producers will be blocked"; free space is normally checked every 10 s
+    # (https://www.rabbitmq.com/docs/disk-alarms). Here 5 messages in memory, room on disk for 3.
+    env, broker, _, _ = make(fates, counts, level, messages_in_memory=5, disk_limit_messages=3)
+    send_at(env, broker, fates, *[0.0] * 10)  # messages 5..9 are paged: 5 on disk
+    env.run(until=9)
+    assert broker.paged_messages() == 5 and broker.publish_gate() is None  # not checked yet
+    env.run(until=11)
+    assert broker.publish_gate() is not None and broker.counts["disk_alarms"] == 1
+    Reader(env, broker, "drains", ack_after(0.1), start_s=11.0)  # reads them back from disk
+    env.run(until=19)
+    assert broker.paged_messages() == 0 and broker.publish_gate() is not None  # cleared at the next check
+    env.run(until=21)
+    assert broker.publish_gate() is None and broker.metrics()["disk_alarm_s"] == 10.0
+
+
+def test_credit_flow_slows_a_fast_publisher_down_to_what_the_queue_process_takes_in(fates, counts, level):
+    # "RabbitMQ will reduce the speed of connections which are publishing too quickly for queues to
+    # keep up" (https://www.rabbitmq.com/docs/flow-control): a publisher trying 2,000 messages a
+    # second against a queue process of 1 ms a publish gets 1,000 a second through, once its
+    # initial credit of 400 is spent
+    env, broker, _, _ = make(fates, counts, level, publish_s=0.001)
+    published = []
+
+    def publisher():
+        while True:
+            gate = broker.publish_gate()
+            if gate is not None:
+                yield gate
+                continue
+            broker.put(fates.new_message(env.now))
+            published.append(env.now)
+            yield env.timeout(0.0005)
+
+    env.process(publisher())
+    Reader(env, broker, "c", ack_after(0.0))
+    env.run(until=20)
+    late = [t for t in published if t >= 10]
+    assert len(late) == pytest.approx(1000 * 10, rel=0.01)
+    assert broker.counts["flow_blocks"] > 10  # blocked and unblocked again and again

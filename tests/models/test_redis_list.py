@@ -90,16 +90,17 @@ def test_a_reliable_list_loses_nothing_to_a_failure_or_a_crash_the_monitor_redel
     assert list(broker.held_ids()) == [] and in_flight.n == 0
 
 
-@pytest.mark.parametrize("reliable", [False, True])
-def test_noeviction_refuses_writes_past_max_messages_while_reads_go_on(fates, counts, level, reliable):
-    env, broker, _, _ = make(fates, counts, level, max_messages=2, reliable=reliable, monitor_phase=1000.0)
+def test_noeviction_refuses_writes_past_max_messages_while_pops_go_on(fates, counts, level):
+    # BRPOP is not denyoom: a plain list's consumers read on at maxmemory (a reliable list's BLMOVE
+    # is refused: see the denyoom tests below)
+    env, broker, _, _ = make(fates, counts, level, max_messages=2)
     log = []
     for time_s in (0.0, 0.0, 0.0, 2.0, 4.0):
         put_at(env, broker, fates, time_s, log)
     Reader(env, broker, "c", ack_after(2.0), start_s=1.0, receives=1)  # pops message 0 at 1, done at 3
     env.run(until=5)
-    # a plain pop frees the memory at once; a reliable one keeps the item in the processing list until LREM
-    assert log == [(0, True), (1, True), (2, False), (3, not reliable), (4, reliable)]
+    # the pop frees the memory at once
+    assert log == [(0, True), (1, True), (2, False), (3, True), (4, False)]
     assert broker.counts["refused"] == broker.counts["refused_full"] == 2
 
 
@@ -127,3 +128,70 @@ def test_a_crash_falls_back_to_the_durable_point_of_the_persistence_mode(
     assert broker.counts["writes_lost"] == len(lost) and broker.counts["pops_undone"] == undone
     assert broker.counts["refused_down"] == 1 and broker.counts["crashes"] == 1
     assert broker.metrics()["downtime_s"] == 5.0
+
+
+@pytest.mark.parametrize("writes, snapshot_s", [(10_000, 60.0), (150, 300.0), (1, 3600.0)])
+def test_rdb_snapshots_follow_the_default_save_points_of_redis_conf(fates, counts, level, writes, snapshot_s):
+    # redis.conf: "save 3600 1 300 100 60 10000" — a snapshot once 60 s passed with 10,000 changes,
+    # 300 s with 100, 3600 s with 1 (https://redis.io/docs/latest/operate/oss_and_stack/management/persistence/)
+    env, broker, _, _ = make(fates, counts, level, persistence="rdb")
+    for _ in range(writes):
+        broker.put(fates.new_message(0.0))
+    env.run(until=snapshot_s - 1)
+    assert broker.persistence.durable_s == 0.0 and broker.persistence.changes == writes
+    env.run(until=snapshot_s + 0.5)
+    assert broker.persistence.durable_s == snapshot_s and broker.persistence.changes == 0
+
+
+def test_appendfsync_no_loses_what_the_os_had_not_flushed_about_30_seconds(fates, observer, counts, level):
+    crashes = Crashes(draws(50.0, 1000.0), constant(5.0))  # the host dies at 50; flushes at 30, 60...
+    env, broker, _, _ = make(fates, counts, level, persistence="aof-no", crashes=crashes)
+    for time_s in (10.0, 29.0, 31.0, 49.0):
+        put_at(env, broker, fates, time_s)
+    env.run(until=56)
+    assert observer.fates("lost") == [(2, 50.0), (3, 50.0)] and broker.counts["writes_lost"] == 2
+    assert sorted(broker.held_ids()) == [0, 1]
+
+
+def test_blmove_is_denyoom_so_reliable_consumers_stall_at_maxmemory_until_an_lrem_frees_room(fates, counts, level):
+    # BLMOVE carries the DENYOOM flag (redis src/commands/blmove.json): refused at maxmemory like a write
+    env, broker, _, _ = make(fates, counts, level, max_messages=3, reliable=True, monitor_phase=1000.0)
+    log = []
+    for time_s in (0.0, 0.0, 1.2, 1.3):
+        put_at(env, broker, fates, time_s, log)
+    first = Reader(env, broker, "first", ack_after(3.0), start_s=1.0, receives=1)  # moves 0 at 1, LREM at 4
+    second = Reader(env, broker, "second", ack_after(1.0), start_s=1.5, receives=1)  # 1 item in processing + 2 waiting: full
+    env.run(until=10)
+    assert log == [(0, True), (1, True), (2, True), (3, False)]
+    assert first.got == [(0, 1.0, 1)] and second.got == [(1, 4.0, 1)]  # its BLMOVE went through after the LREM
+    assert broker.counts["oom_stalls"] == 1 and broker.counts["refused_full"] == 1
+
+
+def test_a_full_reliable_list_with_nothing_in_processing_stalls_its_consumers_for_good(fates, counts, level):
+    env, broker, _, _ = make(fates, counts, level, max_messages=2, reliable=True, monitor_phase=1000.0)
+    for _ in range(2):
+        broker.put(fates.new_message(0.0))
+    stuck = Reader(env, broker, "stuck", ack_after(1.0), receives=1)
+    env.run(until=100)
+    assert stuck.got == [] and broker.waiting == 2 and broker.counts["oom_stalls"] == 1
+
+
+def test_one_command_at_a_time_caps_what_consumers_get_at_the_servers_time_left_by_the_publishers(fates, counts, level):
+    # Redis executes one command at a time (about 100,000 a second unpipelined, redis.io benchmarks):
+    # here 1 ms each. A publisher LPUSHes 600 a second into a list bounded at 100 (its refused
+    # pushes take the server's time too) and 50 idle consumers BRPOP as fast as replies come: the
+    # server is always busy, 0.6 of it on pushes, so the pops get (1 − 600 × 0.001) / 0.001 = 400/s.
+    env, broker, _, _ = make(fates, counts, level, max_messages=100, command_s=0.001)
+
+    def publish():
+        while True:
+            broker.put(fates.new_message(env.now))
+            yield env.timeout(1 / 600)
+
+    env.process(publish())
+    for k in range(50):
+        Reader(env, broker, f"c{k}", ack_after(0.0))
+    env.run(until=30)
+    assert broker.counts["deliveries"] == pytest.approx(400 * 30, rel=0.01)
+    assert broker.metrics()["server_utilization"] == pytest.approx(1.0, abs=0.01)  # counted when queued
+    assert broker.counts["refused_full"] == pytest.approx(200 * 30, rel=0.03)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from models.rabbitmq import RabbitmqBroker, RabbitmqOptions
 from models.rabbitmq_ready import PriorityOf
@@ -27,7 +27,19 @@ from ...fields import (
 from ..base import DEAD_LETTER
 
 QUORUM_DELIVERY_LIMIT = 20
-"""Quorum queues' default delivery limit since RabbitMQ 4.0."""
+"""Quorum queues' default delivery limit since RabbitMQ 4.0 (none in 3.13)."""
+
+VERSIONS = ("3.13", "4.0", "4.1", "4.2", "4.3")
+"""The RabbitMQ versions whose documented behaviour differs here (https://www.rabbitmq.com/docs/<version>/...)."""
+
+QUORUM_PREFETCH_CAP = 2000
+"""Quorum queues cap a consumer's prefetch at 2,000, unlimited included (docs: confirms#channel-qos-prefetch)."""
+
+CLASSIC_MESSAGES_IN_MEMORY = 2048
+"""Classic queues keep up to 2048 messages in memory since 3.12 (docs: classic-queues#memory)."""
+
+DISK_FREE_LIMIT_BYTES = 50_000_000
+"""The disk alarm's default free-space limit, 50 MB (docs: disk-alarms)."""
 
 DEFAULT_CONFIRM_LATENCY_TRANSIENT = Deterministic(0.001)
 """⚑ A transient message is confirmed once routed to the queue: about a network round trip."""
@@ -51,16 +63,37 @@ class RabbitmqSpec(Strict):
       dies meanwhile gets the delivery requeued although the work was done (a duplicate).
     - ``requeue_on_error`` (default true, as basic.nack's requeue flag): a failed attempt is
       requeued, else dead-lettered (or dropped without ``dead_letter_exchange``).
+      ``failure_return`` (``nack``, default, or ``reject``): the call that returns it, which from
+      4.3 decides whether the return counts towards a quorum queue's delivery limit.
+    - ``version`` (``"3.13"``, ``"4.0"``, ``"4.1"``, ``"4.2"``, ``"4.3"``; default ``"4.3"``, the
+      current release): what changed between them — 4.3 enforces the consumer timeout on quorum
+      queues only (the consumer is cancelled and its deliveries returned) and no longer counts a
+      basic.nack towards the delivery limit; 3.13's quorum queues have no delivery limit by default.
     - ``consumer_timeout`` (default 30 min, at least 1 min; null disables it): a delivery
-      unacknowledged for longer closes its channel and requeues its deliveries.
+      unacknowledged for longer closes its channel (4.3, quorum queues: cancels the consumer) and
+      requeues its deliveries. With ``version: "4.3"`` classic queues have none.
     - ``max_length`` (ready messages only) with ``overflow``: ``drop-head`` (default),
       ``reject-publish`` (a nack with ``publisher_confirms``, a silent discard without),
       ``reject-publish-dlx``.
     - ``publisher_confirms`` (default false) with ``confirm_latency`` (⚑ default: 1 ms for
       transient messages, uniform 0–200 ms when written to disk).
+    - ``prefetch_count`` on a quorum queue is capped at 2,000 (0, unlimited, included).
     - ``memory_high_watermark`` in messages, or ``memory_high_watermark_bytes`` with
       ``message_size_bytes``: above it, the memory alarm blocks every publisher until it clears,
-      checked every ``memory_monitor_interval`` (RabbitMQ's default 2.5 s).
+      checked every ``memory_monitor_interval`` (RabbitMQ's default 2.5 s). A classic queue keeps
+      at most ``messages_in_memory`` (2048) ready messages in memory, the rest on disk, so a long
+      classic queue alone weighs no more than that.
+    - ``disk_read`` (a duration or distribution; classic queues; default none: not modelled): a
+      message published while ``messages_in_memory`` wait is paged to disk, and its delivery
+      makes the consumer wait this long for the read.
+    - ``disk_free_bytes`` (classic queues, with ``message_size_bytes``; default none: not modelled):
+      the free disk space when the run starts; the disk alarm blocks every publisher while the
+      paged messages leave less than ``disk_free_limit_bytes`` (RabbitMQ's default 50 MB), checked
+      every 10 s.
+    - ``publish_time`` (⚑ default none: not modelled): the queue process's work per publish;
+      credit-based flow control then blocks publishers once 400 publishes wait for it and lets
+      them go on at 200 (``credit_flow_default_credit``, {400, 200}), so publishers get through at
+      most one message per ``publish_time``.
     - ``message_ttl`` (x-message-ttl): expired messages are never delivered; dropped at the head.
     - ``dead_letter_exchange``: the broker receiving messages rejected without requeue, expired,
       dropped by overflow, or past ``delivery_limit`` (quorum queues: default 20, -1 for none).
@@ -78,6 +111,7 @@ class RabbitmqSpec(Strict):
 
     name: Name
     kind: Literal["rabbitmq"]
+    version: Literal[VERSIONS] = "4.3"
     queue_type: Literal["classic", "quorum"] = "classic"
     durable: bool = True
     persistent: bool = False
@@ -86,6 +120,7 @@ class RabbitmqSpec(Strict):
     socket_buffer_messages: PositiveInt = 100
     ack_latency: Optional[DurationOrDistribution] = None
     requeue_on_error: bool = True
+    failure_return: Literal["nack", "reject"] = "nack"
     consumer_timeout: Optional[Duration] = 1800.0
     max_length: Optional[Annotated[int, Field(ge=0, strict=True)]] = None
     overflow: Literal["drop-head", "reject-publish", "reject-publish-dlx"] = "drop-head"
@@ -101,6 +136,19 @@ class RabbitmqSpec(Strict):
     max_priority: Optional[Annotated[int, Field(ge=1, le=255, strict=True)]] = None
     priority_weights: Optional[Annotated[list[Annotated[float, Field(ge=0), NOT_A_BOOL]], Field(min_length=2)]] = None
     crashes: Optional[Crashes] = None
+    messages_in_memory: PositiveInt = CLASSIC_MESSAGES_IN_MEMORY
+    disk_read: Optional[DurationOrDistribution] = None
+    disk_free_bytes: Optional[PositiveInt] = None
+    disk_free_limit_bytes: PositiveInt = DISK_FREE_LIMIT_BYTES
+    publish_time: Optional[PositiveDuration] = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value):
+        """YAML reads 4.0 as a number: take it as the version it spells."""
+        if isinstance(value, float) and not isinstance(value, bool):
+            return f"{value:.2f}".rstrip("0") if value != int(value) else f"{value:.1f}"
+        return value
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -110,7 +158,13 @@ class RabbitmqSpec(Strict):
                 f"consumer_timeout must be at least 1 minute (RabbitMQ checks it once a minute; "
                 f"lower values are not supported), got {self.consumer_timeout:g}s"
             )
+        if self.version == "4.3" and self.queue_type == "classic" and "consumer_timeout" in self.model_fields_set \
+                and self.consumer_timeout is not None:
+            problems.append("consumer_timeout: RabbitMQ 4.3 enforces delivery acknowledgement timeouts on quorum queues only "
+                            "(set queue_type: quorum, or version: \"4.2\")")
         if self.queue_type == "quorum":
+            if {"disk_read", "messages_in_memory", "disk_free_bytes"} & self.model_fields_set:
+                problems.append("disk_read, messages_in_memory and disk_free_bytes model classic-queue paging; not modelled for quorum queues")
             if not self.durable:
                 problems.append("quorum queues are always durable: durable: false is not allowed")
             if self.overflow == "reject-publish-dlx":
@@ -121,8 +175,11 @@ class RabbitmqSpec(Strict):
             problems.append("delivery_limit is a quorum-queue feature (set queue_type: quorum)")
         if self.memory_high_watermark is not None and self.memory_high_watermark_bytes is not None:
             problems.append("give the memory watermark in messages (memory_high_watermark) or in bytes (memory_high_watermark_bytes), not both")
-        if (self.memory_high_watermark_bytes is None) != (self.message_size_bytes is None):
-            problems.append("memory_high_watermark_bytes and message_size_bytes go together (the bytes a message takes in memory)")
+        if (self.memory_high_watermark_bytes is None and self.disk_free_bytes is None) != (self.message_size_bytes is None):
+            problems.append("memory_high_watermark_bytes or disk_free_bytes, and message_size_bytes, go together (the bytes a message takes)")
+        if self.disk_free_bytes is not None and self.disk_free_bytes <= self.disk_free_limit_bytes:
+            problems.append(f"disk_free_bytes ({self.disk_free_bytes}) must be above disk_free_limit_bytes ({self.disk_free_limit_bytes}): "
+                            "the disk alarm would block publishers from the start")
         if self.priority_weights is not None:
             if self.max_priority is None:
                 problems.append("priority_weights applies only with max_priority")
@@ -150,11 +207,29 @@ class RabbitmqSpec(Strict):
             return self.memory_high_watermark_bytes // self.message_size_bytes
         return None
 
+    def disk_limit_messages(self) -> Optional[int]:
+        """How many messages can be paged to disk before free space falls to the limit."""
+        if self.disk_free_bytes is None or self.message_size_bytes is None:
+            return None
+        return (self.disk_free_bytes - self.disk_free_limit_bytes) // self.message_size_bytes
+
     def effective_delivery_limit(self) -> Optional[int]:
         if self.queue_type != "quorum":
             return None
-        limit = QUORUM_DELIVERY_LIMIT if self.delivery_limit is None else self.delivery_limit
+        default = -1 if self.version == "3.13" else QUORUM_DELIVERY_LIMIT
+        limit = default if self.delivery_limit is None else self.delivery_limit
         return None if limit < 0 else limit
+
+    def effective_consumer_timeout(self) -> Optional[float]:
+        """None for a classic queue from 4.3 on (quorum queues only)."""
+        if self.version == "4.3" and self.queue_type == "classic":
+            return None
+        return self.consumer_timeout
+
+    def effective_prefetch_count(self) -> int:
+        if self.queue_type == "quorum" and (self.prefetch_count == 0 or self.prefetch_count > QUORUM_PREFETCH_CAP):
+            return QUORUM_PREFETCH_CAP
+        return self.prefetch_count
 
     def bounds_queue(self) -> bool:
         """A max_length bounds the ready messages; a TTL bounds how long they wait (expired ones
@@ -190,11 +265,11 @@ def build(spec: RabbitmqSpec, context) -> RabbitmqBroker:
     options = RabbitmqOptions(
         quorum=spec.queue_type == "quorum",
         auto_ack=spec.ack == "auto",
-        prefetch_count=spec.prefetch_count,
+        prefetch_count=spec.effective_prefetch_count(),
         socket_buffer_messages=spec.socket_buffer_messages,
         ack_latency=ack_latency,
         requeue_on_error=spec.requeue_on_error,
-        consumer_timeout_s=spec.consumer_timeout,
+        consumer_timeout_s=spec.effective_consumer_timeout(),
         max_length=spec.max_length,
         overflow=spec.overflow,
         publisher_confirms=spec.publisher_confirms,
@@ -207,6 +282,11 @@ def build(spec: RabbitmqSpec, context) -> RabbitmqBroker:
         memory_limit_messages=spec.memory_limit_messages(),
         memory_monitor_interval_s=spec.memory_monitor_interval,
         crashes=context.crashes(spec.crashes, spec.name),
+        nack_counts_toward_limit=spec.version != "4.3" or spec.failure_return == "reject",
+        messages_in_memory=spec.messages_in_memory if spec.queue_type == "classic" else None,
+        disk_read=context.sampler(spec.disk_read.build(), "disk_read") if spec.disk_read is not None else None,
+        disk_limit_messages=spec.disk_limit_messages(),
+        publish_s=spec.publish_time,
     )
     return RabbitmqBroker(
         context.env,

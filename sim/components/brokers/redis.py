@@ -13,9 +13,10 @@ from typing import Annotated, Literal, Optional
 from pydantic import Field, model_validator
 
 from models.redis_list import RedisList
+from models.redis_persistence import DEFAULT_SAVE_RULES
 from models.redis_stream import RedisStream
 
-from ...fields import Crashes, Name, PositiveDuration, Strict
+from ...fields import Crashes, Duration, Name, PositiveDuration, Strict
 from ..base import DEAD_LETTER
 
 LIST_RELIABLE_KEYS = ("processing_timeout", "monitor_interval")
@@ -39,12 +40,20 @@ class RedisSpec(Strict):
 
     ``max_messages``: ``maxmemory`` with the default ``noeviction`` policy, counted in messages
     (waiting, plus the processing list or pending entries): a write that finds it full fails and
-    the publisher is refused. ``crashes``: the server fails and restarts; ``persistence`` says
-    what it comes back with — ``none`` (empty), ``rdb`` (the last snapshot, every ``rdb_interval``;
-    the default, as in Redis), ``aof-everysec`` (all but the last second), ``aof-always``
+    the publisher is refused; a reliable list's BLMOVE is ``denyoom`` and is refused too, so its
+    consumers stall until an LREM frees room. ``crashes``: the server fails and restarts;
+    ``persistence`` says what it comes back with — ``none`` (empty), ``rdb`` (the last snapshot;
+    the default, as in Redis: snapshots by the ``save`` rules, redis.conf's ``[[3600, 1], [300,
+    100], [60, 10000]]`` unless given, or one every ``rdb_interval``), ``aof-everysec`` (all but the
+    last second), ``aof-no`` (all but what the OS had not flushed, up to 30 s), ``aof-always``
     (everything acknowledged). Writes since the durable point are lost; pops and acknowledgements
     since are undone, so those messages are processed again. While it restarts, publishers are
     refused, consumers wait for it and acknowledgements fail.
+
+    ``command_time`` (⚑ none by default: not modelled; about 10 µs is redis.io's ~100,000 commands a
+    second unpipelined) makes the server execute one command at a time, every client's in turn,
+    and ``round_trip`` (default 0) is added to each reply a consumer waits for: the broker itself
+    saturates when the work is cheap (``commands``, ``server_utilization``).
 
     The defaults of ``processing_timeout`` (60 s), ``monitor_interval`` (10 s), ``min_idle_time``
     (60 s) and ``claim_interval`` (10 s) are this model's choices: Redis leaves them to the
@@ -63,8 +72,11 @@ class RedisSpec(Strict):
     max_deliveries: Optional[Annotated[int, Field(ge=1, strict=True)]] = None
     dead_letter: Annotated[Optional[Name], DEAD_LETTER] = None
     max_messages: Optional[Annotated[int, Field(ge=1, strict=True)]] = None
-    persistence: Literal["none", "rdb", "aof-everysec", "aof-always"] = "rdb"
-    rdb_interval: PositiveDuration = 300.0
+    persistence: Literal["none", "rdb", "aof-everysec", "aof-no", "aof-always"] = "rdb"
+    save: Optional[Annotated[list[tuple[PositiveDuration, Annotated[int, Field(ge=1, strict=True)]]], Field(min_length=1)]] = None
+    rdb_interval: Optional[PositiveDuration] = None
+    command_time: Optional[PositiveDuration] = None
+    round_trip: Duration = 0.0
     crashes: Optional[Crashes] = None
 
     @model_validator(mode="after")
@@ -86,8 +98,13 @@ class RedisSpec(Strict):
             raise ValueError("max_deliveries and dead_letter go together: entries delivered max_deliveries times go to the dead_letter stream")
         if self.dead_letter == self.name:
             raise ValueError("dead_letter must name another broker, not this one")
-        if "rdb_interval" in given and self.persistence != "rdb":
-            raise ValueError(f"rdb_interval: only with persistence: rdb (persistence is {self.persistence})")
+        for key in ("rdb_interval", "save"):
+            if key in given and self.persistence != "rdb":
+                raise ValueError(f"{key}: only with persistence: rdb (persistence is {self.persistence})")
+        if "round_trip" in given and self.command_time is None:
+            raise ValueError("round_trip: only with command_time (the server's capacity is not modelled without it)")
+        if self.save is not None and self.rdb_interval is not None:
+            raise ValueError("give the save rules (save) or a fixed snapshot interval (rdb_interval), not both")
         return self
 
     def bounds_queue(self) -> bool:
@@ -103,8 +120,11 @@ def build(spec: RedisSpec, context):
         max_messages=spec.max_messages,
         persistence=spec.persistence,
         rdb_interval=spec.rdb_interval,
+        save_rules=DEFAULT_SAVE_RULES if spec.save is None else tuple(spec.save),
         crashes=context.crashes(spec.crashes, spec.name),
         window_start_s=context.window_start_s,
+        command_s=spec.command_time,
+        round_trip_s=spec.round_trip,
     )
     boundary = context.boundary(spec.name)
     counts = context.counter(spec.name)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, Field, model_validator
 
-from models.sqs import SqsBroker, SqsOptions
+from models.sqs import SHORT_POLL_SAMPLE, SqsBroker, SqsOptions
 
 from ...distributions import Uniform
 from ...fields import NOT_A_BOOL, Duration, DurationOrDistribution, LognormalSpec, Name, Rate, Strict
@@ -40,7 +40,9 @@ class SqsSpec(Strict):
     - ``visibility_timeout`` (30 s; 0 s–12 h): how long a received message stays hidden; one not
       deleted by then is received again (a duplicate).
     - ``batch_size`` (1–10, default 1) messages per receive; ``wait_time`` (0–20 s): 0 is short
-      polling (each visible message is found with probability ``short_poll_sample``, default 0.5),
+      polling (each visible message is found with probability ``short_poll_sample``, default 0.01:
+      AWS samples a subset of its servers, and with fewer than 1,000 messages a receive of 10
+      likely returns fewer than asked),
       more is long polling (wait until a message is visible or the time is up).
     - ``receive_latency``, ``delete_latency``: each call's duration (lognormal, mean 20 ms, cv 0.5
       unless given); ChangeMessageVisibility takes ``delete_latency`` too.
@@ -58,9 +60,20 @@ class SqsSpec(Strict):
       (0–15 min): each new message stays hidden that long. ``max_in_flight`` (120,000): beyond it
       receives return nothing.
     - ``fifo: true``: ``message_groups`` groups (required; a message's group is a hash of its id),
-      strict order and one message in flight per group, 5-minute deduplication by message id, and
-      ``api_calls_per_s`` calls a second per action (300, or 3,000 with ``high_throughput``) with a
-      burst of ``api_burst`` calls (one second's worth unless given); calls beyond are throttled.
+      strict order within a group (a receive returns as many consecutive messages of one group as
+      it can; the group is locked while any is in flight), 5-minute deduplication by message id,
+      and ``api_calls_per_s`` calls a second per action (300; with ``high_throughput`` 3,000 here,
+      a conservative figure: AWS's high-throughput quota is far higher and varies by Region) with
+      a burst of ``api_burst`` calls (one second's worth unless given): a throttled send is
+      refused, a throttled receive returns nothing, a throttled delete or visibility change is
+      retried until it goes through.
+    - ``send_batch_size`` (1–10, default 1: SendMessage) messages per SendMessageBatch call, and
+      ``delete_batch`` (default false: DeleteMessage) to delete what a receive returned with
+      DeleteMessageBatch: each message costs a share of a call, in the call counts and against
+      the FIFO limit (300 calls a second carry 3,000 messages).
+    - ``message_size_bytes`` (up to 1 MiB) and ``price_per_million_requests`` (⚑ no default: AWS's
+      price varies by Region and queue type): every call is billed one request per 64 KiB chunk of
+      its payload (at least one: empty receives too); reports ``billed_requests`` and ``cost_usd``.
     """
 
     name: Name
@@ -70,7 +83,7 @@ class SqsSpec(Strict):
     batch_size: Annotated[int, Field(ge=1, le=10, strict=True)] = 1
     receive_latency: DurationOrDistribution = Field(default_factory=_call_latency)
     delete_latency: DurationOrDistribution = Field(default_factory=_call_latency)
-    short_poll_sample: Annotated[float, Field(gt=0, le=1), NOT_A_BOOL] = 0.5
+    short_poll_sample: Annotated[float, Field(gt=0, le=1), NOT_A_BOOL] = SHORT_POLL_SAMPLE
     on_error: Literal["wait", "release"] = "wait"
     stale_delete: Literal["keep", "delete"] = "keep"
     duplicate_probability: Annotated[float, Field(ge=0, lt=1), NOT_A_BOOL] = 0.0
@@ -84,6 +97,10 @@ class SqsSpec(Strict):
     high_throughput: bool = False
     api_calls_per_s: Optional[Rate] = None
     api_burst: Optional[Annotated[int, Field(ge=1, strict=True)]] = None
+    send_batch_size: Annotated[int, Field(ge=1, le=10, strict=True)] = 1
+    delete_batch: bool = False
+    message_size_bytes: Optional[Annotated[int, Field(ge=1, le=1_048_576, strict=True)]] = None
+    price_per_million_requests: Optional[Annotated[float, Field(ge=0), NOT_A_BOOL]] = None
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -154,6 +171,10 @@ def build(spec: SqsSpec, context) -> SqsBroker:
         message_groups=spec.message_groups or 1,
         api_calls_per_s=spec.api_calls_per_s_or_default,
         api_burst=spec.api_burst,
+        send_batch_size=spec.send_batch_size,
+        delete_batch=spec.delete_batch,
+        message_size_bytes=spec.message_size_bytes,
+        price_per_million_requests=spec.price_per_million_requests,
     )
     return SqsBroker(
         env,
