@@ -53,12 +53,15 @@ class WebTierSpec(Strict):
     a worker does the work, and the last stage may signal completion by sending to the tier
     (``sends_to: NAME``), which tells the user by ``notify``. ``client_step``: what the client
     does after a 202 to make the task seem done (optimistic UI). ``deadline``: completions later
-    than this count as missed."""
+    than this count as missed. ``work_stream``: draw the work from the service-time stream of the
+    part of that name, so that a design where a worker pool of that name does the same work draws
+    the same times (common random numbers in ``asyncsim compare``)."""
 
     name: Name
     arrivals: ArrivalSpec
     handlers: Annotated[int, Field(ge=1, strict=True)]
     work: Optional[DurationOrDistribution] = None
+    work_stream: Optional[Name] = None
     calls: list[Name] = []
     links: LinksSpec = LinksSpec()
     publishes_to: Annotated[Optional[Name], BROKER] = None
@@ -137,7 +140,7 @@ class WebTiers(Kind):
     def build(self, spec: WebTierSpec, context) -> WebTier:
         options = WebOptions(calls=[context.part("delays", name) for name in spec.calls], backlog=spec.backlog)
         if spec.work is not None:
-            options.work = context.sampler(spec.work.build(), "work")
+            options.work = context.sampler(spec.work.build(), "service_time", component=spec.work_stream or spec.name)
         for hop in LINKS:
             latency = getattr(spec.links, hop)
             if latency is not None:
