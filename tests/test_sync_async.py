@@ -81,7 +81,7 @@ def test_the_share_of_missed_deadlines_is_that_of_mm1_sojourns_beyond_it():
     scenario = web_scenario({"arrivals": {"process": "poisson", "rate": 6}, "handlers": 1,
                              "work": {"dist": "exponential", "mean": "100ms"}, "deadline": "500ms"})
     result = run(scenario, replications=8, jobs=1)
-    missed = result.estimate("web.api.deadline_missed_rate")
+    missed = result.estimate("web.api.deadline.completed_missed_rate")
     assert missed.contains(math.exp(-2.0)), (math.exp(-2.0), missed)
 
 

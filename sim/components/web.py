@@ -52,8 +52,9 @@ class WebTierSpec(Strict):
     answers. With it, the handler then publishes the job to that broker and answers 202 Accepted;
     a worker does the work, and the last stage may signal completion by sending to the tier
     (``sends_to: NAME``), which tells the user by ``notify``. ``client_step``: what the client
-    does after a 202 to make the task seem done (optimistic UI). ``deadline``: completions later
-    than this count as missed. ``work_stream``: draw the work from the service-time stream of the
+    does after a 202 to make the task seem done (optimistic UI). ``deadline``: the share of
+    requests not completed within it, and of those whose user did not know the result within it
+    (refused or unfinished requests miss it). ``work_stream``: draw the work from the service-time stream of the
     part of that name, so that a design where a worker pool of that name does the same work draws
     the same times (common random numbers in ``asyncsim compare``)."""
 
@@ -120,8 +121,8 @@ class WebTiers(Kind):
         signalled = any(pool.sends_to == spec.name for pool in scenario.workers)
         if spec.notify is not None and not signalled:
             yield Finding("notify", "no worker pool signals this tier's completions (sends_to: " + spec.name + "), so no user would be notified")
-        if spec.deadline is not None and (scenario.producers or scenario.clients or len(scenario.web) > 1):
-            yield Finding("deadline", "a deadline is measured on every completion of the scenario: give it to a scenario whose only source is this web tier")
+        if spec.deadline is not None and spec.publishes_to is not None and not signalled:
+            yield Finding("deadline", "no worker pool signals this tier's completions (sends_to: " + spec.name + "), so none could be timed against the deadline")
         if unknown:
             return
         held_s = handler_time_s(spec, stations)
@@ -178,6 +179,6 @@ class WebTiers(Kind):
         for name in ("response_s", "perceived_s", "completed_s", "notified_s"):
             measures.distribution(f"{prefix}.{name}", np.frombuffer(getattr(tier, name), dtype=np.float64))
         if spec.deadline is not None:
-            completions = np.frombuffer(recorder.latencies_s, dtype=np.float64)
-            met = int((completions <= spec.deadline).sum())
-            measures.metrics[f"{prefix}.deadline_missed_rate"] = 1.0 - met / recorder.produced if recorder.produced else float("nan")
+            for name in ("completed", "notified"):
+                met = int((np.frombuffer(getattr(tier, f"{name}_s"), dtype=np.float64) <= spec.deadline).sum())
+                measures.metrics[f"{prefix}.deadline.{name}_missed_rate"] = 1.0 - met / requests if requests else float("nan")
