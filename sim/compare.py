@@ -152,13 +152,19 @@ def slo_verdicts(a: Result, b: Result, differences: dict[str, Difference]) -> li
     return rows
 
 
-def compare(a: Scenario, b: Scenario, replications: int, seed: int, executor: Executor, on_done=None) -> Comparison:
-    """Run ``a`` and ``b`` (``replications`` each, one ``seed``) on ``executor`` and pair them."""
+def run_pairs(pairs: Sequence[tuple[Scenario, Scenario]], replications: int, seed: int, executor: Executor,
+              on_done=None) -> list[tuple[Result, Result]]:
+    """Both designs of every pair, ``replications`` each with one ``seed``, all as jobs on ``executor``."""
+    jobs = [Job(scenario, seed, range(replications)) for pair in pairs for scenario in pair]
     results: dict[int, Result] = {}
-    jobs = [Job(a, seed, range(replications)), Job(b, seed, range(replications))]
     for j, done, failures in run_jobs(jobs, executor, on_done):
         results[j] = Result(jobs[j].scenario, seed, replications, done, failures)
-    result_a, result_b = results[0], results[1]
+    return [(results[2 * i], results[2 * i + 1]) for i in range(len(pairs))]
+
+
+def compare(a: Scenario, b: Scenario, replications: int, seed: int, executor: Executor, on_done=None) -> Comparison:
+    """Run ``a`` and ``b`` (``replications`` each, one ``seed``) on ``executor`` and pair them."""
+    ((result_a, result_b),) = run_pairs([(a, b)], replications, seed, executor, on_done)
     names_b = set(result_b.metric_names())
     differences = [paired_difference(m, result_a, result_b) for m in result_a.metric_names() if m in names_b]
     keys_a, keys_b = stream_keys(a, seed), stream_keys(b, seed)

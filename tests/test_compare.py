@@ -97,3 +97,24 @@ def test_a_bad_slo_or_scenario_is_refused_with_exit_code_2(call, tmp_path):
     broken.write_text(open(SYNC).read().replace("handlers: 12", "handlers: 2"))
     code, _, stderr = call("compare", SYNC, str(broken))
     assert code == 2 and "web.upload.handlers: unstable" in stderr
+
+
+@pytest.mark.slow
+def test_break_even_in_line_wins_below_the_publication_cost_and_loses_above_it_or_when_it_cannot_keep_up():
+    """Response time of the lookup: in-line it is the links plus the work, queued the links plus
+    the 3 ms publication; so B − A = 3 ms − work with plenty of handlers, and a tier that cannot
+    keep up (400/s × 100 ms on 20 handlers, where the queued design has 60 workers) loses its point."""
+    from sim.breakeven import break_even, knob
+
+    lookup = [str(SCENARIOS / "cheap-lookup-sync.yaml"), str(SCENARIOS / "cheap-lookup-async.yaml")]
+    study = break_even(*lookup, [knob("work_s", "1ms,100ms", a="web.price.work.mean", b="workers.lookup.service_time.mean"),
+                                 knob("rate", "50/s,400/s", "web.price.arrivals.rate"),
+                                 knob("handlers", "20", a="web.price.handlers", b=()), knob("workers", "60", b="workers.lookup.count")],
+                       "web.price.response_s.mean", 2, 14, SerialExecutor(), overrides=["duration=40s", "warmup=5s"])
+    by_point = {(p.values["work_s"].text, p.values["rate"].text): p for p in study.points}
+    assert by_point["1ms", "50/s"].verdict() == "a" and by_point["100ms", "50/s"].verdict() == "b"
+    assert by_point["1ms", "50/s"].difference.paired.mean == pytest.approx(0.003 - 0.001, abs=3e-4)
+    assert by_point["100ms", "50/s"].difference.paired.mean == pytest.approx(0.003 - 0.1, abs=3e-3)
+    refused = by_point["100ms", "400/s"]
+    assert refused.refused == "a" and refused.verdict() == "b" and "unstable" in refused.error
+    assert list(study.table["verdict"]) == ["a", "a", "b", "b"]
