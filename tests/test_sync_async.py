@@ -111,3 +111,36 @@ def test_a_synchronous_tier_that_cannot_keep_up_is_refused_with_its_figures():
     with pytest.raises(ScenarioError) as wrong:
         web_scenario({"arrivals": {"process": "poisson", "rate": 1}, "handlers": 1, "calls": ["nowhere"], "client_step": "1ms"})
     assert "client_step belongs to an asynchronous tier" in str(wrong.value)
+
+
+BAD_WEB = """\
+name: bad
+duration: 1m
+producers: []
+web:
+  - name: api
+    arrivals: {process: poisson, rate: 10/s}
+    handlers: 2
+    calls: [dbb]
+    notify: {poll: 1s}
+    publishes_to: q
+brokers:
+  - {name: q, kind: fifo}
+workers:
+  - {name: w, consumes: q, count: 1, service_time: {dist: exponential, mean: 10ms}}
+delays:
+  - {name: db, delay: 5ms, fan_out: 0}
+"""
+
+
+def test_bad_web_input_is_named_by_file_line_and_field():
+    from sim.loading import load_scenario_text
+
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario_text(BAD_WEB, source="web.yaml")
+    assert "web.yaml:16: delays.db.fan_out: " in str(caught.value)
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario_text(BAD_WEB.replace("fan_out: 0", "fan_out: 3"), source="web.yaml")
+    problems = str(caught.value)
+    assert "web.yaml:8: web.api.calls: 'dbb' is not a delay station; did you mean 'db'?" in problems
+    assert "web.yaml:9: web.api.notify: no worker pool signals this tier's completions (sends_to: api)" in problems

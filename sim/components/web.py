@@ -3,6 +3,7 @@ Accepted after publishing the job (asynchronously), and what the user sees of ei
 
 from __future__ import annotations
 
+import difflib
 from typing import Annotated, Iterable, Optional
 
 import numpy as np
@@ -111,7 +112,9 @@ class WebTiers(Kind):
         stations = {d.name: d for d in scenario.delays}
         unknown = [name for name in spec.calls if name not in stations]
         for name in unknown:
-            yield Finding("calls", f"'{name}' is not a delay station (delays: {', '.join(sorted(stations)) or 'none'})")
+            close = difflib.get_close_matches(name, stations, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            yield Finding("calls", f"'{name}' is not a delay station{hint} (delays: {', '.join(sorted(stations)) or 'none'})")
         for name in spec.calls:
             if name in stations and stations[name].sends_to is not None:
                 yield Finding("calls", f"the delay station '{name}' sends_to {stations[name].sends_to}; a called station returns to its caller")

@@ -1,13 +1,12 @@
-"""models/web_tier.py, models/link.py, models/notification.py: a handler is held for the whole
-call; a synchronous answer comes after the work, an asynchronous one after the publication alone;
-the user is told of a completion by a push or at the next poll."""
+"""models/web_tier.py: a handler is held for the whole call; a synchronous answer comes after the
+work, an asynchronous one after the publication alone; a full backlog or a refused publication
+is a 503; a completion signal is timed for the user's notification."""
 
 import pytest
 import simpy
 
 from models.delay import DelayStation
 from models.link import Link
-from models.notification import Poll, Push
 from models.web_tier import WebOptions, WebTier
 from tests.models.drive import constant
 
@@ -79,33 +78,3 @@ def test_the_tier_holds_a_request_until_it_is_processed_or_published(fates, coun
     assert sorted(web.held_ids()) == [0, 1]
     env.run(until=1.5)
     assert sorted(web.held_ids()) == [1]
-
-
-@pytest.mark.parametrize("notification, notified", [(Poll(1.0), 3.0), (Push(constant(0.25)), 2.75)])
-def test_the_user_learns_of_a_completion_at_the_next_poll_or_by_a_push(fates, observer, counts, level, notification, notified):
-    broker = Broker()
-    env, web, _, _ = tier(fates, counts, level, Times(0.0), publish_to=broker, notification=notification)
-    env.run()
-    env.timeout(2.5).callbacks.append(lambda _: web.put(broker.got[0]))  # a worker signals the job is complete
-    env.run()
-    assert observer.fates("processed") == [(0, 2.5)]
-    assert list(web.completed_s) == [2.5] and list(web.notified_s) == [notified]
-
-
-def test_polls_start_at_the_answer_and_a_push_never_beats_it():
-    assert Poll(1.0).notified_s(completed_s=0.2, answered_s=0.1) == 1.1  # the first poll, one interval after the 202
-    assert Push(constant(0.01)).notified_s(completed_s=0.05, answered_s=0.3) == 0.3
-
-
-def test_a_link_crossing_takes_its_latency(level):
-    env, inside, done = simpy.Environment(), level(), []
-    link = Link(env, "net", constant(0.5), inside)
-
-    def cross(latency=None):
-        yield from link.cross(latency)
-        done.append(env.now)
-
-    env.process(cross())
-    env.process(cross(0.2))
-    env.run()
-    assert done == [0.2, 0.5] and inside.area == pytest.approx(0.7)
