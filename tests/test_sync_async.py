@@ -76,6 +76,7 @@ def test_a_delay_station_holds_lambda_times_the_mean_delay_and_each_stay_is_the_
     assert result.ok
 
 
+@pytest.mark.slow
 def test_the_share_of_missed_deadlines_is_that_of_mm1_sojourns_beyond_it():
     # M/M/1, λ = 6/s, μ = 10/s: P(sojourn > d) = exp(−(μ − λ)·d) = exp(−2) at d = 0.5 s
     scenario = web_scenario({"arrivals": {"process": "poisson", "rate": 6}, "handlers": 1,
