@@ -88,6 +88,7 @@ def test_compare_prints_json_with_the_differences_the_streams_and_the_slo_verdic
     assert {row["objective"] for row in summary["slo"]} == {"latency_p99", "max_rejection_rate"}
     assert ["upload", "arrivals"] in summary["common_random_numbers"]["shared"]
     assert (tmp_path / "comparison.csv").exists() and json.loads((tmp_path / "comparison.json").read_text()) == summary
+    assert all((tmp_path / name).read_bytes()[:4] == b"\x89PNG" for name in ("side_by_side.png", "differences.png"))
 
 
 def test_a_bad_slo_or_scenario_is_refused_with_exit_code_2(call, tmp_path):

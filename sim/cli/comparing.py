@@ -40,6 +40,16 @@ def print_comparison(comparison, console) -> None:
         console.print(f"SLO {row['objective']} ({row['target']:g}): A {row['a']}, B {row['b']}; better: {row['better']}", highlight=False)
 
 
+def write_comparison(comparison, summary: dict, out_dir: Path) -> list[str]:
+    """comparison.json, comparison.csv, and the plots of the latencies both designs report."""
+    from ..compare_plots import save_comparison_plots
+
+    (out_dir / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n")
+    comparison.table.to_csv(out_dir / "comparison.csv")
+    plots = save_comparison_plots(comparison.differences, (comparison.a.scenario.name, comparison.b.scenario.name), out_dir)
+    return ["comparison.json", "comparison.csv", *(p.name for p in plots)]
+
+
 def compare(
     scenario_a: Path = typer.Argument(..., help="Design A (scenario YAML file)."),
     scenario_b: Path = typer.Argument(..., help="Design B (scenario YAML file)."),
@@ -49,7 +59,7 @@ def compare(
     slo: Optional[List[str]] = typer.Option(None, "--slo", help="Objective KEY=VALUE on top of A's slo (else B's), applied to both. Repeatable."),
     jobs: Optional[int] = JobsOption,
     cluster: Optional[str] = ClusterOption,
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write comparison.json and comparison.csv here."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write comparison.json, comparison.csv and plots (PNG) here."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON comparison on stdout instead of the table."),
 ):
     """Compare two designs on common random numbers: paired differences of every shared metric, and a verdict per SLO."""
@@ -80,9 +90,8 @@ def compare(
     else:
         print_comparison(comparison, out)
     if out_dir is not None:
-        (out_dir / "comparison.json").write_text(json.dumps(summary, indent=2) + "\n")
-        comparison.table.to_csv(out_dir / "comparison.csv")
-        (err if as_json else out).print(f"wrote comparison.json and comparison.csv to {out_dir}", markup=False)
+        written = write_comparison(comparison, summary, out_dir)
+        (err if as_json else out).print(f"wrote {len(written)} files to {out_dir}: " + ", ".join(written), markup=False)
     failures = comparison.a.failures + comparison.b.failures
     if failures or not comparison.a.results or not comparison.b.results:
         for failure in failures:
