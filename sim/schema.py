@@ -68,8 +68,8 @@ class ScenarioSettings(Strict):
 
     @model_validator(mode="after")
     def _some_source(self):
-        if not self.producers and not self.clients:
-            raise ValueError("producers is empty: a scenario needs at least one producer, or a group of closed-loop clients (clients:)")
+        if not self.producers and not self.clients and not self.web:
+            raise ValueError("producers is empty: a scenario needs at least one producer, a group of closed-loop clients (clients:) or a web tier (web:)")
         return self
 
     @property

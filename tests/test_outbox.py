@@ -333,7 +333,7 @@ def test_the_design_documents_outbox_keys_load_and_default_to_a_polling_relay():
     "change, expected",
     [
         (("publishes_to: payments", "publishes_to: paymnts"), "wiring.yaml:11: outbox.orders.publishes_to: 'paymnts' is not a broker; did you mean 'payments'?"),
-        (("sends_to: orders", "sends_to: ordrs"), "wiring.yaml:6: producers.checkout.sends_to: 'ordrs' is not a broker, an outbox or a dual write; did you mean 'orders'?"),
+        (("sends_to: orders", "sends_to: ordrs"), "wiring.yaml:6: producers.checkout.sends_to: 'ordrs' is not a broker, an outbox, a dual write, a delay station or a web tier; did you mean 'orders'?"),
         (("batch_size: 100}", "batch_size: 100, poll_intervl: 1s}"), "wiring.yaml:10: outbox.orders.relay.poll_intervl: unknown key 'poll_intervl'; did you mean 'poll_interval'?"),
         (("relay: {", "relay: {kind: kafka, "), "wiring.yaml:10: outbox.orders.relay.kind: unknown kind 'kafka' (expected one of: 'polling', 'cdc')"),
         (("connections: 20}", "connections: 0}"), "wiring.yaml:9: outbox.orders.database.connections: must be ≥ 1, got 0"),

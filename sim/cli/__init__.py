@@ -1,4 +1,4 @@
-"""The ``asyncsim`` command line: run, check, schema, validate, sweep, capacity, report.
+"""The ``asyncsim`` command line: run, check, schema, validate, sweep, capacity, report, compare.
 
 One module per group of commands; heavy modules (pandas, matplotlib, dask, the sweep, capacity
 and report machinery) are imported inside the commands that use them, so ``asyncsim --help``
@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from ..problems import ScenarioError
 from .common import Failed, app, err, out
+from .comparing import compare
 from .planning import capacity
 from .reporting import report
 from .running import check, run, schema, validate
@@ -34,7 +35,7 @@ def options(_version: bool = typer.Option(False, "--version", callback=show_vers
     pass  # the app's own help describes it; this callback only carries --version
 
 
-for command in (run, check, schema, validate, sweep, capacity, report):
+for command in (run, check, schema, validate, sweep, capacity, report, compare):
     app.command()(command)
 
 

@@ -30,8 +30,9 @@ class Refers:
 BROKER = Refers(("brokers",))
 """A field that names a broker (``consumes``, ``publishes_to``, a client's ``sends_to``)."""
 
-BROKER_OR_WRITER = Refers(("brokers", "outbox", "dual_write"))
-"""A field that names where messages are sent: a broker, an outbox or a dual write."""
+BROKER_OR_WRITER = Refers(("brokers", "outbox", "dual_write", "delays", "web"))
+"""A field that names where messages are sent: a broker, an outbox, a dual write, a delay station,
+or a web tier (the completion signal of its asynchronous path)."""
 
 DEAD_LETTER = Refers(("brokers",), label="dead-letter target")
 """What a broker's dead-letter field refers to: another broker, which keeps what it is given."""

@@ -8,9 +8,11 @@ from .admission import Admission
 from .base import Kind
 from .brokers import Brokers
 from .clients import Clients
+from .delays import Delays
 from .dual_write import DualWrites
 from .outbox import Outboxes
 from .producers import Producers
+from .web import WebTiers
 from .workers import Workers
 
-SECTIONS: dict[str, Kind] = {kind.section: kind for kind in (Producers(), Brokers(), Workers(), Clients(), Admission(), Outboxes(), DualWrites())}
+SECTIONS: dict[str, Kind] = {kind.section: kind for kind in (Producers(), Brokers(), Workers(), Clients(), Admission(), Outboxes(), DualWrites(), Delays(), WebTiers())}
