@@ -1,0 +1,233 @@
+"""A Celery worker: one main process that reserves tasks from a broker queue, and a pool of children
+that run them."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from simpy import Interrupt
+
+from .broker import Consumer
+from .celery import TaskLedger
+from .crashes import Crashes, crash_loop
+
+WORKER_DOWN = object()
+"""The cause of the interrupt that stops every process of a worker whose main process died."""
+
+
+class CeleryWorker:
+    """One ``celery worker`` instance consuming ``broker`` with ``concurrency`` pool children
+    (prefork), as Celery 5.x does (user guide: optimizing.html#prefetch-limits, tasks.html).
+
+    **Prefetch.** The main process keeps reserving tasks (``broker.receive``) while the messages
+    it holds unacknowledged are fewer than ``concurrency × prefetch_multiplier`` (the channel's
+    QoS prefetch count; multiplier 0: unlimited). Reserved tasks wait in the worker's buffer, in
+    order, for a free child: a short task reserved behind long ones waits for them even while
+    another worker is idle (head-of-line blocking). With early acknowledgement a running task is
+    already acknowledged, so it no longer counts: with multiplier 1 and ``-c 10`` up to 20 tasks
+    are held (10 running, 10 reserved), as the Celery docs say. A broker that hands several
+    messages at once (an SQS receive of up to 10, RabbitMQ's own prefetch) may put the buffer
+    over the window by what one receive returns; kombu asks for at most what is left.
+
+    **Acknowledgement** (per task type, :class:`~models.celery.TaskType`): early (the default)
+    acks when a child starts the task; ``acks_late`` after the run. Both ack at once (the main
+    process acks; the children do not wait for it).
+
+    **Failures.**
+
+    - ``crashes``: the main process dies (SIGKILL, the node is lost) and takes its children with
+      it. Running tasks that were acknowledged early are lost; everything still unacknowledged
+      (reserved tasks, late-ack tasks running) goes back by the broker's rule for a consumer whose
+      connection died (``disconnect``: RabbitMQ requeues, a plain Redis list loses, SQS waits for
+      the visibility timeout). The worker stays down for the restart time, then starts afresh.
+    - ``child_crashes``: one pool child dies (the OOM killer) and is replaced after the restart
+      time, during which its slot runs nothing. Its task: acknowledged early, lost; late ack,
+      acknowledged as failed (WorkerLostError) and lost, unless ``reject_on_worker_lost``, then
+      rejected back to the queue (kombu's reject with requeue: LPUSH, the back of a Redis queue;
+      here ack and publish again, the back of any queue).
+
+    ``busy`` counts tasks running (its time average is the busy children), ``counts`` is the
+    worker group's window counter (``completed``, ``crashes``, ``children_lost``), ``ledger`` the
+    app's :class:`~models.celery.TaskLedger`.
+    """
+
+    def __init__(self, env, name: str, broker, concurrency: int, prefetch_multiplier: int, fates, ledger: TaskLedger, busy, counts,
+                 crashes: Crashes | None = None, child_crashes: Crashes | None = None):
+        self.env = env
+        self.name = name
+        self.broker = broker
+        self.concurrency = concurrency
+        self.limit = concurrency * prefetch_multiplier if prefetch_multiplier > 0 else None
+        self.fates = fates
+        self.ledger = ledger
+        self.busy = busy
+        self.counts = counts
+        self.consumer = Consumer(name)
+        self.reserved: deque = deque()
+        """(delivery, reserved at) waiting for a child, in order of reception."""
+        self.running: dict[int, tuple] = {}
+        """Slot → (delivery, started at, acknowledged) of the task each busy child runs."""
+        self._waiting: dict[int, object] = {}
+        self._room = None
+        self._children: list = []
+        self._main = None
+        self.up = True
+        self._start()
+        if crashes is not None:
+            env.process(crash_loop(env, crashes, self.crash, self._start))
+        if child_crashes is not None:
+            for slot in range(concurrency):
+                env.process(crash_loop(env, child_crashes, lambda down_s, slot=slot: self._kill_child(slot, down_s)))
+
+    def _start(self) -> None:
+        self.up = True
+        self._main = self.env.process(self._consume())
+        self._children = [self.env.process(self._child(slot)) for slot in range(self.concurrency)]
+
+    def crash(self, down_s: float) -> None:
+        """The main process dies and its children with it (they come back when the crash loop
+        calls :meth:`_start` after ``down_s``)."""
+        self.up = False
+        self.counts.add("crashes")
+        for process in (self._main, *self._children):
+            if process.is_alive:
+                process.interrupt(WORKER_DOWN)
+
+    def _kill_child(self, slot: int, down_s: float) -> None:
+        child = self._children[slot]
+        if self.up and child.is_alive:
+            child.interrupt(down_s)
+
+    # --- the main process -----------------------------------------------------------------------
+
+    def _consume(self):
+        env = self.env
+        consumer = self.consumer
+        receive = self.broker.receive
+        ledger = self.ledger
+        try:
+            while True:
+                if self.limit is not None and len(consumer.held) >= self.limit:
+                    self._room = env.event()
+                    yield self._room
+                    continue
+                deliveries = yield from receive(consumer)
+                now = env.now
+                for delivery in deliveries:
+                    task = delivery.message
+                    if not ledger.reserved(task, now):
+                        task.type.counts.add("redelivered")
+                    task.type.reserved.enter(now)
+                    self.reserved.append((delivery, now))
+                    self._wake()
+        except Interrupt:
+            self._room = None
+            now = env.now
+            for delivery, since in self.reserved:
+                delivery.message.type.reserved.leave(now, since)
+            self.reserved.clear()
+            held, consumer.held = consumer.held, []
+            self.broker.disconnect(consumer, held)
+
+    def _wake(self) -> None:
+        """Wake the child that has waited longest, if any is idle."""
+        if self._waiting:
+            slot = next(iter(self._waiting))
+            self._waiting.pop(slot).succeed()
+
+    def _ack(self, delivery) -> None:
+        self.consumer.held.remove(delivery)
+        self.broker.ack(delivery)
+        if self._room is not None and not self._room.triggered:
+            self._room.succeed()
+
+    # --- the pool's children --------------------------------------------------------------------
+
+    def _child(self, slot: int):
+        pause_s = 0.0
+        while True:
+            try:
+                if pause_s:
+                    yield self.env.timeout(pause_s)
+                    pause_s = 0.0
+                yield from self._run_tasks(slot)
+            except Interrupt as stop:
+                worker_down = stop.cause is WORKER_DOWN
+                self._abandon(slot, worker_down)
+                if worker_down:
+                    return
+                self.counts.add("children_lost")
+                pause_s = stop.cause
+
+    def _run_tasks(self, slot: int):
+        env = self.env
+        reserved = self.reserved
+        busy = self.busy
+        while True:
+            while not reserved:
+                event = env.event()
+                self._waiting[slot] = event
+                yield event
+            delivery, since = reserved.popleft()
+            now = env.now
+            task = delivery.message
+            task_type = task.type
+            task_type.reserved.leave(now, since)
+            acked = not task_type.acks_late
+            if acked:
+                self._ack(delivery)
+            self.ledger.start(task)
+            self.running[slot] = (delivery, now, acked)
+            task_type.running.enter(now)
+            busy.enter(now)
+            yield env.timeout(task_type.run_time())
+            end = env.now
+            del self.running[slot]
+            task_type.running.leave(end, now)
+            busy.leave(end, now)
+            self.ledger.finished(task)
+            task_type.counts.add("succeeded")
+            self.counts.add("completed")
+            self.fates.processed(task, end)
+            if not acked:
+                self._ack(delivery)
+
+    def _abandon(self, slot: int, worker_down: bool) -> None:
+        """The child in ``slot`` died: what becomes of its task (see the class docstring)."""
+        self._waiting.pop(slot, None)
+        entry = self.running.pop(slot, None)
+        if entry is not None:
+            delivery, started, acked = entry
+            now = self.env.now
+            task = delivery.message
+            task.type.running.leave(now, started)
+            self.busy.leave(now, started)
+            if acked:
+                self._lost(task)
+            elif not worker_down:
+                if task.type.reject_on_worker_lost:
+                    self._requeue(delivery)
+                else:
+                    self._ack(delivery)
+                    self._lost(task)
+        if not worker_down and self.reserved:
+            self._wake()
+
+    def _lost(self, task) -> None:
+        now = self.env.now
+        self.ledger.finished(task)
+        task.type.counts.add("lost")
+        if not self.fates.settled(task):
+            self.fates.lost(task, now)
+
+    def _requeue(self, delivery) -> None:
+        task = delivery.message
+        self._ack(delivery)
+        task.type.counts.add("requeued")
+        if not self.broker.put(task):
+            self.fates.rejected(task, self.env.now, admitted=True)
+
+    def held_ids(self):
+        """Tasks reserved or running here (unacknowledged, or acknowledged and running)."""
+        yield from (d.message.id for d in self.consumer.held)
+        yield from (d.message.id for d, _, _ in self.running.values())

@@ -1,0 +1,140 @@
+"""models/celery.py and models/celery_worker.py in a bare SimPy environment: prefetch and
+head-of-line blocking, early and late acknowledgement when a worker or a pool child dies."""
+
+import simpy
+
+from models.celery import Caller, Task, TaskLedger, TaskType
+from models.celery_worker import CeleryWorker
+from models.crashes import Crashes
+from models.fates import Fates
+from models.fifo import FifoBroker
+from models.rabbitmq import RabbitmqBroker, RabbitmqOptions
+from tests.models.conftest import FakeObserver
+from tests.models.drive import constant, draws
+
+
+class Times:
+    """An arrival process at set absolute times."""
+
+    def __init__(self, *times_s):
+        self.times = list(times_s)
+
+    def next_arrival(self, now):
+        return self.times.pop(0) if self.times else None
+
+
+def task_type(name, run_s, counts, level, **options):
+    return TaskType(name, "q", constant(run_s), level(), level(), level(), counts(), **options)
+
+
+def worker(env, name, broker, fates, ledger, counts, level, concurrency=1, multiplier=4, **failures):
+    return CeleryWorker(env, name, broker, concurrency, multiplier, fates, ledger, level(), counts(), **failures)
+
+
+def processed_at(observer):
+    return dict(observer.fates("processed"))
+
+
+def test_reserved_short_tasks_wait_behind_a_long_one_unless_acks_late_with_prefetch_one(fates, observer, counts, level):
+    """Tasks 0 (10 s), 1, 2, 3 (1 s) wait when two workers of one child each start at 1.
+    Multiplier 4: the first worker reserves all four, so the short ones end at 12, 13, 14 while
+    the second idles. Early ack with multiplier 1: the long task is acked as it starts, so the
+    first worker reserves one short task behind it (ends at 12); the second runs the other two
+    (2, 3). acks_late with multiplier 1: the first worker holds only the long task; the second
+    runs the short ones (2, 3, 4)."""
+    expected = {(4, False): {0: 11.0, 1: 12.0, 2: 13.0, 3: 14.0},
+                (1, False): {0: 11.0, 1: 2.0, 2: 12.0, 3: 3.0},
+                (1, True): {0: 11.0, 1: 2.0, 2: 3.0, 3: 4.0}}
+    for (multiplier, late), ends in expected.items():
+        observer.log.clear()
+        env = simpy.Environment()
+        broker = FifoBroker(env, "q", level(), counts(), fates)
+        ledger = TaskLedger()
+        long, short = task_type("long", 10.0, counts, level, acks_late=late), task_type("short", 1.0, counts, level, acks_late=late)
+        Caller(env, long, Times(0.0), broker, fates, ledger)
+        Caller(env, short, Times(0.0, 0.0, 0.0), broker, fates, ledger)
+        env.run(until=1)
+        first = worker(env, "a", broker, fates, ledger, counts, level, multiplier=multiplier)
+        worker(env, "b", broker, fates, ledger, counts, level, multiplier=multiplier)
+        env.run(until=1.5)
+        assert len(first.consumer.held) == {4: 3, 1: 1}[multiplier]  # reserved (and, late, running)
+        env.run(until=20)
+        base = min(processed_at(observer))
+        assert {i - base: t for i, t in processed_at(observer).items()} == ends, (multiplier, late)
+        assert short.reserved.n == short.running.n == short.queued.n == 0
+
+
+def test_the_prefetch_window_counts_unacked_tasks_only(fates, counts, level):
+    """Early ack, -c 2, multiplier 1: 2 running (acked) + 2 reserved = 4 held by the worker."""
+    env = simpy.Environment()
+    broker = FifoBroker(env, "q", level(), counts(), fates)
+    ledger = TaskLedger()
+    slow = task_type("slow", 100.0, counts, level)
+    w = worker(env, "a", broker, fates, ledger, counts, level, concurrency=2, multiplier=1)
+    Caller(env, slow, Times(*[0.0] * 10), broker, fates, ledger)
+    env.run(until=1)
+    assert len(w.running) == 2 and len(w.reserved) == 2 and broker.waiting == 6
+    assert sorted(w.held_ids()) == [0, 1, 2, 3]
+    assert slow.queued.n == 6 and slow.reserved.n == 2 and slow.running.n == 2
+
+
+def rabbit(env, fates, counts, level, prefetch):
+    return RabbitmqBroker(env, "q", level(), level(), counts(), fates, options=RabbitmqOptions(prefetch_count=prefetch))
+
+
+def test_a_dead_worker_loses_its_early_acked_running_task_and_its_reserved_ones_are_requeued(fates, observer, counts, level):
+    """The worker dies at 5 running task 0 (acked early) with task 1 reserved; RabbitMQ requeues
+    task 1 (unacked) and the worker, back at 6, runs it: 6 + 10 = 16."""
+    env = simpy.Environment()
+    broker = rabbit(env, fates, counts, level, 4)
+    ledger = TaskLedger()
+    t = task_type("t", 10.0, counts, level)
+    w = worker(env, "a", broker, fates, ledger, counts, level, crashes=Crashes(draws(5.0, 1e9), constant(1.0)))
+    Caller(env, t, Times(0.0, 0.0), broker, fates, ledger)
+    env.run(until=30)
+    assert observer.fates("lost") == [(0, 5.0)]
+    assert observer.fates("processed") == [(1, 16.0)]
+    assert t.counts["lost"] == 1 and t.counts["redelivered"] == 1 and t.counts["reruns"] == 0
+    assert w.counts["crashes"] == 1 and t.reserved.n == t.running.n == 0
+
+
+def test_acks_late_loses_nothing_when_the_worker_dies_and_runs_the_task_again(fates, observer, counts, level):
+    env = simpy.Environment()
+    broker = rabbit(env, fates, counts, level, 4)
+    ledger = TaskLedger()
+    t = task_type("t", 10.0, counts, level, acks_late=True)
+    worker(env, "a", broker, fates, ledger, counts, level, crashes=Crashes(draws(5.0, 1e9), constant(1.0)))
+    Caller(env, t, Times(0.0), broker, fates, ledger)
+    env.run(until=30)
+    assert observer.fates("lost") == []
+    assert observer.fates("processed") == [(0, 16.0)]
+    assert t.counts["reruns"] == 1 and t.counts["redelivered"] == 1
+
+
+def test_a_lost_child_loses_its_late_ack_task_unless_reject_on_worker_lost_requeues_it(counts, level):
+    """The child dies at 5 and is replaced at 7: without reject_on_worker_lost the task is acked
+    (WorkerLostError) and lost; with it, requeued to the back and run again from 7 (ends at 17)."""
+    for reject, lost, processed in ((False, [(0, 5.0)], []), (True, [], [(0, 17.0)])):
+        observer = FakeObserver()
+        fates = Fates(observer)
+        env = simpy.Environment()
+        broker = rabbit(env, fates, counts, level, 4)
+        ledger = TaskLedger()
+        t = task_type("t", 10.0, counts, level, acks_late=True, reject_on_worker_lost=reject)
+        w = worker(env, "a", broker, fates, ledger, counts, level, child_crashes=Crashes(draws(5.0, 1e9), constant(2.0)))
+        Caller(env, t, Times(0.0), broker, fates, ledger)
+        env.run(until=30)
+        assert observer.fates("lost") == lost and observer.fates("processed") == processed
+        assert w.counts["children_lost"] == 1 and t.counts["requeued"] == int(reject) and t.counts["reruns"] == int(reject)
+
+
+def test_a_task_the_broker_refuses_is_rejected_and_never_queued(fates, observer, counts, level):
+    env = simpy.Environment()
+    broker = FifoBroker(env, "q", level(), counts(), fates, capacity=1)
+    ledger = TaskLedger()
+    t = task_type("t", 1.0, counts, level)
+    Caller(env, t, Times(0.0, 0.0), broker, fates, ledger)
+    env.run(until=1)
+    assert observer.fates("rejected") == [(1, 0.0)]
+    assert t.counts["sent"] == 2 and t.counts["refused"] == 1 and t.queued.n == 1
+    assert isinstance(broker.ready[0][0], Task)
