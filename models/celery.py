@@ -13,7 +13,9 @@ Measured per task type, each on its own boundary (Little's law is checked on eac
   a copy the broker delivers again is not counted again;
 - ``reserved``: from a worker's reception to the start of the run, in the worker's prefetch
   buffer (every copy that is reserved);
-- ``running``: the run itself, in a pool child.
+- ``running``: the run itself, in a pool child;
+- ``in_system``: from ``delay()`` to the task's outcome (its first success, or its loss): the
+  latency its caller would see if it waited for the task (results are not modelled yet).
 
 Counted per task type: ``sent``, ``refused`` (the broker refused the publish: rejected),
 ``succeeded``, ``lost`` (acknowledged and not run to the end: early ack when the worker died),
@@ -42,9 +44,9 @@ class TaskType:
     ``task_reject_on_worker_lost``, default off: acknowledged, so lost). ``queued``,
     ``reserved`` and ``running`` are its boundaries, ``counts`` its window counter."""
 
-    __slots__ = ("name", "queue", "run_time", "acks_late", "reject_on_worker_lost", "queued", "reserved", "running", "counts")
+    __slots__ = ("name", "queue", "run_time", "acks_late", "reject_on_worker_lost", "queued", "reserved", "running", "in_system", "counts")
 
-    def __init__(self, name: str, queue: str, run_time: Callable[[], float], queued, reserved, running, counts,
+    def __init__(self, name: str, queue: str, run_time: Callable[[], float], queued, reserved, running, in_system, counts,
                  acks_late: bool = False, reject_on_worker_lost: bool = False):
         self.name = name
         self.queue = queue
@@ -54,6 +56,7 @@ class TaskType:
         self.queued = queued
         self.reserved = reserved
         self.running = running
+        self.in_system = in_system
         self.counts = counts
 
 
@@ -69,12 +72,26 @@ class Task(Message):
 
 class TaskLedger:
     """What the app knows of its tasks across workers: when each task waiting for its first
-    reservation was sent (for the ``queued`` boundary), and which tasks have started a run (a
-    second start is a rerun)."""
+    reservation was sent (for the ``queued`` boundary), when each task without an outcome was
+    sent (for ``in_system``), and which tasks have started a run and not finished it (another
+    start is a rerun)."""
 
     def __init__(self):
         self.sent_s: dict[int, float] = {}
+        self.open_s: dict[int, float] = {}
         self.started: set[int] = set()
+
+    def sent(self, task: Task, now: float) -> None:
+        self.sent_s[task.id] = self.open_s[task.id] = now
+        task.type.queued.enter(now)
+        task.type.in_system.enter(now)
+
+    def settled(self, task: Task, now: float) -> None:
+        """``task`` has its outcome (succeeded, lost, or refused on its way back to the queue)."""
+        self.started.discard(task.id)
+        sent = self.open_s.pop(task.id, None)
+        if sent is not None:
+            task.type.in_system.leave(now, sent)
 
     def reserved(self, task: Task, now: float) -> bool:
         """A worker reserved ``task`` now; True if this is its first reservation."""
@@ -89,9 +106,6 @@ class TaskLedger:
             task.type.counts.add("reruns")
         else:
             self.started.add(task.id)
-
-    def finished(self, task: Task) -> None:
-        self.started.discard(task.id)
 
 
 class Caller:
@@ -123,8 +137,7 @@ class Caller:
             task_type.counts.add("sent")
             if self.queue.put(task):
                 self.fates.admitted(task, now)
-                self.ledger.sent_s[task.id] = now
-                task_type.queued.enter(now)
+                self.ledger.sent(task, now)
             else:
                 task_type.counts.add("refused")
                 self.fates.rejected(task, now, admitted=False)

@@ -185,7 +185,7 @@ class CeleryWorker:
             del self.running[slot]
             task_type.running.leave(end, now)
             busy.leave(end, now)
-            self.ledger.finished(task)
+            self.ledger.settled(task, end)
             task_type.counts.add("succeeded")
             self.counts.add("completed")
             self.fates.processed(task, end)
@@ -215,7 +215,7 @@ class CeleryWorker:
 
     def _lost(self, task) -> None:
         now = self.env.now
-        self.ledger.finished(task)
+        self.ledger.settled(task, now)
         task.type.counts.add("lost")
         if not self.fates.settled(task):
             self.fates.lost(task, now)
@@ -225,6 +225,7 @@ class CeleryWorker:
         self._ack(delivery)
         task.type.counts.add("requeued")
         if not self.broker.put(task):
+            self.ledger.settled(task, self.env.now)
             self.fates.rejected(task, self.env.now, admitted=True)
 
     def held_ids(self):

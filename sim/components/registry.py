@@ -11,6 +11,7 @@ from .clients import Clients
 from .dual_write import DualWrites
 from .outbox import Outboxes
 from .producers import Producers
+from .task_queues import TaskQueues
 from .workers import Workers
 
-SECTIONS: dict[str, Kind] = {kind.section: kind for kind in (Producers(), Brokers(), Workers(), Clients(), Admission(), Outboxes(), DualWrites())}
+SECTIONS: dict[str, Kind] = {kind.section: kind for kind in (Producers(), Brokers(), Workers(), Clients(), Admission(), Outboxes(), DualWrites(), TaskQueues())}

@@ -24,7 +24,7 @@ class Times:
 
 
 def task_type(name, run_s, counts, level, **options):
-    return TaskType(name, "q", constant(run_s), level(), level(), level(), counts(), **options)
+    return TaskType(name, "q", constant(run_s), level(), level(), level(), level(), counts(), **options)
 
 
 def worker(env, name, broker, fates, ledger, counts, level, concurrency=1, multiplier=4, **failures):

@@ -1,0 +1,172 @@
+"""``task_queues:`` Celery apps: task types sent by callers to queues on brokers (the transport),
+and groups of Celery workers that reserve and run them (:mod:`models.celery`,
+:mod:`models.celery_worker`)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Iterable, Optional
+
+from pydantic import Field, model_validator
+
+from models.celery import Caller, CeleryApp, TaskLedger, TaskType
+from models.celery_worker import CeleryWorker
+
+from ..fields import Crashes, DurationOrDistribution, Name, Strict
+from .base import Finding, Kind, Server, Source
+from .producers import ArrivalSpec, arrival_process
+
+TASK_EVENTS = ("sent", "refused", "succeeded", "lost", "requeued", "reruns", "redelivered")
+GROUP_EVENTS = ("completed", "crashes", "children_lost")
+STAGES = {"queued": "queue_wait_s", "reserved": "reserved_s", "running": "run_s", "in_system": "latency_s"}
+"""Each task type's boundaries and the metric each gives."""
+
+
+class TaskSpec(Strict):
+    """One task type: ``delay()`` calls arriving as ``arrivals``, published to ``queue`` (a
+    broker), each run taking ``run_time``. ``acks_late``: acknowledged after the run (Celery's
+    default: just before); ``reject_on_worker_lost``: a task whose pool child dies goes back to
+    the queue instead of being acknowledged as failed."""
+
+    name: Name
+    queue: Name
+    arrivals: ArrivalSpec
+    run_time: DurationOrDistribution
+    acks_late: bool = False
+    reject_on_worker_lost: bool = False
+
+
+class WorkerGroupSpec(Strict):
+    """``count`` Celery worker instances, each ``celery worker -Q <consumes> -c <concurrency>``
+    with ``worker_prefetch_multiplier`` = ``prefetch_multiplier`` (Celery's default 4; 0: no
+    limit). ``crashes``: a worker's main process dies and takes its children with it;
+    ``child_crashes``: each pool child dies on its own and is replaced after the restart time."""
+
+    name: Name
+    consumes: Name
+    count: Annotated[int, Field(ge=1, strict=True)] = 1
+    concurrency: Annotated[int, Field(ge=1, strict=True)]
+    prefetch_multiplier: Annotated[int, Field(ge=0, strict=True)] = 4
+    crashes: Optional[Crashes] = None
+    child_crashes: Optional[Crashes] = None
+
+
+class CeleryAppSpec(Strict):
+    """A Celery application: its ``tasks`` and the ``workers`` that run them."""
+
+    name: Name
+    tasks: Annotated[list[TaskSpec], Field(min_length=1)]
+    workers: Annotated[list[WorkerGroupSpec], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        names = [item.name for item in (*self.tasks, *self.workers)]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"the name {', '.join(repr(n) for n in twice)} is given to more than one task or worker group")
+        return self
+
+    def queues(self) -> set[str]:
+        return {t.queue for t in self.tasks} | {w.consumes for w in self.workers}
+
+
+def up_fraction(crashes: Crashes | None) -> float:
+    """The long-run fraction of time a part that fails with ``crashes`` is up."""
+    if crashes is None:
+        return 1.0
+    up = crashes.time_to_failure_distribution().mean
+    return up / (up + crashes.restart_time.build().mean)
+
+
+def mean_run_time_s(spec: CeleryAppSpec, queue: str) -> float | None:
+    """The mean run time of the tasks routed to ``queue``, weighted by their rates."""
+    routed = [(t.arrivals.mean_rate(), t.run_time.build().mean) for t in spec.tasks if t.queue == queue]
+    rate = sum(r for r, _ in routed)
+    return sum(r * s for r, s in routed) / rate if rate > 0 else None
+
+
+def capacity_per_s(spec: CeleryAppSpec, group: WorkerGroupSpec) -> float:
+    """Tasks per second ``group`` can run in the long run: count × concurrency / the mean run
+    time of its queue's mix, times the fractions of time its workers and children are up.
+    Prefetch does not change it (a worker with reserved tasks keeps its children busy)."""
+    mean_s = mean_run_time_s(spec, group.consumes)
+    if mean_s is None:
+        return 0.0
+    return group.count * group.concurrency / mean_s * up_fraction(group.crashes) * up_fraction(group.child_crashes)
+
+
+def unknown(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"'{name}' is not a broker{hint}; brokers: {', '.join(candidates) or 'none'}"
+
+
+class TaskQueues(Kind):
+    section = "task_queues"
+    noun = "a Celery app"
+    Spec = CeleryAppSpec
+    build_order = 7
+
+    def problems(self, spec: CeleryAppSpec, scenario) -> Iterable[Finding]:
+        brokers = [b.name for b in scenario.brokers]
+        for i, task in enumerate(spec.tasks):
+            if task.queue not in brokers:
+                yield Finding(f"tasks.{i}.queue", unknown(task.queue, brokers))
+            elif not any(w.consumes == task.queue for w in spec.workers):
+                yield Finding(f"tasks.{i}.queue", f"no worker of {spec.name} consumes '{task.queue}': its tasks would never run")
+        for i, group in enumerate(spec.workers):
+            if group.consumes not in brokers:
+                yield Finding(f"workers.{i}.consumes", unknown(group.consumes, brokers))
+        queues = spec.queues()
+        others = [(p.name, p.sends_to) for p in (*scenario.producers, *scenario.clients)] + [(w.name, w.consumes) for w in scenario.workers]
+        for name, queue in others:
+            if queue in queues:
+                yield Finding(None, f"'{name}' also uses the queue '{queue}', which carries {spec.name}'s tasks only")
+
+    def flows(self, spec: CeleryAppSpec) -> list:
+        """A source per task type (its callers) and a server per worker group."""
+        sources = [Source(f"{spec.name}.{t.name}", t.queue, t.arrivals.mean_rate()) for t in spec.tasks]
+        return sources + [Server(f"{spec.name}.{g.name}", g.consumes, capacity_per_s(spec, g), g.count * g.concurrency) for g in spec.workers]
+
+    def build(self, spec: CeleryAppSpec, context) -> CeleryApp:
+        """Task types with their boundaries, then the workers (so they consume before the first
+        call), then the callers; each draws from streams keyed by APP:TASK or APP:GROUP/i."""
+        ledger = TaskLedger()
+        env, fates = context.env, context.fates
+        types = []
+        for t in spec.tasks:
+            name = f"{spec.name}:{t.name}"
+            stages = [context.boundary(f"{name}:{stage}", "tasks") for stage in STAGES]
+            types.append(TaskType(t.name, t.queue, context.sampler(t.run_time.build(), "run_time", name), *stages, context.counter(name),
+                                  acks_late=t.acks_late, reject_on_worker_lost=t.reject_on_worker_lost))
+        workers = {}
+        for g in spec.workers:
+            group = f"{spec.name}:{g.name}"
+            busy, counts = context.boundary(group, "workers", keep_sojourns=False), context.counter(group)
+            workers[g.name] = [
+                CeleryWorker(env, f"{group}/{i}", context.target(g.consumes), g.concurrency, g.prefetch_multiplier, fates, ledger, busy, counts,
+                             crashes=context.crashes(g.crashes, f"{group}/{i}"), child_crashes=context.crashes(g.child_crashes, f"{group}/{i}:children"))
+                for i in range(g.count)
+            ]
+        callers = [Caller(env, task_type, arrival_process(t.arrivals, context, f"{spec.name}:{t.name}"), context.target(t.queue), fates, ledger)
+                   for t, task_type in zip(spec.tasks, types)]
+        return CeleryApp(spec.name, types, callers, workers)
+
+    def measure(self, spec: CeleryAppSpec, app: CeleryApp, context, measures) -> None:
+        """Per task type its queue wait, time reserved in a worker's buffer and run time (mean and
+        percentiles), its throughput and events; per worker group its utilisation and events."""
+        prefix = f"task_queues.{spec.name}"
+        window = measures.window_s
+        for task_type in app.task_types:
+            at = f"{prefix}.tasks.{task_type.name}"
+            for stage, metric in STAGES.items():
+                boundary = getattr(task_type, stage)
+                measures.distribution(f"{at}.{metric}", boundary.sojourns)
+                measures.metrics[f"{at}.{stage}_mean"] = boundary.area / window
+            measures.counts(at, task_type.counts, TASK_EVENTS)
+            measures.metrics[f"{at}.throughput_per_s"] = task_type.counts["succeeded"] / window
+        for g in spec.workers:
+            at = f"{prefix}.workers.{g.name}"
+            busy = context.recorder.boundaries[f"{spec.name}:{g.name}"]
+            measures.metrics[f"{at}.utilization"] = busy.area / (g.count * g.concurrency * window)
+            measures.counts(at, context.recorder.counters[f"{spec.name}:{g.name}"], GROUP_EVENTS)
