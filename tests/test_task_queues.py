@@ -1,0 +1,146 @@
+"""``task_queues:`` Celery apps run end to end: waits against the M/M/c queue, losses to worker
+crashes against 1 − exp(−S/M), the flows ``asyncsim check`` shows, and the scenario errors."""
+
+import math
+import re
+import sys
+
+import pytest
+
+from sim import analytic, run, scenario_from_dict
+from sim.cli import main
+from sim.problems import ScenarioError
+from sim.stats import mean_ci
+from sim.topology import broker_flows
+
+
+def app(tasks, workers, broker=None, duration=4000, warmup=200, **settings):
+    return {
+        "name": "celery", "seed": 3, "duration": duration, "warmup": warmup, "producers": [],
+        "brokers": [broker or {"name": "q", "kind": "redis"}],
+        "task_queues": [{"name": "app", "tasks": tasks, "workers": workers}],
+        **settings,
+    }
+
+
+def task(name="t", rate=6.0, run_time=None, **options):
+    return {"name": name, "queue": "q", "arrivals": {"process": "poisson", "rate": rate},
+            "run_time": run_time or {"dist": "exponential", "mean": 0.5}, **options}
+
+
+def group(**options):
+    return {"name": "w", "consumes": "q", "concurrency": 4, **options}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("multiplier", [1, 4])
+def test_one_workers_tasks_wait_as_in_an_mmc_queue_whatever_the_prefetch(multiplier):
+    """One worker of 4 children, Poisson 6/s, exponential runs of 0.5 s: M/M/4 at ρ = 0.75. The
+    children take reserved tasks in order, so whether a task waits in Redis or in the worker's
+    buffer, its wait (queue + reserved) is M/M/4's Wq; the prefetch only moves it."""
+    exact = analytic.mmc(6.0, 2.0, 4)
+    result = run(scenario_from_dict(app([task()], [group(prefetch_multiplier=multiplier)])), replications=8, seed=11)
+    at = "task_queues.app.tasks.t"
+    waits = [r.metrics[f"{at}.queue_wait_s.mean"] + r.metrics[f"{at}.reserved_s.mean"] for r in result.results]
+    wait = mean_ci(waits)
+    assert wait.contains(exact.wait_s), (exact.wait_s, wait)
+    assert result.estimate(f"{at}.latency_s.mean").contains(exact.sojourn_s)
+    in_broker, in_worker = result.estimate(f"{at}.queue_wait_s.mean").mean, result.estimate(f"{at}.reserved_s.mean").mean
+    if multiplier == 4:  # 16 reserved: almost all the wait is in the worker
+        assert in_broker < 0.05 * in_worker
+    else:  # early ack, 4 reserved at most: the longer waits spill into Redis
+        assert in_broker > 0.1 * in_worker
+    assert result.ok
+
+
+def rabbit(prefetch):
+    return {"name": "q", "kind": "rabbitmq", "prefetch_count": prefetch}
+
+
+@pytest.mark.slow
+def test_early_ack_loses_a_running_task_with_probability_one_minus_exp_of_minus_s_over_m():
+    """One child, runs of S = 1 s, worker crashes at MTBF M = 20 s (exponential: no memory), on
+    RabbitMQ, which requeues what a dead consumer had not acknowledged: a task acknowledged as
+    it starts is lost if a crash comes within S, so 1 − exp(−1/20) of the runs are lost."""
+    expected = 1 - math.exp(-1.0 / 20.0)
+    crashes = {"mtbf": "20s", "restart_time": "1s"}
+    spec = app([task(rate=0.5, run_time="1s")], [group(concurrency=1, crashes=crashes)], broker=rabbit(4), duration=20_000)
+    result = run(scenario_from_dict(spec), replications=8, seed=5)
+    at = "task_queues.app.tasks.t"
+    fractions = [r.metrics[f"{at}.lost"] / (r.metrics[f"{at}.lost"] + r.metrics[f"{at}.succeeded"]) for r in result.results]
+    lost = mean_ci(fractions)
+    assert lost.contains(expected), (expected, lost)
+    assert lost.half_width < 0.15 * expected
+    assert result.estimate(f"{at}.reruns").mean == 0
+    assert result.ok
+
+
+def test_acks_late_loses_nothing_to_worker_crashes_but_runs_the_interrupted_tasks_again():
+    crashes = {"mtbf": "20s", "restart_time": "1s"}
+    spec = app([task(rate=0.5, run_time="1s", acks_late=True)], [group(concurrency=1, crashes=crashes)], broker=rabbit(4), duration=3000)
+    result = run(scenario_from_dict(spec), replications=2, seed=5)
+    at = "task_queues.app.tasks.t"
+    assert result.estimate(f"{at}.lost").mean == 0
+    assert result.estimate("system.lost_rate").mean == 0
+    reruns = result.estimate(f"{at}.reruns").mean
+    crashes_seen = result.estimate("task_queues.app.workers.w.crashes").mean
+    # crashes come as a Poisson process, so about half find the child running (0.5/s × 1 s busy)
+    assert 0.3 * crashes_seen < reruns < 0.7 * crashes_seen
+    assert result.ok
+
+
+def test_a_short_task_waits_behind_long_ones_on_a_shared_queue_and_not_on_its_own():
+    one = app([task("long", rate=1.0, run_time={"dist": "exponential", "mean": 2.0}), task("short", rate=10.0, run_time="20ms")],
+              [group(count=2, concurrency=2)], duration=1500)
+    two = dict(one, brokers=[{"name": "q", "kind": "redis"}, {"name": "q2", "kind": "redis"}])
+    two["task_queues"] = [{"name": "app", "tasks": [one["task_queues"][0]["tasks"][0], {**one["task_queues"][0]["tasks"][1], "queue": "q2"}],
+                           "workers": [group(count=1, concurrency=3), {"name": "w2", "consumes": "q2", "concurrency": 1}]}]
+    shared, split = (run(scenario_from_dict(s), replications=2, seed=1) for s in (one, two))
+    key = "task_queues.app.tasks.short.latency_s.mean"
+    assert shared.estimate(key).mean > 10 * split.estimate(key).mean
+    assert shared.ok and split.ok
+
+
+def test_check_counts_each_apps_tasks_and_worker_children_on_their_queues():
+    spec = scenario_from_dict(app([task("a", rate=2.0), task("b", rate=2.0, run_time="1500ms")], [group(count=2)]))
+    flow = broker_flows(spec)["q"]
+    # 4/s offered; 8 children at a mean run time of (0.5 + 1.5) / 2 = 1 s
+    assert (flow.arrival_rate_per_s, flow.service_capacity_per_s, flow.servers) == (4.0, 8.0, 8)
+    assert flow.consumers == ("app.w",)
+
+
+def test_asyncsim_check_prints_the_offered_load_of_a_celery_queue(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["asyncsim", "check", "scenarios/celery-one-queue.yaml"])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("celery "))
+    assert row.split()[1:] == ["22.4/s", "30.9/s", "8", "0.725", "no"]
+
+
+def problems_of(spec) -> str:
+    with pytest.raises(ScenarioError) as raised:
+        scenario_from_dict(spec)
+    return str(raised.value)
+
+
+def test_an_app_whose_workers_cannot_keep_up_is_refused():
+    assert "unstable: offered load 10/s ≥ capacity 8/s" in problems_of(app([task(rate=10.0)], [group()]))
+
+
+def test_unknown_queues_and_queues_no_worker_consumes_are_named_with_their_line():
+    text = problems_of(app([task(), {**task("u"), "queue": "qq"}], [group(), {"name": "x", "consumes": "nope", "concurrency": 1}]))
+    assert re.search(r"<dict>:\d+: task_queues\.app\.tasks\.1\.queue: 'qq' is not a broker \(did you mean 'q'\?\)", text)
+    assert "task_queues.app.workers.1.consumes: 'nope' is not a broker" in text
+    orphan = app([task()], [group()], brokers=[{"name": "q", "kind": "redis"}, {"name": "idle", "kind": "redis"}])
+    orphan["task_queues"][0]["tasks"].append({**task("v"), "queue": "idle"})
+    assert "task_queues.app.tasks.1.queue: no worker of app consumes 'idle'" in problems_of(orphan)
+
+
+def test_a_celery_queue_carries_its_apps_tasks_only():
+    spec = app([task()], [group()], producers=[{"name": "web", "arrivals": {"process": "poisson", "rate": 1.0}, "sends_to": "q"}])
+    assert "'web' also uses the queue 'q', which carries app's tasks only" in problems_of(spec)
+
+
+def test_task_and_worker_group_names_are_unique_in_an_app():
+    assert "the name 't' is given to more than one task or worker group" in problems_of(app([task(), task()], [group()]))
