@@ -11,21 +11,23 @@ Measured per task type, each on its own boundary (Little's law is checked on eac
 
 - ``queued``: from ``delay()`` to the first time a worker reserves the task (its queue wait);
   a copy the broker delivers again is not counted again;
-- ``reserved``: from a worker's reception to the start of the run, in the worker's prefetch
-  buffer (every copy that is reserved);
+- ``scheduled``: a task with an ETA, from a worker's reception to its ETA, held in the
+  worker's memory, unacknowledged (every copy);
+- ``reserved``: from a worker's reception (or the ETA) to the start of the run, in the
+  worker's prefetch buffer (every copy that is reserved);
 - ``running``: the run itself, in a pool child;
 - ``in_system``: from ``delay()`` to the task's outcome (its first success, or its loss): the
   latency its caller would see if it waited for the task (results are not modelled yet).
 
 Counted per task type: ``sent``, ``refused`` (the broker refused the publish: rejected),
-``succeeded``, ``lost`` (acknowledged and not run to the end: early ack when the worker died),
+``runs`` (runs started, every copy), ``succeeded``, ``duplicates`` (a run that succeeded for a
+task that had already succeeded), ``lost`` (acknowledged and not run to the end: early ack when the worker died),
 ``requeued`` (a lost child's task rejected back to the queue), ``reruns`` (a run that started
 for a task that had started before: the work done twice), ``redelivered`` (a copy reserved
 again). Sources: Celery 5.x user guide, tasks.html ("acks_late", "reject_on_worker_lost"),
 optimizing.html#prefetch-limits; kombu 5.x.
 
-Simplifications: a task succeeds when its run ends (no exceptions, retries, results or ETA
-yet); callers do not wait for a blocked publisher (RabbitMQ's memory alarm): a refused
+Simplifications: a task succeeds when its run ends (no exceptions, retries or results yet); callers do not wait for a blocked publisher (RabbitMQ's memory alarm): a refused
 publish is rejected.
 """
 
@@ -41,19 +43,24 @@ class TaskType:
     (``run_time()``), whether it is acknowledged after the run (``acks_late``, Celery's
     ``task_acks_late``, default off: acknowledged just before it runs) and whether a task whose
     pool child dies is rejected back to the queue (``reject_on_worker_lost``, Celery's
-    ``task_reject_on_worker_lost``, default off: acknowledged, so lost). ``queued``,
-    ``reserved`` and ``running`` are its boundaries, ``counts`` its window counter."""
+    ``task_reject_on_worker_lost``, default off: acknowledged, so lost). ``countdown()``: each
+    call is ``apply_async(countdown=…)``, due that long after it is sent (None: due at once).
+    ``queued``, ``scheduled``, ``reserved``, ``running`` and ``in_system`` are its boundaries,
+    ``counts`` its window counter."""
 
-    __slots__ = ("name", "queue", "run_time", "acks_late", "reject_on_worker_lost", "queued", "reserved", "running", "in_system", "counts")
+    __slots__ = ("name", "queue", "run_time", "acks_late", "reject_on_worker_lost", "countdown", "queued", "scheduled", "reserved",
+                 "running", "in_system", "counts")
 
-    def __init__(self, name: str, queue: str, run_time: Callable[[], float], queued, reserved, running, in_system, counts,
-                 acks_late: bool = False, reject_on_worker_lost: bool = False):
+    def __init__(self, name: str, queue: str, run_time: Callable[[], float], queued, scheduled, reserved, running, in_system, counts,
+                 acks_late: bool = False, reject_on_worker_lost: bool = False, countdown: Callable[[], float] | None = None):
         self.name = name
         self.queue = queue
         self.run_time = run_time
         self.acks_late = acks_late
         self.reject_on_worker_lost = reject_on_worker_lost
+        self.countdown = countdown
         self.queued = queued
+        self.scheduled = scheduled
         self.reserved = reserved
         self.running = running
         self.in_system = in_system
@@ -61,13 +68,15 @@ class TaskType:
 
 
 class Task(Message):
-    """A task message: a :class:`~models.message.Message` that knows its task type."""
+    """A task message: a :class:`~models.message.Message` that knows its task type, and its ETA
+    (``eta_s``, None: due at once)."""
 
-    __slots__ = ("type",)
+    __slots__ = ("type", "eta_s")
 
-    def __init__(self, id: int, created_s: float, type: TaskType):
+    def __init__(self, id: int, created_s: float, type: TaskType, eta_s: float | None = None):
         super().__init__(id, created_s)
         self.type = type
+        self.eta_s = eta_s
 
 
 class TaskLedger:
@@ -102,6 +111,7 @@ class TaskLedger:
         return True
 
     def start(self, task: Task) -> None:
+        task.type.counts.add("runs")
         if task.id in self.started:
             task.type.counts.add("reruns")
         else:
@@ -133,7 +143,7 @@ class Caller:
             yield env.timeout(at - env.now)
             now = env.now
             made = self.fates.new_message(now)
-            task = Task(made.id, now, task_type)
+            task = Task(made.id, now, task_type, None if task_type.countdown is None else now + task_type.countdown())
             task_type.counts.add("sent")
             if self.queue.put(task):
                 self.fates.admitted(task, now)

@@ -4,6 +4,7 @@ that run them."""
 from __future__ import annotations
 
 from collections import deque
+from typing import Callable
 
 from simpy import Interrupt
 
@@ -29,6 +30,14 @@ class CeleryWorker:
     messages at once (an SQS receive of up to 10, RabbitMQ's own prefetch) may put the buffer
     over the window by what one receive returns; kombu asks for at most what is left.
 
+    **ETA and countdown.** A task received before its ETA is held in memory, unacknowledged,
+    until due, then reserved like any other (it runs when a child is free: after, not at, its
+    ETA); held tasks do not count against the prefetch window (Celery raises the QoS prefetch
+    count for each, so the worker goes on reserving; ``worker_eta_task_limit`` of 5.6 is not
+    modelled). On a transport that restores what stays unacknowledged (Redis: ``scanner``, the
+    scans of :class:`~models.celery_kombu.KombuRedisTransport`, run while the worker is up; SQS:
+    its visibility timeout) a copy delivered again is held until the same ETA: every copy runs.
+
     **Acknowledgement** (per task type, :class:`~models.celery.TaskType`): early (the default)
     acks when a child starts the task; ``acks_late`` after the run. Both ack at once (the main
     process acks; the children do not wait for it).
@@ -52,7 +61,7 @@ class CeleryWorker:
     """
 
     def __init__(self, env, name: str, broker, concurrency: int, prefetch_multiplier: int, fates, ledger: TaskLedger, busy, counts,
-                 crashes: Crashes | None = None, child_crashes: Crashes | None = None):
+                 crashes: Crashes | None = None, child_crashes: Crashes | None = None, scanner: Callable | None = None):
         self.env = env
         self.name = name
         self.broker = broker
@@ -65,6 +74,11 @@ class CeleryWorker:
         self.consumer = Consumer(name)
         self.reserved: deque = deque()
         """(delivery, reserved at) waiting for a child, in order of reception."""
+        self.scheduled: dict = {}
+        """Delivery → when it was received, for tasks held until their ETA."""
+        self.scanner = scanner
+        self._scanning = None
+        self._generation = 0
         self.running: dict[int, tuple] = {}
         """Slot → (delivery, started at, acknowledged) of the task each busy child runs."""
         self._waiting: dict[int, object] = {}
@@ -81,6 +95,9 @@ class CeleryWorker:
 
     def _start(self) -> None:
         self.up = True
+        self._generation += 1
+        if self.scanner is not None:
+            self._scanning = self.env.process(self.scanner())
         self._main = self.env.process(self._consume())
         self._children = [self.env.process(self._child(slot)) for slot in range(self.concurrency)]
 
@@ -89,7 +106,7 @@ class CeleryWorker:
         calls :meth:`_start` after ``down_s``)."""
         self.up = False
         self.counts.add("crashes")
-        for process in (self._main, *self._children):
+        for process in (self._main, *self._children, *([self._scanning] if self._scanning else [])):
             if process.is_alive:
                 process.interrupt(WORKER_DOWN)
 
@@ -107,7 +124,7 @@ class CeleryWorker:
         ledger = self.ledger
         try:
             while True:
-                if self.limit is not None and len(consumer.held) >= self.limit:
+                if self.limit is not None and len(consumer.held) - len(self.scheduled) >= self.limit:
                     self._room = env.event()
                     yield self._room
                     continue
@@ -117,17 +134,41 @@ class CeleryWorker:
                     task = delivery.message
                     if not ledger.reserved(task, now):
                         task.type.counts.add("redelivered")
-                    task.type.reserved.enter(now)
-                    self.reserved.append((delivery, now))
-                    self._wake()
+                    if task.eta_s is not None and task.eta_s > now:
+                        self._schedule(delivery, now)
+                    else:
+                        self._reserve(delivery, now)
         except Interrupt:
             self._room = None
             now = env.now
+            for delivery, since in self.scheduled.items():
+                delivery.message.type.scheduled.leave(now, since)
+            self.scheduled.clear()
             for delivery, since in self.reserved:
                 delivery.message.type.reserved.leave(now, since)
             self.reserved.clear()
             held, consumer.held = consumer.held, []
             self.broker.disconnect(consumer, held)
+
+    def _schedule(self, delivery, now: float) -> None:
+        """Hold a task until its ETA, outside the prefetch window (Celery raises the channel's
+        prefetch count by one for each ETA task it holds)."""
+        delivery.message.type.scheduled.enter(now)
+        self.scheduled[delivery] = now
+        generation = self._generation
+        self.env.timeout(delivery.message.eta_s - now).callbacks.append(lambda _: self._due(delivery, generation))
+
+    def _due(self, delivery, generation: int) -> None:
+        if generation != self._generation or delivery not in self.scheduled:
+            return  # the worker died meanwhile
+        now = self.env.now
+        delivery.message.type.scheduled.leave(now, self.scheduled.pop(delivery))
+        self._reserve(delivery, now)
+
+    def _reserve(self, delivery, now: float) -> None:
+        delivery.message.type.reserved.enter(now)
+        self.reserved.append((delivery, now))
+        self._wake()
 
     def _wake(self) -> None:
         """Wake the child that has waited longest, if any is idle."""
@@ -187,6 +228,8 @@ class CeleryWorker:
             busy.leave(end, now)
             self.ledger.settled(task, end)
             task_type.counts.add("succeeded")
+            if self.fates.settled(task):
+                task_type.counts.add("duplicates")
             self.counts.add("completed")
             self.fates.processed(task, end)
             if not acked:

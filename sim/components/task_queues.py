@@ -16,9 +16,9 @@ from ..fields import Crashes, DurationOrDistribution, Name, Strict
 from .base import Finding, Kind, Server, Source
 from .producers import ArrivalSpec, arrival_process
 
-TASK_EVENTS = ("sent", "refused", "succeeded", "lost", "requeued", "reruns", "redelivered")
+TASK_EVENTS = ("sent", "refused", "runs", "succeeded", "duplicates", "lost", "requeued", "reruns", "redelivered")
 GROUP_EVENTS = ("completed", "crashes", "children_lost")
-STAGES = {"queued": "queue_wait_s", "reserved": "reserved_s", "running": "run_s", "in_system": "latency_s"}
+STAGES = {"queued": "queue_wait_s", "scheduled": "scheduled_s", "reserved": "reserved_s", "running": "run_s", "in_system": "latency_s"}
 """Each task type's boundaries and the metric each gives."""
 
 

@@ -4,11 +4,13 @@ head-of-line blocking, early and late acknowledgement when a worker or a pool ch
 import simpy
 
 from models.celery import Caller, Task, TaskLedger, TaskType
+from models.celery_kombu import KombuRedisTransport
 from models.celery_worker import CeleryWorker
 from models.crashes import Crashes
 from models.fates import Fates
 from models.fifo import FifoBroker
 from models.rabbitmq import RabbitmqBroker, RabbitmqOptions
+from models.redis_list import RedisList
 from tests.models.conftest import FakeObserver
 from tests.models.drive import constant, draws
 
@@ -24,7 +26,7 @@ class Times:
 
 
 def task_type(name, run_s, counts, level, **options):
-    return TaskType(name, "q", constant(run_s), level(), level(), level(), level(), counts(), **options)
+    return TaskType(name, "q", constant(run_s), level(), level(), level(), level(), level(), counts(), **options)
 
 
 def worker(env, name, broker, fates, ledger, counts, level, concurrency=1, multiplier=4, **failures):
@@ -138,3 +140,55 @@ def test_a_task_the_broker_refuses_is_rejected_and_never_queued(fates, observer,
     assert observer.fates("rejected") == [(1, 0.0)]
     assert t.counts["sent"] == 2 and t.counts["refused"] == 1 and t.queued.n == 1
     assert isinstance(broker.ready[0][0], Task)
+
+
+def redis(env, fates, counts, level):
+    broker = RedisList(env, "q", level(), counts(), fates)
+    return broker, KombuRedisTransport(env, broker, counts(), visibility_timeout_s=3600.0)
+
+
+def runs_expected(sent_s, countdown_s, visibility_s, period_s):
+    """1 + the scans (at 0, period, 2 period…) before the ETA and at least the visibility timeout
+    after the latest delivery of the task (each restored copy is delivered again at once)."""
+    eta, delivered, runs, scan = sent_s + countdown_s, sent_s, 1, 0.0
+    while scan < eta:
+        if scan >= delivered + visibility_s:
+            runs, delivered = runs + 1, scan
+        scan += period_s
+    return runs
+
+
+def test_a_countdown_past_the_visibility_timeout_runs_once_per_restore_all_copies_at_the_eta(fates, observer, counts, level):
+    for countdown, visibility in ((3000.0, 3600.0), (7200.0, 3600.0), (10800.0, 3600.0), (7200.0, 1000.0)):
+        observer.log.clear()
+        observer.outcome.clear()
+        env = simpy.Environment()
+        broker, transport = redis(env, fates, counts, level)
+        transport.visibility_timeout_s = visibility
+        ledger = TaskLedger()
+        t = TaskType("remind", "q", constant(1.0), level(), level(), level(), level(), level(), counts(), countdown=constant(countdown))
+        worker(env, "a", transport, fates, ledger, counts, level, concurrency=8, scanner=transport.scans)
+        Caller(env, t, Times(5.0), transport, fates, ledger)
+        env.run(until=20_000)
+        runs = runs_expected(5.0, countdown, visibility, 100.0)
+        assert t.counts["runs"] == runs and transport.counts["restored"] == runs - 1, (countdown, visibility)
+        assert [s for _, s in observer.fates("processed")] == [5.0 + countdown + 1.0] * runs
+        assert t.counts["duplicates"] == runs - 1 and not transport.unacked and t.scheduled.n == 0
+
+
+def test_what_a_killed_worker_held_is_restored_by_a_scan_a_visibility_timeout_after_its_delivery(fates, observer, counts, level):
+    """Tasks 0 and 1 (50 s each) at 0; one child; the worker dies at 10 (back at 11, scanning at
+    11, 111, 211, 311). Task 0, acked as it started, is lost; task 1 stays in the unacked index
+    and the scan at 311 (≥ 0 + 300) restores it: it ends at 361."""
+    env = simpy.Environment()
+    broker, transport = redis(env, fates, counts, level)
+    transport.visibility_timeout_s = 300.0
+    ledger = TaskLedger()
+    t = task_type("t", 50.0, counts, level)
+    worker(env, "a", transport, fates, ledger, counts, level, crashes=Crashes(draws(10.0, 1e9), constant(1.0)), scanner=transport.scans)
+    Caller(env, t, Times(0.0, 0.0), transport, fates, ledger)
+    env.run(until=250)
+    assert list(transport.held_ids()) == [1] and observer.fates("lost") == [(0, 10.0)]
+    env.run(until=1000)
+    assert observer.fates("processed") == [(1, 361.0)] and transport.counts["restored"] == 1
+    assert broker.counts["lost"] == 0
