@@ -154,16 +154,21 @@ class Caller:
 
 
 class CeleryApp:
-    """A Celery application: its task types, the callers sending them and the workers running
-    them (:class:`~models.celery_worker.CeleryWorker`). It holds what its workers hold."""
+    """A Celery application: its task types, the callers sending them, the workers running
+    them (:class:`~models.celery_worker.CeleryWorker`) and the transports over its Redis queues
+    (:class:`~models.celery_kombu.KombuRedisTransport`). It holds what its workers hold and what
+    its transports keep in their unacked indexes."""
 
-    def __init__(self, name: str, task_types: list[TaskType], callers: list[Caller], workers: dict[str, list]):
+    def __init__(self, name: str, task_types: list[TaskType], callers: list[Caller], workers: dict[str, list], transports: list = ()):
         self.name = name
         self.task_types = task_types
         self.callers = callers
         self.workers = workers
+        self.transports = list(transports)
 
     def held_ids(self):
         for group in self.workers.values():
             for worker in group:
                 yield from worker.held_ids()
+        for transport in self.transports:
+            yield from transport.held_ids()

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from sim import analytic, run, scenario_from_dict
+from sim import analytic, load_scenario, run, scenario_from_dict
 from sim.cli import main
 from sim.problems import ScenarioError
 from sim.stats import mean_ci
@@ -144,3 +144,26 @@ def test_a_celery_queue_carries_its_apps_tasks_only():
 
 def test_task_and_worker_group_names_are_unique_in_an_app():
     assert "the name 't' is given to more than one task or worker group" in problems_of(app([task(), task()], [group()]))
+
+
+@pytest.mark.parametrize("visibility, copies", [("1000s", 8), ("1h", 2), ("3h", 1)])
+def test_every_reminder_runs_once_per_copy_the_visibility_scans_restore_before_its_eta(visibility, copies):
+    """countdown 2 h on Redis, two workers scanning at 0, 100, 200… s. A task delivered at a is
+    restored at the first scan s₁ ≥ a + V, delivered again at once, restored again at s₁ + V
+    (a scan time too), and so on before a + 2 h: with V = 1000 s, s₁ - a lies in [1000, 1100),
+    so 7 restores and 8 runs for every task; with V = 1 h, one restore; with V = 3 h, none."""
+    reminder = {**task("remind", rate=60 / 3600, run_time="200ms"), "countdown": "2h"}
+    spec = app([reminder], [group(count=2)], duration=6 * 3600, warmup=600)
+    spec["task_queues"][0]["broker_transport_options"] = {"visibility_timeout": visibility}
+    result = run(scenario_from_dict(spec), replications=2, seed=2)
+    assert result.estimate("system.duplicates_rate").mean == copies - 1
+    assert result.estimate("system.lost_rate").mean == 0
+    assert result.ok
+
+
+def test_the_redelivery_loop_scenario_runs_each_reminder_three_times_and_its_fix_once():
+    loop, fixed = (run(load_scenario(f"scenarios/celery-eta-redelivery-{name}.yaml"), replications=2, seed=1)
+                   for name in ("loop", "fixed"))
+    assert loop.estimate("system.duplicates_rate").mean == 2 and fixed.estimate("system.duplicates_rate").mean == 0
+    assert loop.estimate("task_queues.signup.transports.celery.restored").mean > 0
+    assert fixed.estimate("task_queues.signup.transports.celery.restored").mean == 0

@@ -10,9 +10,10 @@ from typing import Annotated, Iterable, Optional
 from pydantic import Field, model_validator
 
 from models.celery import Caller, CeleryApp, TaskLedger, TaskType
+from models.celery_kombu import KombuRedisTransport
 from models.celery_worker import CeleryWorker
 
-from ..fields import Crashes, DurationOrDistribution, Name, Strict
+from ..fields import Crashes, DurationOrDistribution, Name, PositiveDuration, Strict
 from .base import Finding, Kind, Server, Source
 from .producers import ArrivalSpec, arrival_process
 
@@ -24,7 +25,8 @@ STAGES = {"queued": "queue_wait_s", "scheduled": "scheduled_s", "reserved": "res
 
 class TaskSpec(Strict):
     """One task type: ``delay()`` calls arriving as ``arrivals``, published to ``queue`` (a
-    broker), each run taking ``run_time``. ``acks_late``: acknowledged after the run (Celery's
+    broker), each run taking ``run_time``; with a ``countdown``, each call is due that long
+    after it is sent (``apply_async(countdown=…)``). ``acks_late``: acknowledged after the run (Celery's
     default: just before); ``reject_on_worker_lost``: a task whose pool child dies goes back to
     the queue instead of being acknowledged as failed."""
 
@@ -32,6 +34,7 @@ class TaskSpec(Strict):
     queue: Name
     arrivals: ArrivalSpec
     run_time: DurationOrDistribution
+    countdown: Optional[DurationOrDistribution] = None
     acks_late: bool = False
     reject_on_worker_lost: bool = False
 
@@ -51,12 +54,24 @@ class WorkerGroupSpec(Strict):
     child_crashes: Optional[Crashes] = None
 
 
+class TransportOptions(Strict):
+    """Celery's ``broker_transport_options`` for kombu's Redis transport (its defaults): a task
+    unacknowledged for ``visibility_timeout`` is restored to its queue by the next scan; a worker
+    scans when it starts, then every ``unacked_restore_interval`` × ``unacked_restore_throttle``."""
+
+    visibility_timeout: PositiveDuration = 3600.0
+    unacked_restore_interval: PositiveDuration = 10.0
+    unacked_restore_throttle: Annotated[int, Field(ge=1, strict=True)] = 10
+
+
 class CeleryAppSpec(Strict):
-    """A Celery application: its ``tasks`` and the ``workers`` that run them."""
+    """A Celery application: its ``tasks``, the ``workers`` that run them, and the options of
+    kombu's Redis transport, used for the queues on Redis brokers."""
 
     name: Name
     tasks: Annotated[list[TaskSpec], Field(min_length=1)]
     workers: Annotated[list[WorkerGroupSpec], Field(min_length=1)]
+    broker_transport_options: TransportOptions = TransportOptions()
 
     @model_validator(mode="after")
     def _unique_names(self):
@@ -117,6 +132,10 @@ class TaskQueues(Kind):
         for i, group in enumerate(spec.workers):
             if group.consumes not in brokers:
                 yield Finding(f"workers.{i}.consumes", unknown(group.consumes, brokers))
+        for broker in scenario.brokers:
+            if broker.name in spec.queues() and broker.kind == "redis" and (broker.mode != "list" or broker.reliable):
+                yield Finding(None, f"the queue '{broker.name}' is a Redis {'stream' if broker.mode == 'stream' else 'reliable list'}: kombu's "
+                                    "Redis transport reads a plain list (BRPOP) and emulates acknowledgements itself (mode: list, reliable: false)")
         queues = spec.queues()
         others = [(p.name, p.sends_to) for p in (*scenario.producers, *scenario.clients)] + [(w.name, w.consumes) for w in scenario.workers]
         for name, queue in others:
@@ -133,24 +152,40 @@ class TaskQueues(Kind):
         call), then the callers; each draws from streams keyed by APP:TASK or APP:GROUP/i."""
         ledger = TaskLedger()
         env, fates = context.env, context.fates
+        queues = {name: self._transport(spec, name, context) for name in sorted(spec.queues())}
         types = []
         for t in spec.tasks:
             name = f"{spec.name}:{t.name}"
             stages = [context.boundary(f"{name}:{stage}", "tasks") for stage in STAGES]
+            countdown = None if t.countdown is None else context.sampler(t.countdown.build(), "countdown", name)
             types.append(TaskType(t.name, t.queue, context.sampler(t.run_time.build(), "run_time", name), *stages, context.counter(name),
-                                  acks_late=t.acks_late, reject_on_worker_lost=t.reject_on_worker_lost))
+                                  acks_late=t.acks_late, reject_on_worker_lost=t.reject_on_worker_lost, countdown=countdown))
         workers = {}
         for g in spec.workers:
             group = f"{spec.name}:{g.name}"
             busy, counts = context.boundary(group, "workers", keep_sojourns=False), context.counter(group)
+            queue = queues[g.consumes]
+            scanner = queue.scans if isinstance(queue, KombuRedisTransport) else None
             workers[g.name] = [
-                CeleryWorker(env, f"{group}/{i}", context.target(g.consumes), g.concurrency, g.prefetch_multiplier, fates, ledger, busy, counts,
-                             crashes=context.crashes(g.crashes, f"{group}/{i}"), child_crashes=context.crashes(g.child_crashes, f"{group}/{i}:children"))
+                CeleryWorker(env, f"{group}/{i}", queue, g.concurrency, g.prefetch_multiplier, fates, ledger, busy, counts,
+                             crashes=context.crashes(g.crashes, f"{group}/{i}"), child_crashes=context.crashes(g.child_crashes, f"{group}/{i}:children"),
+                             scanner=scanner)
                 for i in range(g.count)
             ]
-        callers = [Caller(env, task_type, arrival_process(t.arrivals, context, f"{spec.name}:{t.name}"), context.target(t.queue), fates, ledger)
+        callers = [Caller(env, task_type, arrival_process(t.arrivals, context, f"{spec.name}:{t.name}"), queues[t.queue], fates, ledger)
                    for t, task_type in zip(spec.tasks, types)]
-        return CeleryApp(spec.name, types, callers, workers)
+        transports = [q for q in queues.values() if isinstance(q, KombuRedisTransport)]
+        return CeleryApp(spec.name, types, callers, workers, transports)
+
+    def _transport(self, spec: CeleryAppSpec, queue: str, context):
+        """What the app's callers and workers talk to for ``queue``: the broker itself, or, on
+        Redis, kombu's transport over it (one unacked index per queue's database)."""
+        broker = context.target(queue)
+        if next(b for b in context.scenario.brokers if b.name == queue).kind != "redis":
+            return broker
+        options = spec.broker_transport_options
+        return KombuRedisTransport(context.env, broker, context.counter(f"{spec.name}:{queue}:kombu"), options.visibility_timeout,
+                                   options.unacked_restore_interval, options.unacked_restore_throttle)
 
     def measure(self, spec: CeleryAppSpec, app: CeleryApp, context, measures) -> None:
         """Per task type its queue wait, time reserved in a worker's buffer and run time (mean and
@@ -170,3 +205,5 @@ class TaskQueues(Kind):
             busy = context.recorder.boundaries[f"{spec.name}:{g.name}"]
             measures.metrics[f"{at}.utilization"] = busy.area / (g.count * g.concurrency * window)
             measures.counts(at, context.recorder.counters[f"{spec.name}:{g.name}"], GROUP_EVENTS)
+        for transport in app.transports:
+            measures.counts(f"{prefix}.transports.{transport.name}", transport.counts, ("restored",))
