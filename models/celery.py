@@ -21,21 +21,63 @@ Measured per task type, each on its own boundary (Little's law is checked on eac
 
 Counted per task type: ``sent``, ``refused`` (the broker refused the publish: rejected),
 ``runs`` (runs started, every copy), ``succeeded``, ``duplicates`` (a run that succeeded for a
-task that had already succeeded), ``lost`` (acknowledged and not run to the end: early ack when the worker died),
+task that had already succeeded), ``failures`` (runs that raised), ``retries``, ``failed``
+(failed for good after its last retry: told as lost), ``lost`` (acknowledged and not run to the end: early ack when the worker died),
 ``requeued`` (a lost child's task rejected back to the queue), ``reruns`` (a run that started
 for a task that had started before: the work done twice), ``redelivered`` (a copy reserved
 again). Sources: Celery 5.x user guide, tasks.html ("acks_late", "reject_on_worker_lost"),
 optimizing.html#prefetch-limits; kombu 5.x.
 
-Simplifications: a task succeeds when its run ends (no exceptions, retries or results yet); callers do not wait for a blocked publisher (RabbitMQ's memory alarm): a refused
+Simplifications: no results, no time limits yet; callers do not wait for a blocked publisher (RabbitMQ's memory alarm): a refused
 publish is rejected.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 from .message import Message
+
+
+class RetryPolicy:
+    """``autoretry_for`` as Celery 5.x does it (``celery/app/autoretry.py``, ``Task.retry``): each
+    run fails with ``probability`` (``draw()`` is uniform on [0, 1)); a failed run publishes a new
+    message with the same task id to the same queue, due after a countdown, unless it was the
+    last allowed (``max_retries``, default 3; None: for ever), when the task fails for good.
+    The countdown of retry k (k = 1, 2…) is ``default_retry_delay_s`` (180 s), or with
+    ``backoff_factor`` (``retry_backoff``; 0: off) min(``backoff_max_s``, factor × 2^(k−1))
+    (``retry_backoff_max``, 600 s), and with ``jitter`` (``retry_jitter``, on) a whole number of
+    seconds drawn uniformly from 0 to that (``random.randrange(countdown + 1)``); the jitter
+    applies only with the backoff, as in Celery."""
+
+    __slots__ = ("probability", "max_retries", "default_retry_delay_s", "backoff_factor", "backoff_max_s", "jitter", "draw")
+
+    def __init__(self, probability: float, draw: Callable[[], float], max_retries: int | None = 3, default_retry_delay_s: float = 180.0,
+                 backoff_factor: int = 0, backoff_max_s: float = 600.0, jitter: bool = True):
+        self.probability = probability
+        self.draw = draw
+        self.max_retries = max_retries
+        self.default_retry_delay_s = default_retry_delay_s
+        self.backoff_factor = backoff_factor
+        self.backoff_max_s = backoff_max_s
+        self.jitter = jitter
+
+    def fails(self) -> bool:
+        return self.draw() < self.probability
+
+    def may_retry(self, retries: int) -> bool:
+        """Whether a task that has been retried ``retries`` times may be retried again."""
+        return self.max_retries is None or retries < self.max_retries
+
+    def countdown_s(self, retries: int) -> float:
+        """The countdown of the retry that follows ``retries`` earlier ones."""
+        if not self.backoff_factor:
+            return self.default_retry_delay_s
+        countdown = min(self.backoff_max_s, self.backoff_factor * 2 ** retries)
+        if self.jitter:
+            countdown = math.floor(self.draw() * (math.floor(countdown) + 1))
+        return countdown
 
 
 class TaskType:
@@ -45,20 +87,25 @@ class TaskType:
     pool child dies is rejected back to the queue (``reject_on_worker_lost``, Celery's
     ``task_reject_on_worker_lost``, default off: acknowledged, so lost). ``countdown()``: each
     call is ``apply_async(countdown=…)``, due that long after it is sent (None: due at once).
+    ``retry``: its failures and retries (:class:`RetryPolicy`; None: it never fails).
+    ``rate_limit_per_s``: each worker starts at most this many a second (``rate_limit``).
     ``queued``, ``scheduled``, ``reserved``, ``running`` and ``in_system`` are its boundaries,
     ``counts`` its window counter."""
 
-    __slots__ = ("name", "queue", "run_time", "acks_late", "reject_on_worker_lost", "countdown", "queued", "scheduled", "reserved",
-                 "running", "in_system", "counts")
+    __slots__ = ("name", "queue", "run_time", "acks_late", "reject_on_worker_lost", "countdown", "retry", "rate_limit_per_s",
+                 "queued", "scheduled", "reserved", "running", "in_system", "counts")
 
     def __init__(self, name: str, queue: str, run_time: Callable[[], float], queued, scheduled, reserved, running, in_system, counts,
-                 acks_late: bool = False, reject_on_worker_lost: bool = False, countdown: Callable[[], float] | None = None):
+                 acks_late: bool = False, reject_on_worker_lost: bool = False, countdown: Callable[[], float] | None = None,
+                 retry: RetryPolicy | None = None, rate_limit_per_s: float | None = None):
         self.name = name
         self.queue = queue
         self.run_time = run_time
         self.acks_late = acks_late
         self.reject_on_worker_lost = reject_on_worker_lost
         self.countdown = countdown
+        self.retry = retry
+        self.rate_limit_per_s = rate_limit_per_s
         self.queued = queued
         self.scheduled = scheduled
         self.reserved = reserved
@@ -68,15 +115,17 @@ class TaskType:
 
 
 class Task(Message):
-    """A task message: a :class:`~models.message.Message` that knows its task type, and its ETA
-    (``eta_s``, None: due at once)."""
+    """A task message: a :class:`~models.message.Message` that knows its task type, its ETA
+    (``eta_s``, None: due at once) and how many times the task has been retried (``retries``).
+    A retry is a new message with the same task id (the same ``id``)."""
 
-    __slots__ = ("type", "eta_s")
+    __slots__ = ("type", "eta_s", "retries")
 
-    def __init__(self, id: int, created_s: float, type: TaskType, eta_s: float | None = None):
+    def __init__(self, id: int, created_s: float, type: TaskType, eta_s: float | None = None, retries: int = 0):
         super().__init__(id, created_s)
         self.type = type
         self.eta_s = eta_s
+        self.retries = retries
 
 
 class TaskLedger:
@@ -94,6 +143,13 @@ class TaskLedger:
         self.sent_s[task.id] = self.open_s[task.id] = now
         task.type.queued.enter(now)
         task.type.in_system.enter(now)
+
+    def retried(self, retry: Task, now: float) -> None:
+        """A run failed and ``retry``, its new message, was published now: its wait until a
+        worker reserves it is a queue wait, and its run will not be a rerun."""
+        self.started.discard(retry.id)
+        self.sent_s[retry.id] = now
+        retry.type.queued.enter(now)
 
     def settled(self, task: Task, now: float) -> None:
         """``task`` has its outcome (succeeded, lost, or refused on its way back to the queue)."""

@@ -9,7 +9,7 @@ from typing import Callable
 from simpy import Interrupt
 
 from .broker import Consumer
-from .celery import TaskLedger
+from .celery import Task, TaskLedger
 from .crashes import Crashes, crash_loop
 
 WORKER_DOWN = object()
@@ -76,6 +76,9 @@ class CeleryWorker:
         """(delivery, reserved at) waiting for a child, in order of reception."""
         self.scheduled: dict = {}
         """Delivery → when it was received, for tasks held until their ETA."""
+        self.limited: dict = {}
+        """Delivery → when it was reserved, for tasks waiting for their rate limit's next slot."""
+        self._next_start: dict = {}
         self.scanner = scanner
         self._scanning = None
         self._generation = 0
@@ -144,6 +147,10 @@ class CeleryWorker:
             for delivery, since in self.scheduled.items():
                 delivery.message.type.scheduled.leave(now, since)
             self.scheduled.clear()
+            for delivery, since in self.limited.items():
+                delivery.message.type.reserved.leave(now, since)
+            self.limited.clear()
+            self._next_start.clear()
             for delivery, since in self.reserved:
                 delivery.message.type.reserved.leave(now, since)
             self.reserved.clear()
@@ -166,9 +173,26 @@ class CeleryWorker:
         self._reserve(delivery, now)
 
     def _reserve(self, delivery, now: float) -> None:
-        delivery.message.type.reserved.enter(now)
+        """Reserve a task for the pool; a rate-limited one waits for its type's next slot here,
+        holding its prefetch slot (the ideal limiter: starts spaced 1/rate apart)."""
+        task_type = delivery.message.type
+        task_type.reserved.enter(now)
+        rate = task_type.rate_limit_per_s
+        if rate is not None:
+            at = max(now, self._next_start.get(task_type, now))
+            self._next_start[task_type] = at + 1.0 / rate
+            if at > now:
+                self.limited[delivery] = now
+                generation = self._generation
+                self.env.timeout(at - now).callbacks.append(lambda _: self._released(delivery, generation))
+                return
         self.reserved.append((delivery, now))
         self._wake()
+
+    def _released(self, delivery, generation: int) -> None:
+        if generation == self._generation and delivery in self.limited:
+            self.reserved.append((delivery, self.limited.pop(delivery)))
+            self._wake()
 
     def _wake(self) -> None:
         """Wake the child that has waited longest, if any is idle."""
@@ -226,14 +250,41 @@ class CeleryWorker:
             del self.running[slot]
             task_type.running.leave(end, now)
             busy.leave(end, now)
-            self.ledger.settled(task, end)
-            task_type.counts.add("succeeded")
-            if self.fates.settled(task):
-                task_type.counts.add("duplicates")
             self.counts.add("completed")
-            self.fates.processed(task, end)
+            if task_type.retry is not None and task_type.retry.fails():
+                self._failed_run(task, end)
+            else:
+                self._succeeded(task, end)
             if not acked:
                 self._ack(delivery)
+
+    def _succeeded(self, task, now: float) -> None:
+        self.ledger.settled(task, now)
+        task.type.counts.add("succeeded")
+        if self.fates.settled(task):
+            task.type.counts.add("duplicates")
+        self.fates.processed(task, now)
+
+    def _failed_run(self, task, now: float) -> None:
+        """The run raised: a retry (a new message, same task id, due after the policy's
+        countdown), or, after the last retry, the task fails for good (told as lost). The
+        message of the failed run is acknowledged all the same (exceptions are normal outcomes)."""
+        task_type = task.type
+        policy = task_type.retry
+        task_type.counts.add("failures")
+        if not policy.may_retry(task.retries):
+            task_type.counts.add("failed")
+            self.ledger.settled(task, now)
+            if not self.fates.settled(task):
+                self.fates.lost(task, now)
+            return
+        task_type.counts.add("retries")
+        again = Task(task.id, task.created_s, task_type, now + policy.countdown_s(task.retries), task.retries + 1)
+        if self.broker.put(again):
+            self.ledger.retried(again, now)
+        else:
+            self.ledger.settled(task, now)
+            self.fates.rejected(again, now, admitted=True)
 
     def _abandon(self, slot: int, worker_down: bool) -> None:
         """The child in ``slot`` died: what becomes of its task (see the class docstring)."""

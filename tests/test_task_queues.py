@@ -167,3 +167,32 @@ def test_the_redelivery_loop_scenario_runs_each_reminder_three_times_and_its_fix
     assert loop.estimate("system.duplicates_rate").mean == 2 and fixed.estimate("system.duplicates_rate").mean == 0
     assert loop.estimate("task_queues.signup.transports.celery.restored").mean > 0
     assert fixed.estimate("task_queues.signup.transports.celery.restored").mean == 0
+
+
+def test_a_rate_limit_r_on_k_workers_caps_their_throughput_at_k_r():
+    """10/s offered to 2 workers whose task has rate_limit 2/s (each could run 40/s): the bounded
+    Redis list refuses the rest; the check counts the limit as the pool's capacity."""
+    limited = {**task(rate=10.0, run_time="50ms"), "rate_limit": "2/s"}
+    spec = app([limited], [group(count=2)], broker={"name": "q", "kind": "redis", "max_messages": 50}, duration=2000)
+    assert broker_flows(scenario_from_dict(spec))["q"].service_capacity_per_s == 4.0
+    result = run(scenario_from_dict(spec), replications=2, seed=4)
+    assert result.estimate("task_queues.app.tasks.t.throughput_per_s").mean == pytest.approx(4.0, rel=0.002)
+    assert result.estimate("system.rejected_rate").mean == pytest.approx(0.6, abs=0.01)
+    assert result.ok
+
+
+@pytest.mark.slow
+def test_retries_run_a_task_1_plus_p_plus_p2_plus_p3_times_and_fail_it_for_good_with_probability_p4():
+    """Each run fails with p = 0.3; max_retries 3: a task runs (1 − p⁴)/(1 − p) times on average
+    and fails for good after its fourth failure, with probability p⁴ = 0.0081."""
+    p = 0.3
+    retried = {**task(rate=5.0, run_time={"dist": "exponential", "mean": 0.2}),
+               "autoretry": {"failure_probability": p, "default_retry_delay": "2s"}}
+    result = run(scenario_from_dict(app([retried], [group()], duration=12_000)), replications=10, seed=8)
+    at = "task_queues.app.tasks.t"
+    runs = mean_ci([r.metrics[f"{at}.runs"] / r.metrics[f"{at}.sent"] for r in result.results])
+    failed = mean_ci([r.metrics[f"{at}.failed"] / r.metrics[f"{at}.sent"] for r in result.results])
+    assert runs.contains((1 - p**4) / (1 - p)), runs
+    assert failed.contains(p**4), failed
+    assert result.estimate("system.lost_rate").contains(p**4)
+    assert result.ok

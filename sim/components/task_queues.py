@@ -5,22 +5,44 @@ and groups of Celery workers that reserve and run them (:mod:`models.celery`,
 from __future__ import annotations
 
 import difflib
-from typing import Annotated, Iterable, Optional
+import math
+from typing import Annotated, Iterable, Optional, Union
 
 from pydantic import Field, model_validator
 
-from models.celery import Caller, CeleryApp, TaskLedger, TaskType
+from models.celery import Caller, CeleryApp, RetryPolicy, TaskLedger, TaskType
 from models.celery_kombu import KombuRedisTransport
 from models.celery_worker import CeleryWorker
 
-from ..fields import Crashes, DurationOrDistribution, Name, PositiveDuration, Strict
+from ..distributions import Uniform
+from ..fields import NOT_A_BOOL, Crashes, Duration, DurationOrDistribution, Name, PositiveDuration, Rate, Strict
 from .base import Finding, Kind, Server, Source
 from .producers import ArrivalSpec, arrival_process
 
-TASK_EVENTS = ("sent", "refused", "runs", "succeeded", "duplicates", "lost", "requeued", "reruns", "redelivered")
+TASK_EVENTS = ("sent", "refused", "runs", "succeeded", "duplicates", "failures", "retries", "failed", "lost", "requeued", "reruns", "redelivered")
 GROUP_EVENTS = ("completed", "crashes", "children_lost")
 STAGES = {"queued": "queue_wait_s", "scheduled": "scheduled_s", "reserved": "reserved_s", "running": "run_s", "in_system": "latency_s"}
 """Each task type's boundaries and the metric each gives."""
+
+
+class AutoretrySpec(Strict):
+    """``autoretry_for``, as a probability: each run raises with ``failure_probability`` and is
+    retried as Celery does (``max_retries`` 3, null: for ever; ``default_retry_delay`` 180 s;
+    ``retry_backoff`` true or a factor N: countdowns N, 2N, 4N… capped at ``retry_backoff_max``
+    600 s, drawn uniformly from 0 to that with ``retry_jitter``, on by default)."""
+
+    failure_probability: Annotated[float, Field(ge=0, lt=1), NOT_A_BOOL]
+    max_retries: Optional[Annotated[int, Field(ge=0, strict=True)]] = 3
+    default_retry_delay: Duration = 180.0
+    retry_backoff: Union[Annotated[bool, Field(strict=True)], Annotated[int, Field(ge=1, strict=True)]] = False
+    retry_backoff_max: Duration = 600.0
+    retry_jitter: Annotated[bool, Field(strict=True)] = True
+
+    def runs_per_task(self) -> float:
+        """Runs a task takes on average: until one succeeds or the last retry fails."""
+        p = self.failure_probability
+        tries = math.inf if self.max_retries is None else self.max_retries + 1
+        return 1 / (1 - p) if tries == math.inf else (1 - p ** tries) / (1 - p)
 
 
 class TaskSpec(Strict):
@@ -28,7 +50,8 @@ class TaskSpec(Strict):
     broker), each run taking ``run_time``; with a ``countdown``, each call is due that long
     after it is sent (``apply_async(countdown=…)``). ``acks_late``: acknowledged after the run (Celery's
     default: just before); ``reject_on_worker_lost``: a task whose pool child dies goes back to
-    the queue instead of being acknowledged as failed."""
+    the queue instead of being acknowledged as failed. ``autoretry``: its runs fail and are
+    retried; ``rate_limit``: each worker starts at most that many a second (ideal limiter)."""
 
     name: Name
     queue: Name
@@ -37,6 +60,12 @@ class TaskSpec(Strict):
     countdown: Optional[DurationOrDistribution] = None
     acks_late: bool = False
     reject_on_worker_lost: bool = False
+    autoretry: Optional[AutoretrySpec] = None
+    rate_limit: Optional[Rate] = None
+
+    def runs_per_s(self) -> float:
+        """Messages a second it puts on its queue in the long run, retries included."""
+        return self.arrivals.mean_rate() * (self.autoretry.runs_per_task() if self.autoretry is not None else 1.0)
 
 
 class WorkerGroupSpec(Strict):
@@ -93,21 +122,20 @@ def up_fraction(crashes: Crashes | None) -> float:
     return up / (up + crashes.restart_time.build().mean)
 
 
-def mean_run_time_s(spec: CeleryAppSpec, queue: str) -> float | None:
-    """The mean run time of the tasks routed to ``queue``, weighted by their rates."""
-    routed = [(t.arrivals.mean_rate(), t.run_time.build().mean) for t in spec.tasks if t.queue == queue]
-    rate = sum(r for r, _ in routed)
-    return sum(r * s for r, s in routed) / rate if rate > 0 else None
-
-
 def capacity_per_s(spec: CeleryAppSpec, group: WorkerGroupSpec) -> float:
-    """Tasks per second ``group`` can run in the long run: count × concurrency / the mean run
-    time of its queue's mix, times the fractions of time its workers and children are up.
-    Prefetch does not change it (a worker with reserved tasks keeps its children busy)."""
-    mean_s = mean_run_time_s(spec, group.consumes)
-    if mean_s is None:
+    """Runs per second ``group`` can make in the long run: count × concurrency / the mean run
+    time of its queue's mix (retries included), times the fractions of time its workers and
+    children are up; and no more than lets each rate-limited type in the mix start at its
+    limit on each worker. Prefetch does not change it (a worker with reserved tasks keeps its
+    children busy)."""
+    routed = [(t.runs_per_s(), t) for t in spec.tasks if t.queue == group.consumes]
+    rate = sum(r for r, _ in routed)
+    if rate == 0:
         return 0.0
-    return group.count * group.concurrency / mean_s * up_fraction(group.crashes) * up_fraction(group.child_crashes)
+    mean_s = sum(r * t.run_time.build().mean for r, t in routed) / rate
+    capacity = group.count * group.concurrency / mean_s * up_fraction(group.crashes) * up_fraction(group.child_crashes)
+    limits = [group.count * t.rate_limit * rate / r for r, t in routed if t.rate_limit is not None]
+    return min([capacity, *limits])
 
 
 def unknown(name: str, candidates: list[str]) -> str:
@@ -144,7 +172,7 @@ class TaskQueues(Kind):
 
     def flows(self, spec: CeleryAppSpec) -> list:
         """A source per task type (its callers) and a server per worker group."""
-        sources = [Source(f"{spec.name}.{t.name}", t.queue, t.arrivals.mean_rate()) for t in spec.tasks]
+        sources = [Source(f"{spec.name}.{t.name}", t.queue, t.runs_per_s()) for t in spec.tasks]
         return sources + [Server(f"{spec.name}.{g.name}", g.consumes, capacity_per_s(spec, g), g.count * g.concurrency) for g in spec.workers]
 
     def build(self, spec: CeleryAppSpec, context) -> CeleryApp:
@@ -159,7 +187,8 @@ class TaskQueues(Kind):
             stages = [context.boundary(f"{name}:{stage}", "tasks") for stage in STAGES]
             countdown = None if t.countdown is None else context.sampler(t.countdown.build(), "countdown", name)
             types.append(TaskType(t.name, t.queue, context.sampler(t.run_time.build(), "run_time", name), *stages, context.counter(name),
-                                  acks_late=t.acks_late, reject_on_worker_lost=t.reject_on_worker_lost, countdown=countdown))
+                                  acks_late=t.acks_late, reject_on_worker_lost=t.reject_on_worker_lost, countdown=countdown,
+                                  retry=self._retry(t, context, name), rate_limit_per_s=t.rate_limit))
         workers = {}
         for g in spec.workers:
             group = f"{spec.name}:{g.name}"
@@ -176,6 +205,13 @@ class TaskQueues(Kind):
                    for t, task_type in zip(spec.tasks, types)]
         transports = [q for q in queues.values() if isinstance(q, KombuRedisTransport)]
         return CeleryApp(spec.name, types, callers, workers, transports)
+
+    def _retry(self, task: TaskSpec, context, name: str) -> RetryPolicy | None:
+        a = task.autoretry
+        if a is None:
+            return None
+        return RetryPolicy(a.failure_probability, context.sampler(Uniform(0.0, 1.0), "retries", name), a.max_retries, a.default_retry_delay,
+                           int(a.retry_backoff), a.retry_backoff_max, a.retry_jitter)
 
     def _transport(self, spec: CeleryAppSpec, queue: str, context):
         """What the app's callers and workers talk to for ``queue``: the broker itself, or, on

@@ -1,9 +1,10 @@
 """models/celery.py and models/celery_worker.py in a bare SimPy environment: prefetch and
 head-of-line blocking, early and late acknowledgement when a worker or a pool child dies."""
 
+import pytest
 import simpy
 
-from models.celery import Caller, Task, TaskLedger, TaskType
+from models.celery import Caller, RetryPolicy, Task, TaskLedger, TaskType
 from models.celery_kombu import KombuRedisTransport
 from models.celery_worker import CeleryWorker
 from models.crashes import Crashes
@@ -192,3 +193,42 @@ def test_what_a_killed_worker_held_is_restored_by_a_scan_a_visibility_timeout_af
     env.run(until=1000)
     assert observer.fates("processed") == [(1, 361.0)] and transport.counts["restored"] == 1
     assert broker.counts["lost"] == 0
+
+
+def test_retry_countdowns_are_the_default_delay_or_a_capped_doubling_with_whole_second_jitter():
+    assert [RetryPolicy(0.5, constant(0.0)).countdown_s(k) for k in range(3)] == [180.0] * 3
+    doubling = RetryPolicy(0.5, constant(0.0), backoff_factor=3, backoff_max_s=600.0, jitter=False)
+    assert [doubling.countdown_s(k) for k in range(9)] == [3, 6, 12, 24, 48, 96, 192, 384, 600]
+    assert [RetryPolicy(0.5, constant(u), backoff_factor=1).countdown_s(3) for u in (0.0, 0.11, 0.5, 0.999)] == [0, 0, 4, 8]
+    assert RetryPolicy(0.5, constant(0.0), max_retries=None).may_retry(10**6)
+    assert [RetryPolicy(0.5, constant(0.0), max_retries=2).may_retry(k) for k in range(3)] == [True, True, False]
+
+
+def test_a_task_that_always_fails_runs_one_plus_max_retries_times_then_fails_for_good(fates, observer, counts, level):
+    """Runs of 1 s at 0, 11, 22 (retries due 10 s after each failure); the third failure is the last."""
+    env = simpy.Environment()
+    broker = FifoBroker(env, "q", level(), counts(), fates)
+    ledger = TaskLedger()
+    t = task_type("t", 1.0, counts, level, retry=RetryPolicy(0.5, constant(0.0), max_retries=2, default_retry_delay_s=10.0))
+    worker(env, "a", broker, fates, ledger, counts, level)
+    Caller(env, t, Times(0.0), broker, fates, ledger)
+    env.run(until=100)
+    assert observer.fates("lost") == [(0, 23.0)] and observer.fates("processed") == []
+    assert {k: t.counts[k] for k in ("runs", "failures", "retries", "failed", "reruns", "redelivered")} == {
+        "runs": 3, "failures": 3, "retries": 2, "failed": 1, "reruns": 0, "redelivered": 0}
+    assert t.queued.n == t.in_system.n == 0 and t.queued.area == 0  # each retry was reserved as soon as it was sent
+
+
+def test_a_rate_limit_spaces_a_workers_starts_and_holds_its_prefetch_slots(fates, observer, counts, level):
+    """rate_limit 1/s, four children, eight tasks of 0.1 s at 0: starts at 0, 1, 2…; the worker
+    holds 4 × 4 = 16 slots, so all eight wait in it, none in the broker."""
+    env = simpy.Environment()
+    broker = FifoBroker(env, "q", level(), counts(), fates)
+    ledger = TaskLedger()
+    t = task_type("t", 0.1, counts, level, rate_limit_per_s=1.0)
+    w = worker(env, "a", broker, fates, ledger, counts, level, concurrency=4)
+    Caller(env, t, Times(*[0.0] * 8), broker, fates, ledger)
+    env.run(until=0.5)
+    assert len(w.limited) == 7 and broker.waiting == 0 and t.reserved.n == 7
+    env.run(until=20)
+    assert [s for _, s in observer.fates("processed")] == pytest.approx([k + 0.1 for k in range(8)])
