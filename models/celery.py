@@ -22,7 +22,8 @@ Measured per task type, each on its own boundary (Little's law is checked on eac
 Counted per task type: ``sent``, ``refused`` (the broker refused the publish: rejected),
 ``runs`` (runs started, every copy), ``succeeded``, ``duplicates`` (a run that succeeded for a
 task that had already succeeded), ``failures`` (runs that raised), ``retries``, ``failed``
-(failed for good after its last retry: told as lost), ``lost`` (acknowledged and not run to the end: early ack when the worker died),
+(failed for good after its last retry: told as lost), ``overlaps`` (a run that started while
+another run of the type was in progress), ``beat_duplicates``, ``lost`` (acknowledged and not run to the end: early ack when the worker died),
 ``requeued`` (a lost child's task rejected back to the queue), ``reruns`` (a run that started
 for a task that had started before: the work done twice), ``redelivered`` (a copy reserved
 again). Sources: Celery 5.x user guide, tasks.html ("acks_late", "reject_on_worker_lost"),
@@ -93,7 +94,7 @@ class TaskType:
     ``counts`` its window counter."""
 
     __slots__ = ("name", "queue", "run_time", "acks_late", "reject_on_worker_lost", "countdown", "retry", "rate_limit_per_s",
-                 "queued", "scheduled", "reserved", "running", "in_system", "counts")
+                 "queued", "scheduled", "reserved", "running", "in_system", "counts", "in_progress")
 
     def __init__(self, name: str, queue: str, run_time: Callable[[], float], queued, scheduled, reserved, running, in_system, counts,
                  acks_late: bool = False, reject_on_worker_lost: bool = False, countdown: Callable[[], float] | None = None,
@@ -112,6 +113,8 @@ class TaskType:
         self.running = running
         self.in_system = in_system
         self.counts = counts
+        self.in_progress = 0
+        """Runs of this type in progress now, on any worker (a start that finds one overlaps it)."""
 
 
 class Task(Message):
@@ -177,10 +180,18 @@ class TaskLedger:
 class Caller:
     """The code that calls ``task.delay()``: at each arrival of ``arrivals`` (an arrival process:
     ``next_arrival(now)``) it publishes a new task of ``task_type`` to ``queue`` (a
-    :class:`~models.broker.Sender`); a refused publish is rejected (``delay()`` raises)."""
+    :class:`~models.broker.Sender`); a refused publish is rejected (``delay()`` raises).
 
-    def __init__(self, env, task_type: TaskType, arrivals, queue, fates, ledger: TaskLedger):
+    Celery beat is a caller too: with an interval schedule it sends the task every interval, the
+    first one interval after it starts (deterministic arrivals), and neither skips a send nor waits
+    for the previous run to end, so a run that outlasts the interval overlaps the next one. A
+    second beat process (``duplicate``: one that should not be running) sends every task again:
+    its sends are counted as ``beat_duplicates``. Simplification: every scheduler starts at time 0
+    (a real second one starts later, so its sends are out of phase)."""
+
+    def __init__(self, env, task_type: TaskType, arrivals, queue, fates, ledger: TaskLedger, duplicate: bool = False):
         self.env = env
+        self.duplicate = duplicate
         self.task_type = task_type
         self.arrivals = arrivals
         self.queue = queue
@@ -201,6 +212,8 @@ class Caller:
             made = self.fates.new_message(now)
             task = Task(made.id, now, task_type, None if task_type.countdown is None else now + task_type.countdown())
             task_type.counts.add("sent")
+            if self.duplicate:
+                task_type.counts.add("beat_duplicates")
             if self.queue.put(task):
                 self.fates.admitted(task, now)
                 self.ledger.sent(task, now)

@@ -242,12 +242,16 @@ class CeleryWorker:
             if acked:
                 self._ack(delivery)
             self.ledger.start(task)
+            if task_type.in_progress:
+                task_type.counts.add("overlaps")
+            task_type.in_progress += 1
             self.running[slot] = (delivery, now, acked)
             task_type.running.enter(now)
             busy.enter(now)
             yield env.timeout(task_type.run_time())
             end = env.now
             del self.running[slot]
+            task_type.in_progress -= 1
             task_type.running.leave(end, now)
             busy.leave(end, now)
             self.counts.add("completed")
@@ -294,6 +298,7 @@ class CeleryWorker:
             delivery, started, acked = entry
             now = self.env.now
             task = delivery.message
+            task.type.in_progress -= 1
             task.type.running.leave(now, started)
             self.busy.leave(now, started)
             if acked:

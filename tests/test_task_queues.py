@@ -196,3 +196,37 @@ def test_retries_run_a_task_1_plus_p_plus_p2_plus_p3_times_and_fail_it_for_good_
     assert failed.contains(p**4), failed
     assert result.estimate("system.lost_rate").contains(p**4)
     assert result.ok
+
+
+def beat_task(every, run_time, schedulers=1):
+    return {"name": "report", "queue": "q", "beat": {"every": every, "schedulers": schedulers}, "run_time": run_time}
+
+
+def test_beat_overlaps_a_run_still_in_progress_with_the_probability_derived_from_the_run_times():
+    """Beat every T = 60 s, runs exponential of mean 60 s, 16 children (a run starts at its tick).
+    The run started k ticks earlier is still in progress with probability exp(−kT/m), so a start
+    overlaps another run with probability 1 − Π (1 − e^(−k)) ≈ 0.496."""
+    expected = 1 - math.prod(1 - math.exp(-k) for k in range(1, 60))
+    spec = app([beat_task("60s", {"dist": "exponential", "mean": 60})], [group(concurrency=16)], duration=30_000)
+    result = run(scenario_from_dict(spec), replications=8, seed=3)
+    at = "task_queues.app.tasks.report"
+    overlaps = mean_ci([r.metrics[f"{at}.overlaps"] / r.metrics[f"{at}.runs"] for r in result.results])
+    assert overlaps.contains(expected), (expected, overlaps)
+    assert result.estimate(f"{at}.sent").mean == (30_000 - 200) // 60  # one tick a minute, the first one minute in
+    assert result.ok
+
+
+def test_a_second_beat_scheduler_sends_every_periodic_task_twice():
+    result = run(load_scenario("scenarios/celery-nightly-report.yaml", ["duration=8d"]), replications=2, seed=1)
+    at = "task_queues.reports.tasks.nightly_report"
+    assert result.estimate(f"{at}.sent").mean == 2 * result.estimate(f"{at}.beat_duplicates").mean > 0
+    assert result.estimate(f"{at}.runs").mean == result.estimate(f"{at}.sent").mean
+    assert result.ok
+    fixed = run(load_scenario("scenarios/celery-nightly-report.yaml", ["duration=8d", "task_queues.reports.tasks.nightly_report.beat.schedulers=1"]),
+                replications=2, seed=1)
+    assert fixed.estimate(f"{at}.beat_duplicates").mean == 0 and fixed.estimate(f"{at}.sent").mean == result.estimate(f"{at}.sent").mean / 2
+
+
+def test_a_task_gives_either_arrivals_or_beat():
+    both = {**task(), "beat": {"every": "1h"}}
+    assert "give either arrivals (calls from the application) or beat (a periodic task)" in problems_of(app([both], [group()]))

@@ -10,6 +10,7 @@ from typing import Annotated, Iterable, Optional, Union
 
 from pydantic import Field, model_validator
 
+from models.arrivals import DeterministicArrivals
 from models.celery import Caller, CeleryApp, RetryPolicy, TaskLedger, TaskType
 from models.celery_kombu import KombuRedisTransport
 from models.celery_worker import CeleryWorker
@@ -19,7 +20,7 @@ from ..fields import NOT_A_BOOL, Crashes, Duration, DurationOrDistribution, Name
 from .base import Finding, Kind, Server, Source
 from .producers import ArrivalSpec, arrival_process
 
-TASK_EVENTS = ("sent", "refused", "runs", "succeeded", "duplicates", "failures", "retries", "failed", "lost", "requeued", "reruns", "redelivered")
+TASK_EVENTS = ("sent", "refused", "runs", "succeeded", "duplicates", "failures", "retries", "failed", "overlaps", "beat_duplicates", "lost", "requeued", "reruns", "redelivered")
 GROUP_EVENTS = ("completed", "crashes", "children_lost")
 STAGES = {"queued": "queue_wait_s", "scheduled": "scheduled_s", "reserved": "reserved_s", "running": "run_s", "in_system": "latency_s"}
 """Each task type's boundaries and the metric each gives."""
@@ -45,9 +46,18 @@ class AutoretrySpec(Strict):
         return 1 / (1 - p) if tries == math.inf else (1 - p ** tries) / (1 - p)
 
 
+class BeatSpec(Strict):
+    """Celery beat sends the task every ``every``, the first time one interval after it starts,
+    without skipping or waiting for the previous run. ``schedulers``: how many beat processes
+    run (one is right; each more sends every task again)."""
+
+    every: PositiveDuration
+    schedulers: Annotated[int, Field(ge=1, strict=True)] = 1
+
+
 class TaskSpec(Strict):
     """One task type: ``delay()`` calls arriving as ``arrivals``, published to ``queue`` (a
-    broker), each run taking ``run_time``; with a ``countdown``, each call is due that long
+    broker), or sent by Celery ``beat``, each run taking ``run_time``; with a ``countdown``, each call is due that long
     after it is sent (``apply_async(countdown=…)``). ``acks_late``: acknowledged after the run (Celery's
     default: just before); ``reject_on_worker_lost``: a task whose pool child dies goes back to
     the queue instead of being acknowledged as failed. ``autoretry``: its runs fail and are
@@ -55,7 +65,8 @@ class TaskSpec(Strict):
 
     name: Name
     queue: Name
-    arrivals: ArrivalSpec
+    arrivals: Optional[ArrivalSpec] = None
+    beat: Optional[BeatSpec] = None
     run_time: DurationOrDistribution
     countdown: Optional[DurationOrDistribution] = None
     acks_late: bool = False
@@ -63,9 +74,18 @@ class TaskSpec(Strict):
     autoretry: Optional[AutoretrySpec] = None
     rate_limit: Optional[Rate] = None
 
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.arrivals is None) == (self.beat is None):
+            raise ValueError("give either arrivals (calls from the application) or beat (a periodic task)")
+        return self
+
+    def calls_per_s(self) -> float:
+        return self.arrivals.mean_rate() if self.arrivals is not None else self.beat.schedulers / self.beat.every
+
     def runs_per_s(self) -> float:
         """Messages a second it puts on its queue in the long run, retries included."""
-        return self.arrivals.mean_rate() * (self.autoretry.runs_per_task() if self.autoretry is not None else 1.0)
+        return self.calls_per_s() * (self.autoretry.runs_per_task() if self.autoretry is not None else 1.0)
 
 
 class WorkerGroupSpec(Strict):
@@ -201,10 +221,18 @@ class TaskQueues(Kind):
                              scanner=scanner)
                 for i in range(g.count)
             ]
-        callers = [Caller(env, task_type, arrival_process(t.arrivals, context, f"{spec.name}:{t.name}"), queues[t.queue], fates, ledger)
-                   for t, task_type in zip(spec.tasks, types)]
+        callers = [caller for t, task_type in zip(spec.tasks, types) for caller in self._callers(spec, t, task_type, queues[t.queue], ledger, context)]
         transports = [q for q in queues.values() if isinstance(q, KombuRedisTransport)]
         return CeleryApp(spec.name, types, callers, workers, transports)
+
+    def _callers(self, spec: CeleryAppSpec, task: TaskSpec, task_type: TaskType, queue, ledger: TaskLedger, context) -> list[Caller]:
+        """The application's calls (drawn from the stream APP:TASK ``arrivals``), or each beat
+        scheduler's sends."""
+        env, fates = context.env, context.fates
+        if task.beat is None:
+            return [Caller(env, task_type, arrival_process(task.arrivals, context, f"{spec.name}:{task.name}"), queue, fates, ledger)]
+        every = DeterministicArrivals(1.0 / task.beat.every)
+        return [Caller(env, task_type, every, queue, fates, ledger, duplicate=k > 0) for k in range(task.beat.schedulers)]
 
     def _retry(self, task: TaskSpec, context, name: str) -> RetryPolicy | None:
         a = task.autoretry
