@@ -22,14 +22,15 @@ Measured per task type, each on its own boundary (Little's law is checked on eac
 Counted per task type: ``sent``, ``refused`` (the broker refused the publish: rejected),
 ``runs`` (runs started, every copy), ``succeeded``, ``duplicates`` (a run that succeeded for a
 task that had already succeeded), ``failures`` (runs that raised), ``retries``, ``failed``
-(failed for good after its last retry: told as lost), ``overlaps`` (a run that started while
+(failed for good after its last retry, or killed by a hard time limit: told as lost),
+``soft_time_limits``, ``hard_time_limits``, ``overlaps`` (a run that started while
 another run of the type was in progress), ``beat_duplicates``, ``lost`` (acknowledged and not run to the end: early ack when the worker died),
 ``requeued`` (a lost child's task rejected back to the queue), ``reruns`` (a run that started
 for a task that had started before: the work done twice), ``redelivered`` (a copy reserved
 again). Sources: Celery 5.x user guide, tasks.html ("acks_late", "reject_on_worker_lost"),
 optimizing.html#prefetch-limits; kombu 5.x.
 
-Simplifications: no results, no time limits yet; callers do not wait for a blocked publisher (RabbitMQ's memory alarm): a refused
+Simplifications: no results; callers do not wait for a blocked publisher (RabbitMQ's memory alarm): a refused
 publish is rejected.
 """
 
@@ -90,15 +91,18 @@ class TaskType:
     call is ``apply_async(countdown=…)``, due that long after it is sent (None: due at once).
     ``retry``: its failures and retries (:class:`RetryPolicy`; None: it never fails).
     ``rate_limit_per_s``: each worker starts at most this many a second (``rate_limit``).
+    ``soft_time_limit_s``, ``hard_time_limit_s``: Celery's ``soft_time_limit`` and ``time_limit``
+    (None: no limit, the default).
     ``queued``, ``scheduled``, ``reserved``, ``running`` and ``in_system`` are its boundaries,
     ``counts`` its window counter."""
 
     __slots__ = ("name", "queue", "run_time", "acks_late", "reject_on_worker_lost", "countdown", "retry", "rate_limit_per_s",
-                 "queued", "scheduled", "reserved", "running", "in_system", "counts", "in_progress")
+                 "soft_time_limit_s", "hard_time_limit_s", "queued", "scheduled", "reserved", "running", "in_system", "counts", "in_progress")
 
     def __init__(self, name: str, queue: str, run_time: Callable[[], float], queued, scheduled, reserved, running, in_system, counts,
                  acks_late: bool = False, reject_on_worker_lost: bool = False, countdown: Callable[[], float] | None = None,
-                 retry: RetryPolicy | None = None, rate_limit_per_s: float | None = None):
+                 retry: RetryPolicy | None = None, rate_limit_per_s: float | None = None, soft_time_limit_s: float | None = None,
+                 hard_time_limit_s: float | None = None):
         self.name = name
         self.queue = queue
         self.run_time = run_time
@@ -107,6 +111,8 @@ class TaskType:
         self.countdown = countdown
         self.retry = retry
         self.rate_limit_per_s = rate_limit_per_s
+        self.soft_time_limit_s = soft_time_limit_s
+        self.hard_time_limit_s = hard_time_limit_s
         self.queued = queued
         self.scheduled = scheduled
         self.reserved = reserved
@@ -115,6 +121,12 @@ class TaskType:
         self.counts = counts
         self.in_progress = 0
         """Runs of this type in progress now, on any worker (a start that finds one overlaps it)."""
+
+    def time_limit(self, run_s: float) -> tuple[float, str] | None:
+        """The limit that cuts a run of ``run_s`` short (when, and which), or None."""
+        limits = [(limit, key) for limit, key in ((self.soft_time_limit_s, "soft_time_limits"), (self.hard_time_limit_s, "hard_time_limits"))
+                  if limit is not None and limit < run_s]
+        return min(limits) if limits else None
 
 
 class Task(Message):

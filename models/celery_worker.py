@@ -55,13 +55,20 @@ class CeleryWorker:
       rejected back to the queue (kombu's reject with requeue: LPUSH, the back of a Redis queue;
       here ack and publish again, the back of any queue).
 
+    **Time limits** (per task type): a run that reaches its soft limit raises
+    (SoftTimeLimitExceeded) and fails there, retried by the task's retry policy if it has one; a
+    run that reaches its hard limit first has its child killed: the task fails for good
+    (acknowledged: ``task_acks_on_failure_or_timeout``) and the slot runs nothing for
+    ``replacement_s`` while a new child starts.
+
     ``busy`` counts tasks running (its time average is the busy children), ``counts`` is the
     worker group's window counter (``completed``, ``crashes``, ``children_lost``), ``ledger`` the
     app's :class:`~models.celery.TaskLedger`.
     """
 
     def __init__(self, env, name: str, broker, concurrency: int, prefetch_multiplier: int, fates, ledger: TaskLedger, busy, counts,
-                 crashes: Crashes | None = None, child_crashes: Crashes | None = None, scanner: Callable | None = None):
+                 crashes: Crashes | None = None, child_crashes: Crashes | None = None, scanner: Callable | None = None,
+                 replacement_s: float = 1.0):
         self.env = env
         self.name = name
         self.broker = broker
@@ -72,6 +79,7 @@ class CeleryWorker:
         self.busy = busy
         self.counts = counts
         self.consumer = Consumer(name)
+        self.replacement_s = replacement_s
         self.reserved: deque = deque()
         """(delivery, reserved at) waiting for a child, in order of reception."""
         self.scheduled: dict = {}
@@ -248,19 +256,28 @@ class CeleryWorker:
             self.running[slot] = (delivery, now, acked)
             task_type.running.enter(now)
             busy.enter(now)
-            yield env.timeout(task_type.run_time())
+            run_s = task_type.run_time()
+            limit = task_type.time_limit(run_s)
+            yield env.timeout(run_s if limit is None else limit[0])
             end = env.now
             del self.running[slot]
             task_type.in_progress -= 1
             task_type.running.leave(end, now)
             busy.leave(end, now)
             self.counts.add("completed")
-            if task_type.retry is not None and task_type.retry.fails():
+            if limit is not None and limit[1] == "hard_time_limits":
+                task_type.counts.add("hard_time_limits")
+                self._failed_for_good(task, end)
+            elif limit is not None or (task_type.retry is not None and task_type.retry.fails()):
+                if limit is not None:
+                    task_type.counts.add("soft_time_limits")
                 self._failed_run(task, end)
             else:
                 self._succeeded(task, end)
             if not acked:
                 self._ack(delivery)
+            if limit is not None and limit[1] == "hard_time_limits":
+                yield env.timeout(self.replacement_s)  # the child killed is replaced
 
     def _succeeded(self, task, now: float) -> None:
         self.ledger.settled(task, now)
@@ -269,19 +286,23 @@ class CeleryWorker:
             task.type.counts.add("duplicates")
         self.fates.processed(task, now)
 
+    def _failed_for_good(self, task, now: float) -> None:
+        task.type.counts.add("failures")
+        task.type.counts.add("failed")
+        self.ledger.settled(task, now)
+        if not self.fates.settled(task):
+            self.fates.lost(task, now)
+
     def _failed_run(self, task, now: float) -> None:
         """The run raised: a retry (a new message, same task id, due after the policy's
         countdown), or, after the last retry, the task fails for good (told as lost). The
         message of the failed run is acknowledged all the same (exceptions are normal outcomes)."""
         task_type = task.type
         policy = task_type.retry
-        task_type.counts.add("failures")
-        if not policy.may_retry(task.retries):
-            task_type.counts.add("failed")
-            self.ledger.settled(task, now)
-            if not self.fates.settled(task):
-                self.fates.lost(task, now)
+        if policy is None or not policy.may_retry(task.retries):
+            self._failed_for_good(task, now)
             return
+        task_type.counts.add("failures")
         task_type.counts.add("retries")
         again = Task(task.id, task.created_s, task_type, now + policy.countdown_s(task.retries), task.retries + 1)
         if self.broker.put(again):

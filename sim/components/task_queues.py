@@ -20,7 +20,7 @@ from ..fields import NOT_A_BOOL, Crashes, Duration, DurationOrDistribution, Name
 from .base import Finding, Kind, Server, Source
 from .producers import ArrivalSpec, arrival_process
 
-TASK_EVENTS = ("sent", "refused", "runs", "succeeded", "duplicates", "failures", "retries", "failed", "overlaps", "beat_duplicates", "lost", "requeued", "reruns", "redelivered")
+TASK_EVENTS = ("sent", "refused", "runs", "succeeded", "duplicates", "failures", "retries", "failed", "soft_time_limits", "hard_time_limits", "overlaps", "beat_duplicates", "lost", "requeued", "reruns", "redelivered")
 GROUP_EVENTS = ("completed", "crashes", "children_lost")
 STAGES = {"queued": "queue_wait_s", "scheduled": "scheduled_s", "reserved": "reserved_s", "running": "run_s", "in_system": "latency_s"}
 """Each task type's boundaries and the metric each gives."""
@@ -61,7 +61,9 @@ class TaskSpec(Strict):
     after it is sent (``apply_async(countdown=…)``). ``acks_late``: acknowledged after the run (Celery's
     default: just before); ``reject_on_worker_lost``: a task whose pool child dies goes back to
     the queue instead of being acknowledged as failed. ``autoretry``: its runs fail and are
-    retried; ``rate_limit``: each worker starts at most that many a second (ideal limiter)."""
+    retried; ``rate_limit``: each worker starts at most that many a second (ideal limiter);
+    ``soft_time_limit``: a run that long fails (retried as its ``autoretry`` says);
+    ``time_limit``: a run that long has its child killed (the task fails; the child is replaced)."""
 
     name: Name
     queue: Name
@@ -73,6 +75,8 @@ class TaskSpec(Strict):
     reject_on_worker_lost: bool = False
     autoretry: Optional[AutoretrySpec] = None
     rate_limit: Optional[Rate] = None
+    soft_time_limit: Optional[PositiveDuration] = None
+    time_limit: Optional[PositiveDuration] = None
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -92,7 +96,9 @@ class WorkerGroupSpec(Strict):
     """``count`` Celery worker instances, each ``celery worker -Q <consumes> -c <concurrency>``
     with ``worker_prefetch_multiplier`` = ``prefetch_multiplier`` (Celery's default 4; 0: no
     limit). ``crashes``: a worker's main process dies and takes its children with it;
-    ``child_crashes``: each pool child dies on its own and is replaced after the restart time."""
+    ``child_crashes``: each pool child dies on its own and is replaced after the restart time;
+    ``child_replacement_time``: how long a child killed by a hard time limit takes to replace
+    (this model's choice: 1 s)."""
 
     name: Name
     consumes: Name
@@ -101,6 +107,7 @@ class WorkerGroupSpec(Strict):
     prefetch_multiplier: Annotated[int, Field(ge=0, strict=True)] = 4
     crashes: Optional[Crashes] = None
     child_crashes: Optional[Crashes] = None
+    child_replacement_time: Duration = 1.0
 
 
 class TransportOptions(Strict):
@@ -208,7 +215,8 @@ class TaskQueues(Kind):
             countdown = None if t.countdown is None else context.sampler(t.countdown.build(), "countdown", name)
             types.append(TaskType(t.name, t.queue, context.sampler(t.run_time.build(), "run_time", name), *stages, context.counter(name),
                                   acks_late=t.acks_late, reject_on_worker_lost=t.reject_on_worker_lost, countdown=countdown,
-                                  retry=self._retry(t, context, name), rate_limit_per_s=t.rate_limit))
+                                  retry=self._retry(t, context, name), rate_limit_per_s=t.rate_limit,
+                                  soft_time_limit_s=t.soft_time_limit, hard_time_limit_s=t.time_limit))
         workers = {}
         for g in spec.workers:
             group = f"{spec.name}:{g.name}"
@@ -218,7 +226,7 @@ class TaskQueues(Kind):
             workers[g.name] = [
                 CeleryWorker(env, f"{group}/{i}", queue, g.concurrency, g.prefetch_multiplier, fates, ledger, busy, counts,
                              crashes=context.crashes(g.crashes, f"{group}/{i}"), child_crashes=context.crashes(g.child_crashes, f"{group}/{i}:children"),
-                             scanner=scanner)
+                             scanner=scanner, replacement_s=g.child_replacement_time)
                 for i in range(g.count)
             ]
         callers = [caller for t, task_type in zip(spec.tasks, types) for caller in self._callers(spec, t, task_type, queues[t.queue], ledger, context)]

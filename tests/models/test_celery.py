@@ -232,3 +232,23 @@ def test_a_rate_limit_spaces_a_workers_starts_and_holds_its_prefetch_slots(fates
     assert len(w.limited) == 7 and broker.waiting == 0 and t.reserved.n == 7
     env.run(until=20)
     assert [s for _, s in observer.fates("processed")] == pytest.approx([k + 0.1 for k in range(8)])
+
+
+def test_a_hard_time_limit_kills_the_child_and_costs_a_replacement_a_soft_one_only_fails_the_task(fates, observer, counts, level):
+    """A 10 s task then a 1 s one, one child. Hard limit 3 s: the first is killed at 3 (lost), the
+    child is replaced by 5, the second ends at 6. Soft limit 2 s (hard 3 s): the first fails at 2,
+    the child goes on, the second ends at 3."""
+    for limits, lost_at, second_ends in (({"hard_time_limit_s": 3.0}, 3.0, 6.0), ({"soft_time_limit_s": 2.0, "hard_time_limit_s": 3.0}, 2.0, 3.0)):
+        observer.log.clear()
+        env = simpy.Environment()
+        broker = FifoBroker(env, "q", level(), counts(), fates)
+        ledger = TaskLedger()
+        long, short = task_type("long", 10.0, counts, level, **limits), task_type("short", 1.0, counts, level, **limits)
+        w = CeleryWorker(env, "a", broker, 1, 4, fates, ledger, level(), counts(), replacement_s=2.0)
+        Caller(env, long, Times(0.0), broker, fates, ledger)
+        Caller(env, short, Times(0.0), broker, fates, ledger)
+        env.run(until=20)
+        first = min(i for i, _ in observer.fates("admitted"))
+        assert observer.fates("lost") == [(first, lost_at)] and observer.fates("processed") == [(first + 1, second_ends)]
+        kind = "hard_time_limits" if second_ends == 6.0 else "soft_time_limits"
+        assert long.counts[kind] == 1 and long.counts["failed"] == 1 and w.counts["completed"] == 2
