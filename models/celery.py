@@ -92,17 +92,18 @@ class TaskType:
     ``retry``: its failures and retries (:class:`RetryPolicy`; None: it never fails).
     ``rate_limit_per_s``: each worker starts at most this many a second (``rate_limit``).
     ``soft_time_limit_s``, ``hard_time_limit_s``: Celery's ``soft_time_limit`` and ``time_limit``
-    (None: no limit, the default).
+    (None: no limit, the default). ``result``: how its outcome is stored and waited for (a
+    :class:`~models.celery_results.ResultWait`; None: ``ignore_result``).
     ``queued``, ``scheduled``, ``reserved``, ``running`` and ``in_system`` are its boundaries,
     ``counts`` its window counter."""
 
     __slots__ = ("name", "queue", "run_time", "acks_late", "reject_on_worker_lost", "countdown", "retry", "rate_limit_per_s",
-                 "soft_time_limit_s", "hard_time_limit_s", "queued", "scheduled", "reserved", "running", "in_system", "counts", "in_progress")
+                 "soft_time_limit_s", "hard_time_limit_s", "result", "queued", "scheduled", "reserved", "running", "in_system", "counts", "in_progress")
 
     def __init__(self, name: str, queue: str, run_time: Callable[[], float], queued, scheduled, reserved, running, in_system, counts,
                  acks_late: bool = False, reject_on_worker_lost: bool = False, countdown: Callable[[], float] | None = None,
                  retry: RetryPolicy | None = None, rate_limit_per_s: float | None = None, soft_time_limit_s: float | None = None,
-                 hard_time_limit_s: float | None = None):
+                 hard_time_limit_s: float | None = None, result=None):
         self.name = name
         self.queue = queue
         self.run_time = run_time
@@ -113,6 +114,7 @@ class TaskType:
         self.rate_limit_per_s = rate_limit_per_s
         self.soft_time_limit_s = soft_time_limit_s
         self.hard_time_limit_s = hard_time_limit_s
+        self.result = result
         self.queued = queued
         self.scheduled = scheduled
         self.reserved = reserved
@@ -158,6 +160,8 @@ class TaskLedger:
         self.sent_s[task.id] = self.open_s[task.id] = now
         task.type.queued.enter(now)
         task.type.in_system.enter(now)
+        if task.type.result is not None:
+            task.type.result.awaiting.enter(now)
 
     def retried(self, retry: Task, now: float) -> None:
         """A run failed and ``retry``, its new message, was published now: its wait until a
@@ -166,12 +170,15 @@ class TaskLedger:
         self.sent_s[retry.id] = now
         retry.type.queued.enter(now)
 
-    def settled(self, task: Task, now: float) -> None:
-        """``task`` has its outcome (succeeded, lost, or refused on its way back to the queue)."""
+    def settled(self, task: Task, now: float, stored: bool = False) -> None:
+        """``task`` has its outcome (succeeded, failed, lost, or refused on its way back to the
+        queue); ``stored``: a result is written (success or failure), for its caller to see."""
         self.started.discard(task.id)
         sent = self.open_s.pop(task.id, None)
         if sent is not None:
             task.type.in_system.leave(now, sent)
+            if task.type.result is not None:
+                task.type.result.outcome(sent, stored)
 
     def reserved(self, task: Task, now: float) -> bool:
         """A worker reserved ``task`` now; True if this is its first reservation."""
@@ -237,15 +244,18 @@ class Caller:
 class CeleryApp:
     """A Celery application: its task types, the callers sending them, the workers running
     them (:class:`~models.celery_worker.CeleryWorker`) and the transports over its Redis queues
-    (:class:`~models.celery_kombu.KombuRedisTransport`). It holds what its workers hold and what
-    its transports keep in their unacked indexes."""
+    (:class:`~models.celery_kombu.KombuRedisTransport`), and its result backend
+    (:class:`~models.celery_results.ResultBackend`, or None). It holds what its workers hold and
+    what its transports keep in their unacked indexes."""
 
-    def __init__(self, name: str, task_types: list[TaskType], callers: list[Caller], workers: dict[str, list], transports: list = ()):
+    def __init__(self, name: str, task_types: list[TaskType], callers: list[Caller], workers: dict[str, list], transports: list = (),
+                 results=None):
         self.name = name
         self.task_types = task_types
         self.callers = callers
         self.workers = workers
         self.transports = list(transports)
+        self.results = results
 
     def held_ids(self):
         for group in self.workers.values():

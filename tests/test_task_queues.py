@@ -230,3 +230,20 @@ def test_a_second_beat_scheduler_sends_every_periodic_task_twice():
 def test_a_task_gives_either_arrivals_or_beat():
     both = {**task(), "beat": {"every": "1h"}}
     assert "give either arrivals (calls from the application) or beat (a periodic task)" in problems_of(app([both], [group()]))
+
+
+@pytest.mark.parametrize("poll, extra_s", [(None, 0.05), ("100ms", 0.05 + 0.05)])
+def test_the_latency_a_waiting_caller_sees_adds_the_result_write_and_half_a_poll_interval(poll, extra_s):
+    """Results written 50 ms after each run: get() sees each 50 ms after the task's end; polling
+    every 100 ms from the call finds it at the next poll, on average half an interval later (the
+    latencies, of mean about 0.9 s, spread smoothly over many intervals)."""
+    waited = {**task(), "poll_interval": poll} if poll else task()
+    spec = app([waited], [group()], duration=3000)
+    spec["task_queues"][0]["result_backend"] = {"write_time": "50ms", "result_expires": "2m"}
+    result = run(scenario_from_dict(spec), replications=3, seed=6)
+    at = "task_queues.app.tasks.t"
+    extra = result.estimate(f"{at}.result_latency_s.mean").mean - result.estimate(f"{at}.latency_s.mean").mean
+    assert extra == pytest.approx(extra_s, abs=0.005 if poll else 1e-3)
+    # the backend keeps every result for 2 minutes (less than the warm-up): λ × 120 s at a time
+    assert result.estimate("task_queues.app.results.stored_mean").mean == pytest.approx(6.0 * 120, rel=0.03)
+    assert result.ok

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 from models.arrivals import DeterministicArrivals
 from models.celery import Caller, CeleryApp, RetryPolicy, TaskLedger, TaskType
 from models.celery_kombu import KombuRedisTransport
+from models.celery_results import ResultBackend, ResultWait
 from models.celery_worker import CeleryWorker
 
 from ..distributions import Uniform
@@ -63,7 +64,9 @@ class TaskSpec(Strict):
     the queue instead of being acknowledged as failed. ``autoretry``: its runs fail and are
     retried; ``rate_limit``: each worker starts at most that many a second (ideal limiter);
     ``soft_time_limit``: a run that long fails (retried as its ``autoretry`` says);
-    ``time_limit``: a run that long has its child killed (the task fails; the child is replaced)."""
+    ``time_limit``: a run that long has its child killed (the task fails; the child is replaced).
+    With the app's ``result_backend`` (unless ``ignore_result``), the caller waits for the result:
+    blocking on ``get()``, or polling every ``poll_interval``."""
 
     name: Name
     queue: Name
@@ -77,6 +80,8 @@ class TaskSpec(Strict):
     rate_limit: Optional[Rate] = None
     soft_time_limit: Optional[PositiveDuration] = None
     time_limit: Optional[PositiveDuration] = None
+    ignore_result: bool = False
+    poll_interval: Optional[PositiveDuration] = None
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -120,6 +125,14 @@ class TransportOptions(Strict):
     unacked_restore_throttle: Annotated[int, Field(ge=1, strict=True)] = 10
 
 
+class ResultBackendSpec(Strict):
+    """Celery's ``result_backend``: a result is written ``write_time`` after the run ends and kept
+    ``result_expires`` (Celery's default: one day)."""
+
+    write_time: DurationOrDistribution
+    result_expires: PositiveDuration = 86400.0
+
+
 class CeleryAppSpec(Strict):
     """A Celery application: its ``tasks``, the ``workers`` that run them, and the options of
     kombu's Redis transport, used for the queues on Redis brokers."""
@@ -128,6 +141,7 @@ class CeleryAppSpec(Strict):
     tasks: Annotated[list[TaskSpec], Field(min_length=1)]
     workers: Annotated[list[WorkerGroupSpec], Field(min_length=1)]
     broker_transport_options: TransportOptions = TransportOptions()
+    result_backend: Optional[ResultBackendSpec] = None
 
     @model_validator(mode="after")
     def _unique_names(self):
@@ -208,15 +222,23 @@ class TaskQueues(Kind):
         ledger = TaskLedger()
         env, fates = context.env, context.fates
         queues = {name: self._transport(spec, name, context) for name in sorted(spec.queues())}
+        backend = None
+        if spec.result_backend is not None:
+            b = spec.result_backend
+            backend = ResultBackend(env, context.sampler(b.write_time.build(), "write_time", f"{spec.name}:results"), b.result_expires,
+                                    context.boundary(f"{spec.name}:results", "tasks", keep_sojourns=False), context.counter(f"{spec.name}:results"))
         types = []
         for t in spec.tasks:
             name = f"{spec.name}:{t.name}"
             stages = [context.boundary(f"{name}:{stage}", "tasks") for stage in STAGES]
             countdown = None if t.countdown is None else context.sampler(t.countdown.build(), "countdown", name)
+            result = None
+            if backend is not None and not t.ignore_result:
+                result = ResultWait(env, backend, context.boundary(f"{name}:awaiting", "tasks"), t.poll_interval)
             types.append(TaskType(t.name, t.queue, context.sampler(t.run_time.build(), "run_time", name), *stages, context.counter(name),
                                   acks_late=t.acks_late, reject_on_worker_lost=t.reject_on_worker_lost, countdown=countdown,
                                   retry=self._retry(t, context, name), rate_limit_per_s=t.rate_limit,
-                                  soft_time_limit_s=t.soft_time_limit, hard_time_limit_s=t.time_limit))
+                                  soft_time_limit_s=t.soft_time_limit, hard_time_limit_s=t.time_limit, result=result))
         workers = {}
         for g in spec.workers:
             group = f"{spec.name}:{g.name}"
@@ -231,7 +253,7 @@ class TaskQueues(Kind):
             ]
         callers = [caller for t, task_type in zip(spec.tasks, types) for caller in self._callers(spec, t, task_type, queues[t.queue], ledger, context)]
         transports = [q for q in queues.values() if isinstance(q, KombuRedisTransport)]
-        return CeleryApp(spec.name, types, callers, workers, transports)
+        return CeleryApp(spec.name, types, callers, workers, transports, backend)
 
     def _callers(self, spec: CeleryAppSpec, task: TaskSpec, task_type: TaskType, queue, ledger: TaskLedger, context) -> list[Caller]:
         """The application's calls (drawn from the stream APP:TASK ``arrivals``), or each beat
@@ -270,6 +292,9 @@ class TaskQueues(Kind):
                 boundary = getattr(task_type, stage)
                 measures.distribution(f"{at}.{metric}", boundary.sojourns)
                 measures.metrics[f"{at}.{stage}_mean"] = boundary.area / window
+            if task_type.result is not None:
+                measures.distribution(f"{at}.result_latency_s", task_type.result.awaiting.sojourns)
+                measures.metrics[f"{at}.awaiting_mean"] = task_type.result.awaiting.area / window
             measures.counts(at, task_type.counts, TASK_EVENTS)
             measures.metrics[f"{at}.throughput_per_s"] = task_type.counts["succeeded"] / window
         for g in spec.workers:
@@ -277,5 +302,8 @@ class TaskQueues(Kind):
             busy = context.recorder.boundaries[f"{spec.name}:{g.name}"]
             measures.metrics[f"{at}.utilization"] = busy.area / (g.count * g.concurrency * window)
             measures.counts(at, context.recorder.counters[f"{spec.name}:{g.name}"], GROUP_EVENTS)
+        if app.results is not None:
+            measures.metrics[f"{prefix}.results.stored_mean"] = app.results.stored.area / window
+            measures.counts(f"{prefix}.results", app.results.counts, ("results_written",))
         for transport in app.transports:
             measures.counts(f"{prefix}.transports.{transport.name}", transport.counts, ("restored",))

@@ -6,13 +6,14 @@ import simpy
 
 from models.celery import Caller, RetryPolicy, Task, TaskLedger, TaskType
 from models.celery_kombu import KombuRedisTransport
+from models.celery_results import ResultBackend, ResultWait
 from models.celery_worker import CeleryWorker
 from models.crashes import Crashes
 from models.fates import Fates
 from models.fifo import FifoBroker
 from models.rabbitmq import RabbitmqBroker, RabbitmqOptions
 from models.redis_list import RedisList
-from tests.models.conftest import FakeObserver
+from tests.models.conftest import FakeObserver, Level
 from tests.models.drive import constant, draws
 
 
@@ -252,3 +253,32 @@ def test_a_hard_time_limit_kills_the_child_and_costs_a_replacement_a_soft_one_on
         assert observer.fates("lost") == [(first, lost_at)] and observer.fates("processed") == [(first + 1, second_ends)]
         kind = "hard_time_limits" if second_ends == 6.0 else "soft_time_limits"
         assert long.counts[kind] == 1 and long.counts["failed"] == 1 and w.counts["completed"] == 2
+
+
+class Sojourns(Level):
+    """A level that also records each stay (leave time minus entry time)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stays = []
+
+    def leave(self, now, entered_s):
+        super().leave(now, entered_s)
+        self.stays.append(now - entered_s)
+
+
+def test_a_caller_sees_the_result_when_written_or_at_its_next_poll_and_the_backend_keeps_it_until_it_expires(fates, counts, level):
+    """Runs of 1 s at 0 and 2; results written 0.2 s after; kept 10 s. get(): the callers wait
+    1.2 s. Polling every 0.5 s from the call: 1.5 s."""
+    for poll, waited in ((None, 1.2), (0.5, 1.5)):
+        env = simpy.Environment()
+        broker = FifoBroker(env, "q", level(), counts(), fates)
+        ledger = TaskLedger()
+        stored, awaiting = Sojourns(), Sojourns()
+        backend = ResultBackend(env, constant(0.2), 10.0, stored, counts())
+        t = task_type("t", 1.0, counts, level, result=ResultWait(env, backend, awaiting, poll))
+        worker(env, "a", broker, fates, ledger, counts, level)
+        Caller(env, t, Times(0.0, 2.0), broker, fates, ledger)
+        env.run(until=12.0)
+        assert awaiting.stays == pytest.approx([waited, waited]) and awaiting.n == 0
+        assert stored.stays == [10.0] and stored.n == 1 and backend.counts["results_written"] == 2
