@@ -93,17 +93,19 @@ class TaskType:
     ``rate_limit_per_s``: each worker starts at most this many a second (``rate_limit``).
     ``soft_time_limit_s``, ``hard_time_limit_s``: Celery's ``soft_time_limit`` and ``time_limit``
     (None: no limit, the default). ``result``: how its outcome is stored and waited for (a
-    :class:`~models.celery_results.ResultWait`; None: ``ignore_result``).
+    :class:`~models.celery_results.ResultWait`; None: ``ignore_result``). ``chord_join``: each
+    call is a chord of ``chord_size`` tasks of this type joined by a
+    :class:`~models.celery_chords.ChordJoin` (None: a plain call).
     ``queued``, ``scheduled``, ``reserved``, ``running`` and ``in_system`` are its boundaries,
     ``counts`` its window counter."""
 
     __slots__ = ("name", "queue", "run_time", "acks_late", "reject_on_worker_lost", "countdown", "retry", "rate_limit_per_s",
-                 "soft_time_limit_s", "hard_time_limit_s", "result", "queued", "scheduled", "reserved", "running", "in_system", "counts", "in_progress")
+                 "soft_time_limit_s", "hard_time_limit_s", "result", "chord_join", "chord_size", "queued", "scheduled", "reserved", "running", "in_system", "counts", "in_progress")
 
     def __init__(self, name: str, queue: str, run_time: Callable[[], float], queued, scheduled, reserved, running, in_system, counts,
                  acks_late: bool = False, reject_on_worker_lost: bool = False, countdown: Callable[[], float] | None = None,
                  retry: RetryPolicy | None = None, rate_limit_per_s: float | None = None, soft_time_limit_s: float | None = None,
-                 hard_time_limit_s: float | None = None, result=None):
+                 hard_time_limit_s: float | None = None, result=None, chord_join=None, chord_size: int = 0):
         self.name = name
         self.queue = queue
         self.run_time = run_time
@@ -115,6 +117,8 @@ class TaskType:
         self.soft_time_limit_s = soft_time_limit_s
         self.hard_time_limit_s = hard_time_limit_s
         self.result = result
+        self.chord_join = chord_join
+        self.chord_size = chord_size
         self.queued = queued
         self.scheduled = scheduled
         self.reserved = reserved
@@ -134,15 +138,17 @@ class TaskType:
 class Task(Message):
     """A task message: a :class:`~models.message.Message` that knows its task type, its ETA
     (``eta_s``, None: due at once) and how many times the task has been retried (``retries``).
-    A retry is a new message with the same task id (the same ``id``)."""
+    A retry is a new message with the same task id (the same ``id``). ``chord``: the
+    :class:`~models.celery_chords.Chord` it is a header task of, if any."""
 
-    __slots__ = ("type", "eta_s", "retries")
+    __slots__ = ("type", "eta_s", "retries", "chord")
 
-    def __init__(self, id: int, created_s: float, type: TaskType, eta_s: float | None = None, retries: int = 0):
+    def __init__(self, id: int, created_s: float, type: TaskType, eta_s: float | None = None, retries: int = 0, chord=None):
         super().__init__(id, created_s)
         self.type = type
         self.eta_s = eta_s
         self.retries = retries
+        self.chord = chord
 
 
 class TaskLedger:
@@ -170,15 +176,21 @@ class TaskLedger:
         self.sent_s[retry.id] = now
         retry.type.queued.enter(now)
 
-    def settled(self, task: Task, now: float, stored: bool = False) -> None:
+    def settled(self, task: Task, now: float, state: str | None = None) -> None:
         """``task`` has its outcome (succeeded, failed, lost, or refused on its way back to the
-        queue); ``stored``: a result is written (success or failure), for its caller to see."""
+        queue); ``state``: the result written for its caller to see (``SUCCESS``, ``FAILURE``), or
+        None. A chord's header task tells its chord once its result is written."""
         self.started.discard(task.id)
         sent = self.open_s.pop(task.id, None)
-        if sent is not None:
-            task.type.in_system.leave(now, sent)
-            if task.type.result is not None:
-                task.type.result.outcome(sent, stored)
+        if sent is None:
+            return
+        task.type.in_system.leave(now, sent)
+        chord = task.chord
+        then = None if chord is None else (lambda written_s: task.type.chord_join.member_done(chord, state == "SUCCESS"))
+        if task.type.result is not None:
+            task.type.result.outcome(sent, state is not None, then)
+        elif then is not None:
+            then(now)
 
     def reserved(self, task: Task, now: float) -> bool:
         """A worker reserved ``task`` now; True if this is its first reservation."""
@@ -194,6 +206,21 @@ class TaskLedger:
             task.type.counts.add("reruns")
         else:
             self.started.add(task.id)
+
+
+def publish(task_type: TaskType, queue, fates, ledger: TaskLedger, now: float, chord=None) -> bool:
+    """``delay()`` at ``now``: a new task of ``task_type`` (due after its countdown) published to
+    ``queue``; a refused publish is rejected. Returns whether it was accepted."""
+    made = fates.new_message(now)
+    task = Task(made.id, now, task_type, None if task_type.countdown is None else now + task_type.countdown(), chord=chord)
+    task_type.counts.add("sent")
+    if queue.put(task):
+        fates.admitted(task, now)
+        ledger.sent(task, now)
+        return True
+    task_type.counts.add("refused")
+    fates.rejected(task, now, admitted=False)
+    return False
 
 
 class Caller:
@@ -228,17 +255,16 @@ class Caller:
                 return
             yield env.timeout(at - env.now)
             now = env.now
-            made = self.fates.new_message(now)
-            task = Task(made.id, now, task_type, None if task_type.countdown is None else now + task_type.countdown())
-            task_type.counts.add("sent")
             if self.duplicate:
                 task_type.counts.add("beat_duplicates")
-            if self.queue.put(task):
-                self.fates.admitted(task, now)
-                self.ledger.sent(task, now)
-            else:
-                task_type.counts.add("refused")
-                self.fates.rejected(task, now, admitted=False)
+            join = task_type.chord_join
+            if join is None:
+                publish(task_type, self.queue, self.fates, self.ledger, now)
+                continue
+            chord = join.start(task_type.chord_size)
+            for _ in range(task_type.chord_size):
+                if not publish(task_type, self.queue, self.fates, self.ledger, now, chord):
+                    join.member_done(chord, succeeded=False)
 
 
 class CeleryApp:

@@ -69,15 +69,20 @@ class ResultWait:
             return written_s
         return sent_s + math.ceil((written_s - sent_s) / interval - 1e-9) * interval
 
-    def outcome(self, sent_s: float, stored: bool) -> None:
+    def outcome(self, sent_s: float, stored: bool, then: Callable[[float], None] | None = None) -> None:
         """The task has its outcome now: with a result (``stored``) the caller sees it once it is
         written and found; without one (the task was lost) the caller stops waiting now (it would
-        wait for ever, or until its own timeout)."""
+        wait for ever, or until its own timeout). ``then(written_s)``: told when the result is
+        written (now, without one)."""
         if not stored:
             self.awaiting.leave(self.env.now, sent_s)
+            if then is not None:
+                then(self.env.now)
             return
 
         def written(written_s: float) -> None:
+            if then is not None:
+                then(written_s)
             seen = self.seen_at(sent_s, written_s)
             if seen <= written_s:
                 self.awaiting.leave(written_s, sent_s)

@@ -280,7 +280,7 @@ class CeleryWorker:
                 yield env.timeout(self.replacement_s)  # the child killed is replaced
 
     def _succeeded(self, task, now: float) -> None:
-        self.ledger.settled(task, now, stored=True)
+        self.ledger.settled(task, now, "SUCCESS")
         task.type.counts.add("succeeded")
         if self.fates.settled(task):
             task.type.counts.add("duplicates")
@@ -289,7 +289,7 @@ class CeleryWorker:
     def _failed_for_good(self, task, now: float) -> None:
         task.type.counts.add("failures")
         task.type.counts.add("failed")
-        self.ledger.settled(task, now, stored=True)
+        self.ledger.settled(task, now, "FAILURE")
         if not self.fates.settled(task):
             self.fates.lost(task, now)
 

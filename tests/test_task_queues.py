@@ -247,3 +247,45 @@ def test_the_latency_a_waiting_caller_sees_adds_the_result_write_and_half_a_poll
     # the backend keeps every result for 2 minutes (less than the warm-up): λ × 120 s at a time
     assert result.estimate("task_queues.app.results.stored_mean").mean == pytest.approx(6.0 * 120, rel=0.03)
     assert result.ok
+
+
+def chord_app(join, duration=20_000):
+    header = {**task("shard", rate=0.05, run_time={"dist": "exponential", "mean": 1.0}),
+              "chord": {"size": 8, "callback": "merge", "join": join}}
+    merge = {"name": "merge", "queue": "q", "run_time": "100ms"}
+    spec = app([header, merge], [group(count=2, concurrency=16)], duration=duration)
+    spec["task_queues"][0]["result_backend"] = {"write_time": "10ms"}
+    return spec
+
+
+@pytest.mark.parametrize("join", ["counter", "poll"])
+def test_a_chord_joins_at_the_slowest_of_its_members_plus_the_write_and_polling_at_the_next_check(join):
+    """Eight exponential members of mean 1 s, started at once (16 children each on two workers,
+    one chord every 20 s), results written 10 ms after: by counter the join takes E[max] + W =
+    H₈ + 0.01 s; by chord_unlock every second from the call, E[⌈max + W⌉] = Σₖ P(max + W > k)."""
+    harmonic = sum(1 / k for k in range(1, 9))
+    expected = harmonic + 0.01 if join == "counter" else 1 + sum(1 - (1 - math.exp(-(k - 0.01))) ** 8 for k in range(1, 60))
+    result = run(scenario_from_dict(chord_app(join)), replications=6, seed=12)
+    at = "task_queues.app.tasks"
+    assert result.estimate(f"{at}.shard.chord_join_s.mean").contains(expected), (expected, result.estimate(f"{at}.shard.chord_join_s.mean"))
+    chords = result.estimate(f"{at}.merge.sent").mean
+    assert result.estimate(f"{at}.shard.sent").mean == pytest.approx(8 * chords, rel=0.01)
+    assert result.estimate(f"{at}.shard.chord_errors").mean == 0
+    assert result.ok
+
+
+def test_chords_need_a_result_backend_and_a_callback_sent_by_chords_only():
+    spec = chord_app("counter")
+    del spec["task_queues"][0]["result_backend"]
+    assert "shard: a chord needs its header's results: give the app a result_backend" in problems_of(spec)
+    spec = chord_app("counter")
+    spec["task_queues"][0]["tasks"][0]["chord"]["callback"] = "shard"
+    assert "a chord's callback must be a task of the app with neither arrivals nor beat" in problems_of(spec)
+    spec = chord_app("counter")
+    del spec["task_queues"][0]["tasks"][0]["chord"]
+    assert "merge: a task needs arrivals or beat, unless it is a chord's callback" in problems_of(spec)
+
+
+def test_check_counts_a_chords_members_and_its_callback_on_their_queue():
+    flow = broker_flows(scenario_from_dict(chord_app("counter")))["q"]
+    assert flow.arrival_rate_per_s == pytest.approx(0.05 * 8 + 0.05)

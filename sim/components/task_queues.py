@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import Annotated, Iterable, Optional, Union
+from typing import Annotated, Iterable, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
 from models.arrivals import DeterministicArrivals
 from models.celery import Caller, CeleryApp, RetryPolicy, TaskLedger, TaskType
+from models.celery_chords import ChordJoin
 from models.celery_kombu import KombuRedisTransport
 from models.celery_results import ResultBackend, ResultWait
 from models.celery_worker import CeleryWorker
@@ -21,7 +22,7 @@ from ..fields import NOT_A_BOOL, Crashes, Duration, DurationOrDistribution, Name
 from .base import Finding, Kind, Server, Source
 from .producers import ArrivalSpec, arrival_process
 
-TASK_EVENTS = ("sent", "refused", "runs", "succeeded", "duplicates", "failures", "retries", "failed", "soft_time_limits", "hard_time_limits", "overlaps", "beat_duplicates", "lost", "requeued", "reruns", "redelivered")
+TASK_EVENTS = ("sent", "refused", "runs", "succeeded", "duplicates", "failures", "retries", "failed", "soft_time_limits", "hard_time_limits", "overlaps", "beat_duplicates", "chord_errors", "lost", "requeued", "reruns", "redelivered")
 GROUP_EVENTS = ("completed", "crashes", "children_lost")
 STAGES = {"queued": "queue_wait_s", "scheduled": "scheduled_s", "reserved": "reserved_s", "running": "run_s", "in_system": "latency_s"}
 """Each task type's boundaries and the metric each gives."""
@@ -56,6 +57,18 @@ class BeatSpec(Strict):
     schedulers: Annotated[int, Field(ge=1, strict=True)] = 1
 
 
+class ChordSpec(Strict):
+    """Each call is ``chord([task] * size)(callback)``: ``size`` tasks of this type in parallel,
+    then the ``callback`` task (another task of the app, with neither arrivals nor beat) once
+    all have succeeded; ``join``: ``counter`` (Redis, Memcached, DynamoDB backends) or ``poll``
+    (chord_unlock every ``poll_interval``, 1 s, on other backends)."""
+
+    size: Annotated[int, Field(ge=1, strict=True)]
+    callback: Name
+    join: Literal["counter", "poll"] = "counter"
+    poll_interval: PositiveDuration = 1.0
+
+
 class TaskSpec(Strict):
     """One task type: ``delay()`` calls arriving as ``arrivals``, published to ``queue`` (a
     broker), or sent by Celery ``beat``, each run taking ``run_time``; with a ``countdown``, each call is due that long
@@ -66,7 +79,9 @@ class TaskSpec(Strict):
     ``soft_time_limit``: a run that long fails (retried as its ``autoretry`` says);
     ``time_limit``: a run that long has its child killed (the task fails; the child is replaced).
     With the app's ``result_backend`` (unless ``ignore_result``), the caller waits for the result:
-    blocking on ``get()``, or polling every ``poll_interval``."""
+    blocking on ``get()``, or polling every ``poll_interval``. ``chord``: each call is a chord of
+    tasks of this type and a callback. A chord's callback task has neither ``arrivals`` nor
+    ``beat``: the chords send it."""
 
     name: Name
     queue: Name
@@ -82,19 +97,18 @@ class TaskSpec(Strict):
     time_limit: Optional[PositiveDuration] = None
     ignore_result: bool = False
     poll_interval: Optional[PositiveDuration] = None
+    chord: Optional[ChordSpec] = None
 
     @model_validator(mode="after")
     def _one_source(self):
-        if (self.arrivals is None) == (self.beat is None):
-            raise ValueError("give either arrivals (calls from the application) or beat (a periodic task)")
+        if self.arrivals is not None and self.beat is not None:
+            raise ValueError("give either arrivals (calls from the application) or beat (a periodic task), not both")
         return self
 
-    def calls_per_s(self) -> float:
-        return self.arrivals.mean_rate() if self.arrivals is not None else self.beat.schedulers / self.beat.every
-
-    def runs_per_s(self) -> float:
-        """Messages a second it puts on its queue in the long run, retries included."""
-        return self.calls_per_s() * (self.autoretry.runs_per_task() if self.autoretry is not None else 1.0)
+    @property
+    def is_callback(self) -> bool:
+        """Sent by chords only."""
+        return self.arrivals is None and self.beat is None
 
 
 class WorkerGroupSpec(Strict):
@@ -151,6 +165,24 @@ class CeleryAppSpec(Strict):
             raise ValueError(f"the name {', '.join(repr(n) for n in twice)} is given to more than one task or worker group")
         return self
 
+    @model_validator(mode="after")
+    def _chords_and_callbacks(self):
+        tasks = {t.name: t for t in self.tasks}
+        for t in self.tasks:
+            if t.chord is None:
+                continue
+            callback = tasks.get(t.chord.callback)
+            if callback is None or not callback.is_callback or callback.chord is not None:
+                raise ValueError(f"{t.name}: a chord's callback must be a task of the app with neither arrivals nor beat nor a chord of its own; "
+                                 f"'{t.chord.callback}' is not one")
+            if self.result_backend is None or t.ignore_result:
+                raise ValueError(f"{t.name}: a chord needs its header's results: give the app a result_backend (and not ignore_result)")
+        called = {t.chord.callback for t in self.tasks if t.chord is not None}
+        orphans = [t.name for t in self.tasks if t.is_callback and t.name not in called]
+        if orphans:
+            raise ValueError(f"{', '.join(orphans)}: a task needs arrivals or beat, unless it is a chord's callback")
+        return self
+
     def queues(self) -> set[str]:
         return {t.queue for t in self.tasks} | {w.consumes for w in self.workers}
 
@@ -163,13 +195,29 @@ def up_fraction(crashes: Crashes | None) -> float:
     return up / (up + crashes.restart_time.build().mean)
 
 
+def calls_per_s(spec: CeleryAppSpec, task: TaskSpec) -> float:
+    """Calls a second of ``task`` in the long run: its arrivals, its beat, or its chords'."""
+    if task.arrivals is not None:
+        return task.arrivals.mean_rate()
+    if task.beat is not None:
+        return task.beat.schedulers / task.beat.every
+    return sum(calls_per_s(spec, t) for t in spec.tasks if t.chord is not None and t.chord.callback == task.name)
+
+
+def runs_per_s(spec: CeleryAppSpec, task: TaskSpec) -> float:
+    """Messages a second ``task`` puts on its queue in the long run: a chord's header tasks, and
+    retries, included."""
+    retried = task.autoretry.runs_per_task() if task.autoretry is not None else 1.0
+    return calls_per_s(spec, task) * (task.chord.size if task.chord is not None else 1) * retried
+
+
 def capacity_per_s(spec: CeleryAppSpec, group: WorkerGroupSpec) -> float:
     """Runs per second ``group`` can make in the long run: count × concurrency / the mean run
     time of its queue's mix (retries included), times the fractions of time its workers and
     children are up; and no more than lets each rate-limited type in the mix start at its
     limit on each worker. Prefetch does not change it (a worker with reserved tasks keeps its
     children busy)."""
-    routed = [(t.runs_per_s(), t) for t in spec.tasks if t.queue == group.consumes]
+    routed = [(runs_per_s(spec, t), t) for t in spec.tasks if t.queue == group.consumes]
     rate = sum(r for r, _ in routed)
     if rate == 0:
         return 0.0
@@ -213,7 +261,7 @@ class TaskQueues(Kind):
 
     def flows(self, spec: CeleryAppSpec) -> list:
         """A source per task type (its callers) and a server per worker group."""
-        sources = [Source(f"{spec.name}.{t.name}", t.queue, t.runs_per_s()) for t in spec.tasks]
+        sources = [Source(f"{spec.name}.{t.name}", t.queue, runs_per_s(spec, t)) for t in spec.tasks]
         return sources + [Server(f"{spec.name}.{g.name}", g.consumes, capacity_per_s(spec, g), g.count * g.concurrency) for g in spec.workers]
 
     def build(self, spec: CeleryAppSpec, context) -> CeleryApp:
@@ -251,6 +299,13 @@ class TaskQueues(Kind):
                              scanner=scanner, replacement_s=g.child_replacement_time)
                 for i in range(g.count)
             ]
+        named = {t.name: task_type for t, task_type in zip(spec.tasks, types)}
+        for t, task_type in zip(spec.tasks, types):
+            if t.chord is not None:
+                joined = context.boundary(f"{spec.name}:{t.name}:chord_join", "tasks")
+                task_type.chord_join = ChordJoin(env, named[t.chord.callback], queues[named[t.chord.callback].queue], fates, ledger,
+                                                 joined, task_type.counts, t.chord.poll_interval if t.chord.join == "poll" else None)
+                task_type.chord_size = t.chord.size
         callers = [caller for t, task_type in zip(spec.tasks, types) for caller in self._callers(spec, t, task_type, queues[t.queue], ledger, context)]
         transports = [q for q in queues.values() if isinstance(q, KombuRedisTransport)]
         return CeleryApp(spec.name, types, callers, workers, transports, backend)
@@ -259,6 +314,8 @@ class TaskQueues(Kind):
         """The application's calls (drawn from the stream APP:TASK ``arrivals``), or each beat
         scheduler's sends."""
         env, fates = context.env, context.fates
+        if task.is_callback:
+            return []
         if task.beat is None:
             return [Caller(env, task_type, arrival_process(task.arrivals, context, f"{spec.name}:{task.name}"), queue, fates, ledger)]
         every = DeterministicArrivals(1.0 / task.beat.every)
@@ -292,6 +349,8 @@ class TaskQueues(Kind):
                 boundary = getattr(task_type, stage)
                 measures.distribution(f"{at}.{metric}", boundary.sojourns)
                 measures.metrics[f"{at}.{stage}_mean"] = boundary.area / window
+            if task_type.chord_join is not None:
+                measures.distribution(f"{at}.chord_join_s", task_type.chord_join.joined.sojourns)
             if task_type.result is not None:
                 measures.distribution(f"{at}.result_latency_s", task_type.result.awaiting.sojourns)
                 measures.metrics[f"{at}.awaiting_mean"] = task_type.result.awaiting.area / window

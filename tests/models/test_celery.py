@@ -5,6 +5,7 @@ import pytest
 import simpy
 
 from models.celery import Caller, RetryPolicy, Task, TaskLedger, TaskType
+from models.celery_chords import ChordJoin
 from models.celery_kombu import KombuRedisTransport
 from models.celery_results import ResultBackend, ResultWait
 from models.celery_worker import CeleryWorker
@@ -282,3 +283,39 @@ def test_a_caller_sees_the_result_when_written_or_at_its_next_poll_and_the_backe
         env.run(until=12.0)
         assert awaiting.stays == pytest.approx([waited, waited]) and awaiting.n == 0
         assert stored.stays == [10.0] and stored.n == 1 and backend.counts["results_written"] == 2
+
+
+def test_a_chord_joins_when_its_slowest_header_result_is_written_or_at_the_next_unlock_check(fates, observer, counts, level):
+    """Three header tasks of 1, 2 and 3 s on three children, results written 0.5 s after each
+    run: by counter the callback (1 s) is sent at 3.5 and ends at 4.5; with chord_unlock every
+    1 s it is sent at the check at 4 and ends at 5."""
+    for poll, sent_s in ((None, 3.5), (1.0, 4.0)):
+        observer.log.clear()
+        env = simpy.Environment()
+        broker = FifoBroker(env, "q", level(), counts(), fates)
+        ledger = TaskLedger()
+        backend = ResultBackend(env, constant(0.5), 100.0, level(), counts())
+        callback = task_type("callback", 1.0, counts, level)
+        joined = Sojourns()
+        join = ChordJoin(env, callback, broker, fates, ledger, joined, counts(), poll)
+        header = TaskType("header", "q", draws(1.0, 2.0, 3.0), level(), level(), level(), level(), level(), counts(),
+                          result=ResultWait(env, backend, level(), None), chord_join=join, chord_size=3)
+        worker(env, "a", broker, fates, ledger, counts, level, concurrency=3)
+        Caller(env, header, Times(0.0), broker, fates, ledger)
+        env.run(until=20)
+        assert joined.stays == [sent_s] and callback.counts["sent"] == 1
+        assert observer.fates("processed")[-1][1] == sent_s + 1.0 and header.counts["succeeded"] == 3
+
+
+def test_a_header_task_that_fails_for_good_is_a_chord_error_and_the_callback_never_runs(fates, observer, counts, level):
+    env = simpy.Environment()
+    broker = FifoBroker(env, "q", level(), counts(), fates)
+    ledger = TaskLedger()
+    callback = task_type("callback", 1.0, counts, level)
+    join = ChordJoin(env, callback, broker, fates, ledger, level(), counts())
+    header = task_type("header", 1.0, counts, level, retry=RetryPolicy(0.5, draws(0.9, 0.9, 0.1), max_retries=0),
+                       result=ResultWait(env, ResultBackend(env, constant(0.5), 100.0, level(), counts()), level()), chord_join=join, chord_size=3)
+    worker(env, "a", broker, fates, ledger, counts, level, concurrency=3)
+    Caller(env, header, Times(0.0), broker, fates, ledger)
+    env.run(until=20)
+    assert join.counts["chord_errors"] == 1 and callback.counts["sent"] == 0 and header.counts["failed"] == 1
