@@ -100,7 +100,7 @@ class TaskType:
     ``counts`` its window counter."""
 
     __slots__ = ("name", "queue", "run_time", "acks_late", "reject_on_worker_lost", "countdown", "retry", "rate_limit_per_s",
-                 "soft_time_limit_s", "hard_time_limit_s", "result", "chord_join", "chord_size", "queued", "scheduled", "reserved", "running", "in_system", "counts", "in_progress")
+                 "soft_time_limit_s", "hard_time_limit_s", "result", "chord_join", "chord_size", "snapshot_s", "queued", "scheduled", "reserved", "running", "in_system", "counts", "in_progress")
 
     def __init__(self, name: str, queue: str, run_time: Callable[[], float], queued, scheduled, reserved, running, in_system, counts,
                  acks_late: bool = False, reject_on_worker_lost: bool = False, countdown: Callable[[], float] | None = None,
@@ -119,6 +119,8 @@ class TaskType:
         self.result = result
         self.chord_join = chord_join
         self.chord_size = chord_size
+        self.snapshot_s: float | None = None
+        """The start of the latest run that succeeded: what its freshest result was computed from."""
         self.queued = queued
         self.scheduled = scheduled
         self.reserved = reserved
@@ -176,10 +178,11 @@ class TaskLedger:
         self.sent_s[retry.id] = now
         retry.type.queued.enter(now)
 
-    def settled(self, task: Task, now: float, state: str | None = None) -> None:
+    def settled(self, task: Task, now: float, state: str | None = None, data_s: float | None = None) -> None:
         """``task`` has its outcome (succeeded, failed, lost, or refused on its way back to the
         queue); ``state``: the result written for its caller to see (``SUCCESS``, ``FAILURE``), or
-        None. A chord's header task tells its chord once its result is written."""
+        None; ``data_s``: when the run that produced it started. A chord's header task tells its
+        chord once its result is written."""
         self.started.discard(task.id)
         sent = self.open_s.pop(task.id, None)
         if sent is None:
@@ -188,7 +191,7 @@ class TaskLedger:
         chord = task.chord
         then = None if chord is None else (lambda written_s: task.type.chord_join.member_done(chord, state == "SUCCESS"))
         if task.type.result is not None:
-            task.type.result.outcome(sent, state is not None, then)
+            task.type.result.outcome(sent, state is not None, then, data_s)
         elif then is not None:
             then(now)
 
@@ -282,6 +285,8 @@ class CeleryApp:
         self.workers = workers
         self.transports = list(transports)
         self.results = results
+        self.readers: dict = {}
+        """Requests reading what its tasks precomputed (:class:`~models.celery_reads.Reader`), by name."""
 
     def held_ids(self):
         for group in self.workers.values():

@@ -54,13 +54,16 @@ class ResultWait:
     backend (``poll_interval_s`` None: it sees a result as soon as it is written, as Redis's
     pub/sub tells it), or polling every ``poll_interval_s`` from the call (``get(interval=…)`` on
     a backend without push, or the application's own loop). ``awaiting`` is the boundary of the
-    callers waiting: its sojourn is the latency the caller sees, result delivery included."""
+    callers waiting: its sojourn is the latency the caller sees, result delivery included;
+    ``staleness`` (a :class:`~models.celery_reads.Staleness`, or None) gets the age of each
+    successful result when its caller sees it (from the start of the run that computed it)."""
 
-    def __init__(self, env, backend: ResultBackend, awaiting, poll_interval_s: float | None = None):
+    def __init__(self, env, backend: ResultBackend, awaiting, poll_interval_s: float | None = None, staleness=None):
         self.env = env
         self.backend = backend
         self.awaiting = awaiting
         self.poll_interval_s = poll_interval_s
+        self.staleness = staleness
 
     def seen_at(self, sent_s: float, written_s: float) -> float:
         """When a caller who called at ``sent_s`` sees a result written at ``written_s``."""
@@ -69,11 +72,11 @@ class ResultWait:
             return written_s
         return sent_s + math.ceil((written_s - sent_s) / interval - 1e-9) * interval
 
-    def outcome(self, sent_s: float, stored: bool, then: Callable[[float], None] | None = None) -> None:
+    def outcome(self, sent_s: float, stored: bool, then: Callable[[float], None] | None = None, data_s: float | None = None) -> None:
         """The task has its outcome now: with a result (``stored``) the caller sees it once it is
         written and found; without one (the task was lost) the caller stops waiting now (it would
         wait for ever, or until its own timeout). ``then(written_s)``: told when the result is
-        written (now, without one)."""
+        written (now, without one); ``data_s``: when a successful run started."""
         if not stored:
             self.awaiting.leave(self.env.now, sent_s)
             if then is not None:
@@ -85,8 +88,13 @@ class ResultWait:
                 then(written_s)
             seen = self.seen_at(sent_s, written_s)
             if seen <= written_s:
-                self.awaiting.leave(written_s, sent_s)
+                self._seen(written_s, sent_s, data_s)
             else:
-                self.env.timeout(seen - written_s).callbacks.append(lambda _: self.awaiting.leave(seen, sent_s))
+                self.env.timeout(seen - written_s).callbacks.append(lambda _: self._seen(seen, sent_s, data_s))
 
         self.backend.store(written)
+
+    def _seen(self, now: float, sent_s: float, data_s: float | None) -> None:
+        self.awaiting.leave(now, sent_s)
+        if self.staleness is not None and data_s is not None:
+            self.staleness.served(now, data_s)

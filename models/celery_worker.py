@@ -273,14 +273,17 @@ class CeleryWorker:
                     task_type.counts.add("soft_time_limits")
                 self._failed_run(task, end)
             else:
-                self._succeeded(task, end)
+                self._succeeded(task, end, now)
             if not acked:
                 self._ack(delivery)
             if limit is not None and limit[1] == "hard_time_limits":
                 yield env.timeout(self.replacement_s)  # the child killed is replaced
 
-    def _succeeded(self, task, now: float) -> None:
-        self.ledger.settled(task, now, "SUCCESS")
+    def _succeeded(self, task, now: float, started_s: float) -> None:
+        task_type = task.type
+        if task_type.snapshot_s is None or started_s > task_type.snapshot_s:
+            task_type.snapshot_s = started_s
+        self.ledger.settled(task, now, "SUCCESS", started_s)
         task.type.counts.add("succeeded")
         if self.fates.settled(task):
             task.type.counts.add("duplicates")

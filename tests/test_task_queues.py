@@ -143,7 +143,7 @@ def test_a_celery_queue_carries_its_apps_tasks_only():
 
 
 def test_task_and_worker_group_names_are_unique_in_an_app():
-    assert "the name 't' is given to more than one task or worker group" in problems_of(app([task(), task()], [group()]))
+    assert "the name 't' is given to more than one task, worker group or reader" in problems_of(app([task(), task()], [group()]))
 
 
 @pytest.mark.parametrize("visibility, copies", [("1000s", 8), ("1h", 2), ("3h", 1)])
@@ -289,3 +289,30 @@ def test_chords_need_a_result_backend_and_a_callback_sent_by_chords_only():
 def test_check_counts_a_chords_members_and_its_callback_on_their_queue():
     flow = broker_flows(scenario_from_dict(chord_app("counter")))["q"]
     assert flow.arrival_rate_per_s == pytest.approx(0.05 * 8 + 0.05)
+
+
+def test_precomputed_reads_are_instant_but_as_old_as_r_plus_half_the_period_and_on_demand_ones_wait_for_fresh_data():
+    """Beat every T = 300 s, runs of R = 30 s, so the data served changes at kT + R to the data
+    of kT: a read at a uniform time finds data aged uniformly on [R, T + R), mean R + T/2 = 180 s.
+    Computing on demand (runs of 3 s, results written 10 ms after, get()): the caller waits at
+    least 3.01 s, for data exactly 3.01 s old."""
+    aggregate = {"name": "aggregate", "queue": "q", "beat": {"every": "5m"}, "run_time": "30s"}
+    on_demand = task("report", rate=0.5, run_time="3s")
+    spec = app([aggregate, on_demand], [group()], duration=20_000, warmup=600)
+    spec["task_queues"][0]["readers"] = [{"name": "dashboard", "reads": "aggregate", "arrivals": {"process": "poisson", "rate": 1.0}}]
+    spec["task_queues"][0]["result_backend"] = {"write_time": "10ms", "result_expires": "5m"}
+    result = run(scenario_from_dict(spec), replications=4, seed=13)
+    at = "task_queues.app"
+    stale = result.estimate(f"{at}.readers.dashboard.staleness_s.mean")
+    assert stale.contains(180.0), stale
+    assert result.estimate(f"{at}.readers.dashboard.staleness_s.p50").mean == pytest.approx(180.0, abs=5)
+    assert result.estimate(f"{at}.readers.dashboard.misses").mean == 0
+    assert result.estimate(f"{at}.tasks.report.staleness_s.p999").mean == pytest.approx(3.01)
+    assert result.estimate(f"{at}.tasks.report.result_latency_s.mean").mean >= 3.01
+    assert result.ok
+
+
+def test_a_reader_reads_a_task_of_its_app():
+    spec = app([task()], [group()])
+    spec["task_queues"][0]["readers"] = [{"name": "dash", "reads": "nope", "arrivals": {"process": "poisson", "rate": 1.0}}]
+    assert "readers: dash reads 'nope', which is not a task of the app" in problems_of(spec)

@@ -14,6 +14,7 @@ from models.arrivals import DeterministicArrivals
 from models.celery import Caller, CeleryApp, RetryPolicy, TaskLedger, TaskType
 from models.celery_chords import ChordJoin
 from models.celery_kombu import KombuRedisTransport
+from models.celery_reads import Reader, Staleness
 from models.celery_results import ResultBackend, ResultWait
 from models.celery_worker import CeleryWorker
 
@@ -147,6 +148,16 @@ class ResultBackendSpec(Strict):
     result_expires: PositiveDuration = 86400.0
 
 
+class ReaderSpec(Strict):
+    """Requests arriving as ``arrivals`` that read what the task ``reads`` last produced (a
+    dashboard served from a table a periodic aggregation refreshes): no wait, but data as old as
+    the latest successful run's start."""
+
+    name: Name
+    reads: Name
+    arrivals: ArrivalSpec
+
+
 class CeleryAppSpec(Strict):
     """A Celery application: its ``tasks``, the ``workers`` that run them, and the options of
     kombu's Redis transport, used for the queues on Redis brokers."""
@@ -156,13 +167,18 @@ class CeleryAppSpec(Strict):
     workers: Annotated[list[WorkerGroupSpec], Field(min_length=1)]
     broker_transport_options: TransportOptions = TransportOptions()
     result_backend: Optional[ResultBackendSpec] = None
+    readers: list[ReaderSpec] = []
 
     @model_validator(mode="after")
     def _unique_names(self):
-        names = [item.name for item in (*self.tasks, *self.workers)]
+        names = [item.name for item in (*self.tasks, *self.workers, *self.readers)]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
-            raise ValueError(f"the name {', '.join(repr(n) for n in twice)} is given to more than one task or worker group")
+            raise ValueError(f"the name {', '.join(repr(n) for n in twice)} is given to more than one task, worker group or reader")
+        tasks = {t.name for t in self.tasks}
+        for reader in self.readers:
+            if reader.reads not in tasks:
+                raise ValueError(f"readers: {reader.name} reads '{reader.reads}', which is not a task of the app")
         return self
 
     @model_validator(mode="after")
@@ -282,7 +298,7 @@ class TaskQueues(Kind):
             countdown = None if t.countdown is None else context.sampler(t.countdown.build(), "countdown", name)
             result = None
             if backend is not None and not t.ignore_result:
-                result = ResultWait(env, backend, context.boundary(f"{name}:awaiting", "tasks"), t.poll_interval)
+                result = ResultWait(env, backend, context.boundary(f"{name}:awaiting", "tasks"), t.poll_interval, Staleness(context.window_start_s))
             types.append(TaskType(t.name, t.queue, context.sampler(t.run_time.build(), "run_time", name), *stages, context.counter(name),
                                   acks_late=t.acks_late, reject_on_worker_lost=t.reject_on_worker_lost, countdown=countdown,
                                   retry=self._retry(t, context, name), rate_limit_per_s=t.rate_limit,
@@ -308,7 +324,10 @@ class TaskQueues(Kind):
                 task_type.chord_size = t.chord.size
         callers = [caller for t, task_type in zip(spec.tasks, types) for caller in self._callers(spec, t, task_type, queues[t.queue], ledger, context)]
         transports = [q for q in queues.values() if isinstance(q, KombuRedisTransport)]
-        return CeleryApp(spec.name, types, callers, workers, transports, backend)
+        app = CeleryApp(spec.name, types, callers, workers, transports, backend)
+        app.readers = {r.name: Reader(env, named[r.reads], arrival_process(r.arrivals, context, f"{spec.name}:{r.name}"),
+                                      Staleness(context.window_start_s), context.counter(f"{spec.name}:{r.name}")) for r in spec.readers}
+        return app
 
     def _callers(self, spec: CeleryAppSpec, task: TaskSpec, task_type: TaskType, queue, ledger: TaskLedger, context) -> list[Caller]:
         """The application's calls (drawn from the stream APP:TASK ``arrivals``), or each beat
@@ -353,6 +372,7 @@ class TaskQueues(Kind):
                 measures.distribution(f"{at}.chord_join_s", task_type.chord_join.joined.sojourns)
             if task_type.result is not None:
                 measures.distribution(f"{at}.result_latency_s", task_type.result.awaiting.sojourns)
+                measures.distribution(f"{at}.staleness_s", task_type.result.staleness.ages_s)
                 measures.metrics[f"{at}.awaiting_mean"] = task_type.result.awaiting.area / window
             measures.counts(at, task_type.counts, TASK_EVENTS)
             measures.metrics[f"{at}.throughput_per_s"] = task_type.counts["succeeded"] / window
@@ -361,6 +381,9 @@ class TaskQueues(Kind):
             busy = context.recorder.boundaries[f"{spec.name}:{g.name}"]
             measures.metrics[f"{at}.utilization"] = busy.area / (g.count * g.concurrency * window)
             measures.counts(at, context.recorder.counters[f"{spec.name}:{g.name}"], GROUP_EVENTS)
+        for name, reader in app.readers.items():
+            measures.distribution(f"{prefix}.readers.{name}.staleness_s", reader.staleness.ages_s)
+            measures.counts(f"{prefix}.readers.{name}", reader.counts, ("reads", "misses"))
         if app.results is not None:
             measures.metrics[f"{prefix}.results.stored_mean"] = app.results.stored.area / window
             measures.counts(f"{prefix}.results", app.results.counts, ("results_written",))
