@@ -10,6 +10,7 @@ from simpy import Interrupt
 
 from .broker import Consumer
 from .celery import Task, TaskLedger
+from .celery_hub import EventLoopLimiter
 from .crashes import Crashes, crash_loop
 
 WORKER_DOWN = object()
@@ -68,7 +69,7 @@ class CeleryWorker:
 
     def __init__(self, env, name: str, broker, concurrency: int, prefetch_multiplier: int, fates, ledger: TaskLedger, busy, counts,
                  crashes: Crashes | None = None, child_crashes: Crashes | None = None, scanner: Callable | None = None,
-                 replacement_s: float = 1.0):
+                 replacement_s: float = 1.0, event_loop_limiter: bool = False):
         self.env = env
         self.name = name
         self.broker = broker
@@ -87,6 +88,7 @@ class CeleryWorker:
         self.limited: dict = {}
         """Delivery → when it was reserved, for tasks waiting for their rate limit's next slot."""
         self._next_start: dict = {}
+        self.limiter = EventLoopLimiter(env, self._release) if event_loop_limiter else None
         self.scanner = scanner
         self._scanning = None
         self._generation = 0
@@ -141,6 +143,8 @@ class CeleryWorker:
                     continue
                 deliveries = yield from receive(consumer)
                 now = env.now
+                if self.limiter is not None and deliveries:
+                    self.limiter.poke()
                 for delivery in deliveries:
                     task = delivery.message
                     if not ledger.reserved(task, now):
@@ -159,6 +163,8 @@ class CeleryWorker:
                 delivery.message.type.reserved.leave(now, since)
             self.limited.clear()
             self._next_start.clear()
+            if self.limiter is not None:
+                self.limiter.clear()
             for delivery, since in self.reserved:
                 delivery.message.type.reserved.leave(now, since)
             self.reserved.clear()
@@ -182,10 +188,15 @@ class CeleryWorker:
 
     def _reserve(self, delivery, now: float) -> None:
         """Reserve a task for the pool; a rate-limited one waits for its type's next slot here,
-        holding its prefetch slot (the ideal limiter: starts spaced 1/rate apart)."""
+        holding its prefetch slot: spaced 1/rate apart (the ideal limiter), or as the worker's
+        event loop lets it through (:class:`~models.celery_hub.EventLoopLimiter`)."""
         task_type = delivery.message.type
         task_type.reserved.enter(now)
         rate = task_type.rate_limit_per_s
+        if rate is not None and self.limiter is not None:
+            self.limited[delivery] = now
+            self.limiter.limit(delivery, task_type, rate)
+            return
         if rate is not None:
             at = max(now, self._next_start.get(task_type, now))
             self._next_start[task_type] = at + 1.0 / rate
@@ -198,7 +209,12 @@ class CeleryWorker:
         self._wake()
 
     def _released(self, delivery, generation: int) -> None:
-        if generation == self._generation and delivery in self.limited:
+        if generation == self._generation:
+            self._release(delivery)
+
+    def _release(self, delivery) -> None:
+        """A rate-limited task goes to the pool's queue."""
+        if delivery in self.limited:
             self.reserved.append((delivery, self.limited.pop(delivery)))
             self._wake()
 

@@ -316,3 +316,19 @@ def test_a_reader_reads_a_task_of_its_app():
     spec = app([task()], [group()])
     spec["task_queues"][0]["readers"] = [{"name": "dash", "reads": "nope", "arrivals": {"process": "poisson", "rate": 1.0}}]
     assert "readers: dash reads 'nope', which is not a task of the app" in problems_of(spec)
+
+
+@pytest.mark.parametrize("limiter, limit, per_worker", [("ideal", "10/s", 10.0), ("event_loop", "10/s", 1.0), ("event_loop", "2/s", 1.0),
+                                                        ("event_loop", "30/m", 0.5)])
+def test_under_overload_the_event_loop_limiter_starts_one_task_a_second_per_worker_whatever_the_limit(limiter, limit, per_worker):
+    """30 tasks/s offered to 2 workers (prefetch 16 each) of a type limited to ``limit``. The ideal
+    limiter starts ``limit`` a second per worker. As the code runs it, each refusal adds a timer;
+    past 10 the loop fires 10 a pass and then polls a full second (nothing wakes it: the prefetch
+    is full), and a bucket keeps one token, so each pass starts one task: 1/s per worker; a
+    limit under 1/s is kept (its timers fall due no faster)."""
+    limited = {**task(rate=30.0, run_time="20ms"), "rate_limit": limit}
+    spec = app([limited], [group(count=2, rate_limiter=limiter)], broker={"name": "q", "kind": "redis", "max_messages": 50}, duration=2000)
+    assert broker_flows(scenario_from_dict(spec))["q"].service_capacity_per_s == 2 * per_worker
+    result = run(scenario_from_dict(spec), replications=2, seed=4)
+    assert result.estimate("task_queues.app.tasks.t.throughput_per_s").mean == pytest.approx(2 * per_worker, rel=0.01)
+    assert result.ok

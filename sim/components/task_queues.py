@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 from models.arrivals import DeterministicArrivals
 from models.celery import Caller, CeleryApp, RetryPolicy, TaskLedger, TaskType
 from models.celery_chords import ChordJoin
+from models.celery_hub import MIN_DELAY_S
 from models.celery_kombu import KombuRedisTransport
 from models.celery_reads import Reader, Staleness
 from models.celery_results import ResultBackend, ResultWait
@@ -118,7 +119,9 @@ class WorkerGroupSpec(Strict):
     limit). ``crashes``: a worker's main process dies and takes its children with it;
     ``child_crashes``: each pool child dies on its own and is replaced after the restart time;
     ``child_replacement_time``: how long a child killed by a hard time limit takes to replace
-    (this model's choice: 1 s)."""
+    (this model's choice: 1 s). ``rate_limiter``: ``ideal`` spaces a rate-limited type's starts
+    1/rate apart; ``event_loop`` behaves as Celery 5.x's worker does (token buckets retried by
+    timers that its event loop fires 10 a pass, a pass a second when nothing wakes it)."""
 
     name: Name
     consumes: Name
@@ -128,6 +131,7 @@ class WorkerGroupSpec(Strict):
     crashes: Optional[Crashes] = None
     child_crashes: Optional[Crashes] = None
     child_replacement_time: Duration = 1.0
+    rate_limiter: Literal["ideal", "event_loop"] = "ideal"
 
 
 class TransportOptions(Strict):
@@ -231,7 +235,7 @@ def capacity_per_s(spec: CeleryAppSpec, group: WorkerGroupSpec) -> float:
     """Runs per second ``group`` can make in the long run: count × concurrency / the mean run
     time of its queue's mix (retries included), times the fractions of time its workers and
     children are up; and no more than lets each rate-limited type in the mix start at its
-    limit on each worker. Prefetch does not change it (a worker with reserved tasks keeps its
+    limit on each worker (with the event-loop limiter, at most one a second under load). Prefetch does not change it (a worker with reserved tasks keeps its
     children busy)."""
     routed = [(runs_per_s(spec, t), t) for t in spec.tasks if t.queue == group.consumes]
     rate = sum(r for r, _ in routed)
@@ -239,7 +243,8 @@ def capacity_per_s(spec: CeleryAppSpec, group: WorkerGroupSpec) -> float:
         return 0.0
     mean_s = sum(r * t.run_time.build().mean for r, t in routed) / rate
     capacity = group.count * group.concurrency / mean_s * up_fraction(group.crashes) * up_fraction(group.child_crashes)
-    limits = [group.count * t.rate_limit * rate / r for r, t in routed if t.rate_limit is not None]
+    per_worker = (lambda limit: min(limit, 1.0 / MIN_DELAY_S)) if group.rate_limiter == "event_loop" else (lambda limit: limit)
+    limits = [group.count * per_worker(t.rate_limit) * rate / r for r, t in routed if t.rate_limit is not None]
     return min([capacity, *limits])
 
 
@@ -312,7 +317,7 @@ class TaskQueues(Kind):
             workers[g.name] = [
                 CeleryWorker(env, f"{group}/{i}", queue, g.concurrency, g.prefetch_multiplier, fates, ledger, busy, counts,
                              crashes=context.crashes(g.crashes, f"{group}/{i}"), child_crashes=context.crashes(g.child_crashes, f"{group}/{i}:children"),
-                             scanner=scanner, replacement_s=g.child_replacement_time)
+                             scanner=scanner, replacement_s=g.child_replacement_time, event_loop_limiter=g.rate_limiter == "event_loop")
                 for i in range(g.count)
             ]
         named = {t.name: task_type for t, task_type in zip(spec.tasks, types)}

@@ -6,6 +6,7 @@ import simpy
 
 from models.celery import Caller, RetryPolicy, Task, TaskLedger, TaskType
 from models.celery_chords import ChordJoin
+from models.celery_hub import EventLoopLimiter
 from models.celery_kombu import KombuRedisTransport
 from models.celery_results import ResultBackend, ResultWait
 from models.celery_worker import CeleryWorker
@@ -319,3 +320,19 @@ def test_a_header_task_that_fails_for_good_is_a_chord_error_and_the_callback_nev
     Caller(env, header, Times(0.0), broker, fates, ledger)
     env.run(until=20)
     assert join.counts["chord_errors"] == 1 and callback.counts["sent"] == 0 and header.counts["failed"] == 1
+
+
+def test_the_event_loop_limiter_keeps_the_rate_while_few_timers_wait_and_starts_one_a_pass_once_ten_do():
+    """rate 10/s. Three requests at 0: released at 0, 0.1, 0.2 (each pass sleeps until the next
+    timer is due). Thirty: each refusal adds a timer (29, all due at 0.1); the pass at 0.1 fires
+    10, of which the first finds the one token; then the loop polls a full second: releases at
+    0, 0.1, 1.1, 2.1…"""
+    for requests, first_releases in ((3, [0.0, 0.1, 0.2]), (30, [0.0, 0.1, 1.1, 2.1, 3.1])):
+        env = simpy.Environment()
+        released = []
+        limiter = EventLoopLimiter(env, lambda request: released.append(env.now))
+        for r in range(requests):
+            limiter.limit(r, "t", 10.0)
+        env.run(until=4.0)
+        assert released[:len(first_releases)] == pytest.approx(first_releases)
+        assert len(released) == len(first_releases) if requests == 30 else len(released) == 3
