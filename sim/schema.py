@@ -13,6 +13,7 @@ from typing import Annotated, Optional, Union
 from pydantic import Field, ValidationInfo, create_model, field_validator, model_validator
 
 from .axes import parse_axis
+from .components.base import Source
 from .components.registry import SECTIONS
 from .fields import NOT_A_BOOL, Duration, PositiveDuration, Rate, Strict
 
@@ -68,8 +69,10 @@ class ScenarioSettings(Strict):
 
     @model_validator(mode="after")
     def _some_source(self):
-        if not self.producers and not self.clients and not self.web:
-            raise ValueError("producers is empty: a scenario needs at least one producer, a group of closed-loop clients (clients:) or a web tier (web:)")
+        if not self.producers and not self.clients and not self.web and not any(
+                isinstance(flow, Source) for section, kind in SECTIONS.items() for spec in getattr(self, section) for flow in kind.flows(spec)):
+            raise ValueError("producers is empty: a scenario needs at least one producer, a group of closed-loop clients (clients:), "
+                             "a web tier (web:) or a task (task_queues:)")
         return self
 
     @property

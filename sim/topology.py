@@ -56,9 +56,7 @@ def flows_of(scenario: Scenario, role: type) -> list:
     found = []
     for section, kind in SECTIONS.items():
         for spec in getattr(scenario, section):
-            flow = kind.flow(spec)
-            if isinstance(flow, role):
-                found.append(flow)
+            found.extend(flow for flow in kind.flows(spec) if isinstance(flow, role))
     return found
 
 

@@ -122,6 +122,12 @@ class Kind:
         """What the part does to the long-run flow of messages (:mod:`sim.topology`), if anything."""
         return None
 
+    def flows(self, spec: Any) -> Iterable[Source | Server | Relay]:
+        """Every role the part plays in the long-run flow: its :meth:`flow`, if any. A part that
+        sends to or takes from several queues (a Celery app) gives one per queue."""
+        flow = self.flow(spec)
+        return () if flow is None else (flow,)
+
     def keeps_bounded(self, spec: Any, scenario: Any, flows: dict) -> str | None:
         """The broker whose queue the part keeps from growing without bound whatever is offered
         (an admission gate that refuses beyond a bound), if any; ``flows`` are the brokers' flows."""

@@ -12,7 +12,9 @@ from .delays import Delays
 from .dual_write import DualWrites
 from .outbox import Outboxes
 from .producers import Producers
+from .task_queues import TaskQueues
 from .web import WebTiers
 from .workers import Workers
 
-SECTIONS: dict[str, Kind] = {kind.section: kind for kind in (Producers(), Brokers(), Workers(), Clients(), Admission(), Outboxes(), DualWrites(), Delays(), WebTiers())}
+SECTIONS: dict[str, Kind] = {kind.section: kind for kind in (Producers(), Brokers(), Workers(), Clients(), Admission(), Outboxes(), DualWrites(),
+                                                              Delays(), WebTiers(), TaskQueues())}

@@ -39,7 +39,7 @@ class Brokers(Kind):
     build_order = 0
 
     def problems(self, spec, scenario) -> Iterable[Finding]:
-        consumed = {p.consumes for p in scenario.workers}
+        consumed = {p.consumes for p in scenario.workers} | {g.consumes for app in scenario.task_queues for g in app.workers}
         served = dead_letter_queues(scenario).get(spec.name)
         if served is not None:
             if spec.name in consumed:

@@ -1,0 +1,98 @@
+"""kombu's Redis transport: acknowledgements emulated over a plain Redis list, and the scans that
+restore what stays unacknowledged too long."""
+
+from __future__ import annotations
+
+from simpy import Interrupt
+
+
+class KombuRedisTransport:
+    """What Celery's workers talk to when the broker is Redis (kombu 5.x,
+    ``kombu/transport/redis.py``: ``QoS.append``, ``ack``, ``reject``, ``restore_visible``,
+    ``MultiChannelPoller.on_poll_init``, ``Transport.register_with_event_loop``).
+
+    kombu reads the queue with BRPOP (a plain list: ``broker``, any object answering the
+    :class:`~models.broker.Broker` protocol) and emulates acknowledgements itself: each message it
+    hands out is written to an *unacked* hash and to an index scored by the time of delivery, one
+    of each per Redis database, shared by every worker on it (:attr:`unacked`). An ack deletes the
+    entry — by delivery tag, which a restored copy keeps, so the ack of any copy deletes the entry
+    of the latest. A reject with requeue deletes it and LPUSHes the message back (the back of the
+    queue: BRPOP takes from the other end).
+
+    **Restores.** ``restore_visible`` restores every entry delivered at least
+    ``visibility_timeout_s`` ago (kombu's default 1 h) to the queue, and the message is delivered
+    again; the worker that held it keeps its copy. A worker calls it when its event loop starts
+    (``on_poll_init``) and then every ``restore_interval_s`` (``unacked_restore_interval``, 10 s),
+    but only every ``restore_throttle``-th call scans (``unacked_restore_throttle``, 10): so a
+    worker scans when it starts and every 100 s after, on its own clock (:meth:`scans`, one
+    process per worker, restarted with it). A mutex keeps two scans from overlapping; scans here
+    take no time.
+
+    **A worker that dies** leaves its entries in the index (a clean shutdown would restore them at
+    once; a killed worker cannot), so what it held comes back at the first scan at least the
+    visibility timeout after its delivery.
+
+    Simplifications: kombu RPUSHes a restored message to the head of the queue (the end BRPOP
+    takes); through the broker protocol the model can only publish it to the back (``put``).
+    ``unacked_restore_limit`` (no limit by default) is not modelled. ``counts`` gets ``restored``.
+    """
+
+    def __init__(self, env, broker, counts, visibility_timeout_s: float = 3600.0, restore_interval_s: float = 10.0, restore_throttle: int = 10):
+        self.env = env
+        self.broker = broker
+        self.name = broker.name
+        self.counts = counts
+        self.visibility_timeout_s = visibility_timeout_s
+        self.scan_period_s = restore_interval_s * max(restore_throttle, 1)
+        self.unacked: dict = {}
+        """Message → time of its latest delivery: the unacked hash and its index."""
+
+    def put(self, message) -> bool:
+        return self.broker.put(message)
+
+    def publish_gate(self):
+        return self.broker.publish_gate()
+
+    @property
+    def waiting(self) -> int:
+        return self.broker.waiting
+
+    def receive(self, consumer):
+        deliveries = yield from self.broker.receive(consumer)
+        now = self.env.now
+        for delivery in deliveries:
+            self.unacked[delivery.message] = now
+        return deliveries
+
+    def ack(self, delivery) -> float:
+        self.unacked.pop(delivery.message, None)
+        return self.broker.ack(delivery)
+
+    def disconnect(self, consumer, deliveries) -> None:
+        """A killed worker: its copies are gone (for the list, BRPOP was the end of them) but
+        their entries stay in the index, for a later scan to restore."""
+        for delivery in deliveries:
+            self.broker.ack(delivery)
+        self.broker.disconnect(consumer, [])
+
+    def scan(self) -> None:
+        """``restore_visible``: restore every entry delivered a visibility timeout ago or more."""
+        ceiling = self.env.now - self.visibility_timeout_s
+        for message, delivered_s in list(self.unacked.items()):
+            if delivered_s <= ceiling and self.broker.put(message):
+                del self.unacked[message]
+                self.counts.add("restored")
+
+    def scans(self):
+        """One worker's scans (a SimPy process, interrupted when the worker dies): when its
+        event loop starts, then every ``scan_period_s``."""
+        try:
+            while True:
+                self.scan()
+                yield self.env.timeout(self.scan_period_s)
+        except Interrupt:
+            return
+
+    def held_ids(self):
+        """Messages whose entry is in the unacked hash (restored copies are the broker's)."""
+        return (message.id for message in self.unacked)

@@ -1,0 +1,396 @@
+"""``task_queues:`` Celery apps: task types sent by callers to queues on brokers (the transport),
+and groups of Celery workers that reserve and run them (:mod:`models.celery`,
+:mod:`models.celery_worker`)."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Annotated, Iterable, Literal, Optional, Union
+
+from pydantic import Field, model_validator
+
+from models.arrivals import DeterministicArrivals
+from models.celery import Caller, CeleryApp, RetryPolicy, TaskLedger, TaskType
+from models.celery_chords import ChordJoin
+from models.celery_hub import MIN_DELAY_S
+from models.celery_kombu import KombuRedisTransport
+from models.celery_reads import Reader, Staleness
+from models.celery_results import ResultBackend, ResultWait
+from models.celery_worker import CeleryWorker
+
+from ..distributions import Uniform
+from ..fields import NOT_A_BOOL, Crashes, Duration, DurationOrDistribution, Name, PositiveDuration, Rate, Strict
+from .base import Finding, Kind, Server, Source
+from .producers import ArrivalSpec, arrival_process
+
+TASK_EVENTS = ("sent", "refused", "runs", "succeeded", "duplicates", "failures", "retries", "failed", "soft_time_limits", "hard_time_limits", "overlaps", "beat_duplicates", "chord_errors", "lost", "requeued", "reruns", "redelivered")
+GROUP_EVENTS = ("completed", "crashes", "children_lost")
+STAGES = {"queued": "queue_wait_s", "scheduled": "scheduled_s", "reserved": "reserved_s", "running": "run_s", "in_system": "latency_s"}
+"""Each task type's boundaries and the metric each gives."""
+
+
+class AutoretrySpec(Strict):
+    """``autoretry_for``, as a probability: each run raises with ``failure_probability`` and is
+    retried as Celery does (``max_retries`` 3, null: for ever; ``default_retry_delay`` 180 s;
+    ``retry_backoff`` true or a factor N: countdowns N, 2N, 4N… capped at ``retry_backoff_max``
+    600 s, drawn uniformly from 0 to that with ``retry_jitter``, on by default)."""
+
+    failure_probability: Annotated[float, Field(ge=0, lt=1), NOT_A_BOOL]
+    max_retries: Optional[Annotated[int, Field(ge=0, strict=True)]] = 3
+    default_retry_delay: Duration = 180.0
+    retry_backoff: Union[Annotated[bool, Field(strict=True)], Annotated[int, Field(ge=1, strict=True)]] = False
+    retry_backoff_max: Duration = 600.0
+    retry_jitter: Annotated[bool, Field(strict=True)] = True
+
+    def runs_per_task(self) -> float:
+        """Runs a task takes on average: until one succeeds or the last retry fails."""
+        p = self.failure_probability
+        tries = math.inf if self.max_retries is None else self.max_retries + 1
+        return 1 / (1 - p) if tries == math.inf else (1 - p ** tries) / (1 - p)
+
+
+class BeatSpec(Strict):
+    """Celery beat sends the task every ``every``, the first time one interval after it starts,
+    without skipping or waiting for the previous run. ``schedulers``: how many beat processes
+    run (one is right; each more sends every task again)."""
+
+    every: PositiveDuration
+    schedulers: Annotated[int, Field(ge=1, strict=True)] = 1
+
+
+class ChordSpec(Strict):
+    """Each call is ``chord([task] * size)(callback)``: ``size`` tasks of this type in parallel,
+    then the ``callback`` task (another task of the app, with neither arrivals nor beat) once
+    all have succeeded; ``join``: ``counter`` (Redis, Memcached, DynamoDB backends) or ``poll``
+    (chord_unlock every ``poll_interval``, 1 s, on other backends)."""
+
+    size: Annotated[int, Field(ge=1, strict=True)]
+    callback: Name
+    join: Literal["counter", "poll"] = "counter"
+    poll_interval: PositiveDuration = 1.0
+
+
+class TaskSpec(Strict):
+    """One task type: ``delay()`` calls arriving as ``arrivals``, published to ``queue`` (a
+    broker), or sent by Celery ``beat``, each run taking ``run_time``; with a ``countdown``, each call is due that long
+    after it is sent (``apply_async(countdown=…)``). ``acks_late``: acknowledged after the run (Celery's
+    default: just before); ``reject_on_worker_lost``: a task whose pool child dies goes back to
+    the queue instead of being acknowledged as failed. ``autoretry``: its runs fail and are
+    retried; ``rate_limit``: each worker starts at most that many a second (ideal limiter);
+    ``soft_time_limit``: a run that long fails (retried as its ``autoretry`` says);
+    ``time_limit``: a run that long has its child killed (the task fails; the child is replaced).
+    With the app's ``result_backend`` (unless ``ignore_result``), the caller waits for the result:
+    blocking on ``get()``, or polling every ``poll_interval``. ``chord``: each call is a chord of
+    tasks of this type and a callback. A chord's callback task has neither ``arrivals`` nor
+    ``beat``: the chords send it."""
+
+    name: Name
+    queue: Name
+    arrivals: Optional[ArrivalSpec] = None
+    beat: Optional[BeatSpec] = None
+    run_time: DurationOrDistribution
+    countdown: Optional[DurationOrDistribution] = None
+    acks_late: bool = False
+    reject_on_worker_lost: bool = False
+    autoretry: Optional[AutoretrySpec] = None
+    rate_limit: Optional[Rate] = None
+    soft_time_limit: Optional[PositiveDuration] = None
+    time_limit: Optional[PositiveDuration] = None
+    ignore_result: bool = False
+    poll_interval: Optional[PositiveDuration] = None
+    chord: Optional[ChordSpec] = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if self.arrivals is not None and self.beat is not None:
+            raise ValueError("give either arrivals (calls from the application) or beat (a periodic task), not both")
+        return self
+
+    @property
+    def is_callback(self) -> bool:
+        """Sent by chords only."""
+        return self.arrivals is None and self.beat is None
+
+
+class WorkerGroupSpec(Strict):
+    """``count`` Celery worker instances, each ``celery worker -Q <consumes> -c <concurrency>``
+    with ``worker_prefetch_multiplier`` = ``prefetch_multiplier`` (Celery's default 4; 0: no
+    limit). ``crashes``: a worker's main process dies and takes its children with it;
+    ``child_crashes``: each pool child dies on its own and is replaced after the restart time;
+    ``child_replacement_time``: how long a child killed by a hard time limit takes to replace
+    (this model's choice: 1 s). ``rate_limiter``: ``ideal`` spaces a rate-limited type's starts
+    1/rate apart; ``event_loop`` behaves as Celery 5.x's worker does (token buckets retried by
+    timers that its event loop fires 10 a pass, a pass a second when nothing wakes it)."""
+
+    name: Name
+    consumes: Name
+    count: Annotated[int, Field(ge=1, strict=True)] = 1
+    concurrency: Annotated[int, Field(ge=1, strict=True)]
+    prefetch_multiplier: Annotated[int, Field(ge=0, strict=True)] = 4
+    crashes: Optional[Crashes] = None
+    child_crashes: Optional[Crashes] = None
+    child_replacement_time: Duration = 1.0
+    rate_limiter: Literal["ideal", "event_loop"] = "ideal"
+
+
+class TransportOptions(Strict):
+    """Celery's ``broker_transport_options`` for kombu's Redis transport (its defaults): a task
+    unacknowledged for ``visibility_timeout`` is restored to its queue by the next scan; a worker
+    scans when it starts, then every ``unacked_restore_interval`` × ``unacked_restore_throttle``."""
+
+    visibility_timeout: PositiveDuration = 3600.0
+    unacked_restore_interval: PositiveDuration = 10.0
+    unacked_restore_throttle: Annotated[int, Field(ge=1, strict=True)] = 10
+
+
+class ResultBackendSpec(Strict):
+    """Celery's ``result_backend``: a result is written ``write_time`` after the run ends and kept
+    ``result_expires`` (Celery's default: one day)."""
+
+    write_time: DurationOrDistribution
+    result_expires: PositiveDuration = 86400.0
+
+
+class ReaderSpec(Strict):
+    """Requests arriving as ``arrivals`` that read what the task ``reads`` last produced (a
+    dashboard served from a table a periodic aggregation refreshes): no wait, but data as old as
+    the latest successful run's start."""
+
+    name: Name
+    reads: Name
+    arrivals: ArrivalSpec
+
+
+class CeleryAppSpec(Strict):
+    """A Celery application: its ``tasks``, the ``workers`` that run them, and the options of
+    kombu's Redis transport, used for the queues on Redis brokers."""
+
+    name: Name
+    tasks: Annotated[list[TaskSpec], Field(min_length=1)]
+    workers: Annotated[list[WorkerGroupSpec], Field(min_length=1)]
+    broker_transport_options: TransportOptions = TransportOptions()
+    result_backend: Optional[ResultBackendSpec] = None
+    readers: list[ReaderSpec] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        names = [item.name for item in (*self.tasks, *self.workers, *self.readers)]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"the name {', '.join(repr(n) for n in twice)} is given to more than one task, worker group or reader")
+        tasks = {t.name for t in self.tasks}
+        for reader in self.readers:
+            if reader.reads not in tasks:
+                raise ValueError(f"readers: {reader.name} reads '{reader.reads}', which is not a task of the app")
+        return self
+
+    @model_validator(mode="after")
+    def _chords_and_callbacks(self):
+        tasks = {t.name: t for t in self.tasks}
+        for t in self.tasks:
+            if t.chord is None:
+                continue
+            callback = tasks.get(t.chord.callback)
+            if callback is None or not callback.is_callback or callback.chord is not None:
+                raise ValueError(f"{t.name}: a chord's callback must be a task of the app with neither arrivals nor beat nor a chord of its own; "
+                                 f"'{t.chord.callback}' is not one")
+            if self.result_backend is None or t.ignore_result:
+                raise ValueError(f"{t.name}: a chord needs its header's results: give the app a result_backend (and not ignore_result)")
+        called = {t.chord.callback for t in self.tasks if t.chord is not None}
+        orphans = [t.name for t in self.tasks if t.is_callback and t.name not in called]
+        if orphans:
+            raise ValueError(f"{', '.join(orphans)}: a task needs arrivals or beat, unless it is a chord's callback")
+        return self
+
+    def queues(self) -> set[str]:
+        return {t.queue for t in self.tasks} | {w.consumes for w in self.workers}
+
+
+def up_fraction(crashes: Crashes | None) -> float:
+    """The long-run fraction of time a part that fails with ``crashes`` is up."""
+    if crashes is None:
+        return 1.0
+    up = crashes.time_to_failure_distribution().mean
+    return up / (up + crashes.restart_time.build().mean)
+
+
+def calls_per_s(spec: CeleryAppSpec, task: TaskSpec) -> float:
+    """Calls a second of ``task`` in the long run: its arrivals, its beat, or its chords'."""
+    if task.arrivals is not None:
+        return task.arrivals.mean_rate()
+    if task.beat is not None:
+        return task.beat.schedulers / task.beat.every
+    return sum(calls_per_s(spec, t) for t in spec.tasks if t.chord is not None and t.chord.callback == task.name)
+
+
+def runs_per_s(spec: CeleryAppSpec, task: TaskSpec) -> float:
+    """Messages a second ``task`` puts on its queue in the long run: a chord's header tasks, and
+    retries, included."""
+    retried = task.autoretry.runs_per_task() if task.autoretry is not None else 1.0
+    return calls_per_s(spec, task) * (task.chord.size if task.chord is not None else 1) * retried
+
+
+def capacity_per_s(spec: CeleryAppSpec, group: WorkerGroupSpec) -> float:
+    """Runs per second ``group`` can make in the long run: count × concurrency / the mean run
+    time of its queue's mix (retries included), times the fractions of time its workers and
+    children are up; and no more than lets each rate-limited type in the mix start at its
+    limit on each worker (with the event-loop limiter, at most one a second under load). Prefetch does not change it (a worker with reserved tasks keeps its
+    children busy)."""
+    routed = [(runs_per_s(spec, t), t) for t in spec.tasks if t.queue == group.consumes]
+    rate = sum(r for r, _ in routed)
+    if rate == 0:
+        return 0.0
+    mean_s = sum(r * t.run_time.build().mean for r, t in routed) / rate
+    capacity = group.count * group.concurrency / mean_s * up_fraction(group.crashes) * up_fraction(group.child_crashes)
+    per_worker = (lambda limit: min(limit, 1.0 / MIN_DELAY_S)) if group.rate_limiter == "event_loop" else (lambda limit: limit)
+    limits = [group.count * per_worker(t.rate_limit) * rate / r for r, t in routed if t.rate_limit is not None]
+    return min([capacity, *limits])
+
+
+def unknown(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"'{name}' is not a broker{hint}; brokers: {', '.join(candidates) or 'none'}"
+
+
+class TaskQueues(Kind):
+    section = "task_queues"
+    noun = "a Celery app"
+    Spec = CeleryAppSpec
+    build_order = 7
+
+    def problems(self, spec: CeleryAppSpec, scenario) -> Iterable[Finding]:
+        brokers = [b.name for b in scenario.brokers]
+        for i, task in enumerate(spec.tasks):
+            if task.queue not in brokers:
+                yield Finding(f"tasks.{i}.queue", unknown(task.queue, brokers))
+            elif not any(w.consumes == task.queue for w in spec.workers):
+                yield Finding(f"tasks.{i}.queue", f"no worker of {spec.name} consumes '{task.queue}': its tasks would never run")
+        for i, group in enumerate(spec.workers):
+            if group.consumes not in brokers:
+                yield Finding(f"workers.{i}.consumes", unknown(group.consumes, brokers))
+        for broker in scenario.brokers:
+            if broker.name in spec.queues() and broker.kind == "redis" and (broker.mode != "list" or broker.reliable):
+                yield Finding(None, f"the queue '{broker.name}' is a Redis {'stream' if broker.mode == 'stream' else 'reliable list'}: kombu's "
+                                    "Redis transport reads a plain list (BRPOP) and emulates acknowledgements itself (mode: list, reliable: false)")
+        queues = spec.queues()
+        others = [(p.name, p.sends_to) for p in (*scenario.producers, *scenario.clients)] + [(w.name, w.consumes) for w in scenario.workers]
+        for name, queue in others:
+            if queue in queues:
+                yield Finding(None, f"'{name}' also uses the queue '{queue}', which carries {spec.name}'s tasks only")
+
+    def flows(self, spec: CeleryAppSpec) -> list:
+        """A source per task type (its callers) and a server per worker group."""
+        sources = [Source(f"{spec.name}.{t.name}", t.queue, runs_per_s(spec, t)) for t in spec.tasks]
+        return sources + [Server(f"{spec.name}.{g.name}", g.consumes, capacity_per_s(spec, g), g.count * g.concurrency) for g in spec.workers]
+
+    def build(self, spec: CeleryAppSpec, context) -> CeleryApp:
+        """Task types with their boundaries, then the workers (so they consume before the first
+        call), then the callers; each draws from streams keyed by APP:TASK or APP:GROUP/i."""
+        ledger = TaskLedger()
+        env, fates = context.env, context.fates
+        queues = {name: self._transport(spec, name, context) for name in sorted(spec.queues())}
+        backend = None
+        if spec.result_backend is not None:
+            b = spec.result_backend
+            backend = ResultBackend(env, context.sampler(b.write_time.build(), "write_time", f"{spec.name}:results"), b.result_expires,
+                                    context.boundary(f"{spec.name}:results", "tasks", keep_sojourns=False), context.counter(f"{spec.name}:results"))
+        types = []
+        for t in spec.tasks:
+            name = f"{spec.name}:{t.name}"
+            stages = [context.boundary(f"{name}:{stage}", "tasks") for stage in STAGES]
+            countdown = None if t.countdown is None else context.sampler(t.countdown.build(), "countdown", name)
+            result = None
+            if backend is not None and not t.ignore_result:
+                result = ResultWait(env, backend, context.boundary(f"{name}:awaiting", "tasks"), t.poll_interval, Staleness(context.window_start_s))
+            types.append(TaskType(t.name, t.queue, context.sampler(t.run_time.build(), "run_time", name), *stages, context.counter(name),
+                                  acks_late=t.acks_late, reject_on_worker_lost=t.reject_on_worker_lost, countdown=countdown,
+                                  retry=self._retry(t, context, name), rate_limit_per_s=t.rate_limit,
+                                  soft_time_limit_s=t.soft_time_limit, hard_time_limit_s=t.time_limit, result=result))
+        workers = {}
+        for g in spec.workers:
+            group = f"{spec.name}:{g.name}"
+            busy, counts = context.boundary(group, "workers", keep_sojourns=False), context.counter(group)
+            queue = queues[g.consumes]
+            scanner = queue.scans if isinstance(queue, KombuRedisTransport) else None
+            workers[g.name] = [
+                CeleryWorker(env, f"{group}/{i}", queue, g.concurrency, g.prefetch_multiplier, fates, ledger, busy, counts,
+                             crashes=context.crashes(g.crashes, f"{group}/{i}"), child_crashes=context.crashes(g.child_crashes, f"{group}/{i}:children"),
+                             scanner=scanner, replacement_s=g.child_replacement_time, event_loop_limiter=g.rate_limiter == "event_loop")
+                for i in range(g.count)
+            ]
+        named = {t.name: task_type for t, task_type in zip(spec.tasks, types)}
+        for t, task_type in zip(spec.tasks, types):
+            if t.chord is not None:
+                joined = context.boundary(f"{spec.name}:{t.name}:chord_join", "tasks")
+                task_type.chord_join = ChordJoin(env, named[t.chord.callback], queues[named[t.chord.callback].queue], fates, ledger,
+                                                 joined, task_type.counts, t.chord.poll_interval if t.chord.join == "poll" else None)
+                task_type.chord_size = t.chord.size
+        callers = [caller for t, task_type in zip(spec.tasks, types) for caller in self._callers(spec, t, task_type, queues[t.queue], ledger, context)]
+        transports = [q for q in queues.values() if isinstance(q, KombuRedisTransport)]
+        app = CeleryApp(spec.name, types, callers, workers, transports, backend)
+        app.readers = {r.name: Reader(env, named[r.reads], arrival_process(r.arrivals, context, f"{spec.name}:{r.name}"),
+                                      Staleness(context.window_start_s), context.counter(f"{spec.name}:{r.name}")) for r in spec.readers}
+        return app
+
+    def _callers(self, spec: CeleryAppSpec, task: TaskSpec, task_type: TaskType, queue, ledger: TaskLedger, context) -> list[Caller]:
+        """The application's calls (drawn from the stream APP:TASK ``arrivals``), or each beat
+        scheduler's sends."""
+        env, fates = context.env, context.fates
+        if task.is_callback:
+            return []
+        if task.beat is None:
+            return [Caller(env, task_type, arrival_process(task.arrivals, context, f"{spec.name}:{task.name}"), queue, fates, ledger)]
+        every = DeterministicArrivals(1.0 / task.beat.every)
+        return [Caller(env, task_type, every, queue, fates, ledger, duplicate=k > 0) for k in range(task.beat.schedulers)]
+
+    def _retry(self, task: TaskSpec, context, name: str) -> RetryPolicy | None:
+        a = task.autoretry
+        if a is None:
+            return None
+        return RetryPolicy(a.failure_probability, context.sampler(Uniform(0.0, 1.0), "retries", name), a.max_retries, a.default_retry_delay,
+                           int(a.retry_backoff), a.retry_backoff_max, a.retry_jitter)
+
+    def _transport(self, spec: CeleryAppSpec, queue: str, context):
+        """What the app's callers and workers talk to for ``queue``: the broker itself, or, on
+        Redis, kombu's transport over it (one unacked index per queue's database)."""
+        broker = context.target(queue)
+        if next(b for b in context.scenario.brokers if b.name == queue).kind != "redis":
+            return broker
+        options = spec.broker_transport_options
+        return KombuRedisTransport(context.env, broker, context.counter(f"{spec.name}:{queue}:kombu"), options.visibility_timeout,
+                                   options.unacked_restore_interval, options.unacked_restore_throttle)
+
+    def measure(self, spec: CeleryAppSpec, app: CeleryApp, context, measures) -> None:
+        """Per task type its queue wait, time reserved in a worker's buffer and run time (mean and
+        percentiles), its throughput and events; per worker group its utilisation and events."""
+        prefix = f"task_queues.{spec.name}"
+        window = measures.window_s
+        for task_type in app.task_types:
+            at = f"{prefix}.tasks.{task_type.name}"
+            for stage, metric in STAGES.items():
+                boundary = getattr(task_type, stage)
+                measures.distribution(f"{at}.{metric}", boundary.sojourns)
+                measures.metrics[f"{at}.{stage}_mean"] = boundary.area / window
+            if task_type.chord_join is not None:
+                measures.distribution(f"{at}.chord_join_s", task_type.chord_join.joined.sojourns)
+            if task_type.result is not None:
+                measures.distribution(f"{at}.result_latency_s", task_type.result.awaiting.sojourns)
+                measures.distribution(f"{at}.staleness_s", task_type.result.staleness.ages_s)
+                measures.metrics[f"{at}.awaiting_mean"] = task_type.result.awaiting.area / window
+            measures.counts(at, task_type.counts, TASK_EVENTS)
+            measures.metrics[f"{at}.throughput_per_s"] = task_type.counts["succeeded"] / window
+        for g in spec.workers:
+            at = f"{prefix}.workers.{g.name}"
+            busy = context.recorder.boundaries[f"{spec.name}:{g.name}"]
+            measures.metrics[f"{at}.utilization"] = busy.area / (g.count * g.concurrency * window)
+            measures.counts(at, context.recorder.counters[f"{spec.name}:{g.name}"], GROUP_EVENTS)
+        for name, reader in app.readers.items():
+            measures.distribution(f"{prefix}.readers.{name}.staleness_s", reader.staleness.ages_s)
+            measures.counts(f"{prefix}.readers.{name}", reader.counts, ("reads", "misses"))
+        if app.results is not None:
+            measures.metrics[f"{prefix}.results.stored_mean"] = app.results.stored.area / window
+            measures.counts(f"{prefix}.results", app.results.counts, ("results_written",))
+        for transport in app.transports:
+            measures.counts(f"{prefix}.transports.{transport.name}", transport.counts, ("restored",))

@@ -1,0 +1,335 @@
+"""``task_queues:`` Celery apps run end to end: waits against the M/M/c queue, losses to worker
+crashes against 1 − exp(−S/M), the flows ``asyncsim check`` shows, and the scenario errors."""
+
+import math
+import re
+import sys
+
+import pytest
+
+from sim import analytic, load_scenario, run, scenario_from_dict
+from sim.cli import main
+from sim.problems import ScenarioError
+from sim.sketch import RELATIVE_ACCURACY
+from sim.stats import mean_ci
+from sim.topology import broker_flows
+
+
+def app(tasks, workers, broker=None, duration=4000, warmup=200, **settings):
+    return {
+        "name": "celery", "seed": 3, "duration": duration, "warmup": warmup, "producers": [],
+        "brokers": [broker or {"name": "q", "kind": "redis"}],
+        "task_queues": [{"name": "app", "tasks": tasks, "workers": workers}],
+        **settings,
+    }
+
+
+def task(name="t", rate=6.0, run_time=None, **options):
+    return {"name": name, "queue": "q", "arrivals": {"process": "poisson", "rate": rate},
+            "run_time": run_time or {"dist": "exponential", "mean": 0.5}, **options}
+
+
+def group(**options):
+    return {"name": "w", "consumes": "q", "concurrency": 4, **options}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("multiplier", [1, 4])
+def test_one_workers_tasks_wait_as_in_an_mmc_queue_whatever_the_prefetch(multiplier):
+    """One worker of 4 children, Poisson 6/s, exponential runs of 0.5 s: M/M/4 at ρ = 0.75. The
+    children take reserved tasks in order, so whether a task waits in Redis or in the worker's
+    buffer, its wait (queue + reserved) is M/M/4's Wq; the prefetch only moves it."""
+    exact = analytic.mmc(6.0, 2.0, 4)
+    result = run(scenario_from_dict(app([task()], [group(prefetch_multiplier=multiplier)])), replications=8, seed=11)
+    at = "task_queues.app.tasks.t"
+    waits = [r.metrics[f"{at}.queue_wait_s.mean"] + r.metrics[f"{at}.reserved_s.mean"] for r in result.results]
+    wait = mean_ci(waits)
+    assert wait.contains(exact.wait_s), (exact.wait_s, wait)
+    assert result.estimate(f"{at}.latency_s.mean").contains(exact.sojourn_s)
+    in_broker, in_worker = result.estimate(f"{at}.queue_wait_s.mean").mean, result.estimate(f"{at}.reserved_s.mean").mean
+    if multiplier == 4:  # 16 reserved: almost all the wait is in the worker
+        assert in_broker < 0.05 * in_worker
+    else:  # early ack, 4 reserved at most: the longer waits spill into Redis
+        assert in_broker > 0.1 * in_worker
+    assert result.ok
+
+
+def rabbit(prefetch):
+    return {"name": "q", "kind": "rabbitmq", "prefetch_count": prefetch}
+
+
+@pytest.mark.slow
+def test_early_ack_loses_a_running_task_with_probability_one_minus_exp_of_minus_s_over_m():
+    """One child, runs of S = 1 s, worker crashes at MTBF M = 20 s (exponential: no memory), on
+    RabbitMQ, which requeues what a dead consumer had not acknowledged: a task acknowledged as
+    it starts is lost if a crash comes within S, so 1 − exp(−1/20) of the runs are lost."""
+    expected = 1 - math.exp(-1.0 / 20.0)
+    crashes = {"mtbf": "20s", "restart_time": "1s"}
+    spec = app([task(rate=0.5, run_time="1s")], [group(concurrency=1, crashes=crashes)], broker=rabbit(4), duration=20_000)
+    result = run(scenario_from_dict(spec), replications=8, seed=5)
+    at = "task_queues.app.tasks.t"
+    fractions = [r.metrics[f"{at}.lost"] / (r.metrics[f"{at}.lost"] + r.metrics[f"{at}.succeeded"]) for r in result.results]
+    lost = mean_ci(fractions)
+    assert lost.contains(expected), (expected, lost)
+    assert lost.half_width < 0.15 * expected
+    assert result.estimate(f"{at}.reruns").mean == 0
+    assert result.ok
+
+
+def test_acks_late_loses_nothing_to_worker_crashes_but_runs_the_interrupted_tasks_again():
+    crashes = {"mtbf": "20s", "restart_time": "1s"}
+    spec = app([task(rate=0.5, run_time="1s", acks_late=True)], [group(concurrency=1, crashes=crashes)], broker=rabbit(4), duration=3000)
+    result = run(scenario_from_dict(spec), replications=2, seed=5)
+    at = "task_queues.app.tasks.t"
+    assert result.estimate(f"{at}.lost").mean == 0
+    assert result.estimate("system.lost_rate").mean == 0
+    reruns = result.estimate(f"{at}.reruns").mean
+    crashes_seen = result.estimate("task_queues.app.workers.w.crashes").mean
+    # crashes come as a Poisson process, so about half find the child running (0.5/s × 1 s busy)
+    assert 0.3 * crashes_seen < reruns < 0.7 * crashes_seen
+    assert result.ok
+
+
+def test_a_short_task_waits_behind_long_ones_on_a_shared_queue_and_not_on_its_own():
+    one = app([task("long", rate=1.0, run_time={"dist": "exponential", "mean": 2.0}), task("short", rate=10.0, run_time="20ms")],
+              [group(count=2, concurrency=2)], duration=1500)
+    two = dict(one, brokers=[{"name": "q", "kind": "redis"}, {"name": "q2", "kind": "redis"}])
+    two["task_queues"] = [{"name": "app", "tasks": [one["task_queues"][0]["tasks"][0], {**one["task_queues"][0]["tasks"][1], "queue": "q2"}],
+                           "workers": [group(count=1, concurrency=3), {"name": "w2", "consumes": "q2", "concurrency": 1}]}]
+    shared, split = (run(scenario_from_dict(s), replications=2, seed=1) for s in (one, two))
+    key = "task_queues.app.tasks.short.latency_s.mean"
+    assert shared.estimate(key).mean > 10 * split.estimate(key).mean
+    assert shared.ok and split.ok
+
+
+def test_check_counts_each_apps_tasks_and_worker_children_on_their_queues():
+    spec = scenario_from_dict(app([task("a", rate=2.0), task("b", rate=2.0, run_time="1500ms")], [group(count=2)]))
+    flow = broker_flows(spec)["q"]
+    # 4/s offered; 8 children at a mean run time of (0.5 + 1.5) / 2 = 1 s
+    assert (flow.arrival_rate_per_s, flow.service_capacity_per_s, flow.servers) == (4.0, 8.0, 8)
+    assert flow.consumers == ("app.w",)
+
+
+def test_asyncsim_check_prints_the_offered_load_of_a_celery_queue(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["asyncsim", "check", "scenarios/celery-one-queue.yaml"])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("celery "))
+    assert row.split()[1:] == ["22.4/s", "30.9/s", "8", "0.725", "no"]
+
+
+def problems_of(spec) -> str:
+    with pytest.raises(ScenarioError) as raised:
+        scenario_from_dict(spec)
+    return str(raised.value)
+
+
+def test_an_app_whose_workers_cannot_keep_up_is_refused():
+    assert "unstable: offered load 10/s ≥ capacity 8/s" in problems_of(app([task(rate=10.0)], [group()]))
+
+
+def test_unknown_queues_and_queues_no_worker_consumes_are_named_with_their_line():
+    text = problems_of(app([task(), {**task("u"), "queue": "qq"}], [group(), {"name": "x", "consumes": "nope", "concurrency": 1}]))
+    assert re.search(r"<dict>:\d+: task_queues\.app\.tasks\.1\.queue: 'qq' is not a broker \(did you mean 'q'\?\)", text)
+    assert "task_queues.app.workers.1.consumes: 'nope' is not a broker" in text
+    orphan = app([task()], [group()], brokers=[{"name": "q", "kind": "redis"}, {"name": "idle", "kind": "redis"}])
+    orphan["task_queues"][0]["tasks"].append({**task("v"), "queue": "idle"})
+    assert "task_queues.app.tasks.1.queue: no worker of app consumes 'idle'" in problems_of(orphan)
+
+
+def test_a_celery_queue_carries_its_apps_tasks_only():
+    spec = app([task()], [group()], producers=[{"name": "web", "arrivals": {"process": "poisson", "rate": 1.0}, "sends_to": "q"}])
+    assert "'web' also uses the queue 'q', which carries app's tasks only" in problems_of(spec)
+
+
+def test_task_and_worker_group_names_are_unique_in_an_app():
+    assert "the name 't' is given to more than one task, worker group or reader" in problems_of(app([task(), task()], [group()]))
+
+
+@pytest.mark.parametrize("visibility, copies", [("1000s", 8), ("1h", 2), ("3h", 1)])
+def test_every_reminder_runs_once_per_copy_the_visibility_scans_restore_before_its_eta(visibility, copies):
+    """countdown 2 h on Redis, two workers scanning at 0, 100, 200… s. A task delivered at a is
+    restored at the first scan s₁ ≥ a + V, delivered again at once, restored again at s₁ + V
+    (a scan time too), and so on before a + 2 h: with V = 1000 s, s₁ - a lies in [1000, 1100),
+    so 7 restores and 8 runs for every task; with V = 1 h, one restore; with V = 3 h, none."""
+    reminder = {**task("remind", rate=60 / 3600, run_time="200ms"), "countdown": "2h"}
+    spec = app([reminder], [group(count=2)], duration=6 * 3600, warmup=600)
+    spec["task_queues"][0]["broker_transport_options"] = {"visibility_timeout": visibility}
+    result = run(scenario_from_dict(spec), replications=2, seed=2)
+    assert result.estimate("system.duplicates_rate").mean == copies - 1
+    assert result.estimate("system.lost_rate").mean == 0
+    assert result.ok
+
+
+def test_the_redelivery_loop_scenario_runs_each_reminder_three_times_and_its_fix_once():
+    loop, fixed = (run(load_scenario(f"scenarios/celery-eta-redelivery-{name}.yaml"), replications=2, seed=1)
+                   for name in ("loop", "fixed"))
+    assert loop.estimate("system.duplicates_rate").mean == 2 and fixed.estimate("system.duplicates_rate").mean == 0
+    assert loop.estimate("task_queues.signup.transports.celery.restored").mean > 0
+    assert fixed.estimate("task_queues.signup.transports.celery.restored").mean == 0
+
+
+def test_a_rate_limit_r_on_k_workers_caps_their_throughput_at_k_r():
+    """10/s offered to 2 workers whose task has rate_limit 2/s (each could run 40/s): the bounded
+    Redis list refuses the rest; the check counts the limit as the pool's capacity."""
+    limited = {**task(rate=10.0, run_time="50ms"), "rate_limit": "2/s"}
+    spec = app([limited], [group(count=2)], broker={"name": "q", "kind": "redis", "max_messages": 50}, duration=2000)
+    assert broker_flows(scenario_from_dict(spec))["q"].service_capacity_per_s == 4.0
+    result = run(scenario_from_dict(spec), replications=2, seed=4)
+    assert result.estimate("task_queues.app.tasks.t.throughput_per_s").mean == pytest.approx(4.0, rel=0.002)
+    assert result.estimate("system.rejected_rate").mean == pytest.approx(0.6, abs=0.01)
+    assert result.ok
+
+
+@pytest.mark.slow
+def test_retries_run_a_task_1_plus_p_plus_p2_plus_p3_times_and_fail_it_for_good_with_probability_p4():
+    """Each run fails with p = 0.3; max_retries 3: a task runs (1 − p⁴)/(1 − p) times on average
+    and fails for good after its fourth failure, with probability p⁴ = 0.0081."""
+    p = 0.3
+    retried = {**task(rate=5.0, run_time={"dist": "exponential", "mean": 0.2}),
+               "autoretry": {"failure_probability": p, "default_retry_delay": "2s"}}
+    result = run(scenario_from_dict(app([retried], [group()], duration=12_000)), replications=10, seed=8)
+    at = "task_queues.app.tasks.t"
+    runs = mean_ci([r.metrics[f"{at}.runs"] / r.metrics[f"{at}.sent"] for r in result.results])
+    failed = mean_ci([r.metrics[f"{at}.failed"] / r.metrics[f"{at}.sent"] for r in result.results])
+    assert runs.contains((1 - p**4) / (1 - p)), runs
+    assert failed.contains(p**4), failed
+    assert result.estimate("system.lost_rate").contains(p**4)
+    assert result.ok
+
+
+def beat_task(every, run_time, schedulers=1):
+    return {"name": "report", "queue": "q", "beat": {"every": every, "schedulers": schedulers}, "run_time": run_time}
+
+
+def test_beat_overlaps_a_run_still_in_progress_with_the_probability_derived_from_the_run_times():
+    """Beat every T = 60 s, runs exponential of mean 60 s, 16 children (a run starts at its tick).
+    The run started k ticks earlier is still in progress with probability exp(−kT/m), so a start
+    overlaps another run with probability 1 − Π (1 − e^(−k)) ≈ 0.496."""
+    expected = 1 - math.prod(1 - math.exp(-k) for k in range(1, 60))
+    spec = app([beat_task("60s", {"dist": "exponential", "mean": 60})], [group(concurrency=16)], duration=30_000)
+    result = run(scenario_from_dict(spec), replications=8, seed=3)
+    at = "task_queues.app.tasks.report"
+    overlaps = mean_ci([r.metrics[f"{at}.overlaps"] / r.metrics[f"{at}.runs"] for r in result.results])
+    assert overlaps.contains(expected), (expected, overlaps)
+    assert result.estimate(f"{at}.sent").mean == (30_000 - 200) // 60  # one tick a minute, the first one minute in
+    assert result.ok
+
+
+def test_a_second_beat_scheduler_sends_every_periodic_task_twice():
+    result = run(load_scenario("scenarios/celery-nightly-report.yaml", ["duration=8d"]), replications=2, seed=1)
+    at = "task_queues.reports.tasks.nightly_report"
+    assert result.estimate(f"{at}.sent").mean == 2 * result.estimate(f"{at}.beat_duplicates").mean > 0
+    assert result.estimate(f"{at}.runs").mean == result.estimate(f"{at}.sent").mean
+    assert result.ok
+    fixed = run(load_scenario("scenarios/celery-nightly-report.yaml", ["duration=8d", "task_queues.reports.tasks.nightly_report.beat.schedulers=1"]),
+                replications=2, seed=1)
+    assert fixed.estimate(f"{at}.beat_duplicates").mean == 0 and fixed.estimate(f"{at}.sent").mean == result.estimate(f"{at}.sent").mean / 2
+
+
+def test_a_task_gives_either_arrivals_or_beat():
+    both = {**task(), "beat": {"every": "1h"}}
+    assert "give either arrivals (calls from the application) or beat (a periodic task)" in problems_of(app([both], [group()]))
+
+
+@pytest.mark.parametrize("poll, extra_s", [(None, 0.05), ("100ms", 0.05 + 0.05)])
+def test_the_latency_a_waiting_caller_sees_adds_the_result_write_and_half_a_poll_interval(poll, extra_s):
+    """Results written 50 ms after each run: get() sees each 50 ms after the task's end; polling
+    every 100 ms from the call finds it at the next poll, on average half an interval later (the
+    latencies, of mean about 0.9 s, spread smoothly over many intervals)."""
+    waited = {**task(), "poll_interval": poll} if poll else task()
+    spec = app([waited], [group()], duration=3000)
+    spec["task_queues"][0]["result_backend"] = {"write_time": "50ms", "result_expires": "2m"}
+    result = run(scenario_from_dict(spec), replications=3, seed=6)
+    at = "task_queues.app.tasks.t"
+    extra = result.estimate(f"{at}.result_latency_s.mean").mean - result.estimate(f"{at}.latency_s.mean").mean
+    assert extra == pytest.approx(extra_s, abs=0.005 if poll else 1e-3)
+    # the backend keeps every result for 2 minutes (less than the warm-up): λ × 120 s at a time
+    assert result.estimate("task_queues.app.results.stored_mean").mean == pytest.approx(6.0 * 120, rel=0.03)
+    assert result.ok
+
+
+def chord_app(join, duration=20_000):
+    header = {**task("shard", rate=0.05, run_time={"dist": "exponential", "mean": 1.0}),
+              "chord": {"size": 8, "callback": "merge", "join": join}}
+    merge = {"name": "merge", "queue": "q", "run_time": "100ms"}
+    spec = app([header, merge], [group(count=2, concurrency=16)], duration=duration)
+    spec["task_queues"][0]["result_backend"] = {"write_time": "10ms"}
+    return spec
+
+
+@pytest.mark.parametrize("join", ["counter", "poll"])
+def test_a_chord_joins_at_the_slowest_of_its_members_plus_the_write_and_polling_at_the_next_check(join):
+    """Eight exponential members of mean 1 s, started at once (16 children each on two workers,
+    one chord every 20 s), results written 10 ms after: by counter the join takes E[max] + W =
+    H₈ + 0.01 s; by chord_unlock every second from the call, E[⌈max + W⌉] = Σₖ P(max + W > k)."""
+    harmonic = sum(1 / k for k in range(1, 9))
+    expected = harmonic + 0.01 if join == "counter" else 1 + sum(1 - (1 - math.exp(-(k - 0.01))) ** 8 for k in range(1, 60))
+    result = run(scenario_from_dict(chord_app(join)), replications=6, seed=12)
+    at = "task_queues.app.tasks"
+    assert result.estimate(f"{at}.shard.chord_join_s.mean").contains(expected), (expected, result.estimate(f"{at}.shard.chord_join_s.mean"))
+    chords = result.estimate(f"{at}.merge.sent").mean
+    assert result.estimate(f"{at}.shard.sent").mean == pytest.approx(8 * chords, rel=0.01)
+    assert result.estimate(f"{at}.shard.chord_errors").mean == 0
+    assert result.ok
+
+
+def test_chords_need_a_result_backend_and_a_callback_sent_by_chords_only():
+    spec = chord_app("counter")
+    del spec["task_queues"][0]["result_backend"]
+    assert "shard: a chord needs its header's results: give the app a result_backend" in problems_of(spec)
+    spec = chord_app("counter")
+    spec["task_queues"][0]["tasks"][0]["chord"]["callback"] = "shard"
+    assert "a chord's callback must be a task of the app with neither arrivals nor beat" in problems_of(spec)
+    spec = chord_app("counter")
+    del spec["task_queues"][0]["tasks"][0]["chord"]
+    assert "merge: a task needs arrivals or beat, unless it is a chord's callback" in problems_of(spec)
+
+
+def test_check_counts_a_chords_members_and_its_callback_on_their_queue():
+    flow = broker_flows(scenario_from_dict(chord_app("counter")))["q"]
+    assert flow.arrival_rate_per_s == pytest.approx(0.05 * 8 + 0.05)
+
+
+def test_precomputed_reads_are_instant_but_as_old_as_r_plus_half_the_period_and_on_demand_ones_wait_for_fresh_data():
+    """Beat every T = 300 s, runs of R = 30 s, so the data served changes at kT + R to the data
+    of kT: a read at a uniform time finds data aged uniformly on [R, T + R), mean R + T/2 = 180 s.
+    Computing on demand (runs of 3 s, results written 10 ms after, get()): the caller waits at
+    least 3.01 s, for data exactly 3.01 s old."""
+    aggregate = {"name": "aggregate", "queue": "q", "beat": {"every": "5m"}, "run_time": "30s"}
+    on_demand = task("report", rate=0.5, run_time="3s")
+    spec = app([aggregate, on_demand], [group()], duration=20_000, warmup=600)
+    spec["task_queues"][0]["readers"] = [{"name": "dashboard", "reads": "aggregate", "arrivals": {"process": "poisson", "rate": 1.0}}]
+    spec["task_queues"][0]["result_backend"] = {"write_time": "10ms", "result_expires": "5m"}
+    result = run(scenario_from_dict(spec), replications=4, seed=13)
+    at = "task_queues.app"
+    stale = result.estimate(f"{at}.readers.dashboard.staleness_s.mean")
+    assert stale.contains(180.0), stale
+    assert result.estimate(f"{at}.readers.dashboard.staleness_s.p50").mean == pytest.approx(180.0, abs=5)
+    assert result.estimate(f"{at}.readers.dashboard.misses").mean == 0
+    assert result.estimate(f"{at}.tasks.report.staleness_s.p999").mean == pytest.approx(3.01, rel=RELATIVE_ACCURACY)
+    assert result.estimate(f"{at}.tasks.report.result_latency_s.mean").mean >= 3.01
+    assert result.ok
+
+
+def test_a_reader_reads_a_task_of_its_app():
+    spec = app([task()], [group()])
+    spec["task_queues"][0]["readers"] = [{"name": "dash", "reads": "nope", "arrivals": {"process": "poisson", "rate": 1.0}}]
+    assert "readers: dash reads 'nope', which is not a task of the app" in problems_of(spec)
+
+
+@pytest.mark.parametrize("limiter, limit, per_worker", [("ideal", "10/s", 10.0), ("event_loop", "10/s", 1.0), ("event_loop", "2/s", 1.0),
+                                                        ("event_loop", "30/m", 0.5)])
+def test_under_overload_the_event_loop_limiter_starts_one_task_a_second_per_worker_whatever_the_limit(limiter, limit, per_worker):
+    """30 tasks/s offered to 2 workers (prefetch 16 each) of a type limited to ``limit``. The ideal
+    limiter starts ``limit`` a second per worker. As the code runs it, each refusal adds a timer;
+    past 10 the loop fires 10 a pass and then polls a full second (nothing wakes it: the prefetch
+    is full), and a bucket keeps one token, so each pass starts one task: 1/s per worker; a
+    limit under 1/s is kept (its timers fall due no faster)."""
+    limited = {**task(rate=30.0, run_time="20ms"), "rate_limit": limit}
+    spec = app([limited], [group(count=2, rate_limiter=limiter)], broker={"name": "q", "kind": "redis", "max_messages": 50}, duration=2000)
+    assert broker_flows(scenario_from_dict(spec))["q"].service_capacity_per_s == 2 * per_worker
+    result = run(scenario_from_dict(spec), replications=2, seed=4)
+    assert result.estimate("task_queues.app.tasks.t.throughput_per_s").mean == pytest.approx(2 * per_worker, rel=0.01)
+    assert result.ok
