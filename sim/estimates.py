@@ -1,16 +1,18 @@
 """Point estimates and 95% intervals that respect what each metric is.
 
 - **Quantiles and means of a distribution** (latencies, waits): the point estimate is read from
-  the replications' sketches merged (:class:`sim.sketch.Distribution`), and the interval is
-  *sectioning*'s (Asmussen & Glynn, *Stochastic Simulation*, 2007, III.5a; Nakayama 2014): the
-  spread of the same estimate computed per replication, t(n − 1)·s/√n, around the pooled one.
-  Averaging per-replication percentiles instead is biased low when a replication's window is
-  short against the system's correlation time; pooling removes most of that bias.
+  the replications' sketches merged (:class:`sim.sketch.Distribution`): averaging
+  per-replication percentiles instead is biased low when a replication's window is short
+  against the system's correlation time; pooling removes most of that bias. The interval treats
+  replications as clusters, as survey statistics does: the mean is a ratio (Σ sums / Σ counts)
+  with the ratio estimator's interval, and a quantile gets Woodruff's interval, the interval of
+  the fraction of values below it carried back through the pooled quantile function
+  (:func:`pooled_estimate`).
 - **One replication** is cut into batches of its window (the sketch's time sections), and the
-  same sectioning runs over the batches. Batch means that are still correlated (lag-1
+  same intervals are computed over the batches. Batch means that are still correlated (lag-1
   autocorrelation above 2/√b) are joined into fewer, longer batches (20, 10, then 5); a quantile
   needs about 10/(1 − q) values a batch. When no batching is clean the interval is given all the
-  same and :func:`batching_note` says why it should not be trusted.
+  same and :func:`batches_of` says why it should not be trusted.
 - **Proportions** (lost, rejected, dead-lettered rates): the Wilson score interval on the pooled
   proportion, with the number of messages replaced by an effective number that accounts for
   the replications' extra-binomial spread (Kish's design effect from the ratio estimator's
@@ -61,7 +63,8 @@ def read(distribution: Distribution, stat: str) -> float:
 
 
 def sectioned(point: float, sections, confidence: float = 0.95) -> Estimate:
-    """``point`` with the sectioning interval from the per-section estimates ``sections``."""
+    """``point`` with the interval t(n − 1)·s/√n from the per-section estimates ``sections``
+    (sectioning; here, the batch means of one replication's time series)."""
     x = np.asarray(sections, dtype=float)
     x = x[np.isfinite(x)]
     if not math.isfinite(point):
@@ -102,16 +105,52 @@ def batches_of(distribution: Distribution, stat: str) -> tuple[Distribution | No
 
 
 def distribution_estimate(distributions: list[Distribution], stat: str) -> tuple[Estimate, str | None]:
-    """The pooled ``stat`` of the replications' ``distributions`` with its sectioning interval,
-    and a note when one replication's batches cannot be trusted."""
-    pooled = Distribution.merged(distributions)
-    point = read(pooled, stat)
+    """The pooled ``stat`` of the replications' ``distributions`` (or of one replication's
+    batches) with its interval, and a note when one replication's batches cannot be trusted."""
     if len(distributions) >= 2:
-        return sectioned(point, [read(d.whole(), stat) for d in distributions]), None
+        return pooled_estimate(distributions, stat), None
     batches, note = batches_of(distributions[0], stat)
     if batches is None:
-        return Estimate(json_safe(point), None, None, 1), note
-    return sectioned(point, [read(batches.section(s), stat) for s in range(batches.sections)]), note
+        return Estimate(json_safe(read(distributions[0], stat)), None, None, 1), note
+    return pooled_estimate([batches.section(s) for s in range(batches.sections)], stat), note
+
+
+def ratio_half_width(parts: np.ndarray, wholes: np.ndarray, confidence: float) -> float:
+    """The half-width of the ratio estimator Σparts/Σwholes over independent sections:
+    t(n − 1)·√(Σ(partᵢ − r̂·wholeᵢ)² / (n(n − 1)·whole̅²))."""
+    n = parts.size
+    ratio = parts.sum() / wholes.sum()
+    variance = float(((parts - ratio * wholes) ** 2).sum() / (n * (n - 1) * wholes.mean() ** 2))
+    return t_quantile(n - 1, confidence) * math.sqrt(variance)
+
+
+def pooled_estimate(sections: list[Distribution], stat: str, confidence: float = 0.95) -> Estimate:
+    """The ``stat`` of the ``sections`` pooled, with its interval over sections (replications,
+    or one replication's batches). The mean is a ratio (Σ sums / Σ counts) and gets the ratio
+    estimator's interval. A quantile ξ̂ = Q(q) gets Woodruff's interval (Woodruff 1952, the
+    survey statistician's interval for a quantile of clustered data): the fraction of values
+    at or below ξ̂ is a ratio over sections like the mean, its interval q ± h is found the same
+    way, and the quantile's interval is [Q(q − h), Q(q + h)] read from the pooled values. The
+    sections' own quantiles are not used: with windows of a few thousand values their spread
+    understates the pooled quantile's (an M/M/3 at ρ = 0.8 with 10 windows of 15 minutes: half
+    of it), while the fractions below a level average without that distortion."""
+    counts = np.array([d.count for d in sections], dtype=float)
+    keep = counts > 0
+    pooled = Distribution.merged(sections)
+    point = read(pooled, stat)
+    if keep.sum() < 2 or not math.isfinite(point):
+        return Estimate(json_safe(point), None, None, int(keep.sum()))
+    sections = [d for d, k in zip(sections, keep) if k]
+    counts = counts[keep]
+    if stat == "mean":
+        sums = np.array([float(d.sums.sum()) for d in sections])
+        half = ratio_half_width(sums, counts, confidence)
+        return Estimate(json_safe(point), json_safe(point - half), json_safe(point + half), len(sections))
+    q = PERCENTILES[stat] / 100
+    below = np.array([d.count_at_or_below(point) for d in sections], dtype=float)
+    half = ratio_half_width(below, counts, confidence)
+    low, high = pooled.quantile(max(q - half, 0.0)), pooled.quantile(min(q + half, 1.0))
+    return Estimate(json_safe(point), json_safe(min(low, point)), json_safe(max(high, point)), len(sections))
 
 
 def proportion_estimate(parts, wholes, confidence: float = 0.95) -> Estimate:

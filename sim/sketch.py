@@ -82,6 +82,14 @@ class Distribution:
         cumulative = np.cumsum(self.counts.sum(axis=0))
         return float(bucket_value(self.offset + int(np.searchsorted(cumulative, rank - zeros, side="right"))))
 
+    def count_at_or_below(self, value: float) -> int:
+        """How many values lie in the buckets at or below the one ``value`` falls in."""
+        zeros = int(self.zeros.sum())
+        if value <= SMALLEST:
+            return zeros
+        last = math.ceil(math.log(value) / _LOG_GAMMA) - self.offset
+        return zeros + int(self.counts[:, :max(last + 1, 0)].sum())
+
     def section(self, s: int) -> Distribution:
         return Distribution(self.offset, self.counts[s:s + 1], self.zeros[s:s + 1], self.sums[s:s + 1])
 

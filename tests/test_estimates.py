@@ -65,16 +65,35 @@ def test_values_are_sectioned_by_the_time_they_were_recorded():
 # --- how each kind of metric is estimated -------------------------------------------------------
 
 
-def test_a_distribution_is_estimated_from_the_pooled_values_with_the_sectioning_interval():
+def ratio_half(parts, wholes):
+    parts, wholes = np.asarray(parts, dtype=float), np.asarray(wholes, dtype=float)
+    n, ratio = parts.size, parts.sum() / wholes.sum()
+    return t_quantile(n - 1) * math.sqrt(((parts - ratio * wholes) ** 2).sum() / (n * (n - 1) * wholes.mean() ** 2))
+
+
+def test_a_quantile_is_read_from_the_pooled_values_with_woodruffs_interval():
     rng = np.random.default_rng(5)
-    runs = [Distribution.of(rng.exponential(1.0, n)) for n in (500, 2_000, 8_000)]
+    values = [rng.exponential(1.0, n) for n in (500, 2_000, 8_000)]
+    runs = [Distribution.of(v) for v in values]
     estimate, note = distribution_estimate(runs, "p99")
-    pooled = Distribution.merged(runs).quantile(0.99)
-    own = [d.quantile(0.99) for d in runs]
-    half = t_quantile(2) * np.std(own, ddof=1) / math.sqrt(3)
+    pooled = Distribution.merged(runs)
+    point = pooled.quantile(0.99)
     assert note is None and estimate.n == 3
-    assert estimate.mean == pooled != np.mean(own)
-    assert (estimate.low, estimate.high) == pytest.approx((pooled - half, pooled + half))
+    assert estimate.mean == point != np.mean([d.quantile(0.99) for d in runs])
+    # the share of each run's values at or below the pooled p99, a ratio over runs, and its interval
+    below = [np.sum(v <= point * (1 + RELATIVE_ACCURACY)) for v in values]
+    h = ratio_half(below, [v.size for v in values])
+    assert (estimate.low, estimate.high) == pytest.approx((pooled.quantile(0.99 - h), pooled.quantile(0.99 + h)))
+    assert estimate.low < point < estimate.high
+
+
+def test_a_mean_is_the_pooled_ratio_with_the_ratio_estimators_interval():
+    rng = np.random.default_rng(8)
+    values = [rng.exponential(2.0, n) for n in (300, 3_000, 1_000, 700)]
+    estimate, _ = distribution_estimate([Distribution.of(v) for v in values], "mean")
+    pooled = np.concatenate(values).mean()
+    h = ratio_half([v.sum() for v in values], [v.size for v in values])
+    assert (estimate.mean, estimate.low, estimate.high) == pytest.approx((pooled, pooled - h, pooled + h))
 
 
 def test_no_message_lost_in_any_replication_is_still_an_interval_above_zero():
