@@ -7,6 +7,8 @@ starts at once.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import os
 import sys
 from importlib.metadata import version
@@ -34,8 +36,19 @@ def options(_version: bool = typer.Option(False, "--version", callback=show_vers
     pass  # the app's own help describes it; this callback only carries --version
 
 
+def in_own_context(command):
+    """``command`` run in a copy of the current context, so that what it sets for its duration
+    (the ``--allow-path`` folders, :func:`sim.datafiles.allow_folders`) ends with it."""
+
+    @functools.wraps(command)
+    def scoped(*args, **kwargs):
+        return contextvars.copy_context().run(command, *args, **kwargs)
+
+    return scoped
+
+
 for command in (run, check, schema, validate, sweep, capacity, report):
-    app.command()(command)
+    app.command()(in_own_context(command))
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Simulate asynchronous architectures: producers, brokers, workers. See README.md.",
 )
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
+out = Console(soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, soft_wrap=True, emoji=False, width=None if sys.stderr.isatty() else 120)
 
 
 class Failed(Exception):
@@ -34,6 +34,7 @@ class Failed(Exception):
 
 SetOption = typer.Option(None, "--set", help="Override a value: PATH=VALUE, list items by name (workers.pool.count=12). Repeatable.")
 JobsOption = typer.Option(None, "--jobs", "-j", min=1, help="Local processes (default: all cores).")
+AllowPathOption = typer.Option(None, "--allow-path", metavar="DIR", help="Also read data files (a trace's or an empirical distribution's file:) from DIR; by default only from the scenario's folder. Repeatable; or set ASYNCSIM_ALLOW_PATH.")
 ClusterOption = typer.Option(None, "--cluster", help="Run on a Dask cluster: the scheduler's address (tcp://host:8786), or 'local' to start one here.")
 
 

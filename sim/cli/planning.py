@@ -12,7 +12,8 @@ from rich.markup import escape
 
 from ..problems import CapacityError
 from ..units import format_duration
-from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, running_on
+from ..datafiles import allow_folders
+from .common import AllowPathOption, ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, running_on
 
 
 def _print_run(run, console: Console) -> None:
@@ -84,6 +85,7 @@ def capacity(
     vary: Optional[str] = typer.Option(None, "--vary", help="The integer PATH to size, e.g. workers.renderer.count or brokers.jobs.capacity. Without it: only the headroom of the scenario as it is."),
     slo: Optional[List[str]] = typer.Option(None, "--slo", help="Objective KEY=VALUE added to (or replacing one of) the file's slo: latency_mean, latency_p50/p95/p99/p999, max_loss_rate, max_rejection_rate, min_throughput. Repeatable."),
     set_: Optional[List[str]] = SetOption,
+    allow_path: Optional[List[Path]] = AllowPathOption,
     replications: Optional[int] = typer.Option(None, "--replications", "-r", min=2, help="Replications each value starts with (default: the file's)."),
     max_replications: Optional[int] = typer.Option(None, "--max-replications", min=2, help="Cap when an uncertain value gets more replications (default: 4× the start)."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0),
@@ -98,6 +100,7 @@ def capacity(
     as_json: bool = typer.Option(False, "--json", help="Print the JSON result on stdout."),
 ):
     """Find the smallest value of a parameter meeting every SLO objective with confidence, and the headroom it leaves."""
+    allow_folders(allow_path or [])
     from ..capacity import plan_capacity, slo_overrides
 
     try:

@@ -9,7 +9,8 @@ import typer
 from rich.markup import escape
 
 from ..problems import CapacityError
-from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_file
+from ..datafiles import allow_folders
+from .common import AllowPathOption, ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_file
 
 
 def report(
@@ -19,6 +20,7 @@ def report(
     replications: Optional[int] = typer.Option(None, "--replications", "-r", min=2, help="Replications (default: the file's)."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0),
     set_: Optional[List[str]] = SetOption,
+    allow_path: Optional[List[Path]] = AllowPathOption,
     jobs: Optional[int] = JobsOption,
     cluster: Optional[str] = ClusterOption,
     vary: Optional[str] = typer.Option(None, "--vary", help="Also recommend the smallest value of this integer PATH meeting the SLO (a capacity search) and its headroom."),
@@ -26,6 +28,7 @@ def report(
     headroom: bool = typer.Option(True, "--headroom/--no-headroom", help="With --vary: also the headroom of the recommendation."),
 ):
     """Write a design-review report: diagram, SLO verdicts, tables with CIs, plots, checks, theory, assumptions."""
+    allow_folders(allow_path or [])
     from ..report import build_report, save_report
 
     if fmt is None:

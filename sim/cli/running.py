@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 from rich.markup import escape
 
-from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_folder
+from ..datafiles import allow_folders
+from .common import AllowPathOption, ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_folder
 from .summary import print_summary
 
 
@@ -19,12 +20,14 @@ def run(
     replications: Optional[int] = typer.Option(None, "--replications", "-r", min=1, help="Replications (default: the file's)."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Root seed (default: the file's)."),
     set_: Optional[List[str]] = SetOption,
+    allow_path: Optional[List[Path]] = AllowPathOption,
     jobs: Optional[int] = JobsOption,
     cluster: Optional[str] = ClusterOption,
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Write summary.json, tables (CSV) and plots (PNG) here."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout instead of the table."),
 ):
     """Run a scenario's replications and print latency, throughput, queues, counts and checks."""
+    allow_folders(allow_path or [])
     from ..jobs import run_scenario
     from ..loading import load_scenario
 
@@ -65,8 +68,10 @@ def run(
 def check(
     scenario: Path = typer.Argument(..., help="Scenario YAML file."),
     set_: Optional[List[str]] = SetOption,
+    allow_path: Optional[List[Path]] = AllowPathOption,
 ):
     """Validate a scenario without running it, and show the offered load on each broker."""
+    allow_folders(allow_path or [])
     from ..loading import load_scenario
     from ..topology import broker_flows
 

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..axes import SweepError, axes_from
-from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_folder
+from ..datafiles import allow_folders
+from .common import AllowPathOption, ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_folder
 from .summary import number_text, seconds_text
 
 
@@ -110,6 +111,7 @@ def sweep(
     scenario: Path = typer.Argument(..., help="Scenario YAML file."),
     vary: Optional[List[str]] = typer.Option(None, "--vary", help="PATH=VALUES to vary: a range START..END[:STEP] (8..32:4, 10/s..50/s:10/s, 100/s..1600/s:*2) or a list (8,12,16). Repeat for a grid. Default: the file's sweep: section."),
     set_: Optional[List[str]] = SetOption,
+    allow_path: Optional[List[Path]] = AllowPathOption,
     replications: Optional[int] = typer.Option(None, "--replications", "-r", min=1, help="Replications per point (default: the file's)."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Root seed, the same for every point (default: the file's)."),
     jobs: Optional[int] = JobsOption,
@@ -120,6 +122,7 @@ def sweep(
     as_json: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout instead of the table."),
 ):
     """Run a scenario at every point of a grid of values, with common random numbers, and tabulate every metric with its CI."""
+    allow_folders(allow_path or [])
     from ..result import UnknownMetricError
     from ..sweep import run_sweep
 
