@@ -20,6 +20,8 @@ as a context manager, or call :meth:`Executor.close`.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterator, Sequence
@@ -75,11 +77,19 @@ class SerialExecutor(Executor):
         return "this process"
 
 
+def ignore_interrupts() -> None:
+    """A worker process's initializer: Ctrl-C (SIGINT, sent by a terminal to every process of the
+    foreground group) is for the parent, which stops the workers itself, without their tracebacks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class ProcessExecutor(Executor):
     """Local processes (``concurrent.futures.ProcessPoolExecutor``), started on first use.
 
     Tasks are handed to the pool a few at a time beyond the number of processes, so that a
-    consumer that stops early (Ctrl-C) leaves little queued work behind."""
+    consumer that stops early leaves little queued work behind. The workers ignore Ctrl-C; when
+    the consumer stops while tasks still run (Ctrl-C, an error), the workers are ended at once,
+    in the middle of their tasks, and the next map starts a new pool."""
 
     name = "processes"
 
@@ -96,7 +106,7 @@ class ProcessExecutor(Executor):
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.jobs)
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, initializer=ignore_interrupts)
         return self._pool
 
     def map_unordered(self, fn, tasks):
@@ -129,8 +139,24 @@ class ProcessExecutor(Executor):
                     yield index, result
                 feed()
         finally:
-            for future in running:
-                future.cancel()
+            if running:
+                self._stop_workers()
+
+    def _stop_workers(self) -> None:
+        """End the pool now: queued tasks cancelled, running ones killed with their processes.
+        A second Ctrl-C meanwhile is ignored (it would leave the pool's threads half stopped)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            for process in list((pool._processes or {}).values()):  # no public way before Python 3.14
+                process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
 
     def close(self) -> None:
         if self._pool is not None:
