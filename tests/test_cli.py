@@ -139,7 +139,7 @@ def replications_run(monkeypatch) -> list:
     """The replications the commands run from here on, each failing with 'RuntimeError: boom'."""
     ran = []
 
-    def fails(scenario, replication, seed):
+    def fails(scenario, replication, seed, progress=None):
         ran.append(replication)
         return ReplicationFailure(replication, "RuntimeError: boom", "")
 
@@ -416,7 +416,7 @@ def test_run_json_where_every_replication_fails_is_valid_json_with_the_failures(
 
 
 def test_ctrl_c_before_the_first_replication_finishes_exits_130(call, monkeypatch):
-    def interrupted(scenario, replication, seed):
+    def interrupted(scenario, replication, seed, progress=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(sim.jobs, "safe_replication", interrupted)

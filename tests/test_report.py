@@ -164,7 +164,7 @@ def test_a_pipeline_has_no_model_but_a_full_report(root):
 
 
 def test_a_report_whose_replications_fail_is_written_and_exits_1(scenario, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sim.jobs, "safe_replication", lambda s, r, seed: ReplicationFailure(r, "RuntimeError: boom", ""))
+    monkeypatch.setattr(sim.jobs, "safe_replication", lambda s, r, seed, progress=None: ReplicationFailure(r, "RuntimeError: boom", ""))
     out = tmp_path / "failed.html"
     monkeypatch.setattr(sys, "argv", ["asyncsim", "report", str(scenario), "--out", str(out), "-j", "1", "-r", "2"])
     with pytest.raises(SystemExit) as exit:

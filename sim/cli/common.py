@@ -3,6 +3,7 @@ and the executor that ``--jobs`` and ``--cluster`` choose."""
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -69,20 +70,47 @@ def writable_file(path: Path) -> None:
         path.unlink()
 
 
-def progress_bar(label: str):
-    """A progress bar on stderr when it is a terminal: replications done, points done, rate and ETA."""
+def progress_bar(label: str, executor: Optional[Executor] = None):
+    """A progress bar on stderr when it is a terminal: replications done, points done, rate and ETA.
+    The bar also fills with the simulated time of the replications running on ``executor``, so it
+    moves within a long replication, not only between them."""
     if not sys.stderr.isatty():
         return None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.text import Text
+
+    class LiveBar(BarColumn):
+        def render(self, task):
+            bar = super().render(task)
+            if executor is not None and bar.total:
+                bar.completed = min(bar.total, bar.completed + executor.in_flight())
+            return bar
 
     class Rate(ProgressColumn):
         def render(self, task):
             speed = task.finished_speed or task.speed
             return Text(f"{speed:.3g} repl./s" if speed else "", style="progress.data.speed")
 
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("replications, {task.fields[points]}"),
+    return Progress(TextColumn(label), LiveBar(), MofNCompleteColumn(), TextColumn("replications, {task.fields[points]}"),
                     Rate(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True)
+
+
+ForceOption = typer.Option(False, "--force", help="Run even when the estimated memory is more than this machine has (asyncsim check shows the estimate).")
+
+
+def refuse_if_too_big(scenario, replications: int, jobs: Optional[int], cluster: Optional[str], force: bool) -> None:
+    """Refuse (exit 2) runs of ``scenario`` that cannot fit in this machine's memory
+    (:mod:`sim.cost`), unless ``--force``. On a cluster only one replication runs here at a time
+    (its result is kept here); locally ``--jobs`` at once."""
+    if force:
+        return
+    from ..cost import estimate_cost, too_big
+
+    parallel = 1 if cluster else (jobs or os.cpu_count() or 1)
+    problem = too_big(estimate_cost(scenario), replications, parallel)
+    if problem is not None:
+        err.print(f"[red]error:[/red] {escape(scenario.name)}: {escape(problem)}", highlight=False)
+        raise Failed(2)
 
 
 def open_executor(jobs: Optional[int], cluster: Optional[str], tasks: Optional[int] = None) -> Executor:

@@ -13,7 +13,7 @@ from rich.markup import escape
 from ..problems import CapacityError
 from ..units import format_duration
 from ..datafiles import allow_folders
-from .common import AllowPathOption, ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, running_on
+from .common import AllowPathOption, ForceOption, refuse_if_too_big, ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, running_on
 
 
 def _print_run(run, console: Console) -> None:
@@ -98,15 +98,20 @@ def capacity(
     rate: Optional[str] = typer.Option(None, "--rate", help="Headroom on this one rate PATH (default: every producer's rate scaled together)."),
     precision: float = typer.Option(0.05, "--precision", help="Relative precision of the headroom."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON result on stdout."),
+    force: bool = ForceOption,
 ):
     """Find the smallest value of a parameter meeting every SLO objective with confidence, and the headroom it leaves."""
     allow_folders(allow_path or [])
     from ..capacity import plan_capacity, slo_overrides
+    from ..loading import load_scenario
 
     try:
-        _, targets = slo_overrides(scenario, set_ or [], slo or [])
+        with_slo, targets = slo_overrides(scenario, set_ or [], slo or [])
     except CapacityError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--slo'") from None
+    base = load_scenario(scenario, with_slo)
+    start = replications or base.replications
+    refuse_if_too_big(base, max_replications or 4 * start, jobs, cluster, force)
     executor = open_executor(jobs, cluster)
     console = err if as_json else out
     if not as_json:

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from ..problems import CapacityError
 from ..datafiles import allow_folders
-from .common import AllowPathOption, ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_file
+from .common import AllowPathOption, ForceOption, refuse_if_too_big, ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_file
 
 
 def report(
@@ -26,9 +26,11 @@ def report(
     vary: Optional[str] = typer.Option(None, "--vary", help="Also recommend the smallest value of this integer PATH meeting the SLO (a capacity search) and its headroom."),
     slo: Optional[List[str]] = typer.Option(None, "--slo", help="Objective KEY=VALUE for the report and the search. Repeatable."),
     headroom: bool = typer.Option(True, "--headroom/--no-headroom", help="With --vary: also the headroom of the recommendation."),
+    force: bool = ForceOption,
 ):
     """Write a design-review report: diagram, SLO verdicts, tables with CIs, plots, checks, theory, assumptions."""
     allow_folders(allow_path or [])
+    from ..loading import load_scenario
     from ..report import build_report, save_report
 
     if fmt is None:
@@ -39,8 +41,10 @@ def report(
     if out_path is None:
         out_path = Path("report.md" if fmt == "md" else "report.html")
     writable_file(out_path)
+    spec = load_scenario(scenario, set_ or [])
+    refuse_if_too_big(spec, replications or spec.replications, jobs, cluster, force)
     executor = open_executor(jobs, cluster)
-    progress = progress_bar("report")
+    progress = progress_bar("report", executor)
     task = None
     if progress is not None:
         task = progress.add_task("report", total=None, points="running")

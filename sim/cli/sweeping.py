@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ..axes import SweepError, axes_from
 from ..datafiles import allow_folders
-from .common import AllowPathOption, ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_folder
+from .common import AllowPathOption, ForceOption, refuse_if_too_big, ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_folder
 from .summary import number_text, seconds_text
 
 
@@ -120,6 +120,7 @@ def sweep(
     metric: Optional[str] = typer.Option(None, "--metric", help="Metric to show and plot (default: the file's sweep.metric, else system.latency_s.p99)."),
     restart: bool = typer.Option(False, "--restart", help="With --out: run every point again instead of resuming."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout instead of the table."),
+    force: bool = ForceOption,
 ):
     """Run a scenario at every point of a grid of values, with common random numbers, and tabulate every metric with its CI."""
     allow_folders(allow_path or [])
@@ -133,8 +134,13 @@ def sweep(
     if out_dir is not None:
         writable_folder(out_dir)
     executor = open_executor(jobs, cluster)
-    progress = None if as_json else progress_bar("sweep")
+    progress = None if as_json else progress_bar("sweep", executor)
     state = {}
+
+    def on_plan(points):
+        for p in points:
+            if p.scenario is not None:
+                refuse_if_too_big(p.scenario, p.replications, jobs, cluster, force)
 
     def on_start(s, total):
         if progress is not None:
@@ -156,7 +162,7 @@ def sweep(
     try:
         with running_on(executor, progress):
             result = run_sweep(scenario, axes, set_ or [], replications=replications, seed=seed, executor=executor, out_dir=out_dir,
-                               resume=not restart, metric=metric, on_start=on_start, on_replication=on_replication, on_point=on_point)
+                               resume=not restart, metric=metric, on_plan=on_plan, on_start=on_start, on_replication=on_replication, on_point=on_point)
     except UnknownMetricError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--metric'") from None
     summary = result.summary()
