@@ -94,7 +94,7 @@ def test_check_json_gives_the_loads_and_the_cost_and_the_problems():
 
 
 GUARDED = [["run", "-r", "2"], ["sweep", "--vary", "duration=10m,20m", "-r", "2"],
-           ["capacity", "--vary", "workers.renderer.count", "--slo", "latency_p99=1s", "-r", "2"], ["report", "-r", "2", "--out", "r.html"]]
+           ["capacity", "--vary", "workers.renderer.count", "--slo", "latency_p99=1s", "-r", "2"], ["report", "-r", "2", "--out", "reports"]]
 
 
 @pytest.mark.parametrize("verb", GUARDED, ids=[v[0] for v in GUARDED])
@@ -105,7 +105,7 @@ def test_every_command_that_runs_refuses_what_cannot_fit_in_memory(verb, tmp_pat
     assert code_of(result) == 2, result.output
     message = " ".join(result.output.split())
     assert "would need about" in message and "the machine has 1 GB" in message and "--force" in message
-    assert not (tmp_path / "r.html").exists()
+    assert not (tmp_path / "reports" / "report.html").exists()
 
 
 def test_force_runs_what_the_guard_would_refuse(monkeypatch):

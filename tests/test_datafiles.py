@@ -94,7 +94,7 @@ def test_the_environment_variable_allows_a_folder(layout, monkeypatch):
 
 VERBS = [["check"], ["run", "-r", "2", "-j", "1", "--json"], ["sweep", "--vary", "workers.pool.count=2,3", "-r", "2", "-j", "1", "--json"],
          ["capacity", "--vary", "workers.pool.count", "--slo", "latency_mean=1s", "-r", "2", "-j", "1", "--no-headroom", "--json"],
-         ["report", "-r", "2", "-j", "1", "--out", "r.md"]]
+         ["report", "-r", "2", "-j", "1", "--out", "reports", "--format", "md"]]
 
 
 @pytest.mark.parametrize("verb", VERBS, ids=[v[0] for v in VERBS])

@@ -87,7 +87,7 @@ def scenario(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def html_report(scenario, tmp_path_factory):
     """The report through the command line, with a capacity search on the worker count."""
-    out = tmp_path_factory.mktemp("html") / "review.html"
+    out = tmp_path_factory.mktemp("html")
     argv = sys.argv
     sys.argv = ["asyncsim", "report", str(scenario), "--out", str(out), "-j", "2", "--vary", "workers.pool.count"]
     try:
@@ -96,7 +96,7 @@ def html_report(scenario, tmp_path_factory):
         assert exc.code in (0, None)
     finally:
         sys.argv = argv
-    return out.read_text()
+    return (out / "report.html").read_text()
 
 
 def test_every_section_and_its_plots(html_report):
@@ -165,11 +165,11 @@ def test_a_pipeline_has_no_model_but_a_full_report(root):
 
 def test_a_report_whose_replications_fail_is_written_and_exits_1(scenario, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sim.jobs, "safe_replication", lambda s, r, seed, progress=None: ReplicationFailure(r, "RuntimeError: boom", ""))
-    out = tmp_path / "failed.html"
+    out = tmp_path / "failed"
     monkeypatch.setattr(sys, "argv", ["asyncsim", "report", str(scenario), "--out", str(out), "-j", "1", "-r", "2"])
     with pytest.raises(SystemExit) as exit:
         main()
-    assert exit.value.code == 1 and "No replication finished" in out.read_text()
+    assert exit.value.code == 1 and "No replication finished" in (out / "report.html").read_text()
     assert "2 of the runs the report needs failed (replications raised); the first, replication 0: RuntimeError: boom" in capsys.readouterr().err
 
 
@@ -248,12 +248,11 @@ def _parse(args):
 
 
 def test_reproduce_with_gives_every_option_that_changes_the_result(scenario, tmp_path, monkeypatch):
-    out = tmp_path / "review.md"
-    monkeypatch.setattr(sys, "argv", ["asyncsim", "report", str(scenario), "--out", str(out), "-j", "1", *REPRODUCED])
+    monkeypatch.setattr(sys, "argv", ["asyncsim", "report", str(scenario), "--out", str(tmp_path), "--format", "md", "-j", "1", *REPRODUCED])
     with pytest.raises(SystemExit) as info:
         main()
     assert info.value.code in (0, None)
-    lines = out.read_text().splitlines()
+    lines = (tmp_path / "report.md").read_text().splitlines()
     at = next(i for i, line in enumerate(lines) if line.endswith("Reproduce with:"))
     assert lines[at + 2] == "<pre>"
     command = html_module.unescape(lines[at + 3])
@@ -263,5 +262,5 @@ def test_reproduce_with_gives_every_option_that_changes_the_result(scenario, tmp
         assert any(argv[i:i + 2] == [option, value] for i in range(len(argv))), (option, value)
     assert "--format" in argv and argv[argv.index("--format") + 1] == "md"
     given, reproduced = _parse([str(scenario), *REPRODUCED]), _parse(argv[2:])
-    assert reproduced.pop("fmt") == "md" and given.pop("fmt") is None
+    assert reproduced.pop("fmt") == "md" and given.pop("fmt") == "html"
     assert reproduced == given

@@ -33,7 +33,7 @@ def show_version(wanted: bool) -> None:
 
 
 @app.callback()
-def options(_version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True, help="Print the version and exit.")) -> None:
+def options(_version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True, help="Print the version and exit.", show_default=False)) -> None:
     pass  # the app's own help describes it; this callback only carries --version
 
 

@@ -18,6 +18,7 @@ from ..executors import Executor, ExecutorError, make_executor
 
 app = typer.Typer(
     add_completion=False,
+    rich_markup_mode=None,  # plain help: no <bool> or <list[str]> placeholders
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Simulate asynchronous architectures: producers, brokers, workers. See README.md.",
@@ -33,10 +34,39 @@ class Failed(Exception):
         self.code = code
 
 
-SetOption = typer.Option(None, "--set", help="Override a value: PATH=VALUE, list items by name (workers.pool.count=12). Repeatable.")
-JobsOption = typer.Option(None, "--jobs", "-j", min=1, help="Local processes (default: all cores).")
+ScenarioArgument = typer.Argument(..., metavar="SCENARIO", help="The scenario's YAML file.", show_default=False)
+SetOption = typer.Option(None, "--set", metavar="PATH=VALUE", help="Override a value, list items by name (workers.pool.count=12). Repeatable.")
+JobsOption = typer.Option(None, "--jobs", "-j", min=1, metavar="N", help="Run on N local processes (default: all cores; 1: in this process).")
+SeedOption = typer.Option(None, "--seed", min=0, metavar="S", help="Root seed, the same for every point or value run (default: the file's).")
+SloOption = typer.Option(None, "--slo", metavar="KEY=VALUE", help="An objective added to (or replacing one of) the file's slo: latency_mean, latency_p50/p95/p99/p999 (a duration), max_loss_rate, max_rejection_rate (a fraction), min_throughput (a rate). Repeatable.")
 AllowPathOption = typer.Option(None, "--allow-path", metavar="DIR", help="Also read data files (a trace's or an empirical distribution's file:) from DIR; by default only from the scenario's folder. Repeatable; or set ASYNCSIM_ALLOW_PATH.")
-ClusterOption = typer.Option(None, "--cluster", help="Run on a Dask cluster: the scheduler's address (tcp://host:8786), or 'local' to start one here.")
+ClusterOption = typer.Option(None, "--cluster", metavar="ADDRESS", help="Run on a Dask cluster: the scheduler's address (tcp://host:8786), or 'local' to start one here.")
+
+
+def with_slo(scenario: Path, overrides: list[str], slo: Optional[list[str]]) -> list[str]:
+    """``--set`` overrides, plus one setting the SLO when ``--slo`` objectives are given (a bad
+    one is a bad ``--slo``, exit 2)."""
+    if not slo:
+        return overrides
+    from ..capacity import slo_overrides
+    from ..problems import CapacityError
+
+    try:
+        return slo_overrides(scenario, overrides, slo)[0]
+    except CapacityError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--slo'") from None
+
+
+def replications_option(what: str, minimum: int = 1, default: Optional[int] = None):
+    """``--replications N`` / ``-r N``: ``what`` is counted (each run, point, value or case)."""
+    default_text = f"default: {default}" if default is not None else "default: the file's"
+    return typer.Option(default, "--replications", "-r", min=minimum, metavar="N", show_default=False,
+                        help=f"Replications {what} ({default_text}; at least {minimum}).")
+
+
+def json_option(what: str):
+    """``--json``: print ``what`` as JSON on stdout instead of the table (messages go to stderr)."""
+    return typer.Option(False, "--json", help=f"Print {what} as JSON on stdout instead of the table.")
 
 
 def cannot_write(path: Path, exc: OSError) -> Failed:
@@ -54,20 +84,6 @@ def writable_folder(path: Path) -> None:
             pass
     except OSError as exc:
         raise cannot_write(path, exc) from None
-
-
-def writable_file(path: Path) -> None:
-    """Make the ``--out`` file's folder and open the file for appending, before any work; a file
-    that did not exist is removed again."""
-    existed = path.exists()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a"):
-            pass
-    except OSError as exc:
-        raise cannot_write(path, exc) from None
-    if not existed:
-        path.unlink()
 
 
 def progress_bar(label: str, executor: Optional[Executor] = None):

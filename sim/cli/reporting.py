@@ -10,21 +10,21 @@ from rich.markup import escape
 
 from ..problems import CapacityError
 from ..datafiles import allow_folders
-from .common import AllowPathOption, ForceOption, refuse_if_too_big, ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_file
+from .common import AllowPathOption, ScenarioArgument, SeedOption, SloOption, json_option, replications_option, ForceOption, refuse_if_too_big, ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_folder
 
 
 def report(
-    scenario: Path = typer.Argument(..., help="Scenario YAML file."),
-    out_path: Optional[Path] = typer.Option(None, "--out", help="The report file (default: report.html, or report.md with --format md)."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="html (one self-contained file) or md (Markdown with PNGs beside it). Default: from --out's suffix, else html."),
-    replications: Optional[int] = typer.Option(None, "--replications", "-r", min=2, help="Replications (default: the file's)."),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0),
+    scenario: Path = ScenarioArgument,
+    out_dir: Path = typer.Option(Path("."), "--out", metavar="DIR", show_default=False, help="Write report.html (or report.md and its PNGs) in the folder DIR (made if need be; default: the current folder)."),
+    fmt: str = typer.Option("html", "--format", metavar="html|md", help="html (one self-contained file) or md (Markdown with PNGs beside it)."),
+    replications: Optional[int] = replications_option("to run", minimum=2),
+    seed: Optional[int] = SeedOption,
     set_: Optional[List[str]] = SetOption,
     allow_path: Optional[List[Path]] = AllowPathOption,
     jobs: Optional[int] = JobsOption,
     cluster: Optional[str] = ClusterOption,
     vary: Optional[str] = typer.Option(None, "--vary", help="Also recommend the smallest value of this integer PATH meeting the SLO (a capacity search) and its headroom."),
-    slo: Optional[List[str]] = typer.Option(None, "--slo", help="Objective KEY=VALUE for the report and the search. Repeatable."),
+    slo: Optional[List[str]] = SloOption,
     headroom: bool = typer.Option(True, "--headroom/--no-headroom", help="With --vary: also the headroom of the recommendation."),
     force: bool = ForceOption,
 ):
@@ -33,14 +33,14 @@ def report(
     from ..loading import load_scenario
     from ..report import build_report, save_report
 
-    if fmt is None:
-        fmt = "md" if out_path is not None and out_path.suffix.lower() in (".md", ".markdown") else "html"
     fmt = fmt.lower()
     if fmt not in ("html", "md"):
         raise typer.BadParameter(f"'{fmt}' is not a format: html or md", param_hint="'--format'")
-    if out_path is None:
-        out_path = Path("report.md" if fmt == "md" else "report.html")
-    writable_file(out_path)
+    if out_dir.suffix.lower() in (".html", ".htm", ".md", ".markdown") and not out_dir.is_dir():
+        raise typer.BadParameter(f"'{out_dir}' looks like a file: --out names a folder, as in run and sweep "
+                                 f"(the report is written as DIR/report.{fmt}; --format md for Markdown)", param_hint="'--out'")
+    writable_folder(out_dir)
+    out_path = out_dir / f"report.{fmt}"
     spec = load_scenario(scenario, set_ or [])
     refuse_if_too_big(spec, replications or spec.replications, jobs, cluster, force)
     executor = open_executor(jobs, cluster)

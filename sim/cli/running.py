@@ -11,20 +11,21 @@ from rich.table import Table
 from rich.markup import escape
 
 from ..datafiles import allow_folders
-from .common import AllowPathOption, ForceOption, refuse_if_too_big, ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_folder
+from .common import with_slo, AllowPathOption, ScenarioArgument, SeedOption, SloOption, json_option, replications_option, ForceOption, refuse_if_too_big, ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_folder
 from .summary import print_summary
 
 
 def run(
-    scenario: Path = typer.Argument(..., help="Scenario YAML file."),
-    replications: Optional[int] = typer.Option(None, "--replications", "-r", min=1, help="Replications (default: the file's)."),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Root seed (default: the file's)."),
+    scenario: Path = ScenarioArgument,
+    replications: Optional[int] = replications_option("to run"),
+    seed: Optional[int] = SeedOption,
     set_: Optional[List[str]] = SetOption,
+    slo: Optional[List[str]] = SloOption,
     allow_path: Optional[List[Path]] = AllowPathOption,
     jobs: Optional[int] = JobsOption,
     cluster: Optional[str] = ClusterOption,
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write summary.json, tables (CSV) and plots (PNG) here."),
-    as_json: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout instead of the table."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Write summary.json, tables (CSV) and plots (PNG) in the folder DIR (made if need be)."),
+    as_json: bool = json_option("the summary"),
     force: bool = ForceOption,
 ):
     """Run a scenario's replications and print latency, throughput, queues, counts and checks."""
@@ -32,7 +33,7 @@ def run(
     from ..jobs import run_scenario
     from ..loading import load_scenario
 
-    spec = load_scenario(scenario, set_ or [])
+    spec = load_scenario(scenario, with_slo(scenario, set_ or [], slo))
     if out_dir is not None:
         writable_folder(out_dir)
     n = replications or spec.replications
@@ -68,10 +69,10 @@ def run(
 
 
 def check(
-    scenario: Path = typer.Argument(..., help="Scenario YAML file."),
+    scenario: Path = ScenarioArgument,
     set_: Optional[List[str]] = SetOption,
     allow_path: Optional[List[Path]] = AllowPathOption,
-    as_json: bool = typer.Option(False, "--json", help="Print the verdict, the offered loads and the cost as JSON on stdout (problems too, exit code 2)."),
+    as_json: bool = json_option("the verdict, the offered loads and the cost (or the problems, exit code 2)"),
 ):
     """Validate a scenario without running it: the offered load on each broker, and what one replication will cost."""
     allow_folders(allow_path or [])
@@ -125,11 +126,11 @@ def schema():
 
 
 def validate(
-    replications: int = typer.Option(20, "--replications", "-r", min=2, help="Replications per case."),
-    seed: int = typer.Option(1, "--seed", min=0),
+    replications: int = replications_option("per case", minimum=2, default=20),
+    seed: int = typer.Option(1, "--seed", min=0, metavar="S", help="Root seed of every case."),
     jobs: Optional[int] = JobsOption,
     cluster: Optional[str] = ClusterOption,
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = json_option("every case's theory, simulation and CI"),
 ):
     """Run the analytic validation suite: simulation with 95% CI beside exact queueing results."""
     from ..validation import CASES, run_case
