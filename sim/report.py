@@ -269,7 +269,15 @@ def _environment(fmt: str):
         undefined=jinja2.StrictUndefined,
     )
     env.filters["md"] = markdown_text
+    env.filters["code_spans"] = html_code_spans if fmt == "html" else str
     return env
+
+
+def html_code_spans(text: str):
+    """Our own prose (a model's description) in HTML: escaped, and each `code` span as <code>."""
+    from markupsafe import Markup, escape
+
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
 
 
 _MARKDOWN_INLINE = re.compile(r"([\\`*_\[\]|~])")

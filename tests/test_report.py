@@ -131,7 +131,12 @@ def test_checks_theory_and_assumptions(html_report):
     theory = html_report[html_report.index('id="theory"'):html_report.index('id="assumptions"')]
     assert theory.count(">exact<") >= 10 and "approximation</span>" not in theory
     assert "end-to-end latency, mean" in theory and "wait in q, p99" in theory
-    assert "models.fifo.FifoBroker" in html_report and "models.workers.WorkerPool" in html_report and "models.producer.Producer" in html_report
+    models = html_report[html_report.index("documented simplifications</h3>"):html_report.index('id="scenario-file"')]
+    for name, module in (("FifoBroker", "models.fifo"), ("WorkerPool", "models.workers"), ("Producer", "models.producer")):
+        assert f"<h4>{name} <span" in models and f"<code>{module}</code>" in models
+    # prose for a review: paragraphs and lists, code as <code>, no Sphinx roles or reST literals left
+    assert "<p>" in models and "<li>" in models and "<code>count</code>" in models
+    assert ":class:`" not in models and "``" not in models and "<pre>" not in models
     assert "warm-up excluded from every statistic" in html_report
     assert "name: report-mmc" in html_report  # the scenario file itself
 
