@@ -23,7 +23,7 @@ def report(
     allow_path: Optional[List[Path]] = AllowPathOption,
     jobs: Optional[int] = JobsOption,
     cluster: Optional[str] = ClusterOption,
-    vary: Optional[str] = typer.Option(None, "--vary", help="Also recommend the smallest value of this integer PATH meeting the SLO (a capacity search) and its headroom."),
+    vary: Optional[str] = typer.Option(None, "--vary", metavar="PATH", help="Also recommend the smallest value of this integer PATH meeting the SLO (a capacity search) and its headroom."),
     slo: Optional[List[str]] = SloOption,
     headroom: bool = typer.Option(True, "--headroom/--no-headroom", help="With --vary: also the headroom of the recommendation."),
     force: bool = ForceOption,
