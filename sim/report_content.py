@@ -245,7 +245,8 @@ def fates(result: Result, summary: dict) -> list[dict]:
         share = "" if key == "produced" or not produced else f"{100 * n / produced:.3g}%"
         rate = summary.get("system", {}).get(f"{key}_rate")
         ci = fmt_ci(f"system.{key}_rate", *rate["ci95"]) if isinstance(rate, dict) else ""
-        rows.append({"outcome": key.replace("_", " "), "count": f"{n:,}", "share": share, "ci": ci})
+        label = "duplicates (extra processings, not an outcome: may pass 100%)" if key == "duplicates" else key.replace("_", " ")
+        rows.append({"outcome": label, "count": f"{n:,}", "share": share, "ci": ci})
     return rows
 
 

@@ -67,6 +67,10 @@ def test_report_out_is_a_folder_as_in_run_and_sweep(tmp_path):
     written = runner.invoke(app, ["report", QUICKSTART, "--out", str(tmp_path / "review"), "--format", "md", "-r", "2", *SHORT])
     assert written.exit_code == 0, written.output
     assert (tmp_path / "review" / "report.md").exists()
+    as_json = runner.invoke(app, ["report", QUICKSTART, "--out", str(tmp_path / "json"), "--json", "-r", "2", *SHORT])
+    assert as_json.exit_code == 0, as_json.output
+    printed = json.loads(as_json.stdout)
+    assert printed["report"] == str(tmp_path / "json" / "report.html") and printed["summary"]["replications"] == 2
 
 
 def test_capacity_takes_a_range_as_sweep_writes_it():

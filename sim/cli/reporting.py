@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -26,6 +27,7 @@ def report(
     vary: Optional[str] = typer.Option(None, "--vary", metavar="PATH", help="Also recommend the smallest value of this integer PATH meeting the SLO (a capacity search) and its headroom."),
     slo: Optional[List[str]] = SloOption,
     headroom: bool = typer.Option(True, "--headroom/--no-headroom", help="With --vary: also the headroom of the recommendation."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was written, the run's summary and the capacity plan as JSON on stdout instead of the line saying where the report is."),
     force: bool = ForceOption,
 ):
     """Write a design-review report: diagram, SLO verdicts, tables with CIs, plots, checks, theory, assumptions."""
@@ -44,7 +46,7 @@ def report(
     spec = load_scenario(scenario, set_ or [])
     refuse_if_too_big(spec, replications or spec.replications, jobs, cluster, force)
     executor = open_executor(jobs, cluster)
-    progress = progress_bar("report", executor)
+    progress = None if as_json else progress_bar("report", executor)
     task = None
     if progress is not None:
         task = progress.add_task("report", total=None, points="running")
@@ -61,7 +63,11 @@ def report(
     except CapacityError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--slo'") from None
     written = save_report(built, out_path, fmt)
-    out.print(f"wrote {written[0]}" + (f" and {len(written) - 1} images beside it" if len(written) > 1 else ""), highlight=False, markup=False)
+    if as_json:
+        out.file.write(json.dumps({"report": str(written[0]), "images": [str(p) for p in written[1:]], "summary": built.result.summary(),
+                                   "plan": built.plan.summary() if built.plan is not None else None}, indent=2) + "\n")
+    else:
+        out.print(f"wrote {written[0]}" + (f" and {len(written) - 1} images beside it" if len(written) > 1 else ""), highlight=False, markup=False)
     if built.failures:
         err.print(f"[red]{len(built.failures)} of the runs the report needs failed[/red] (replications raised); "
                   f"the first, {escape(str(built.failures[0]))}", highlight=False)
