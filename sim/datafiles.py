@@ -45,14 +45,16 @@ def allowed_folders(base_dir: str | Path) -> list[Path]:
 
 
 def resolve_data_file(value: str, base_dir: str | Path | None) -> Path:
-    """The data file ``value`` (relative to ``base_dir``, the scenario's folder; the working
-    directory when None); ValueError if it is not a file or lies outside every allowed folder."""
+    """The data file ``value``, relative to ``base_dir`` (the scenario's folder); ValueError if it
+    is not a file or lies outside every allowed folder. Without a ``base_dir`` (a scenario model
+    validated directly in Python, not loaded through :mod:`sim.loading`) there is no scenario
+    folder: the path is relative to the working directory and any folder is allowed."""
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     path = Path(value)
     if not path.is_absolute():
         path = base / path
     real = path.resolve()
-    if not any(real.is_relative_to(folder) for folder in allowed_folders(base)):
+    if base_dir is not None and not any(real.is_relative_to(folder) for folder in allowed_folders(base)):
         raise ValueError(f"{short_repr(value)} is outside the scenario's folder ({short_repr(str(base))}); a data file "
                          f"elsewhere must be allowed with --allow-path DIR or the {ALLOW_ENV} environment variable")
     if not path.is_file():
