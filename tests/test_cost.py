@@ -20,6 +20,7 @@ from sim.cost import estimate_cost
 from sim.executors import AHEAD_PER_WORKER, ProcessExecutor, SerialExecutor, report_progress
 from sim.jobs import Job, run_jobs
 from sim.runner import run_replication
+from tests.test_cli import GOOD
 
 QUICKSTART = str(Path(__file__).resolve().parents[1] / "scenarios" / "quickstart.yaml")
 SHORT = ["--set", "duration=2m", "--set", "warmup=10s"]
@@ -126,23 +127,8 @@ def test_a_million_replications_are_refused_for_their_results():
 # --- bounded submission, and progress within a replication ---------------------------------------
 
 
-TINY = """\
-name: tiny
-duration: 20s
-warmup: 0s
-producers:
-  - name: web
-    arrivals: {process: poisson, rate: 5/s}
-    sends_to: jobs
-brokers:
-  - name: jobs
-    kind: fifo
-workers:
-  - name: pool
-    consumes: jobs
-    count: 2
-    service_time: {dist: exponential, mean: 100ms}
-"""
+TINY = GOOD.replace("duration: 10m\nwarmup: 1m", "duration: 20s\nwarmup: 0s").replace("rate: 30/s", "rate: 5/s") \
+    .replace("count: 8", "count: 2").replace("{dist: lognormal, mean: 200ms, cv: 0.8}", "{dist: exponential, mean: 100ms}")
 
 
 def test_replications_are_taken_as_capacity_frees_not_all_at_once():

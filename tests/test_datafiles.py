@@ -13,28 +13,14 @@ from typer.testing import CliRunner
 from sim import ScenarioError, load_scenario
 from sim.cli import app, main
 from sim.datafiles import ALLOW_ENV
+from tests.test_cli import GOOD
 
 SECRET = "SECRET-TOKEN-4d1f"
 
-SCENARIO = """\
-name: shop
-duration: 1m
-warmup: 0s
-replications: 2
-producers:
-  - name: web
-    arrivals: {process: poisson, rate: 5/s}
-    sends_to: jobs
-brokers:
-  - name: jobs
-    kind: fifo
-workers:
-  - name: pool
-    consumes: jobs
-    count: 2
-    service_time: {dist: empirical, file: FILE, unit: 1ms}
-"""
-FILE_LINE = 16
+SCENARIO = GOOD.replace("duration: 10m\nwarmup: 1m\nreplications: 4", "duration: 1m\nwarmup: 0s\nreplications: 2") \
+    .replace("rate: 30/s", "rate: 5/s").replace("count: 8", "count: 2") \
+    .replace("{dist: lognormal, mean: 200ms, cv: 0.8}", "{dist: empirical, file: FILE, unit: 1ms}")
+FILE_LINE = 17
 
 
 @pytest.fixture

@@ -14,27 +14,10 @@ import time
 
 import pytest
 
-from tests.test_cli import asyncsim_executable
+from tests.test_cli import GOOD, asyncsim_executable
 
-LONG = """\
-name: long
-seed: 1
-duration: 5m
-warmup: 0s
-replications: 200
-producers:
-  - name: web
-    arrivals: {process: poisson, rate: 200/s}
-    sends_to: jobs
-brokers:
-  - name: jobs
-    kind: fifo
-workers:
-  - name: pool
-    consumes: jobs
-    count: 8
-    service_time: {dist: exponential, mean: 20ms}
-"""
+LONG = GOOD.replace("name: shop", "name: long").replace("duration: 10m\nwarmup: 1m\nreplications: 4", "duration: 5m\nwarmup: 0s\nreplications: 200") \
+    .replace("rate: 30/s", "rate: 200/s").replace("{dist: lognormal, mean: 200ms, cv: 0.8}", "{dist: exponential, mean: 20ms}")
 
 
 def group_alive(pgid: int) -> bool:
