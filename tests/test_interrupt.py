@@ -57,3 +57,25 @@ def test_ctrl_c_stops_a_parallel_run_at_once_and_reports_what_finished(tmp_path,
     assert stdout.startswith(f"long: {n} replication(s) × 5min")
     time.sleep(0.5)
     assert not group_alive(process.pid), "a worker process outlived the run"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGINT are POSIX")
+@pytest.mark.parametrize("verb", [["capacity", "--vary", "workers.pool.count", "--slo", "latency_mean=1s"], ["report", "--out", "reports"]],
+                         ids=["capacity", "report"])
+def test_ctrl_c_stops_a_capacity_search_or_a_report_in_one_line(tmp_path, verb):
+    (tmp_path / "long.yaml").write_text(LONG)
+    process = subprocess.Popen([asyncsim_executable(), verb[0], "long.yaml", *verb[1:], "-r", "100", "-j", "2"], cwd=tmp_path, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                               env={k: v for k, v in os.environ.items() if k != "ASYNCSIM_DEBUG"})
+    time.sleep(6)
+    assert process.poll() is None, process.communicate()
+    for _ in range(2):
+        os.killpg(process.pid, signal.SIGINT)
+        time.sleep(0.2)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr == "interrupted: stopped before the end, nothing written\n" and "Traceback" not in stdout
+    assert not (tmp_path / "reports" / "report.html").exists()
+    time.sleep(0.5)
+    assert not group_alive(process.pid), "a worker process outlived the run"

@@ -141,12 +141,17 @@ def open_executor(jobs: Optional[int], cluster: Optional[str], tasks: Optional[i
 @contextmanager
 def running_on(executor: Executor, progress=None):
     """Work on ``executor``: however it ends, the progress bar stops and the executor closes; an
-    executor that fails (a worker process died, the cluster went away) is one red line and exit 1."""
+    executor that fails (a worker process died, the cluster went away) is one red line and exit 1;
+    Ctrl-C that the work did not handle itself (run and sweep keep what finished; a capacity
+    search and a report stop) is one line and exit 130."""
     try:
         yield executor
     except ExecutorError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise Failed(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: stopped before the end, nothing written")
+        raise Failed(130) from None
     finally:
         if progress is not None:
             progress.stop()
