@@ -73,11 +73,15 @@ def test_report_out_is_a_folder_as_in_run_and_sweep(tmp_path):
     assert printed["report"] == str(tmp_path / "json" / "report.html") and printed["summary"]["replications"] == 2
 
 
-def test_capacity_takes_a_range_as_sweep_writes_it():
+def test_capacity_and_report_take_a_range_as_sweep_writes_it(tmp_path):
     result = CliRunner().invoke(app, ["capacity", WEBHOOK, "--vary", "workers.handler.count=12..13", "--no-headroom", "-r", "2", *SHORT])
     assert code_of(result) in (0, 1), result.output
     searched = set(re.findall(r"workers\.handler\.count=(\d+)", result.output))
     assert searched and searched <= {"12", "13"}
+    report = CliRunner().invoke(app, ["report", WEBHOOK, "--vary", "workers.handler.count=12..13", "--no-headroom", "--format", "md",
+                                      "--out", str(tmp_path), "-r", "2", *SHORT])
+    assert code_of(report) in (0, 1), report.output
+    assert "--vary workers.handler.count=12..13" in (tmp_path / "report.md").read_text()
     listed = CliRunner().invoke(app, ["capacity", WEBHOOK, "--vary", "workers.handler.count=8,12"])
     assert listed.exit_code == 2 and "give PATH or PATH=LOW..HIGH" in " ".join(listed.output.split())
 

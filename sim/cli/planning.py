@@ -14,7 +14,8 @@ from ..axes import SweepError, axes_from
 from ..problems import CapacityError
 from ..units import format_duration
 from ..datafiles import allow_folders
-from .common import AllowPathOption, ScenarioArgument, SeedOption, SloOption, json_option, replications_option, ForceOption, refuse_if_too_big, ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, running_on
+from .common import (AllowPathOption, ClusterOption, Failed, ForceOption, JobsOption, ScenarioArgument, SeedOption, SetOption, SloOption, err,
+                     json_option, open_executor, out, refuse_if_too_big, replications_option, running_on)
 
 
 def _print_run(run, console: Console) -> None:

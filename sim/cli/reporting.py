@@ -9,9 +9,11 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from ..problems import CapacityError
 from ..datafiles import allow_folders
-from .common import AllowPathOption, ScenarioArgument, SeedOption, SloOption, json_option, replications_option, ForceOption, refuse_if_too_big, ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_folder
+from ..problems import CapacityError
+from .common import (AllowPathOption, ClusterOption, Failed, ForceOption, JobsOption, ScenarioArgument, SeedOption, SetOption, SloOption, err,
+                     json_option, open_executor, out, progress_bar, refuse_if_too_big, replications_option, running_on, writable_folder)
+from .planning import search_range
 
 
 def report(
@@ -24,7 +26,7 @@ def report(
     allow_path: Optional[List[Path]] = AllowPathOption,
     jobs: Optional[int] = JobsOption,
     cluster: Optional[str] = ClusterOption,
-    vary: Optional[str] = typer.Option(None, "--vary", metavar="PATH", help="Also recommend the smallest value of this integer PATH meeting the SLO (a capacity search) and its headroom."),
+    vary: Optional[str] = typer.Option(None, "--vary", metavar="PATH[=LOW..HIGH]", help="Also recommend the smallest value of this integer PATH meeting the SLO (a capacity search, between LOW and HIGH when given, as in capacity) and its headroom."),
     slo: Optional[List[str]] = SloOption,
     headroom: bool = typer.Option(True, "--headroom/--no-headroom", help="With --vary: also the headroom of the recommendation."),
     as_json: bool = typer.Option(False, "--json", help="Print what was written, the run's summary and the capacity plan as JSON on stdout instead of the line saying where the report is."),
@@ -35,6 +37,7 @@ def report(
     from ..loading import load_scenario
     from ..report import build_report, save_report
 
+    vary, low, high = search_range(vary, 0, None)
     fmt = fmt.lower()
     if fmt not in ("html", "md"):
         raise typer.BadParameter(f"'{fmt}' is not a format: html or md", param_hint="'--format'")
@@ -59,7 +62,8 @@ def report(
     try:
         with running_on(executor, progress):
             built = build_report(scenario, overrides=set_ or [], replications=replications, seed=seed, executor=executor,
-                                 vary=vary, slo=slo or [], headroom=headroom, on_replication=on_replication)
+                                 vary=vary, slo=slo or [], headroom=headroom, on_replication=on_replication,
+                                 search_range=(low, high) if high is not None else None)
     except CapacityError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--slo'") from None
     written = save_report(built, out_path, fmt)

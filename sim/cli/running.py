@@ -11,7 +11,8 @@ from rich.table import Table
 from rich.markup import escape
 
 from ..datafiles import allow_folders
-from .common import with_slo, AllowPathOption, ScenarioArgument, SeedOption, SloOption, json_option, replications_option, ForceOption, refuse_if_too_big, ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_folder
+from .common import (AllowPathOption, ClusterOption, Failed, ForceOption, JobsOption, ScenarioArgument, SeedOption, SetOption, SloOption, err,
+                     json_option, open_executor, out, progress_bar, refuse_if_too_big, replications_option, running_on, with_slo, writable_folder)
 from .summary import print_summary
 
 
