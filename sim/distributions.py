@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -280,21 +279,6 @@ def weibull_shape_for_cv(cv: float) -> float:
 def pareto_alpha_for_cv(cv: float) -> float:
     """The Pareto shape α whose coefficient of variation is ``cv`` (always > 2)."""
     return 1.0 + math.sqrt(1.0 + 1.0 / cv**2)
-
-
-def load_column(path: Path, column: str | None, unit_s: float) -> np.ndarray:
-    """The finite values of one CSV column (the first when ``column`` is None), times ``unit_s``."""
-    import pandas as pd
-
-    table = pd.read_csv(path)
-    name = column if column is not None else table.columns[0]
-    if name not in table.columns:
-        raise ValueError(f"{path} has no column '{name}' (columns: {', '.join(map(str, table.columns))})")
-    values = pd.to_numeric(table[name], errors="coerce").to_numpy(dtype=float)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        raise ValueError(f"column '{name}' of {path} holds no numbers")
-    return values * unit_s
 
 
 class Sampler:

@@ -13,23 +13,50 @@ pure function of its arguments, so results do not depend on the executor, the nu
 or the order tasks finish in. On a remote cluster every worker needs asyncsim installed (the same
 version), since tasks refer to its functions by name.
 
+Tasks are taken from their iterable lazily and handed out as capacity frees: at most
+:data:`AHEAD_PER_WORKER` per worker are submitted and not finished at any time, so a million
+replications cost nothing before they run and a consumer that stops leaves little behind.
+
 An executor is reusable: a capacity search submits many small batches to the same pool. Use it
 as a context manager, or call :meth:`Executor.close`.
 """
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing
 import os
+import signal
+import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator
 
 
 CONNECT_TIMEOUT_S = 20.0
+AHEAD_PER_WORKER = 2
+"""Tasks submitted per worker and not yet finished: one running, one queued to start at once."""
 
 
 class ExecutorError(RuntimeError):
     """The executor itself failed (a worker process died, a cluster is unreachable)."""
+
+
+_progress_slots = None
+_progress_slot = 0
+
+
+def report_progress(share: float) -> None:
+    """Told by a running replication: the share of its simulated time done (0 to 1). Written in
+    this process's slot, where the executor that runs it reads it (:meth:`Executor.in_flight`)."""
+    if _progress_slots is not None:
+        _progress_slots[_progress_slot] = share
+
+
+def use_progress_slot(slots, slot: int) -> None:
+    """Report this process's progress in ``slots[slot]`` (None: report nowhere)."""
+    global _progress_slots, _progress_slot
+    _progress_slots, _progress_slot = slots, slot
 
 
 class Executor:
@@ -42,12 +69,18 @@ class Executor:
         """How many tasks run at once."""
         return 1
 
-    def map_unordered(self, fn: Callable, tasks: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
-        """Call ``fn(*task)`` for every task; yield ``(index of the task, result)`` as each finishes.
+    def map_unordered(self, fn: Callable, tasks: Iterable[tuple]) -> Iterator[tuple[int, Any]]:
+        """Call ``fn(*task)`` for every task (taken as capacity frees); yield ``(index of the task,
+        result)`` as each finishes.
 
         Closing the generator early (an exception in the consumer, Ctrl-C) cancels the tasks that
         have not started."""
         raise NotImplementedError
+
+    def in_flight(self) -> float:
+        """How much of the running tasks is done, in tasks: the sum of the shares of simulated
+        time the replications running now have reported (0 where they cannot tell)."""
+        return 0.0
 
     def describe(self) -> str:
         return self.name
@@ -67,25 +100,50 @@ class SerialExecutor(Executor):
 
     name = "serial"
 
+    def __init__(self):
+        self._slots = [0.0]
+
+    def in_flight(self) -> float:
+        return self._slots[0] if self._slots[0] < 1.0 else 0.0
+
     def map_unordered(self, fn, tasks):
         for index, task in enumerate(tasks):
-            yield index, fn(*task)
+            use_progress_slot(self._slots, 0)
+            try:
+                result = fn(*task)
+            finally:
+                use_progress_slot(None, 0)
+                self._slots[0] = 0.0
+            yield index, result
 
     def describe(self) -> str:
         return "this process"
+
+
+def start_worker(slots, taken) -> None:
+    """A worker process's initializer. Ctrl-C (SIGINT, sent by a terminal to every process of the
+    foreground group) is for the parent, which stops the workers itself, without their tracebacks;
+    the worker takes the next free slot of ``slots`` to report its replications' progress in."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with taken.get_lock():
+        slot, taken.value = taken.value, taken.value + 1
+    use_progress_slot(slots, slot % len(slots))
 
 
 class ProcessExecutor(Executor):
     """Local processes (``concurrent.futures.ProcessPoolExecutor``), started on first use.
 
     Tasks are handed to the pool a few at a time beyond the number of processes, so that a
-    consumer that stops early (Ctrl-C) leaves little queued work behind."""
+    consumer that stops early leaves little queued work behind. The workers ignore Ctrl-C; when
+    the consumer stops while tasks still run (Ctrl-C, an error), the workers are ended at once,
+    in the middle of their tasks, and the next map starts a new pool."""
 
     name = "processes"
 
     def __init__(self, jobs: int | None = None):
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self._pool: ProcessPoolExecutor | None = None
+        self._slots = None
 
     @property
     def workers(self) -> int:
@@ -94,16 +152,20 @@ class ProcessExecutor(Executor):
     def describe(self) -> str:
         return f"{self.jobs} local process{'es' if self.jobs != 1 else ''}"
 
+    def in_flight(self) -> float:
+        # a slot at 1 is a replication finished (and counted) whose worker has not started the next
+        return sum(share for share in self._slots if share < 1.0) if self._slots is not None and self._pool is not None else 0.0
+
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.jobs)
+            self._slots = multiprocessing.Array("d", self.jobs, lock=False)
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, initializer=start_worker,
+                                             initargs=(self._slots, multiprocessing.Value("i", 0)))
         return self._pool
 
     def map_unordered(self, fn, tasks):
-        if not tasks:
-            return
         pool = self._get_pool()
-        ahead = 2 * self.jobs
+        ahead = AHEAD_PER_WORKER * self.jobs
         queue = iter(enumerate(tasks))
         running: dict = {}
 
@@ -129,8 +191,24 @@ class ProcessExecutor(Executor):
                     yield index, result
                 feed()
         finally:
-            for future in running:
-                future.cancel()
+            if running:
+                self._stop_workers()
+
+    def _stop_workers(self) -> None:
+        """End the pool now: queued tasks cancelled, running ones killed with their processes.
+        A second Ctrl-C meanwhile is ignored (it would leave the pool's threads half stopped)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            for process in list((pool._processes or {}).values()):  # no public way before Python 3.14
+                process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -179,23 +257,31 @@ class DaskExecutor(Executor):
     def map_unordered(self, fn, tasks):
         from distributed import as_completed
 
-        if not tasks:
-            return
-        futures = {}
-        for index, task in enumerate(tasks):
-            futures[self.client.submit(fn, *task, pure=False)] = index
-        pending = set(futures)
+        queue = iter(enumerate(tasks))
+        running: dict = {}
+        completed = as_completed()
+        ahead = AHEAD_PER_WORKER * self.workers
+
+        def feed() -> None:
+            for index, task in itertools.islice(queue, max(0, ahead - len(running))):
+                future = self.client.submit(fn, *task, pure=False)
+                running[future] = index
+                completed.add(future)
+
         try:
-            for future in as_completed(list(futures)):
-                pending.discard(future)
+            feed()
+            while running:
+                future = next(completed)
+                index = running.pop(future)
                 try:
                     result = future.result()
                 except Exception as exc:
                     raise ExecutorError(f"a task failed on the Dask cluster: {type(exc).__name__}: {exc}") from None
-                yield futures[future], result
+                yield index, result
+                feed()
         finally:
-            if pending:
-                self.client.cancel(list(pending))
+            if running:
+                self.client.cancel(list(running))
 
     def close(self) -> None:
         self.client.close()

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic import model_validator
 
 from . import distributions as d
+from .datafiles import read_column, resolve_data_file
 from .problems import short_repr
 from .units import DURATION_PATTERN, RATE_PATTERN, parse_duration, parse_rate
 
@@ -62,13 +63,8 @@ class Strict(BaseModel):
 
 
 def _resolve_path(value: str, info: ValidationInfo) -> str:
-    base = (info.context or {}).get("base_dir")
-    path = Path(value)
-    if not path.is_absolute() and base is not None:
-        path = Path(base) / path
-    if not path.is_file():
-        raise ValueError(f"file not found: {path}")
-    return str(path)
+    """A data file, relative to the scenario's folder and inside an allowed folder (:mod:`sim.datafiles`)."""
+    return str(resolve_data_file(value, (info.context or {}).get("base_dir")))
 
 
 DataFile = Annotated[str, AfterValidator(_resolve_path)]
@@ -298,7 +294,7 @@ class CsvColumn(Strict):
 
     @model_validator(mode="after")
     def _read(self):
-        self._values = d.load_column(Path(self.file), self.column, self.unit).tobytes()
+        self._values = read_column(Path(self.file), self.column, self.unit).tobytes()
         return self
 
     def values_s(self) -> np.ndarray:

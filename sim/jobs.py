@@ -11,10 +11,13 @@ keeping the replications that finished.
 
 from __future__ import annotations
 
+import bisect
+import functools
+import itertools
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
-from .executors import Executor
+from .executors import Executor, report_progress
 from .result import Result
 from .runner import ReplicationFailure, ReplicationResult, safe_replication
 from .schema import Scenario
@@ -46,19 +49,19 @@ def run_jobs(
     ``(job index, results in replication order, failures)`` as each job's last replication ends.
     ``on_replication(job index, outcome)`` is called as each replication ends.
 
-    Tasks are queued job by job, so jobs tend to finish in order (and a sweep can persist them)."""
-    tasks, owner = [], []
-    for j, job in enumerate(jobs):
-        for r in job.replications:
-            tasks.append((job.scenario, r, job.seed))
-            owner.append(j)
+    Tasks are made as the executor takes them (a bounded number in flight, however many
+    replications there are), job by job, so jobs tend to finish in order (and a sweep can persist
+    them)."""
+    starts = list(itertools.accumulate((len(job.replications) for job in jobs), initial=0))
+    tasks = ((job.scenario, r, job.seed) for job in jobs for r in job.replications)
     remaining = [len(job.replications) for job in jobs]
     collected: list[list | None] = [[] for _ in jobs]
     for j, n in enumerate(remaining):
         if n == 0:
             yield j, [], []
-    for index, outcome in executor.map_unordered(safe_replication, tasks):
-        j = owner[index]
+    task = functools.partial(safe_replication, progress=report_progress)
+    for index, outcome in executor.map_unordered(task, tasks):
+        j = bisect.bisect_right(starts, index) - 1
         collected[j].append(outcome)
         remaining[j] -= 1
         if on_replication is not None:

@@ -184,6 +184,8 @@ def _problem_from_error(err: dict, data: Any, applied: list[tuple[str, ...]]) ->
         loc = loc + (str(ctx.get("discriminator", "")).strip("'"),)
     path, line, parent_tp, raw = _locate(loc, data)
     message = _wording(err, kind, ctx, loc, parent_tp)
+    if not loc:  # the whole scenario's check (no source at all): blamed on the file's first line
+        line = 1
     return Problem(message, path=path, line=line, override=_override_for(raw, applied))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,15 @@ import numpy as np
 from .backpressure import trigger_window
 
 FIGURE_SIZE = (8, 4.5)
+TITLE_CHARS = 64
+"""Characters per line of a title (at the default size, about what 8 inches hold); longer wraps."""
+LABEL_CHARS = 40
+"""Characters per line of an axis label (the height of the plot); longer wraps."""
+
+
+def wrapped(text: str, width: int) -> str:
+    """``text`` on lines of at most ``width`` characters, so that no title or label is cut off."""
+    return "\n".join(textwrap.wrap(text, width, break_long_words=True)) or text
 
 
 def _axes(ax, title):
@@ -16,7 +26,7 @@ def _axes(ax, title):
 
     if ax is None:
         _, ax = plt.subplots(figsize=FIGURE_SIZE, layout="constrained")
-    ax.set_title(title)
+    ax.set_title(wrapped(title, TITLE_CHARS))
     return ax
 
 
@@ -67,7 +77,7 @@ def plot_series(result, prefix: str, suffix: str, ylabel: str, ax=None):
     if result.scenario.warmup > 0:
         ax.axvspan(0, result.scenario.warmup / scale, color="grey", alpha=0.15, label="warm-up")
     ax.set_xlabel(f"time ({unit})")
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(wrapped(ylabel, LABEL_CHARS))
     if len(ax.get_legend_handles_labels()[0]):
         ax.legend(loc="upper right")
     return ax

@@ -91,6 +91,7 @@ class Report:
     figures: list[Figure] = field(default_factory=list)
     plan: CapacityPlan | None = None
     vary: str | None = None
+    search_range: tuple[int, int] | None = None
     slo: list[str] = field(default_factory=list)
     headroom: bool = True
     executor: str = ""
@@ -118,7 +119,7 @@ class Report:
             args += ["-r", str(self.result.requested_replications)]
         args += ["--seed", str(self.seed)]
         if self.vary:
-            args += ["--vary", self.vary]
+            args += ["--vary", self.vary if self.search_range is None else f"{self.vary}={self.search_range[0]}..{self.search_range[1]}"]
             if not self.headroom:
                 args.append("--no-headroom")
         for objective in self.slo:
@@ -191,10 +192,12 @@ def build_report(
     slo: Sequence[str] = (),
     headroom: bool = True,
     plan: CapacityPlan | None = None,
+    search_range: tuple[int, int] | None = None,
     on_replication: Callable[[int, int], None] | None = None,
 ) -> Report:
-    """Run the scenario (and the capacity search with ``vary``, unless a ``plan`` from
-    :func:`sim.capacity.plan_capacity` is given) and draw the report's figures."""
+    """Run the scenario (and the capacity search with ``vary``, between ``search_range``'s values
+    when given, unless a ``plan`` from :func:`sim.capacity.plan_capacity` is given) and draw the
+    report's figures."""
     started = time.perf_counter()
     source = Path(source)
     base = list(overrides)
@@ -221,11 +224,13 @@ def build_report(
         if plan is not None:
             vary = vary or plan.parameter
         elif vary:
-            plan = plan_capacity(source, vary, slo, overrides, replications=max(n, 2), seed=seed, executor=runner, headroom=headroom)
+            low, high = search_range if search_range is not None else (0, None)
+            plan = plan_capacity(source, vary, slo, overrides, replications=max(n, 2), seed=seed, executor=runner, headroom=headroom,
+                                 minimum=low, maximum=high)
     finally:
         if owned:
             runner.close()
-    report = Report(scenario, result, source, list(overrides), seed, plan=plan, vary=vary, slo=list(slo), headroom=headroom,
+    report = Report(scenario, result, source, list(overrides), seed, plan=plan, vary=vary, search_range=search_range, slo=list(slo), headroom=headroom,
                     executor=description)
     report.figures = _figures(report)
     report.wall_s = time.perf_counter() - started
@@ -269,7 +274,15 @@ def _environment(fmt: str):
         undefined=jinja2.StrictUndefined,
     )
     env.filters["md"] = markdown_text
+    env.filters["code_spans"] = html_code_spans if fmt == "html" else str
     return env
+
+
+def html_code_spans(text: str):
+    """Our own prose (a model's description) in HTML: escaped, and each `code` span as <code>."""
+    from markupsafe import Markup, escape
+
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
 
 
 _MARKDOWN_INLINE = re.compile(r"([\\`*_\[\]|~])")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 
 import simpy
 
@@ -59,12 +60,45 @@ SLO_LABELS = {
 }
 
 
+SPHINX_ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|obj|exc|ref):`(?:([^`<]+?)\s*<[^`>]+>|~?([^`]+))`")
+LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
+
+
+def _role_text(match: re.Match) -> str:
+    """What a reader sees of a Sphinx role: its title, or the last part of the name it refers to."""
+    title, target = match.groups()
+    return title if title else target.rstrip("()").split(".")[-1]
+
+
+def prose_blocks(doc: str) -> list[dict]:
+    """A model's docstring as prose for a design review: paragraphs (``{"kind": "p", "text"}``)
+    and bullet lists (``{"kind": "ul", "items"}``), lines joined, Sphinx roles reduced to the name
+    they refer to (:class:`~models.crashes.Crashes` reads "Crashes"), ````code```` as `code`."""
+    text = LITERAL.sub(r"`\1`", SPHINX_ROLE.sub(_role_text, doc))
+    blocks = []
+    for paragraph in re.split(r"\n\s*\n", text.strip()):
+        lines = [line.strip() for line in paragraph.splitlines()]
+        if lines and lines[0].startswith("- "):
+            items: list[str] = []
+            for line in lines:
+                if line.startswith("- ") or not items:
+                    items.append(line[2:] if line.startswith("- ") else line)
+                else:
+                    items[-1] += " " + line
+            blocks.append({"kind": "ul", "items": items})
+        else:
+            blocks.append({"kind": "p", "text": " ".join(lines)})
+    return blocks
+
+
 def docstring_models(scenario: Scenario, seed: int) -> list[dict]:
-    """Each model class the scenario builds, with its docstring (its documented simplifications)."""
+    """Each model class the scenario builds: its name, where it is defined, the parts that use it,
+    and its docstring (what it imitates, its documented simplifications) as :func:`prose_blocks`."""
     entries: dict[type, dict] = {}
 
     def add(cls, used_by: str) -> None:
-        entry = entries.setdefault(cls, {"name": f"{cls.__module__}.{cls.__qualname__}", "used_by": [], "doc": inspect.getdoc(cls) or "(no docstring)"})
+        entry = entries.setdefault(cls, {"name": cls.__qualname__, "module": cls.__module__, "used_by": [],
+                                         "blocks": prose_blocks(inspect.getdoc(cls) or "(no description)")})
         if used_by not in entry["used_by"]:
             entry["used_by"].append(used_by)
 
@@ -211,7 +245,8 @@ def fates(result: Result, summary: dict) -> list[dict]:
         share = "" if key == "produced" or not produced else f"{100 * n / produced:.3g}%"
         rate = summary.get("system", {}).get(f"{key}_rate")
         ci = fmt_ci(f"system.{key}_rate", *rate["ci95"]) if isinstance(rate, dict) else ""
-        rows.append({"outcome": key.replace("_", " "), "count": f"{n:,}", "share": share, "ci": ci})
+        label = "duplicates (extra processings, not an outcome: may pass 100%)" if key == "duplicates" else key.replace("_", " ")
+        rows.append({"outcome": label, "count": f"{n:,}", "share": share, "ci": ci})
     return rows
 
 

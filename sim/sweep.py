@@ -410,6 +410,7 @@ def run_sweep(
     out_dir: str | Path | None = None,
     resume: bool = True,
     metric: str | None = None,
+    on_plan: Callable[[list[Point]], None] | None = None,
     on_start: Callable[[SweepResult, int], None] | None = None,
     on_replication: Callable[[int, int], None] | None = None,
     on_point: Callable[[dict], None] | None = None,
@@ -423,7 +424,8 @@ def run_sweep(
     ``out_dir/points.jsonl`` as they finish and, with ``resume``, points already there are not run
     again; the tables and plots are written at the end (also after Ctrl-C, for what finished).
 
-    Callbacks: ``on_start(sweep, replications to run)``, ``on_replication(done, total)`` and
+    Callbacks: ``on_plan(points)`` once every point is loaded, before anything runs (the command
+    line refuses a grid too big for the memory there), ``on_start(sweep, replications to run)``, ``on_replication(done, total)`` and
     ``on_point(row)``. Ctrl-C (KeyboardInterrupt) stops the sweep and returns what finished, with
     ``interrupted`` set. A ``metric`` no point produces is an ``UnknownMetricError`` before any
     point runs."""
@@ -441,6 +443,8 @@ def run_sweep(
     if metric is not None:
         check_metric(metric)
     points = plan(source, axes, overrides, seed, replications)
+    if on_plan is not None:
+        on_plan(points)
     sweep = SweepResult(source, axes, tuple(overrides), points, rows={}, metric=metric or file_metric or DEFAULT_METRIC)
     check_metric(sweep.metric, (p.scenario for p in points if p.scenario is not None))
 

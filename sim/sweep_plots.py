@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .plots import FIGURE_SIZE
+from .plots import FIGURE_SIZE, LABEL_CHARS, TITLE_CHARS, wrapped
 from .result import SLO_METRICS
 from .stats import is_nan
 from .units import format_duration
@@ -35,7 +35,7 @@ def new_axes(ax, title):
         import matplotlib.pyplot as plt
 
         _, ax = plt.subplots(figsize=FIGURE_SIZE, layout="constrained")
-    ax.set_title(title)
+    ax.set_title(wrapped(title, TITLE_CHARS))
     return ax
 
 
@@ -132,7 +132,7 @@ def plot_sweep_metric(sweep, metric: str, x: str | None = None, ax=None, theory:
     if top > 0:
         ax.set_ylim(bottom=0, top=top * 1.25)
     ax.set_xlabel(axis.path + (f" ({axis.unit})" if axis.unit else ""))
-    ax.set_ylabel(metric_label(metric))
+    ax.set_ylabel(wrapped(metric_label(metric), LABEL_CHARS))
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small")
     return ax

@@ -293,7 +293,7 @@ def test_cli_capacity_json(scenario, call):
 
 
 def test_cli_capacity_whose_replications_fail_says_so_and_exits_1(scenario, call, monkeypatch):
-    monkeypatch.setattr(sim.jobs, "safe_replication", lambda s, r, seed: ReplicationFailure(r, "RuntimeError: boom", ""))
+    monkeypatch.setattr(sim.jobs, "safe_replication", lambda s, r, seed, progress=None: ReplicationFailure(r, "RuntimeError: boom", ""))
     code, _, stderr = call("capacity", scenario, "-r", "2", "-j", "1", "--set", "duration=200s", "--slo", "latency_mean=5s")
     assert code == 1
     assert "1 of 1 evaluations failed (replications raised); the first, load ×1: replication 0: RuntimeError: boom" in stderr

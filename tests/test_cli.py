@@ -139,7 +139,7 @@ def replications_run(monkeypatch) -> list:
     """The replications the commands run from here on, each failing with 'RuntimeError: boom'."""
     ran = []
 
-    def fails(scenario, replication, seed):
+    def fails(scenario, replication, seed, progress=None):
         ran.append(replication)
         return ReplicationFailure(replication, "RuntimeError: boom", "")
 
@@ -255,9 +255,9 @@ def test_version_prints_the_installed_version(call):
     (["run", "good.yaml"], "file.txt/out"),
     (["run", "good.yaml"], "file.txt"),
     (["sweep", "good.yaml", "--vary", "workers.pool.count=8,9"], "file.txt/out"),
-    (["report", "good.yaml"], "file.txt/report.html"),
-    (["report", "good.yaml"], "folder"),
-], ids=["run-under-a-file", "run-a-file", "sweep-under-a-file", "report-under-a-file", "report-a-folder"])
+    (["report", "good.yaml"], "file.txt/reports"),
+    (["report", "good.yaml"], "file.txt"),
+], ids=["run-under-a-file", "run-a-file", "sweep-under-a-file", "report-under-a-file", "report-a-file"])
 def test_an_out_that_cannot_be_written_is_refused_before_running(call, replications_run, tmp_path, verb, out):
     (tmp_path / "file.txt").write_text("not a folder")
     (tmp_path / "folder").mkdir()
@@ -418,7 +418,7 @@ def test_run_json_where_every_replication_fails_is_valid_json_with_the_failures(
 
 
 def test_ctrl_c_before_the_first_replication_finishes_exits_130(call, monkeypatch):
-    def interrupted(scenario, replication, seed):
+    def interrupted(scenario, replication, seed, progress=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(sim.jobs, "safe_replication", interrupted)
@@ -464,7 +464,7 @@ def test_an_executor_that_fails_midway_is_one_line_and_exit_1_and_is_closed(call
 
     monkeypatch.setattr(SerialExecutor, "map_unordered", die)
     monkeypatch.setattr(SerialExecutor, "close", lambda self: closed.append(self))
-    extra = ["--out", str(tmp_path / "report.html")] if verb[0] == "report" else []
+    extra = ["--out", str(tmp_path)] if verb[0] == "report" else []
     outcome = call(*verb, *extra, "--jobs", "1", "-r", "2")
     assert outcome.returncode == 1, outcome.stderr
     assert "error: worker process 1234 died" in outcome.stderr and "Traceback" not in outcome.stderr

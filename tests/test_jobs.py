@@ -64,10 +64,10 @@ def test_a_scenario_carries_its_data_files_values(travelling):
 def test_a_failing_replication_is_reported_and_the_others_kept(quickstart, monkeypatch):
     real = sim.jobs.safe_replication
 
-    def second_fails(scenario, replication, seed):
+    def second_fails(scenario, replication, seed, progress=None):
         if replication == 1:
             return ReplicationFailure(replication, "RuntimeError: boom", "")
-        return real(scenario, replication, seed)
+        return real(scenario, replication, seed, progress)
 
     monkeypatch.setattr(sim.jobs, "safe_replication", second_fails)
     done = []
@@ -100,7 +100,7 @@ def test_ctrl_c_keeps_the_finished_replications(quickstart):
 
 
 def test_a_result_with_no_finished_replication_summarises_and_says_why(quickstart, monkeypatch):
-    monkeypatch.setattr(sim.jobs, "safe_replication", lambda scenario, replication, seed: ReplicationFailure(replication, "RuntimeError: boom", ""))
+    monkeypatch.setattr(sim.jobs, "safe_replication", lambda scenario, replication, seed, progress=None: ReplicationFailure(replication, "RuntimeError: boom", ""))
     result = run(quickstart, replications=2, jobs=1)
     s = summary(result)
     assert s["warnings"] == ["no replication finished: 2 of 2 failed", "replication 0 failed: RuntimeError: boom", "replication 1 failed: RuntimeError: boom"]

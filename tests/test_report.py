@@ -87,7 +87,7 @@ def scenario(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def html_report(scenario, tmp_path_factory):
     """The report through the command line, with a capacity search on the worker count."""
-    out = tmp_path_factory.mktemp("html") / "review.html"
+    out = tmp_path_factory.mktemp("html")
     argv = sys.argv
     sys.argv = ["asyncsim", "report", str(scenario), "--out", str(out), "-j", "2", "--vary", "workers.pool.count"]
     try:
@@ -96,7 +96,7 @@ def html_report(scenario, tmp_path_factory):
         assert exc.code in (0, None)
     finally:
         sys.argv = argv
-    return out.read_text()
+    return (out / "report.html").read_text()
 
 
 def test_every_section_and_its_plots(html_report):
@@ -131,7 +131,12 @@ def test_checks_theory_and_assumptions(html_report):
     theory = html_report[html_report.index('id="theory"'):html_report.index('id="assumptions"')]
     assert theory.count(">exact<") >= 10 and "approximation</span>" not in theory
     assert "end-to-end latency, mean" in theory and "wait in q, p99" in theory
-    assert "models.fifo.FifoBroker" in html_report and "models.workers.WorkerPool" in html_report and "models.producer.Producer" in html_report
+    models = html_report[html_report.index("documented simplifications</h3>"):html_report.index('id="scenario-file"')]
+    for name, module in (("FifoBroker", "models.fifo"), ("WorkerPool", "models.workers"), ("Producer", "models.producer")):
+        assert f"<h4>{name} <span" in models and f"<code>{module}</code>" in models
+    # prose for a review: paragraphs and lists, code as <code>, no Sphinx roles or reST literals left
+    assert "<p>" in models and "<li>" in models and "<code>count</code>" in models
+    assert ":class:`" not in models and "``" not in models and "<pre>" not in models
     assert "warm-up excluded from every statistic" in html_report
     assert "name: report-mmc" in html_report  # the scenario file itself
 
@@ -164,12 +169,12 @@ def test_a_pipeline_has_no_model_but_a_full_report(root):
 
 
 def test_a_report_whose_replications_fail_is_written_and_exits_1(scenario, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sim.jobs, "safe_replication", lambda s, r, seed: ReplicationFailure(r, "RuntimeError: boom", ""))
-    out = tmp_path / "failed.html"
+    monkeypatch.setattr(sim.jobs, "safe_replication", lambda s, r, seed, progress=None: ReplicationFailure(r, "RuntimeError: boom", ""))
+    out = tmp_path / "failed"
     monkeypatch.setattr(sys, "argv", ["asyncsim", "report", str(scenario), "--out", str(out), "-j", "1", "-r", "2"])
     with pytest.raises(SystemExit) as exit:
         main()
-    assert exit.value.code == 1 and "No replication finished" in out.read_text()
+    assert exit.value.code == 1 and "No replication finished" in (out / "report.html").read_text()
     assert "2 of the runs the report needs failed (replications raised); the first, replication 0: RuntimeError: boom" in capsys.readouterr().err
 
 
@@ -248,12 +253,11 @@ def _parse(args):
 
 
 def test_reproduce_with_gives_every_option_that_changes_the_result(scenario, tmp_path, monkeypatch):
-    out = tmp_path / "review.md"
-    monkeypatch.setattr(sys, "argv", ["asyncsim", "report", str(scenario), "--out", str(out), "-j", "1", *REPRODUCED])
+    monkeypatch.setattr(sys, "argv", ["asyncsim", "report", str(scenario), "--out", str(tmp_path), "--format", "md", "-j", "1", *REPRODUCED])
     with pytest.raises(SystemExit) as info:
         main()
     assert info.value.code in (0, None)
-    lines = out.read_text().splitlines()
+    lines = (tmp_path / "report.md").read_text().splitlines()
     at = next(i for i, line in enumerate(lines) if line.endswith("Reproduce with:"))
     assert lines[at + 2] == "<pre>"
     command = html_module.unescape(lines[at + 3])
@@ -263,5 +267,5 @@ def test_reproduce_with_gives_every_option_that_changes_the_result(scenario, tmp
         assert any(argv[i:i + 2] == [option, value] for i in range(len(argv))), (option, value)
     assert "--format" in argv and argv[argv.index("--format") + 1] == "md"
     given, reproduced = _parse([str(scenario), *REPRODUCED]), _parse(argv[2:])
-    assert reproduced.pop("fmt") == "md" and given.pop("fmt") is None
+    assert reproduced.pop("fmt") == "md" and given.pop("fmt") == "html"
     assert reproduced == given

@@ -208,10 +208,10 @@ def test_an_unstable_point_records_its_error_and_the_sweep_goes_on(scenario):
 def test_a_failing_replication_is_recorded_and_not_kept_for_resume(scenario, monkeypatch, tmp_path):
     real = sim.jobs.safe_replication
 
-    def flaky(spec, replication, seed):
+    def flaky(spec, replication, seed, progress=None):
         if spec.workers[0].count == 10 and replication == 1:
             return ReplicationFailure(replication, "RuntimeError: boom", "")
-        return real(spec, replication, seed)
+        return real(spec, replication, seed, progress)
 
     monkeypatch.setattr(sim.jobs, "safe_replication", flaky)
     result = run_sweep(scenario, VARY, executor=SerialExecutor(), out_dir=tmp_path)
@@ -330,7 +330,7 @@ def test_cli_bad_sweep_input_exits_2_naming_the_option(scenario, call, args, mes
     assert "Traceback" not in stderr
 
 
-def always_failing(scenario, replication, seed):
+def always_failing(scenario, replication, seed, progress=None):
     return ReplicationFailure(replication, "RuntimeError: boom", "")
 
 

@@ -3,6 +3,7 @@ and the executor that ``--jobs`` and ``--cluster`` choose."""
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -17,12 +18,13 @@ from ..executors import Executor, ExecutorError, make_executor
 
 app = typer.Typer(
     add_completion=False,
+    rich_markup_mode=None,  # plain help: no <bool> or <list[str]> placeholders
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Simulate asynchronous architectures: producers, brokers, workers. See README.md.",
 )
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
+out = Console(soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, soft_wrap=True, emoji=False, width=None if sys.stderr.isatty() else 120)
 
 
 class Failed(Exception):
@@ -32,9 +34,39 @@ class Failed(Exception):
         self.code = code
 
 
-SetOption = typer.Option(None, "--set", help="Override a value: PATH=VALUE, list items by name (workers.pool.count=12). Repeatable.")
-JobsOption = typer.Option(None, "--jobs", "-j", min=1, help="Local processes (default: all cores).")
-ClusterOption = typer.Option(None, "--cluster", help="Run on a Dask cluster: the scheduler's address (tcp://host:8786), or 'local' to start one here.")
+ScenarioArgument = typer.Argument(..., metavar="SCENARIO", help="The scenario's YAML file.", show_default=False)
+SetOption = typer.Option(None, "--set", metavar="PATH=VALUE", help="Override a value, list items by name (workers.pool.count=12). Repeatable.")
+JobsOption = typer.Option(None, "--jobs", "-j", min=1, metavar="N", help="Run on N local processes (default: all cores; 1: in this process).")
+SeedOption = typer.Option(None, "--seed", min=0, metavar="S", help="Root seed, the same for every point or value run (default: the file's).")
+SloOption = typer.Option(None, "--slo", metavar="KEY=VALUE", help="An objective added to (or replacing one of) the file's slo: latency_mean, latency_p50/p95/p99/p999 (a duration), max_loss_rate, max_rejection_rate (a fraction), min_throughput (a rate). Repeatable.")
+AllowPathOption = typer.Option(None, "--allow-path", metavar="DIR", help="Also read data files (a trace's or an empirical distribution's file:) from DIR; by default only from the scenario's folder. Repeatable; or set ASYNCSIM_ALLOW_PATH.")
+ClusterOption = typer.Option(None, "--cluster", metavar="ADDRESS", help="Run on a Dask cluster: the scheduler's address (tcp://host:8786), or 'local' to start one here.")
+
+
+def with_slo(scenario: Path, overrides: list[str], slo: Optional[list[str]]) -> list[str]:
+    """``--set`` overrides, plus one setting the SLO when ``--slo`` objectives are given (a bad
+    one is a bad ``--slo``, exit 2)."""
+    if not slo:
+        return overrides
+    from ..capacity import slo_overrides
+    from ..problems import CapacityError
+
+    try:
+        return slo_overrides(scenario, overrides, slo)[0]
+    except CapacityError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--slo'") from None
+
+
+def replications_option(what: str, minimum: int = 1, default: Optional[int] = None):
+    """``--replications N`` / ``-r N``: ``what`` is counted (each run, point, value or case)."""
+    default_text = f"default: {default}" if default is not None else "default: the file's"
+    return typer.Option(default, "--replications", "-r", min=minimum, metavar="N", show_default=False,
+                        help=f"Replications {what} ({default_text}; at least {minimum}).")
+
+
+def json_option(what: str):
+    """``--json``: print ``what`` as JSON on stdout instead of the table (messages go to stderr)."""
+    return typer.Option(False, "--json", help=f"Print {what} as JSON on stdout instead of the table.")
 
 
 def cannot_write(path: Path, exc: OSError) -> Failed:
@@ -54,34 +86,47 @@ def writable_folder(path: Path) -> None:
         raise cannot_write(path, exc) from None
 
 
-def writable_file(path: Path) -> None:
-    """Make the ``--out`` file's folder and open the file for appending, before any work; a file
-    that did not exist is removed again."""
-    existed = path.exists()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a"):
-            pass
-    except OSError as exc:
-        raise cannot_write(path, exc) from None
-    if not existed:
-        path.unlink()
-
-
-def progress_bar(label: str):
-    """A progress bar on stderr when it is a terminal: replications done, points done, rate and ETA."""
+def progress_bar(label: str, executor: Optional[Executor] = None):
+    """A progress bar on stderr when it is a terminal: replications done, points done, rate and ETA.
+    The bar also fills with the simulated time of the replications running on ``executor``, so it
+    moves within a long replication, not only between them."""
     if not sys.stderr.isatty():
         return None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.text import Text
+
+    class LiveBar(BarColumn):
+        def render(self, task):
+            bar = super().render(task)
+            if executor is not None and bar.total:
+                bar.completed = min(bar.total, bar.completed + executor.in_flight())
+            return bar
 
     class Rate(ProgressColumn):
         def render(self, task):
             speed = task.finished_speed or task.speed
             return Text(f"{speed:.3g} repl./s" if speed else "", style="progress.data.speed")
 
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("replications, {task.fields[points]}"),
+    return Progress(TextColumn(label), LiveBar(), MofNCompleteColumn(), TextColumn("replications, {task.fields[points]}"),
                     Rate(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True)
+
+
+ForceOption = typer.Option(False, "--force", help="Run even when the estimated memory is more than this machine has (asyncsim check shows the estimate).")
+
+
+def refuse_if_too_big(scenario, replications: int, jobs: Optional[int], cluster: Optional[str], force: bool) -> None:
+    """Refuse (exit 2) runs of ``scenario`` that cannot fit in this machine's memory
+    (:mod:`sim.cost`), unless ``--force``. On a cluster only one replication runs here at a time
+    (its result is kept here); locally ``--jobs`` at once."""
+    if force:
+        return
+    from ..cost import estimate_cost, too_big
+
+    parallel = 1 if cluster else (jobs or os.cpu_count() or 1)
+    problem = too_big(estimate_cost(scenario), replications, parallel)
+    if problem is not None:
+        err.print(f"[red]error:[/red] {escape(scenario.name)}: {escape(problem)}", highlight=False)
+        raise Failed(2)
 
 
 def open_executor(jobs: Optional[int], cluster: Optional[str], tasks: Optional[int] = None) -> Executor:
@@ -96,12 +141,17 @@ def open_executor(jobs: Optional[int], cluster: Optional[str], tasks: Optional[i
 @contextmanager
 def running_on(executor: Executor, progress=None):
     """Work on ``executor``: however it ends, the progress bar stops and the executor closes; an
-    executor that fails (a worker process died, the cluster went away) is one red line and exit 1."""
+    executor that fails (a worker process died, the cluster went away) is one red line and exit 1;
+    Ctrl-C that the work did not handle itself (run and sweep keep what finished; a capacity
+    search and a report stop) is one line and exit 130."""
     try:
         yield executor
     except ExecutorError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise Failed(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: stopped before the end, nothing written")
+        raise Failed(130) from None
     finally:
         if progress is not None:
             progress.stop()

@@ -10,9 +10,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ..axes import SweepError, axes_from
 from ..problems import CapacityError
 from ..units import format_duration
-from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, running_on
+from ..datafiles import allow_folders
+from .common import (AllowPathOption, ClusterOption, Failed, ForceOption, JobsOption, ScenarioArgument, SeedOption, SetOption, SloOption, err,
+                     json_option, open_executor, out, refuse_if_too_big, replications_option, running_on)
 
 
 def _print_run(run, console: Console) -> None:
@@ -79,31 +82,54 @@ def _print_estimate(estimate, note: str, console: Console) -> None:
                   + (f" ({parts})" if parts else "") + (f"; not in the formula: {', '.join(estimate.ignored)}" if estimate.ignored else ""), highlight=False)
 
 
+def search_range(vary: Optional[str], minimum: int, maximum: Optional[int]) -> tuple[Optional[str], int, Optional[int]]:
+    """``--vary PATH`` or ``--vary PATH=LOW..HIGH`` (sweep's form of a range, every integer from
+    LOW to HIGH): the path, and the range to search (``--min``/``--max`` otherwise)."""
+    if vary is None or "=" not in vary:
+        return vary, minimum, maximum
+    try:
+        axis, = axes_from([vary])
+    except SweepError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--vary'") from None
+    numbers = [v.number for v in axis.values]
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers) or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+        raise typer.BadParameter(f"a capacity search tries integers: give PATH or PATH=LOW..HIGH, not '{vary}'", param_hint="'--vary'")
+    return axis.path, numbers[0], numbers[-1]
+
+
 def capacity(
-    scenario: Path = typer.Argument(..., help="Scenario YAML file (with an slo:, or give --slo)."),
-    vary: Optional[str] = typer.Option(None, "--vary", help="The integer PATH to size, e.g. workers.renderer.count or brokers.jobs.capacity. Without it: only the headroom of the scenario as it is."),
-    slo: Optional[List[str]] = typer.Option(None, "--slo", help="Objective KEY=VALUE added to (or replacing one of) the file's slo: latency_mean, latency_p50/p95/p99/p999, max_loss_rate, max_rejection_rate, min_throughput. Repeatable."),
+    scenario: Path = ScenarioArgument,
+    vary: Optional[str] = typer.Option(None, "--vary", metavar="PATH[=LOW..HIGH]", help="The integer PATH to size, e.g. workers.renderer.count or brokers.jobs.capacity, searched between LOW and HIGH when given (as sweep's --vary writes a range; the same as --min and --max). Without it: only the headroom of the scenario as it is."),
+    slo: Optional[List[str]] = SloOption,
     set_: Optional[List[str]] = SetOption,
-    replications: Optional[int] = typer.Option(None, "--replications", "-r", min=2, help="Replications each value starts with (default: the file's)."),
-    max_replications: Optional[int] = typer.Option(None, "--max-replications", min=2, help="Cap when an uncertain value gets more replications (default: 4× the start)."),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0),
+    allow_path: Optional[List[Path]] = AllowPathOption,
+    replications: Optional[int] = replications_option("each value starts with", minimum=2),
+    max_replications: Optional[int] = typer.Option(None, "--max-replications", min=2, metavar="N", help="Cap when an uncertain value gets more replications (default: 4× the start)."),
+    seed: Optional[int] = SeedOption,
     jobs: Optional[int] = JobsOption,
     cluster: Optional[str] = ClusterOption,
-    minimum: int = typer.Option(0, "--min", help="Smallest value to consider."),
-    maximum: Optional[int] = typer.Option(None, "--max", help="Largest value to consider (default: no limit; the search stops when more stops helping)."),
+    minimum: int = typer.Option(0, "--min", metavar="VALUE", help="Smallest value to consider."),
+    maximum: Optional[int] = typer.Option(None, "--max", metavar="VALUE", help="Largest value to consider (default: no limit; the search stops when more stops helping)."),
     no_estimate: bool = typer.Option(False, "--no-estimate", help="Do not start from the analytic estimate."),
     headroom: bool = typer.Option(True, "--headroom/--no-headroom", help="Then find the largest load the chosen setup sustains."),
-    rate: Optional[str] = typer.Option(None, "--rate", help="Headroom on this one rate PATH (default: every producer's rate scaled together)."),
-    precision: float = typer.Option(0.05, "--precision", help="Relative precision of the headroom."),
-    as_json: bool = typer.Option(False, "--json", help="Print the JSON result on stdout."),
+    rate: Optional[str] = typer.Option(None, "--rate", metavar="PATH", help="Headroom on this one rate PATH (default: every producer's rate scaled together)."),
+    precision: float = typer.Option(0.05, "--precision", metavar="FRACTION", help="Relative precision of the headroom (0.05: within 5%)."),
+    as_json: bool = json_option("the plan (every run, the recommendation, the headroom)"),
+    force: bool = ForceOption,
 ):
     """Find the smallest value of a parameter meeting every SLO objective with confidence, and the headroom it leaves."""
+    allow_folders(allow_path or [])
     from ..capacity import plan_capacity, slo_overrides
+    from ..loading import load_scenario
 
+    vary, minimum, maximum = search_range(vary, minimum, maximum)
     try:
-        _, targets = slo_overrides(scenario, set_ or [], slo or [])
+        with_slo, targets = slo_overrides(scenario, set_ or [], slo or [])
     except CapacityError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--slo'") from None
+    base = load_scenario(scenario, with_slo)
+    start = replications or base.replications
+    refuse_if_too_big(base, max_replications or 4 * start, jobs, cluster, force)
     executor = open_executor(jobs, cluster)
     console = err if as_json else out
     if not as_json:

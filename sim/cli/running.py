@@ -10,30 +10,37 @@ import typer
 from rich.table import Table
 from rich.markup import escape
 
-from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_folder
+from ..datafiles import allow_folders
+from .common import (AllowPathOption, ClusterOption, Failed, ForceOption, JobsOption, ScenarioArgument, SeedOption, SetOption, SloOption, err,
+                     json_option, open_executor, out, progress_bar, refuse_if_too_big, replications_option, running_on, with_slo, writable_folder)
 from .summary import print_summary
 
 
 def run(
-    scenario: Path = typer.Argument(..., help="Scenario YAML file."),
-    replications: Optional[int] = typer.Option(None, "--replications", "-r", min=1, help="Replications (default: the file's)."),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Root seed (default: the file's)."),
+    scenario: Path = ScenarioArgument,
+    replications: Optional[int] = replications_option("to run"),
+    seed: Optional[int] = SeedOption,
     set_: Optional[List[str]] = SetOption,
+    slo: Optional[List[str]] = SloOption,
+    allow_path: Optional[List[Path]] = AllowPathOption,
     jobs: Optional[int] = JobsOption,
     cluster: Optional[str] = ClusterOption,
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write summary.json, tables (CSV) and plots (PNG) here."),
-    as_json: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout instead of the table."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Write summary.json, tables (CSV) and plots (PNG) in the folder DIR (made if need be)."),
+    as_json: bool = json_option("the summary"),
+    force: bool = ForceOption,
 ):
     """Run a scenario's replications and print latency, throughput, queues, counts and checks."""
+    allow_folders(allow_path or [])
     from ..jobs import run_scenario
     from ..loading import load_scenario
 
-    spec = load_scenario(scenario, set_ or [])
+    spec = load_scenario(scenario, with_slo(scenario, set_ or [], slo))
     if out_dir is not None:
         writable_folder(out_dir)
     n = replications or spec.replications
+    refuse_if_too_big(spec, n, jobs, cluster, force)
     executor = open_executor(jobs, cluster, tasks=n)
-    progress = None if as_json else progress_bar(f"{escape(spec.name)}:")
+    progress = None if as_json else progress_bar(f"{escape(spec.name)}:", executor)
     if progress is None:
         on_done = None
     else:
@@ -63,25 +70,53 @@ def run(
 
 
 def check(
-    scenario: Path = typer.Argument(..., help="Scenario YAML file."),
+    scenario: Path = ScenarioArgument,
     set_: Optional[List[str]] = SetOption,
+    allow_path: Optional[List[Path]] = AllowPathOption,
+    as_json: bool = json_option("the verdict, the offered loads and the cost (or the problems, exit code 2)"),
 ):
-    """Validate a scenario without running it, and show the offered load on each broker."""
+    """Validate a scenario without running it: the offered load on each broker, and what one replication will cost."""
+    allow_folders(allow_path or [])
+    from ..cost import estimate_cost, format_bytes, machine_memory_bytes
     from ..loading import load_scenario
+    from ..problems import ScenarioError
+    from ..stats import json_safe
     from ..topology import broker_flows
+    from ..units import format_duration
 
-    spec = load_scenario(scenario, set_ or [])
+    try:
+        spec = load_scenario(scenario, set_ or [])
+    except ScenarioError as exc:
+        if not as_json:
+            raise
+        problems = [{"file": exc.source, "line": p.line, "field": p.path or None, "set": p.override, "message": p.message} for p in exc.problems]
+        out.file.write(json.dumps({"valid": False, "file": str(scenario), "problems": problems}, indent=2) + "\n")
+        raise Failed(2) from None
+    flows = broker_flows(spec)
+    cost, memory = estimate_cost(spec), machine_memory_bytes()
+    if as_json:
+        out.file.write(json.dumps({
+            "valid": True, "file": str(scenario), "name": spec.name,
+            "brokers": {name: {"arrival_rate_per_s": f.arrival_rate_per_s, "service_capacity_per_s": f.service_capacity_per_s,
+                               "workers": f.servers, "offered_load": json_safe(f.offered_load), "bounded": f.bounded} for name, f in flows.items()},
+            "producers": {p.name: {"mean_rate_per_s": p.arrivals.mean_rate(), "peak_rate_per_s": p.arrivals.peak_rate()} for p in spec.producers},
+            "cost_per_replication": cost.as_dict(), "machine_memory_bytes": memory,
+        }, indent=2) + "\n")
+        return
     out.print(f"[green]ok[/green]: {escape(str(scenario))} is a valid scenario '{escape(spec.name)}'", highlight=False)
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("broker", "arrival rate", "service capacity", "workers", "offered load", "bounded"):
         table.add_column(column, justify="left" if column == "broker" else "right")
-    for name, flow in broker_flows(spec).items():
-        table.add_row(name, f"{flow.arrival_rate_per_s:.4g}/s", f"{flow.service_capacity_per_s:.4g}/s", str(flow.servers), f"{flow.offered_load:.3g}", "yes" if flow.bounded else "no")
+    for name, flow in flows.items():
+        table.add_row(escape(name), f"{flow.arrival_rate_per_s:.4g}/s", f"{flow.service_capacity_per_s:.4g}/s", f"{flow.servers:,}", f"{flow.offered_load:.3g}", "yes" if flow.bounded else "no")
     out.print(table)
     for producer in spec.producers:
         mean, peak = producer.arrivals.mean_rate(), producer.arrivals.peak_rate()
         if peak > mean:
-            out.print(f"producer {producer.name}: long-run rate {mean:.4g}/s, peak {peak:.4g}/s")
+            out.print(f"producer {escape(producer.name)}: long-run rate {mean:.4g}/s, peak {peak:.4g}/s", highlight=False)
+    machine = f"; this machine has {format_bytes(memory)}" if memory else ""
+    out.print(f"each replication (an estimate): about {cost.events:,.0f} events, {format_duration(cost.run_s)} on one core, "
+              f"{format_bytes(cost.peak_bytes)} of memory at its peak{machine}", highlight=False)
 
 
 def schema():
@@ -92,11 +127,11 @@ def schema():
 
 
 def validate(
-    replications: int = typer.Option(20, "--replications", "-r", min=2, help="Replications per case."),
-    seed: int = typer.Option(1, "--seed", min=0),
+    replications: int = replications_option("per case", minimum=2, default=20),
+    seed: int = typer.Option(1, "--seed", min=0, metavar="S", help="Root seed of every case."),
     jobs: Optional[int] = JobsOption,
     cluster: Optional[str] = ClusterOption,
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = json_option("every case's theory, simulation and CI"),
 ):
     """Run the analytic validation suite: simulation with 95% CI beside exact queueing results."""
     from ..validation import CASES, run_case

@@ -29,6 +29,19 @@ def number_text(estimate: dict, unit: str = "", percent: bool = False) -> tuple[
     return f"{mean:.4g}{unit}", (f"[{low:.4g}, {high:.4g}]{unit}" if low is not None else "")
 
 
+def slo_texts(key: str, slo: dict) -> tuple[str, str, str]:
+    """An SLO objective's target, estimate and CI in the table's units: latencies in ms, s or min
+    (the target in the estimate's unit), loss and rejection rates in %, throughput per second."""
+    if key.startswith("latency"):
+        value, ci = seconds_text(slo)
+        unit = value.split()[-1] if slo["mean"] is not None else "s"
+        scale = {"ms": 1e-3, "s": 1.0, "min": 60.0}[unit]
+        return f"{slo['target'] / scale:.4g} {unit}", value, ci
+    if key.endswith("_rate"):
+        return f"{100 * slo['target']:.3g}%", *number_text(slo, percent=True)
+    return f"{slo['target']:.4g}/s", *number_text(slo, "/s")
+
+
 def _outbox_rows(summary: dict, table: Table) -> None:
     """Outboxes, dual writes and the consistency of the events they carry."""
     for name, box in summary.get("outbox", {}).items():
@@ -92,7 +105,7 @@ def print_summary(summary: dict, console: Console) -> None:
         if estimate["mean"]:
             table.add_row("system", f"{outcome.replace('_', '-')} rate", *number_text(estimate, percent=True))
     if system["duplicates_rate"]["mean"]:
-        table.add_row("system", "duplicates per processed", *number_text(system["duplicates_rate"], percent=True))
+        table.add_row("system", "duplicates: extra processings, % of messages processed (may pass 100%)", *number_text(system["duplicates_rate"], percent=True))
     if summary.get("clients") or summary.get("recovery") or summary.get("admission"):
         table.add_row("system", "goodput (successful requests)", *number_text(system["goodput_per_s"], "/s"))
         table.add_row("system", "offered load (attempts)", *number_text(system["offered_per_s"], "/s"))
@@ -151,9 +164,7 @@ def print_summary(summary: dict, console: Console) -> None:
     )
     for key, slo in (summary.get("slo") or {}).items():
         colour = {"met": "green", "not met": "red"}.get(slo["status"], "yellow")
-        target = format_duration(slo["target"]) if key.startswith("latency") else f"{slo['target']:g}"
-        value = f"{slo['mean']:.4g}" if slo["mean"] is not None else "–"
-        ci = f" [{slo['ci95'][0]:.4g}, {slo['ci95'][1]:.4g}]" if slo["ci95"][0] is not None else ""
-        console.print(f"SLO {key} {target}: {value}{ci} → [{colour}]{slo['status']}[/{colour}]")
+        target, value, ci = slo_texts(key, slo)
+        console.print(f"SLO {key} {target}: {value}{' ' + ci if ci else ''} → [{colour}]{slo['status']}[/{colour}]", highlight=False)
     for warning in summary["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)

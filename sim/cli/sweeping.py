@@ -12,7 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ..axes import SweepError, axes_from
-from .common import ClusterOption, Failed, JobsOption, SetOption, err, open_executor, out, progress_bar, running_on, writable_folder
+from ..datafiles import allow_folders
+from .common import (AllowPathOption, ClusterOption, Failed, ForceOption, JobsOption, ScenarioArgument, SeedOption, SetOption, SloOption, err,
+                     json_option, open_executor, out, progress_bar, refuse_if_too_big, replications_option, running_on, with_slo, writable_folder)
 from .summary import number_text, seconds_text
 
 
@@ -107,19 +109,23 @@ def print_sweep(sweep, console: Console) -> None:
 
 
 def sweep(
-    scenario: Path = typer.Argument(..., help="Scenario YAML file."),
-    vary: Optional[List[str]] = typer.Option(None, "--vary", help="PATH=VALUES to vary: a range START..END[:STEP] (8..32:4, 10/s..50/s:10/s, 100/s..1600/s:*2) or a list (8,12,16). Repeat for a grid. Default: the file's sweep: section."),
+    scenario: Path = ScenarioArgument,
+    vary: Optional[List[str]] = typer.Option(None, "--vary", metavar="PATH=VALUES", help="PATH=VALUES to vary: a range START..END[:STEP] (8..32:4, 10/s..50/s:10/s, 100/s..1600/s:*2) or a list (8,12,16). Repeat for a grid. Default: the file's sweep: section."),
     set_: Optional[List[str]] = SetOption,
-    replications: Optional[int] = typer.Option(None, "--replications", "-r", min=1, help="Replications per point (default: the file's)."),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Root seed, the same for every point (default: the file's)."),
+    slo: Optional[List[str]] = SloOption,
+    allow_path: Optional[List[Path]] = AllowPathOption,
+    replications: Optional[int] = replications_option("per point"),
+    seed: Optional[int] = SeedOption,
     jobs: Optional[int] = JobsOption,
     cluster: Optional[str] = ClusterOption,
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write sweep.csv, sweep.parquet, sweep.json and plots here; finished points are kept in points.jsonl, so an interrupted sweep resumes."),
-    metric: Optional[str] = typer.Option(None, "--metric", help="Metric to show and plot (default: the file's sweep.metric, else system.latency_s.p99)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Write sweep.csv, sweep.parquet, sweep.json and plots in the folder DIR; finished points are kept in points.jsonl, so an interrupted sweep resumes."),
+    metric: Optional[str] = typer.Option(None, "--metric", metavar="NAME", help="Metric to show and plot (default: the file's sweep.metric, else system.latency_s.p99)."),
     restart: bool = typer.Option(False, "--restart", help="With --out: run every point again instead of resuming."),
-    as_json: bool = typer.Option(False, "--json", help="Print the JSON summary on stdout instead of the table."),
+    as_json: bool = json_option("the sweep's summary"),
+    force: bool = ForceOption,
 ):
     """Run a scenario at every point of a grid of values, with common random numbers, and tabulate every metric with its CI."""
+    allow_folders(allow_path or [])
     from ..result import UnknownMetricError
     from ..sweep import run_sweep
 
@@ -130,8 +136,13 @@ def sweep(
     if out_dir is not None:
         writable_folder(out_dir)
     executor = open_executor(jobs, cluster)
-    progress = None if as_json else progress_bar("sweep")
+    progress = None if as_json else progress_bar("sweep", executor)
     state = {}
+
+    def on_plan(points):
+        for p in points:
+            if p.scenario is not None:
+                refuse_if_too_big(p.scenario, p.replications, jobs, cluster, force)
 
     def on_start(s, total):
         if progress is not None:
@@ -152,8 +163,8 @@ def sweep(
 
     try:
         with running_on(executor, progress):
-            result = run_sweep(scenario, axes, set_ or [], replications=replications, seed=seed, executor=executor, out_dir=out_dir,
-                               resume=not restart, metric=metric, on_start=on_start, on_replication=on_replication, on_point=on_point)
+            result = run_sweep(scenario, axes, with_slo(scenario, set_ or [], slo), replications=replications, seed=seed, executor=executor, out_dir=out_dir,
+                               resume=not restart, metric=metric, on_plan=on_plan, on_start=on_start, on_replication=on_replication, on_point=on_point)
     except UnknownMetricError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--metric'") from None
     summary = result.summary()
