@@ -34,6 +34,7 @@ from .result import Result
 from .schema import Scenario
 from .stats import Estimate, json_safe, mean_ci
 from .streams import Streams
+from .warmup import inspectable
 
 
 class RecordingStreams(Streams):
@@ -51,6 +52,7 @@ class RecordingStreams(Streams):
 def stream_keys(scenario: Scenario, seed: int = 0) -> set[tuple[str, str]]:
     """The (part, purpose) of every random stream ``scenario`` draws from (built once, not run)."""
     streams = RecordingStreams(seed, 0)
+    scenario = inspectable(scenario)
     build(scenario, simpy.Environment(), Recorder(scenario.warmup, scenario.duration), streams)
     return streams.keys
 

@@ -25,8 +25,9 @@ import math
 import numpy as np
 
 from .backpressure import trigger_window
-from .estimates import correlation_time_s, disagreeing, mser5_truncation
+from .estimates import correlation_time_s, disagreeing
 from .units import format_duration
+from .warmup import AUTO, mser5_truncation
 
 HEADLINE = ("system.latency_s.mean", "system.latency_s.p99", "system.throughput_per_s", "system.in_system_mean",
             "system.lost_rate", "system.rejected_rate")
@@ -55,10 +56,10 @@ def split_outcomes(result) -> list[str]:
 
 def correlation_time_of(result) -> float:
     """The correlation time (s) of the number in the system, over the replications' windows."""
-    first = result.results[0]
-    start = int(math.ceil(result.scenario.warmup / first.bin_width_s - 1e-9)) if first.bin_width_s else 0
-    series = [r.series["system.in_system"][start:] for r in result.results if "system.in_system" in r.series]
-    return correlation_time_s(series, first.bin_width_s)
+    width = result.results[0].bin_width_s
+    series = [r.series["system.in_system"][int(math.ceil(r.warmup_s / width - 1e-9)) if width else 0:]
+              for r in result.results if "system.in_system" in r.series]
+    return correlation_time_s(series, width)
 
 
 def short_window(result) -> list[str]:
@@ -76,7 +77,7 @@ def short_window(result) -> list[str]:
         advice = (f"; the number in the system stays correlated for about {format_duration(tau)}, so a window of "
                   f"{format_duration(WINDOW_MULTIPLE * tau)} or more ({WINDOW_MULTIPLE}×) would do")
     return [
-        f"the window ({format_duration(result.scenario.window_s)}) is short for {metric}: the replications' own p99 "
+        f"the window ({format_duration(result.window_s)}) is short for {metric}: the replications' own p99 "
         f"average {float(np.mean(own)):.4g} s, below the pooled {pooled.mean:.4g} s by more than its interval's "
         f"half-width; the estimate is the pooled one{advice}"
     ]
@@ -98,23 +99,34 @@ def start_up_differs(kept: np.ndarray, steady: np.ndarray) -> bool:
 
 
 def short_warmup(result) -> list[str]:
-    """A warning when MSER-5 finds the transient ends after the warm-up (module docstring)."""
+    """A warning when MSER-5 on the number in the system finds the transient ends after the
+    warm-up (module docstring); with ``warmup: auto``, also the replications whose pilot found
+    no steady state."""
+    notes = []
+    auto = result.scenario.warmup == AUTO
+    unsteady = [r.replication for r in result.results if not r.steady]
+    if unsteady:
+        notes.append(f"warmup auto: MSER-5 found no steady state in the first half of replication(s) {unsteady}, which kept "
+                     "half the run as warm-up: the run is too short for its start-up, or the system is not stationary")
     runs = [r.series["system.in_system"] for r in result.results if "system.in_system" in r.series]
     if not runs or not result.results[0].bin_width_s or trigger_window(result.scenario) is not None:
-        return []  # a spike or a capacity loss is meant to move the system away from its steady state
-    deleted = mser5_truncation(np.mean(runs, axis=0))
-    if deleted is None:
-        return ["MSER-5 finds no steady state in the number in the system within the run: the run is too short "
-                "for its start-up, or the system is not stationary (a spike, a daily cycle, an overload)"]
+        return notes  # a spike or a capacity loss is meant to move the system away from its steady state
     level = np.mean(runs, axis=0)
+    deleted = mser5_truncation(level)
+    if deleted is None:
+        return notes if auto else notes + [
+            "MSER-5 finds no steady state in the number in the system within the run: the run is too short "
+            "for its start-up, or the system is not stationary (a spike, a daily cycle, an overload)"]
     bin_width = result.results[0].bin_width_s
-    first = int(math.ceil(result.scenario.warmup / bin_width - 1e-9))
+    shortest = min(r.warmup_s for r in result.results)
+    first = int(math.ceil(shortest / bin_width - 1e-9))
     if deleted <= first or not start_up_differs(level[first:deleted], level[deleted:]):
-        return []
+        return notes
     transient_s = deleted * bin_width
-    return [f"the start-up transient lasts about {format_duration(transient_s)} (MSER-5 on the number in the system), "
-            f"longer than the warm-up of {format_duration(result.scenario.warmup)}: set warmup to {format_duration(transient_s)} "
-            "or more, or the estimates keep part of the start-up"]
+    given = f"{format_duration(shortest)} (the shortest warmup auto chose from the latencies)" if auto else format_duration(shortest)
+    return notes + [f"the start-up transient lasts about {format_duration(transient_s)} (MSER-5 on the number in the system), "
+                    f"longer than the warm-up of {given}: set warmup to {format_duration(transient_s)} "
+                    "or more, or the estimates keep part of the start-up"]
 
 
 def one_replication(result) -> list[str]:

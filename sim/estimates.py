@@ -234,21 +234,3 @@ def correlation_time_s(series: list[np.ndarray], bin_width_s: float) -> float:
     settled = np.flatnonzero(np.arange(1, rho.size + 1) >= 5 * tau)
     return float(tau[settled[0]] * bin_width_s) if settled.size else float(2 * rho.size * bin_width_s)
 
-
-def mser5_truncation(series) -> int | None:
-    """How many leading points of ``series`` to delete as the initial transient, by MSER-5
-    (White 1997; White, Cobb & Spratt 2000; Hoad, Robinson & Davies 2010): the points are
-    averaged in batches of 5, and the truncation d (in batches) minimises the squared standard
-    error of the mean of what remains, Σᵢ₌d (bᵢ − b̄_d)² / (m − d)². A minimum in the second half
-    of the series means no steady state was reached within it: None."""
-    x = np.asarray(series, dtype=float)
-    m = x.size // 5
-    if m < 4:
-        return None
-    batches = x[:m * 5].reshape(m, 5).mean(axis=1)
-    scores = []
-    for d in range(m // 2 + 1):
-        rest = batches[d:]
-        scores.append(float(((rest - rest.mean()) ** 2).sum()) / (m - d) ** 2)
-    best = int(np.argmin(scores))
-    return None if best >= m // 2 else 5 * best

@@ -74,8 +74,8 @@ def plot_series(result, prefix: str, suffix: str, ylabel: str, ax=None):
         t = mean.index.to_numpy() / scale
         line = ax.plot(t, mean.to_numpy(), label=label)[0]
         ax.fill_between(t, low.to_numpy(), high.to_numpy(), color=line.get_color(), alpha=0.2, linewidth=0)
-    if result.scenario.warmup > 0:
-        ax.axvspan(0, result.scenario.warmup / scale, color="grey", alpha=0.15, label="warm-up")
+    if result.warmup_s > 0:
+        ax.axvspan(0, result.warmup_s / scale, color="grey", alpha=0.15, label="warm-up")
     ax.set_xlabel(f"time ({unit})")
     ax.set_ylabel(wrapped(ylabel, LABEL_CHARS))
     if len(ax.get_legend_handles_labels()[0]):
@@ -118,8 +118,8 @@ def plot_goodput(result, ax=None):
         seconds = recovery["time_to_recover_s"]["mean"]
         if seconds is not None:
             ax.axvline((end + seconds) / scale, color="tab:purple", linestyle="--", label=f"recovered (+{seconds:.3g} s)")
-    if result.scenario.warmup > 0:
-        ax.axvspan(0, result.scenario.warmup / scale, color="grey", alpha=0.15, label="warm-up")
+    if result.warmup_s > 0:
+        ax.axvspan(0, result.warmup_s / scale, color="grey", alpha=0.15, label="warm-up")
     ax.set_xlabel(f"time ({unit})")
     ax.set_ylabel("per second")
     ax.legend(loc="upper right", fontsize="small")

@@ -53,6 +53,7 @@ from .report_content import (
 from .result import Result
 from .schema import Scenario
 from .units import format_duration
+from .warmup import AUTO
 
 FIGURE_DPI = 100
 
@@ -155,8 +156,8 @@ class Report:
             "replications": len(self.result.results),
             "requested": self.result.requested_replications,
             "duration": format_duration(self.scenario.duration),
-            "warmup": format_duration(self.scenario.warmup),
-            "window": format_duration(self.scenario.window_s),
+            "warmup": ("auto, at most " if self.scenario.warmup == AUTO else "") + format_duration(self.result.warmup_s),
+            "window": format_duration(self.result.window_s),
             "executor": self.executor,
             "wall": f"{self.wall_s:.1f}s",
             "verdict": verdict,

@@ -22,6 +22,7 @@ from .schema import Scenario
 from .streams import Streams
 from .theory import single_stage, theory_for
 from .units import format_duration
+from .warmup import AUTO, inspectable
 
 
 def _is_time(metric: str) -> bool:
@@ -102,6 +103,7 @@ def docstring_models(scenario: Scenario, seed: int) -> list[dict]:
         if used_by not in entry["used_by"]:
             entry["used_by"].append(used_by)
 
+    scenario = inspectable(scenario)
     network, _ = build(scenario, simpy.Environment(), Recorder(scenario.warmup, scenario.duration), Streams(seed, 0))
     for name, component in network.section("producers").items():
         add(type(component), f"producer {name}")
@@ -250,16 +252,26 @@ def fates(result: Result, summary: dict) -> list[dict]:
     return rows
 
 
+def warmup_words(scenario: Scenario, result: Result) -> str:
+    """What the warm-up was: given, or chosen per replication by MSER-5 (``warmup: auto``)."""
+    if scenario.warmup == AUTO:
+        return (f"the first {format_duration(result.warmup_s)} at most (chosen per replication by MSER-5 on the number in the "
+                "system, from a pilot pass) are a warm-up")
+    return f"the first {format_duration(scenario.warmup)} are a warm-up"
+
+
 def assumptions(scenario: Scenario, result: Result, seed: int) -> list[str]:
     s = scenario
     n = len(result.results)
     items = [
-        f"Each replication simulates {format_duration(s.duration)}; the first {format_duration(s.warmup)} are a warm-up excluded from every "
-        f"statistic, so the estimates cover a measurement window of {format_duration(s.window_s)} per replication. "
+        f"Each replication simulates {format_duration(s.duration)}; {warmup_words(s, result)} excluded from every "
+        f"statistic, so the estimates cover a measurement window of {format_duration(result.window_s)} per replication or more. "
         "Counts are of the messages produced in the window; latencies of those produced in the window and processed by the end; "
         "time averages integrate only what lies inside the window.",
-        f"{n} independent replications; each estimate is the mean of the per-replication values with a Student-t 95% confidence "
-        "interval. Percentiles are computed within each replication, then averaged.",
+        f"{n} independent replications. Latency percentiles and means are read from all replications' values pooled, with "
+        "intervals that treat each replication as a cluster (Woodruff's for percentiles); loss and rejection rates get Wilson "
+        "intervals widened by the spread between replications; other metrics are means over replications with Student-t 95% "
+        "intervals. No interval leaves the range its metric can take.",
         f"Random numbers: one numpy SeedSequence from seed {seed}; each replication and each component draws from its own stream, "
         "keyed by the component's name (common random numbers: variants of the scenario see the same traffic).",
         "An SLO objective is met when the whole confidence interval is on the good side of the target, not met when it is wholly on "

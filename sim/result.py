@@ -27,7 +27,7 @@ from .diagnostics import estimate_warnings
 from .estimates import bounded, distribution_estimate, proportion_estimate, series_estimate, series_of
 from .recorder import CONSISTENCY_KEYS
 from .runner import LATENCY_BIN_EDGES_S, ReplicationFailure, ReplicationResult, safe_replication
-from .schema import Scenario
+from .schema import AUTO, Scenario
 from .stats import Estimate, mean_ci
 
 if TYPE_CHECKING:
@@ -189,7 +189,7 @@ class Result:
             estimate = proportion_estimate(parts, wholes)
         elif len(self.results) == 1 and series_of(metric, first.series) is not None:
             estimate, note = series_estimate(first.metrics[metric], series_of(metric, first.series), first.bin_width_s,
-                                             self.scenario.warmup)
+                                             first.warmup_s)
         else:
             estimate = mean_ci([r.metrics.get(metric, np.nan) for r in self.results])
         return bounded(estimate, metric), note
@@ -204,6 +204,18 @@ class Result:
             est = self.estimate(metric)
             rows.append({"metric": metric, "mean": est.mean, "ci95_low": est.low, "ci95_high": est.high, "n": est.n})
         return pd.DataFrame(rows, columns=["metric", "mean", "ci95_low", "ci95_high", "n"]).set_index("metric")
+
+    @property
+    def warmup_s(self) -> float:
+        """The warm-up: the scenario's, or with ``warmup: auto`` the longest a replication chose."""
+        if self.scenario.warmup != AUTO:
+            return self.scenario.warmup
+        return max((r.warmup_s for r in self.results), default=0.0)
+
+    @property
+    def window_s(self) -> float:
+        """The measurement window (with ``warmup: auto``, the shortest of the replications')."""
+        return self.scenario.duration - self.warmup_s
 
     def metric_names(self) -> list[str]:
         return list(self.results[0].metrics) if self.results else []
@@ -321,9 +333,12 @@ class Result:
             "replications": len(self.results),
             "requested_replications": self.requested_replications,
             "duration_s": s.duration,
-            "warmup_s": s.warmup,
-            "window_s": s.window_s,
+            "warmup_s": self.warmup_s,
+            "window_s": self.window_s,
         }
+        if s.warmup == AUTO:
+            out["warmup"] = {"rule": "MSER-5 on each replication's latencies, from a pilot pass",
+                             "chosen_s": [r.warmup_s for r in self.results]}
         out.update(nest({m: self.estimate(m).as_dict() for m in self.metric_names()}))
         out["counts"] = self.counts()
         out["littles_law"] = self.littles_law_summary()

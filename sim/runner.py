@@ -24,6 +24,7 @@ from .recorder import Recorder
 from .schema import Scenario
 from .sketch import Distribution, bucket_value
 from .streams import Streams
+from .warmup import AUTO, choose_warmup
 
 LATENCY_BIN_EDGES_S = np.logspace(-6, 6, 12 * 20 + 1)
 
@@ -42,6 +43,8 @@ class ReplicationResult:
     messages: int
     wall_s: float
     bin_width_s: float = 0.0
+    warmup_s: float = 0.0
+    steady: bool = True
     distributions: dict[str, Distribution] = field(default_factory=dict)
     proportions: dict[str, tuple[int, int]] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
@@ -50,9 +53,14 @@ class ReplicationResult:
 def run_replication(scenario: Scenario, replication: int, seed: int | None = None,
                     progress: Callable[[float], None] | None = None) -> ReplicationResult:
     """Simulate one replication of ``scenario`` with its own random streams; ``progress(share)``
-    is told the share of the simulated time done, every 1% (the same results either way)."""
+    is told the share of the simulated time done, every 1% (the same results either way). With
+    ``warmup: auto`` a pilot pass chooses the replication's warm-up first (:mod:`sim.warmup`)."""
     started = time.perf_counter()
     seed = scenario.seed if seed is None else seed
+    steady = True
+    if scenario.warmup == AUTO:
+        choice = choose_warmup(scenario, replication, seed)
+        scenario, steady = scenario.model_copy(update={"warmup": choice.warmup_s}), choice.steady
     env = simpy.Environment()
     recorder = Recorder(scenario.warmup, scenario.duration)
     network, context = build(scenario, env, recorder, Streams(seed, replication))
@@ -84,6 +92,8 @@ def run_replication(scenario: Scenario, replication: int, seed: int | None = Non
         messages=recorder.messages,
         wall_s=time.perf_counter() - started,
         bin_width_s=measures.bin_width_s,
+        warmup_s=scenario.warmup,
+        steady=steady,
         distributions=measures.distributions,
         proportions=measures.proportions,
     )

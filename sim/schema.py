@@ -8,14 +8,26 @@ checked by :mod:`sim.loading`, which knows the file's lines.
 
 from __future__ import annotations
 
-from typing import Annotated, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Field, ValidationInfo, create_model, field_validator, model_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, ValidationInfo, create_model, field_validator, model_validator
 
 from .axes import parse_axis
 from .components.base import Source
 from .components.registry import SECTIONS
-from .fields import NOT_A_BOOL, Duration, PositiveDuration, Rate, Strict
+from .fields import NOT_A_BOOL, PositiveDuration, Rate, Strict, non_negative
+from .units import parse_duration
+
+AUTO = "auto"
+WARMUP_SCHEMA = {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}],
+                 "description": "a duration (80ms, 5m) excluded from the statistics, or auto (chosen per replication by MSER-5)"}
+
+
+def warmup_or_auto(value: object) -> float | str:
+    """``auto`` as it is (each replication chooses its warm-up: :mod:`sim.warmup`), else a duration."""
+    if isinstance(value, str) and value.strip() == AUTO:
+        return AUTO
+    return non_negative(parse_duration(value))
 
 
 class Slo(Strict):
@@ -56,14 +68,14 @@ class ScenarioSettings(Strict):
     description: Optional[str] = None
     seed: Annotated[int, Field(ge=0, strict=True)] = 1
     duration: PositiveDuration
-    warmup: Duration = 0.0
+    warmup: Annotated[Union[float, Literal["auto"]], BeforeValidator(warmup_or_auto), WithJsonSchema(WARMUP_SCHEMA)] = 0.0
     replications: Annotated[int, Field(ge=1, strict=True)] = 10
 
     @field_validator("warmup")
     @classmethod
-    def _warmup_before_end(cls, warmup: float, info: ValidationInfo) -> float:
+    def _warmup_before_end(cls, warmup: float | str, info: ValidationInfo) -> float | str:
         duration = info.data.get("duration")
-        if duration is not None and warmup >= duration:
+        if warmup != AUTO and duration is not None and warmup >= duration:
             raise ValueError(f"the warm-up ({warmup:g}s) must end before the run does ({duration:g}s)")
         return warmup
 
@@ -77,7 +89,10 @@ class ScenarioSettings(Strict):
 
     @property
     def window_s(self) -> float:
-        """Length of the measurement window, after the warm-up."""
+        """Length of the measurement window, after the warm-up (with ``warmup: auto``, each
+        replication's own: see ``ReplicationResult.warmup_s``)."""
+        if self.warmup == AUTO:
+            raise ValueError("warmup: auto has no window before a replication chooses its warm-up")
         return self.duration - self.warmup
 
 

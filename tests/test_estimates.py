@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from sim import run, scenario_from_dict
-from sim.estimates import (batches_of, bounded, disagreeing, distribution_estimate, mser5_truncation, proportion_estimate,
-                           sectioned)
+from sim.estimates import batches_of, bounded, disagreeing, distribution_estimate, proportion_estimate, sectioned
 from sim.sketch import RELATIVE_ACCURACY, Distribution, Sketch
 from sim.stats import Estimate, t_quantile
+from sim.warmup import mser5_truncation
 
 
 def queue(rate=0.5, duration=2_000.0, warmup=200.0, workers=1, service=None, seed=1, **extra):
@@ -215,3 +215,42 @@ def test_a_warm_up_shorter_than_the_start_up_is_reported():
 
 def test_sectioning_with_one_value_gives_no_interval():
     assert sectioned(3.0, [3.0]) == Estimate(3.0, None, None, 1)
+
+
+# --- warmup: auto -------------------------------------------------------------------------------
+
+
+def test_warmup_auto_deletes_the_start_up_backlog_and_reports_what_it_chose():
+    # one message every 2 s served in 1 s; for the first 100 s three times as many arrive, so a
+    # backlog of 50 builds and drains at 0.5/s: latencies are back to 1 s from t = 200 s on
+    spec = queue(rate=0.5, duration=2_000, warmup="auto", service={"dist": "deterministic", "value": 1.0})
+    data = spec.model_dump(by_alias=True, exclude_none=True)
+    data["producers"][0]["arrivals"] = {"process": "deterministic", "rate": 0.5}
+    data["producers"][0]["spike"] = {"at": 0.0, "duration": 100.0, "rate_multiplier": 3.0}
+    result = run(scenario_from_dict(data), replications=2, jobs=1)
+    summary = result.summary()
+    assert summary["warmup"]["rule"].startswith("MSER-5")
+    for chosen in summary["warmup"]["chosen_s"]:
+        assert 195 <= chosen <= 215
+    assert summary["warmup_s"] == max(summary["warmup"]["chosen_s"]) and summary["window_s"] == 2_000 - summary["warmup_s"]
+    assert result.estimate("system.latency_s.p999").mean == pytest.approx(1.0, rel=RELATIVE_ACCURACY)
+    assert summary["ok"]
+
+
+def test_warmup_auto_says_when_a_replication_never_settles():
+    # a spike that lasts the whole run at 1.5/s on a 1/s server: the backlog grows all run
+    data = queue(rate=0.5, duration=1_000, warmup="auto").model_dump(by_alias=True, exclude_none=True)
+    data["producers"][0]["arrivals"] = {"process": "deterministic", "rate": 0.5}
+    data["workers"][0]["service_time"] = {"dist": "deterministic", "value": 1.0}
+    data["producers"][0]["spike"] = {"at": 0.0, "duration": 1_000.0, "rate_multiplier": 3.0}
+    result = run(scenario_from_dict(data), replications=1, jobs=1)
+    assert result.results[0].warmup_s == 500 and not result.results[0].steady
+    assert any(w.startswith("warmup auto: MSER-5 found no steady state") for w in result.warnings())
+
+
+def test_a_warmup_that_is_neither_a_duration_nor_auto_is_refused_with_its_line():
+    from sim import ScenarioError, load_scenario_text
+
+    text = "name: x\nduration: 100s\nwarmup: soon\nproducers: []\nbrokers: []\nworkers: []\n"
+    with pytest.raises(ScenarioError, match=r":3: warmup: expected a duration such as"):
+        load_scenario_text(text, "x.yaml")
