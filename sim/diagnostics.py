@@ -4,7 +4,7 @@
   storm in one of three, a metastable collapse) make a mean and an interval that describe
   neither; the replications far from the others are named (:func:`sim.estimates.disagreeing`).
 - **A window short for the system.** When the replications' own p99 of the latency average
-  lower than the pooled p99 by more than the interval's half-width, each window is too short
+  below the pooled p99's whole interval, each window is too short
   for its high percentiles: the estimate uses the pooled one, and the warning says how long a
   window would do — 50 times the correlation time of the number in the system
   (:func:`sim.estimates.correlation_time_s`), so that 20 batch means of it are nearly
@@ -69,7 +69,7 @@ def short_window(result) -> list[str]:
         return []
     pooled = result.estimate(metric)
     own = [r.metrics[metric] for r in result.results if math.isfinite(r.metrics[metric])]
-    if pooled.half_width is None or not own or pooled.mean - float(np.mean(own)) <= pooled.half_width:
+    if pooled.low is None or not own or float(np.mean(own)) >= pooled.low:
         return []
     tau = correlation_time_of(result)
     advice = ""
@@ -78,8 +78,8 @@ def short_window(result) -> list[str]:
                   f"{format_duration(WINDOW_MULTIPLE * tau)} or more ({WINDOW_MULTIPLE}×) would do")
     return [
         f"the window ({format_duration(result.window_s)}) is short for {metric}: the replications' own p99 "
-        f"average {float(np.mean(own)):.4g} s, below the pooled {pooled.mean:.4g} s by more than its interval's "
-        f"half-width; the estimate is the pooled one{advice}"
+        f"average {float(np.mean(own)):.4g} s, below the pooled {pooled.mean:.4g} s and its whole interval "
+        f"[{pooled.low:.4g}, {pooled.high:.4g}] s; the estimate is the pooled one{advice}"
     ]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -77,8 +78,17 @@ def run_scenario(
     seed: int,
     executor: Executor,
     on_done: Callable[[ReplicationResult | ReplicationFailure], None] | None = None,
+    precision: float | None = None,
+    max_replications: int | None = None,
 ) -> Result:
     """Replications 0..n-1 of ``scenario`` on ``executor``, gathered in a Result.
+
+    With a relative ``precision`` (0.05 for 5%), more replications follow until the interval of
+    every metric that matters (:func:`precision_metrics`) has a half-width within ``precision``
+    of its estimate, or ``max_replications`` (default 10 × n) have run: after each round the
+    number needed is estimated as n·(h/precision)², h the widest relative half-width, as the
+    half-width shrinks as 1/√n (the sequential procedure of Law & Kelton, *Simulation Modeling
+    and Analysis*, §9.4.1). ``Result.precision`` says how it ended.
 
     ``on_done(outcome)`` is called as each replication ends. Ctrl-C (KeyboardInterrupt) stops the
     pending replications; the Result keeps the finished ones and is marked ``interrupted``."""
@@ -89,11 +99,43 @@ def run_scenario(
         if on_done is not None:
             on_done(outcome)
 
-    interrupted = False
-    try:
-        for _ in run_jobs([Job(scenario, seed, range(replications))], executor, finished):
-            pass
-    except KeyboardInterrupt:
-        interrupted = True
-    results, failures = in_order(outcomes)
-    return Result(scenario, seed, replications, results, failures, interrupted)
+    cap = max(max_replications or 10 * replications, replications)
+    done, interrupted = 0, False
+    while True:
+        try:
+            for _ in run_jobs([Job(scenario, seed, range(done, replications))], executor, finished):
+                pass
+        except KeyboardInterrupt:
+            interrupted = True
+        done = replications
+        result = Result(scenario, seed, replications, *in_order(outcomes), interrupted)
+        if precision is None:
+            return result
+        widest = widest_relative_half_width(result)
+        result.precision = {"target": precision, "reached": widest, "max_replications": cap,
+                            "met": widest is not None and widest <= precision}
+        if result.precision["met"] or interrupted or result.failures or not result.results or replications >= cap:
+            return result
+        needed = 2 * replications if math.isinf(widest) else math.ceil(replications * (widest / precision) ** 2)
+        replications = min(cap, max(replications + 1, needed))
+
+
+def precision_metrics(result: Result) -> list[str]:
+    """The metrics a precision target applies to: the SLO's, else the latency's mean and p99."""
+    return result.slo_metrics() or ["system.latency_s.mean", "system.latency_s.p99"]
+
+
+def widest_relative_half_width(result: Result) -> float | None:
+    """The largest half-width / |estimate| among :func:`precision_metrics` (infinite for one
+    without an interval; a metric estimated at 0, such as a loss rate with no loss, has no
+    relative precision and is left out; None with no replication finished)."""
+    if not result.results:
+        return None
+    widths = [0.0]
+    for metric in precision_metrics(result):
+        estimate = result.estimate(metric)
+        if estimate.low is None:
+            widths.append(math.inf)
+        elif estimate.mean:
+            widths.append(estimate.half_width / abs(estimate.mean))
+    return max(widths)

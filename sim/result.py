@@ -28,7 +28,7 @@ from .estimates import bounded, distribution_estimate, proportion_estimate, seri
 from .recorder import CONSISTENCY_KEYS
 from .runner import LATENCY_BIN_EDGES_S, ReplicationFailure, ReplicationResult, safe_replication
 from .schema import AUTO, Scenario
-from .stats import Estimate, mean_ci
+from .stats import Estimate, json_safe, mean_ci
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -111,6 +111,7 @@ class Result:
     results: list[ReplicationResult]
     failures: list[ReplicationFailure] = field(default_factory=list)
     interrupted: bool = False
+    precision: dict | None = None  # how a run to a precision target ended (sim.jobs.run_scenario)
 
     # --- tables ---------------------------------------------------------------------------------
 
@@ -304,6 +305,10 @@ class Result:
             if problem:
                 notes.append(f"conservation fails in replication {r.replication}: {problem}")
         notes += estimate_warnings(self)
+        if self.precision is not None and not self.precision["met"] and self.results and not self.interrupted:
+            reached = self.precision["reached"]
+            notes.append(f"precision {self.precision['target']:.1%} not reached with {len(self.results)} replications "
+                         f"(the cap is {self.precision['max_replications']}): the widest interval is ±{reached:.1%} of its estimate")
         if self.results:
             few = min(r.counts["processed"] for r in self.results)
             if 0 < few < 10_000:
@@ -357,6 +362,8 @@ class Result:
         slo = self.slo_report()
         if slo is not None:
             out["slo"] = slo
+        if self.precision is not None:
+            out["precision"] = {k: json_safe(v) for k, v in self.precision.items()}
         out["warnings"] = self.warnings()
         out["failures"] = [{"replication": f.replication, "error": f.error} for f in self.failures]
         out["ok"] = self.ok

@@ -23,6 +23,19 @@ WARMUP_SCHEMA = {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}]
                  "description": "a duration (80ms, 5m) excluded from the statistics, or auto (chosen per replication by MSER-5)"}
 
 
+def fraction_or_percent(value: object) -> object:
+    """``5%`` as 0.05; anything else as it is (then checked as a number)."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"expected a fraction such as 0.05 or a percentage such as 5%, got {value!r}") from None
+    return value
+
+
+Precision = Annotated[float, BeforeValidator(fraction_or_percent), Field(gt=0, lt=1), NOT_A_BOOL]
+
+
 def warmup_or_auto(value: object) -> float | str:
     """``auto`` as it is (each replication chooses its warm-up: :mod:`sim.warmup`), else a duration."""
     if isinstance(value, str) and value.strip() == AUTO:
@@ -70,6 +83,8 @@ class ScenarioSettings(Strict):
     duration: PositiveDuration
     warmup: Annotated[Union[float, Literal["auto"]], BeforeValidator(warmup_or_auto), WithJsonSchema(WARMUP_SCHEMA)] = 0.0
     replications: Annotated[int, Field(ge=1, strict=True)] = 10
+    precision: Optional[Precision] = None
+    max_replications: Optional[Annotated[int, Field(ge=1, strict=True)]] = None
 
     @field_validator("warmup")
     @classmethod

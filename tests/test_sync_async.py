@@ -16,6 +16,7 @@ import pytest
 from sim import run, scenario_from_dict
 from sim.analytic import mmc
 from sim.problems import ScenarioError
+from sim.sketch import RELATIVE_ACCURACY
 
 
 def web_scenario(web, duration=4000, warmup=200, **sections):
@@ -48,7 +49,7 @@ def test_the_asynchronous_answer_is_the_publication_and_completion_is_broker_wai
     )
     result = run(scenario, replications=8, jobs=1)
     for key in ("mean", "p50", "p99"):
-        assert result.estimate(f"web.api.response_s.{key}").mean == pytest.approx(0.003)
+        assert result.estimate(f"web.api.response_s.{key}").mean == pytest.approx(0.003, rel=RELATIVE_ACCURACY)
     theory = mmc(15, 5, 4)
     completed = result.estimate("web.api.completed_s.mean")
     assert completed.contains(0.003 + theory.sojourn_s), (0.003 + theory.sojourn_s, completed)

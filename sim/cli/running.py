@@ -28,13 +28,17 @@ def run(
     out_dir: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Write summary.json, tables (CSV) and plots (PNG) in the folder DIR (made if need be)."),
     as_json: bool = json_option("the summary"),
     force: bool = ForceOption,
+    precision: Optional[str] = typer.Option(None, "--precision", metavar="P", help="Add replications until every SLO metric's (or the latency mean's and p99's) 95% interval is within P of its estimate: 5% or 0.05 (the file's precision: by default)."),
+    max_replications: Optional[int] = typer.Option(None, "--max-replications", min=1, metavar="N", help="With a precision, stop at N replications (default: the file's max_replications, else 10× the start)."),
 ):
     """Run a scenario's replications and print latency, throughput, queues, counts and checks."""
     allow_folders(allow_path or [])
     from ..jobs import run_scenario
     from ..loading import load_scenario
 
-    spec = load_scenario(scenario, with_slo(scenario, set_ or [], slo))
+    extra = [f"precision={precision}"] if precision is not None else []
+    extra += [f"max_replications={max_replications}"] if max_replications is not None else []
+    spec = load_scenario(scenario, with_slo(scenario, [*(set_ or []), *extra], slo))
     if out_dir is not None:
         writable_folder(out_dir)
     n = replications or spec.replications
@@ -51,7 +55,7 @@ def run(
             progress.advance(task)
 
     with running_on(executor, progress):
-        result = run_scenario(spec, n, spec.seed if seed is None else seed, executor, on_done)
+        result = run_scenario(spec, n, spec.seed if seed is None else seed, executor, on_done, spec.precision, spec.max_replications)
     summary = result.summary()
     if as_json:
         out.file.write(json.dumps(summary, indent=2) + "\n")

@@ -1,0 +1,58 @@
+"""Precision-driven runs: replications are added until every interval that matters is within
+the relative precision asked, or the cap is reached, and the run says which."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sim.executors import SerialExecutor
+from sim.jobs import precision_metrics, run_scenario
+from tests.test_estimates import queue
+
+
+def test_replications_are_added_until_the_latency_intervals_are_within_the_precision():
+    scenario = queue(rate=0.5, duration=1_500, warmup=100)
+    result = run_scenario(scenario, 4, 1, SerialExecutor(), precision=0.06, max_replications=200)
+    assert result.precision["met"] and result.precision["reached"] <= 0.06
+    assert len(result.results) > 4 and [r.replication for r in result.results] == list(range(len(result.results)))
+    for metric in precision_metrics(result):
+        estimate = result.estimate(metric)
+        assert estimate.half_width <= 0.06 * estimate.mean
+    # the same replications as a plain run of that many: adding them changed nothing of the first ones
+    plain = run_scenario(scenario, len(result.results), 1, SerialExecutor())
+    assert plain.estimate("system.latency_s.p99") == result.estimate("system.latency_s.p99")
+    assert not any(w.startswith("precision") for w in result.warnings())
+
+
+def test_the_cap_ends_the_run_and_the_warning_says_how_far_it_got():
+    result = run_scenario(queue(rate=0.5, duration=600, warmup=60), 2, 1, SerialExecutor(), precision=0.01, max_replications=5)
+    assert len(result.results) == 5 and not result.precision["met"]
+    [warning] = [w for w in result.warnings() if w.startswith("precision")]
+    assert "precision 1.0% not reached with 5 replications (the cap is 5)" in warning
+    assert result.summary()["precision"]["max_replications"] == 5
+
+
+def test_precision_targets_the_slo_metrics_when_there_are_some():
+    result = run_scenario(queue(rate=0.5, duration=600, warmup=60, slo={"latency_p95": "10s"}), 3, 1, SerialExecutor(),
+                          precision=0.5)
+    assert precision_metrics(result) == ["system.latency_s.p95"]
+
+
+@pytest.mark.parametrize("value, message", [("150%", "precision: must be < 1"), ("fast", "precision: must be a number")])
+def test_a_precision_that_is_not_a_fraction_is_refused_with_exit_2(root, value, message):
+    done = subprocess.run([sys.executable, "-m", "sim", "run", str(root / "scenarios/quickstart.yaml"), "--precision", value],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_run_precision_from_the_command_line_reports_how_it_ended(root):
+    done = subprocess.run([sys.executable, "-m", "sim", "run", str(root / "scenarios/quickstart.yaml"), "--set", "duration=5m",
+                           "--set", "warmup=30s", "-r", "2", "--precision", "3%", "--max-replications", "6", "--json", "-j", "1"],
+                          capture_output=True, text=True)
+    summary = json.loads(done.stdout)
+    assert summary["precision"]["target"] == 0.03 and summary["replications"] <= 6
+    assert summary["precision"]["met"] == (summary["precision"]["reached"] <= 0.03)
