@@ -80,3 +80,16 @@ def test_without_a_price_there_is_no_cost_section():
 def test_a_negative_price_is_refused_naming_the_field():
     with pytest.raises(ScenarioError, match="price_per_hour"):
         scenario(workers={"price_per_hour": -1})
+
+
+def test_the_run_table_shows_the_cost_with_its_interval():
+    from rich.console import Console
+
+    from sim.cli.summary import print_summary
+
+    console = Console(record=True, width=200)
+    print_summary(run(scenario(duration=700), replications=2).summary(), console)
+    text = console.export_text()
+    hourly = next(line for line in text.splitlines() if "per hour (USD)" in line)
+    assert hourly.split()[0] == "cost" and hourly.split()[-3:] == ["0.8", "[0.8,", "0.8]"]
+    assert any("per million messages processed (USD)" in line for line in text.splitlines())
