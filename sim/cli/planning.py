@@ -104,7 +104,7 @@ def capacity(
     headroom: bool = typer.Option(True, "--headroom/--no-headroom", help="Then find the largest load the chosen setup sustains."),
     rate: Optional[str] = typer.Option(None, "--rate", help="Headroom on this one rate PATH (default: every producer's rate scaled together)."),
     precision: float = typer.Option(0.05, "--precision", help="Relative precision of the headroom."),
-    variant: Optional[List[str]] = typer.Option(None, "--variant", help="'PATH=VALUE; PATH=VALUE' overrides of one setup to compare (an instance type: its speed and price_per_hour). Repeatable: the search runs for each, and the cheapest answer is recommended."),
+    variant: Optional[List[str]] = typer.Option(None, "--variant", metavar="PATH=VALUE[;PATH=VALUE]", help="'PATH=VALUE; PATH=VALUE' overrides of one setup to compare (an instance type: its speed and price_per_hour). Repeatable: the search runs for each, and the cheapest answer is recommended."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON result on stdout."),
 ):
     """Find the smallest value of a parameter meeting every SLO objective with confidence, and the headroom it leaves."""
