@@ -15,6 +15,11 @@
    nothing to evaluate. The search assumes the objectives get easier as the value grows (more
    workers, a longer queue for rejections); it stops when the smallest value meeting the SLO
    is next to one that does not.
+   With ``variants`` (each a set of overrides: an instance type's speed and its
+   ``price_per_hour``, say), the search runs once per variant, and the plan recommends the
+   **cheapest** of the answers: the lowest ``cost.per_hour_usd`` (mean over its replications).
+   Within a variant the price per worker is fixed, so its smallest value is its cheapest; across
+   variants the smallest count need not be the cheapest setup (fewer, faster, dearer workers).
 2. **The headroom**: the largest factor by which every producer's rate (or one named rate) can
    grow while the chosen setup still meets the SLO with confidence, by bisection on the factor
    to a stated relative precision.
@@ -86,6 +91,52 @@ def check_path(source: str | Path, overrides: Sequence[str], path: str) -> None:
     apply_override(data, f"{path}=0", str(source))
 
 
+def parse_variant(source: Path, overrides: Sequence[str], text: str) -> tuple[str, ...]:
+    """``--variant 'PATH=VALUE; PATH=VALUE'`` as overrides, each path checked against the file."""
+    parts = tuple(p.strip() for p in text.split(";") if p.strip())
+    if not parts or any("=" not in p for p in parts):
+        raise CapacityError(f"--variant takes PATH=VALUE overrides separated by ';' (e.g. 'workers.pool.service_time.mean=0.5s; "
+                            f"workers.pool.price_per_hour=0.2'), got '{text}'")
+    for part in parts:
+        check_path(source, overrides, part.partition("=")[0].strip())
+    return parts
+
+
+@dataclass
+class Variant:
+    """One setup compared by a plan with variants: its overrides, and the smallest value of the
+    parameter meeting the SLO with them."""
+
+    overrides: tuple[str, ...]
+    search: Search
+
+    @property
+    def label(self) -> str:
+        return "; ".join(self.overrides)
+
+    @property
+    def cost(self) -> dict | None:
+        """The cost of its answer (per hour, per million messages), None without one or without prices."""
+        chosen = self.search.chosen
+        return chosen.cost() if chosen is not None else None
+
+    def as_dict(self) -> dict:
+        return {"overrides": list(self.overrides), "value": self.search.value, "reason": self.search.reason, "cost": self.cost}
+
+
+def cheapest(variants: Sequence[Variant]) -> Variant:
+    """The variant whose answer costs least an hour (the first on a tie); a variant without an
+    answer is out; with no answer at all, the first. :class:`CapacityError` if an answer has no
+    cost (its scenario gives no price)."""
+    found = [v for v in variants if v.search.value is not None]
+    unpriced = [v.label for v in found if v.cost is None]
+    if unpriced:
+        raise CapacityError(f"--variant: {unpriced[0]} gives no cost to compare: give its workers (or brokers) a price_per_hour")
+    if not found:
+        return variants[0]
+    return min(found, key=lambda v: v.cost["per_hour_usd"]["mean"])
+
+
 @dataclass
 class CapacityPlan:
     """What :func:`plan_capacity` found: the search (None without a parameter), the headroom, and
@@ -103,6 +154,12 @@ class CapacityPlan:
     executor: str
     overrides: tuple[str, ...]
     runs: list[Run] = field(default_factory=list)
+    variants: list[Variant] = field(default_factory=list)
+
+    @property
+    def chosen_variant(self) -> Variant | None:
+        """The cheapest variant (None without variants)."""
+        return next((v for v in self.variants if v.search is self.search), None)
 
     @property
     def value(self) -> int | None:
@@ -122,7 +179,11 @@ class CapacityPlan:
             "seed": self.seed,
             "replications": self.replications,
             "max_replications": self.max_replications,
-            "recommendation": None if self.search is None else {"value": self.search.value, "reason": self.search.reason},
+            "recommendation": None if self.search is None else {
+                "value": self.search.value, "reason": self.search.reason,
+                "variant": None if self.chosen_variant is None else list(self.chosen_variant.overrides),
+                "cost": self.search.chosen.cost() if self.search.chosen is not None else None},
+            "variants": [v.as_dict() for v in self.variants],
             "search": self.search.as_dict() if self.search else None,
             "headroom": self.headroom.as_dict() if self.headroom else None,
             "values_evaluated": len(self.runs),
@@ -133,7 +194,7 @@ class CapacityPlan:
 
     def plot_search(self, ax=None):
         """Each SLO metric (mean and 95% CI) at the values the search evaluated, with the target."""
-        return plot_runs(self, [r for r in self.runs if r.phase == "search"], self.parameter, ax)
+        return plot_runs(self, self.search.runs if self.search else [], self.parameter, ax)
 
     def plot_headroom(self, ax=None):
         """Each SLO metric at the load factors the headroom search evaluated, with the target."""
@@ -161,18 +222,23 @@ def plan_capacity(
     max_factor: float = 16.0,
     on_run: Callable[[Run], None] | None = None,
     on_estimate: Callable[[AnalyticEstimate | None, str], None] | None = None,
+    variants: Sequence[str] = (),
 ) -> CapacityPlan:
     """Find the smallest integer ``parameter`` (e.g. ``workers.pool.count``) meeting the SLO with
     confidence, then the headroom of that setup. ``parameter`` None: the headroom of the scenario
     as it is. ``slo`` adds or replaces objectives (``latency_p99=2s``); ``replications`` is where
     each value starts (the file's by default, at least 2), ``max_replications`` the cap for
-    uncertain ones (4× by default)."""
+    uncertain ones (4× by default). ``variants`` (``'PATH=VALUE; PATH=VALUE'`` each): search each,
+    and recommend the cheapest answer."""
     source = Path(source)
+    if variants and parameter is None:
+        raise CapacityError("--variant compares the smallest value of a parameter under each variant: give --vary too")
     if not 0 < precision < 1:
         raise CapacityError(f"--precision is a relative precision between 0 and 1 (e.g. 0.05), got {precision}")
     base, slo_targets = slo_overrides(source, overrides, slo)
     if parameter is not None:
         check_path(source, overrides, parameter)
+    variant_overrides = [parse_variant(source, overrides, v) for v in variants]
     if maximum is not None and maximum < minimum:
         raise CapacityError(f"--max {maximum} is below --min {minimum}")
     probe = None
@@ -192,18 +258,16 @@ def plan_capacity(
     try:
         search = None
         chosen_overrides = list(base)
+        compared: list[Variant] = []
         if parameter is not None:
-            estimate, note = None, "--no-estimate" if not use_estimate else ""
-            if use_estimate:
-                reference = probe
-                if reference is None:
-                    lowest = first_valid(evaluator, lambda v: [*base, f"{parameter}={v}"], minimum, maximum)
-                    reference = evaluator.load([*base, f"{parameter}={lowest}"])[0] if lowest is not None else None
-                if reference is not None:
-                    estimate, note = analytic_estimate(reference, parameter, slo_targets)
-            if on_estimate is not None:
-                on_estimate(estimate, note)
-            search = search_smallest(evaluator, parameter, base, minimum, maximum, estimate, note)
+            for extra in variant_overrides or [()]:
+                searched = [*base, *extra]
+                search = _smallest(evaluator, parameter, searched, probe if not extra else evaluator.load(searched)[0], slo_targets,
+                                   minimum, maximum, use_estimate, on_estimate, f"({'; '.join(extra)}) " if extra else "")
+                compared.append(Variant(tuple(extra), search))
+            winner = cheapest(compared) if variant_overrides else compared[0]
+            search = winner.search
+            chosen_overrides = [*base, *winner.overrides]
             if search.value is not None:
                 chosen_overrides.append(f"{parameter}={search.value}")
         room = None
@@ -215,4 +279,21 @@ def plan_capacity(
         if owned:
             runner.close()
     return CapacityPlan(source, parameter, slo_targets, search, room, n, cap, seed, evaluator.replications_run,
-                        description, tuple(overrides), list(evaluator.runs))
+                        description, tuple(overrides), list(evaluator.runs), compared if variants else [])
+
+
+def _smallest(evaluator: Evaluator, parameter: str, base: list[str], probe, slo_targets: dict, minimum: int, maximum: int | None,
+              use_estimate: bool, on_estimate, tag: str) -> Search:
+    """The smallest value of ``parameter`` with the overrides ``base``, from the analytic estimate
+    of ``probe`` (the scenario with ``base``, None when it does not load) when asked."""
+    estimate, note = None, "--no-estimate" if not use_estimate else ""
+    if use_estimate:
+        reference = probe
+        if reference is None:
+            lowest = first_valid(evaluator, lambda v: [*base, f"{parameter}={v}"], minimum, maximum)
+            reference = evaluator.load([*base, f"{parameter}={lowest}"])[0] if lowest is not None else None
+        if reference is not None:
+            estimate, note = analytic_estimate(reference, parameter, slo_targets)
+    if on_estimate is not None:
+        on_estimate(estimate, note)
+    return search_smallest(evaluator, parameter, base, minimum, maximum, estimate, note, tag)

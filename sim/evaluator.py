@@ -22,6 +22,8 @@ from .schema import Scenario
 from .stats import json_safe
 from .units import format_duration
 
+COST_METRICS = ("cost.per_hour_usd", "cost.per_million_messages_usd")
+
 
 @dataclass
 class Run:
@@ -69,6 +71,13 @@ class Run:
         return (f"is uncertain for {', '.join(show(k) for k in unsure)} even with {self.replications} replications, "
                 "so it does not meet the SLO with confidence")
 
+    def cost(self) -> dict | None:
+        """What the setup costs, per hour and per million messages (mean and 95% CI), when its
+        scenario gives prices; None otherwise."""
+        if self.result is None or not self.result.results or COST_METRICS[0] not in self.result.metric_names():
+            return None
+        return {metric.split(".", 1)[1]: self.result.estimate(metric).as_dict() for metric in COST_METRICS}
+
     def as_dict(self) -> dict:
         return {
             "phase": self.phase,
@@ -80,6 +89,7 @@ class Run:
             "objectives": {k: {"target": v["target"], "mean": json_safe(v["mean"]), "ci95": [json_safe(x) for x in v["ci95"]], "status": v["status"]}
                            for k, v in self.objectives.items()},
             "error": self.error,
+            "cost": self.cost(),
         }
 
 

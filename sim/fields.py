@@ -56,6 +56,9 @@ PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValida
 Rate = Annotated[float, BeforeValidator(parse_rate), AfterValidator(_positive), WithJsonSchema(RATE_SCHEMA)]
 NonNegativeRate = Annotated[float, BeforeValidator(parse_rate), AfterValidator(non_negative), WithJsonSchema(RATE_SCHEMA)]
 Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")]
+Price = Annotated[float, Field(ge=0), NOT_A_BOOL]
+"""A price in US dollars (``price_per_hour``, ``price_per_million_requests``); 0 is free."""
+HOUR_S = 3600.0
 
 
 class Strict(BaseModel):

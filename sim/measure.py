@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .backpressure import back_pressure_metrics
 from .components.context import BuildContext, Network
 from .components.measures import Measures
 from .components.registry import SECTIONS
+from .fields import HOUR_S
 from .recorder import CONSISTENCY_KEYS, TIME_BINS, Recorder
 
 
@@ -39,6 +42,22 @@ def consistency_measures(recorder: Recorder, counts: dict, measures: Measures) -
     measures.distribution("consistency.commit_to_processed_s", recorder.commit_to_processed_s)
 
 
+def cost_measures(scenario, network: Network, context: BuildContext, recorder: Recorder, measures: Measures) -> None:
+    """What the parts with a price cost over the window (each kind's ``cost_usd``: worker-hours,
+    broker-hours, billed requests), as ``cost.per_hour_usd`` and ``cost.per_million_messages_usd``
+    (per million messages processed in the window; NaN when none was). Nothing without a price."""
+    window = measures.window_s
+    costs = [kind.cost_usd(spec, network.parts[section][spec.name], context, window)
+             for section, kind in SECTIONS.items() for spec in getattr(scenario, section)]
+    priced = [c for c in costs if c is not None]
+    if not priced:
+        return
+    total_usd = sum(priced)
+    processed = recorder.processed_in_window
+    measures.metrics["cost.per_hour_usd"] = total_usd * HOUR_S / window
+    measures.metrics["cost.per_million_messages_usd"] = total_usd * 1e6 / processed if processed else math.nan
+
+
 def measure(scenario, network: Network, context: BuildContext, recorder: Recorder, counts: dict) -> Measures:
     """Every measure of the replication, after its run."""
     measures = Measures(scenario.window_s, scenario.duration / TIME_BINS)
@@ -49,4 +68,5 @@ def measure(scenario, network: Network, context: BuildContext, recorder: Recorde
     if recorder.tracks_consistency:
         consistency_measures(recorder, counts, measures)
     back_pressure_metrics(scenario, network, recorder, measures, counts)
+    cost_measures(scenario, network, context, recorder, measures)
     return measures

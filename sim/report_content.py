@@ -297,6 +297,9 @@ def capacity_context(plan: CapacityPlan, scenario: Scenario, vary: str | None) -
         for key, o in r.objectives.items():
             metric = SLO_METRICS[key][0]
             objectives.append(f"{key} {fmt_value(metric, o['mean'])} {fmt_ci(metric, *o['ci95'])}")
+        cost = r.cost()
+        if cost is not None:
+            objectives.append(f"${cost['per_hour_usd']['mean']:.4g}/h")
         runs.append({"phase": r.phase, "label": r.label, "replications": " → ".join(str(n) for n in r.history) or "0",
                      "objectives": "; ".join(objectives) or (r.error or ""), "verdict": r.verdict})
     room = plan.headroom
@@ -315,9 +318,13 @@ def capacity_context(plan: CapacityPlan, scenario: Scenario, vary: str | None) -
         estimate = e.infeasible or (f"{e.value} ({e.model}, {'exact' if e.exact else 'approximate'})" if e.value is not None else f"none ({e.note})")
     elif search is not None:
         estimate = f"none: {search.estimate_note}" if search.estimate_note else "none"
+    chosen = search.chosen if search is not None else None
+    cost = chosen.cost() if chosen is not None else None
     return {
         "parameter": plan.parameter,
         "current": current,
+        "cost": None if cost is None else (f"${cost['per_hour_usd']['mean']:.4g} an hour, "
+                                           f"${cost['per_million_messages_usd']['mean']:.4g} per million messages"),
         "value": None if search is None else search.value,
         "reason": None if search is None else search.reason,
         "warnings": [] if search is None else search.warnings,

@@ -46,7 +46,7 @@ SLO_METRICS = {
 }
 
 
-METRIC_SECTIONS = ("system", *SECTIONS, "consistency")
+METRIC_SECTIONS = ("system", *SECTIONS, "consistency", "cost")
 
 
 class UnknownMetricError(ValueError):

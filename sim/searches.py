@@ -188,22 +188,26 @@ MAX_VALUE = 1 << 24
 
 
 def search_smallest(evaluator: Evaluator, parameter: str, base: Sequence[str], lo: int, hi: int | None,
-                    estimate: AnalyticEstimate | None, estimate_note: str) -> Search:
-    """Bracket then bisect the smallest integer value of ``parameter`` meeting the SLO with confidence."""
+                    estimate: AnalyticEstimate | None, estimate_note: str, tag: str = "") -> Search:
+    """Bracket then bisect the smallest integer value of ``parameter`` meeting the SLO with
+    confidence; ``tag`` starts each run's label (the variant searched, when several are)."""
     lowest: int | None = None
 
     def make(v: int) -> list[str]:
         return [*base, f"{parameter}={v}"]
 
+    def ours(r: Run) -> bool:
+        return r.phase == "search" and r.overrides[:-1] == tuple(base)
+
     def run(*values: int) -> list[Run]:
-        runs = evaluator.evaluate([("search", v, f"{parameter}={v}", make(v)) for v in values])
+        runs = evaluator.evaluate([("search", v, f"{tag}{parameter}={v}", make(v)) for v in values])
         crashed = next((r for r in runs if r.verdict == "failed"), None)
         if crashed is not None:
             raise _Crashed(crashed)
         return runs
 
     def search(value, reason, warnings=()):
-        return Search(parameter, value, reason, [r for r in evaluator.runs if r.phase == "search"], estimate, estimate_note, lowest, list(warnings))
+        return Search(parameter, value, reason, [r for r in evaluator.runs if ours(r)], estimate, estimate_note, lowest, list(warnings))
 
     if estimate is not None and estimate.infeasible:
         return search(None, estimate.infeasible)
@@ -273,7 +277,7 @@ def search_smallest(evaluator: Evaluator, parameter: str, base: Sequence[str], l
         why = f"{bad} {below.why()}"
     warnings = []
     for r in evaluator.runs:
-        if r.phase == "search" and isinstance(r.value, int) and r.value > good and r.verdict == "not met":
+        if ours(r) and isinstance(r.value, int) and r.value > good and r.verdict == "not met":
             warnings.append(f"{parameter}={r.value} does not meet the SLO although {good} does: the objectives are not monotone in {parameter}")
     return search(good, f"{parameter}={good} meets every objective with confidence, and {why}", warnings)
 

@@ -94,7 +94,7 @@ def single_stage(scenario: Scenario) -> tuple[Stage | None, str]:
     if len(scenario.workers) != 1:
         return None, f"{len(scenario.workers)} worker pools; the formulas cover one pool of identical workers"
     pool = scenario.workers[0]
-    extra = _only(pool, {"name", "consumes", "count", "service_time", "sends_to"})
+    extra = _only(pool, {"name", "consumes", "count", "service_time", "sends_to", "price_per_hour"})  # a price changes no dynamics
     if extra:
         return None, f"worker pool '{pool.name}' has {', '.join(extra)}, which the formulas do not model"
     if pool.sends_to is not None:

@@ -307,3 +307,55 @@ def test_cli_capacity_whose_replications_fail_says_so_and_exits_1(scenario, call
 def test_cli_capacity_bad_input_exits_2(scenario, call, args, message):
     code, _, stderr = call("capacity", scenario, *(["--vary", PARAMETER] if "--vary" not in args else []), *args)
     assert code == 2 and message in stderr and "Traceback" not in stderr
+
+
+# --- the cheapest setup -------------------------------------------------------------------------
+
+# Two instance types for the M/M/c above: small (service 1 s, $0.10 an hour) and large (twice as
+# fast, $0.25 an hour). Erlang C decides the counts; the cheapest setup is not the smallest.
+SMALL = "workers.pool.service_time.mean=1s; workers.pool.price_per_hour=0.10"
+LARGE = "workers.pool.service_time.mean=0.5s; workers.pool.price_per_hour=0.25"
+
+
+def erlang_c_count(mean_service_s: float) -> int:
+    """The smallest stable c whose exact M/M/c mean sojourn meets the target."""
+    c = math.floor(LAMBDA * mean_service_s) + 1
+    while analytic.mmc(LAMBDA, 1 / mean_service_s, c).sojourn_s > TARGET_S:
+        c += 1
+    return c
+
+
+def test_the_cheapest_instance_type_is_not_the_one_needing_fewest_workers(scenario):
+    small, large = erlang_c_count(1.0), erlang_c_count(0.5)
+    assert (small, large) == (10, 5)  # 5 large workers: W = 0.78 s; 4 cannot carry 8/s
+    assert small * 0.10 < large * 0.25  # $1.00 an hour against $1.25
+    plan = plan_capacity(scenario, PARAMETER, variants=[LARGE, SMALL], replications=6, executor=SerialExecutor(), headroom=False)
+    answers = {v.label: (v.search.value, v.cost["per_hour_usd"]["mean"]) for v in plan.variants}
+    assert answers == {LARGE: (large, pytest.approx(large * 0.25)), SMALL: (small, pytest.approx(small * 0.10))}
+    assert plan.chosen_variant.label == SMALL and plan.value == small
+    summary = plan.summary()
+    assert summary["recommendation"]["variant"] == SMALL.split("; ")
+    assert summary["recommendation"]["cost"]["per_hour_usd"]["mean"] == pytest.approx(1.0)
+    assert [v["value"] for v in summary["variants"]] == [large, small]
+    assert all(r.cost() is not None for r in plan.runs)
+    assert {r.value for r in plan.variants[1].search.runs} == {9, 10}  # each search sees its own runs
+
+
+def test_variants_without_prices_or_without_a_parameter_are_refused(scenario):
+    with pytest.raises(CapacityError, match="no cost to compare: give its workers"):
+        plan_capacity(scenario, PARAMETER, variants=["workers.pool.service_time.mean=0.5s"], replications=2,
+                      executor=SerialExecutor(), headroom=False, slo=["latency_mean=5s"])
+    with pytest.raises(CapacityError, match="give --vary too"):
+        plan_capacity(scenario, None, variants=[SMALL])
+    with pytest.raises(CapacityError, match="--variant takes PATH=VALUE"):
+        plan_capacity(scenario, PARAMETER, variants=["workers.pool.price_per_hour"])
+
+
+def test_cli_capacity_with_variants_recommends_the_cheapest(scenario, call):
+    code, stdout, stderr = call("capacity", scenario, "--vary", PARAMETER, "--variant", LARGE, "--variant", SMALL, "-r", "3", "-j", "1",
+                                "--set", "duration=400s", "--no-headroom")
+    assert code == 0, stderr
+    assert f"variant ({LARGE}): workers.pool.count = 5 at $1.25/h" in stdout
+    assert f"recommendation: workers.pool.count = 10 with {SMALL} (the cheapest)" in stdout
+    code, _, stderr = call("capacity", scenario, "--vary", PARAMETER, "--variant", "nowhere", "--no-headroom")
+    assert code == 2 and "--variant" in stderr and "Traceback" not in stderr

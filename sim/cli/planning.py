@@ -27,6 +27,9 @@ def _print_run(run, console: Console) -> None:
         ci = f" [{show_objective(key, o['ci95'][0])}, {show_objective(key, o['ci95'][1])}]" if o["ci95"][0] is not None else ""
         objectives.append(f"{key} {show_objective(key, o['mean'])}{ci}")
     reps = "→".join(str(n) for n in run.history) if run.history else "0"
+    cost = run.cost()
+    if cost is not None:
+        objectives.append(f"${cost['per_hour_usd']['mean']:.4g}/h")
     detail = "; ".join(objectives) if objectives else (run.error or "")
     if run.verdict == "invalid" and run.error and len(run.error) > 110:
         detail = run.error[:110] + "…"
@@ -39,9 +42,15 @@ def print_plan(plan, console: Console, runs_printed: bool = True) -> None:
         for run in plan.runs:
             _print_run(run, console)
     search = plan.search
+    for variant in plan.variants:
+        cost = f" at ${variant.cost['per_hour_usd']['mean']:.4g}/h" if variant.cost else ""
+        found = f"{variant.search.parameter} = {variant.search.value}{cost}" if variant.search.value is not None else "none meets the SLO"
+        console.print(f"  variant ({escape(variant.label)}): {found}", highlight=False)
     if search is not None:
         if search.value is not None:
-            console.print(f"[bold green]recommendation:[/bold green] {search.parameter} = {search.value}", highlight=False)
+            chosen = plan.chosen_variant
+            which = f" with {escape(chosen.label)} (the cheapest)" if chosen is not None else ""
+            console.print(f"[bold green]recommendation:[/bold green] {search.parameter} = {search.value}{which}", highlight=False)
         else:
             console.print(f"[bold red]no value of {search.parameter} meets the SLO with confidence[/bold red]", highlight=False)
         console.print(f"  why it stopped: {escape(search.reason)}", highlight=False)
@@ -114,6 +123,7 @@ def capacity(
     headroom: bool = typer.Option(True, "--headroom/--no-headroom", help="Then find the largest load the chosen setup sustains."),
     rate: Optional[str] = typer.Option(None, "--rate", metavar="PATH", help="Headroom on this one rate PATH (default: every producer's rate scaled together)."),
     precision: float = typer.Option(0.05, "--precision", metavar="FRACTION", help="Relative precision of the headroom (0.05: within 5%)."),
+    variant: Optional[List[str]] = typer.Option(None, "--variant", metavar="PATH=VALUE[;PATH=VALUE]", help="'PATH=VALUE; PATH=VALUE' overrides of one setup to compare (an instance type: its speed and price_per_hour). Repeatable: the search runs for each, and the cheapest answer is recommended."),
     as_json: bool = json_option("the plan (every run, the recommendation, the headroom)"),
     force: bool = ForceOption,
 ):
@@ -133,7 +143,7 @@ def capacity(
     executor = open_executor(jobs, cluster)
     console = err if as_json else out
     if not as_json:
-        head = f"capacity: the smallest {vary} meeting the SLO with confidence" if vary else "capacity: the headroom of the scenario as it is"
+        head = f"capacity: the {'cheapest' if variant else 'smallest'} {vary} meeting the SLO with confidence" if vary else "capacity: the headroom of the scenario as it is"
         console.print(f"[bold]{head}[/bold] ({escape(str(scenario))})", highlight=False)
         console.print("SLO: " + ", ".join(f"{k} {format_duration(v) if k.startswith('latency') else v:}" for k, v in targets.items())
                       + "; each run: value, replications (doubled while uncertain), estimates with 95% CI, verdict", highlight=False)
@@ -141,11 +151,11 @@ def capacity(
         with running_on(executor):
             plan = plan_capacity(scenario, vary, slo or [], set_ or [], replications=replications, max_replications=max_replications,
                                  seed=seed, executor=executor, minimum=minimum, maximum=maximum, use_estimate=not no_estimate,
-                                 headroom=headroom, rate_path=rate, precision=precision,
+                                 headroom=headroom, rate_path=rate, precision=precision, variants=variant or [],
                                  on_run=None if as_json else (lambda r: _print_run(r, console)),
                                  on_estimate=None if as_json else (lambda e, n: _print_estimate(e, n, console)))
     except CapacityError as exc:
-        option = next((o for o in ("--slo", "--rate", "--precision", "--max") if o in str(exc)), "--slo")
+        option = next((o for o in ("--slo", "--rate", "--precision", "--max", "--variant") if o in str(exc)), "--slo")
         raise typer.BadParameter(str(exc), param_hint=f"'{option}'") from None
     if as_json:
         out.file.write(json.dumps(plan.summary(), indent=2) + "\n")

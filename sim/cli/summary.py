@@ -138,6 +138,9 @@ def print_summary(summary: dict, console: Console) -> None:
         if pool.get("shed", {}).get("mean"):
             table.add_row("", "shed (per replication)", *number_text(pool["shed"]))
     _outbox_rows(summary, table)
+    if "cost" in summary:
+        table.add_row("cost", "per hour (USD)", *number_text(summary["cost"]["per_hour_usd"]))
+        table.add_row("", "per million messages processed (USD)", *number_text(summary["cost"]["per_million_messages_usd"]))
     console.print(table)
 
     if summary.get("recovery"):

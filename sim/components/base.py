@@ -147,3 +147,8 @@ class Kind:
 
     def measure(self, spec: Any, part: Any, context: Any, measures: Any) -> None:
         """Add the part's metrics and series to ``measures`` (a :class:`~sim.components.measures.Measures`)."""
+
+    def cost_usd(self, spec: Any, part: Any, context: Any, window_s: float) -> float | None:
+        """What the part cost over the measurement window (``window_s`` seconds) at the prices its
+        spec gives, in US dollars; None when it gives none (the part is left out of the cost)."""
+        return None

@@ -20,7 +20,7 @@ from models.celery_results import ResultBackend, ResultWait
 from models.celery_worker import CeleryWorker
 
 from ..distributions import Uniform
-from ..fields import NOT_A_BOOL, Crashes, Duration, DurationOrDistribution, Name, PositiveDuration, Rate, Strict
+from ..fields import HOUR_S, NOT_A_BOOL, Crashes, Duration, DurationOrDistribution, Name, PositiveDuration, Price, Rate, Strict
 from .base import Finding, Kind, Server, Source
 from .producers import ArrivalSpec, arrival_process
 
@@ -121,7 +121,9 @@ class WorkerGroupSpec(Strict):
     ``child_replacement_time``: how long a child killed by a hard time limit takes to replace
     (this model's choice: 1 s). ``rate_limiter``: ``ideal`` spaces a rate-limited type's starts
     1/rate apart; ``event_loop`` behaves as Celery 5.x's worker does (token buckets retried by
-    timers that its event loop fires 10 a pass, a pass a second when nothing wakes it)."""
+    timers that its event loop fires 10 a pass, a pass a second when nothing wakes it).
+    ``price_per_hour``: what one worker instance (with its ``concurrency`` children) costs an hour,
+    paid for the whole window, down or not."""
 
     name: Name
     consumes: Name
@@ -132,6 +134,7 @@ class WorkerGroupSpec(Strict):
     child_crashes: Optional[Crashes] = None
     child_replacement_time: Duration = 1.0
     rate_limiter: Literal["ideal", "event_loop"] = "ideal"
+    price_per_hour: Optional[Price] = None
 
 
 class TransportOptions(Strict):
@@ -394,3 +397,8 @@ class TaskQueues(Kind):
             measures.counts(f"{prefix}.results", app.results.counts, ("results_written",))
         for transport in app.transports:
             measures.counts(f"{prefix}.transports.{transport.name}", transport.counts, ("restored",))
+
+    def cost_usd(self, spec: CeleryAppSpec, app: CeleryApp, context, window_s: float) -> float | None:
+        """The worker groups with a ``price_per_hour``: count × price over the window."""
+        priced = [g.count * g.price_per_hour for g in spec.workers if g.price_per_hour is not None]
+        return sum(priced) * window_s / HOUR_S if priced else None

@@ -15,7 +15,7 @@ from models.triggers import CapacityLoss, Slowdown
 from models.workers import Done, WorkerOptions, WorkerPool as WorkerPoolModel
 
 from ..distributions import Uniform
-from ..fields import NOT_A_BOOL, Crashes, DistributionSpec, Duration, DurationOrDistribution, Errors, Name, PositiveDuration, Strict
+from ..fields import HOUR_S, NOT_A_BOOL, Crashes, DistributionSpec, Duration, DurationOrDistribution, Errors, Name, PositiveDuration, Price, Strict
 from .base import BROKER, BROKER_OR_WRITER, Finding, Kind, Server
 
 WORKER_EVENTS = ("completed", "errors", "crashes")
@@ -91,7 +91,10 @@ class AutoscalingSpec(Strict):
 class WorkerPool(Strict):
     """``count`` identical workers taking messages from ``consumes``; when ``sends_to`` names a
     broker, each finished message goes on to it (a pipeline stage), otherwise it is done.
-    ``delivery_latency`` is the time a receive (or a push) takes to bring a message to a worker."""
+    ``delivery_latency`` is the time a receive (or a push) takes to bring a message to a worker.
+    ``price_per_hour``: what one worker (an instance, a container) costs an hour, paid for the
+    time it is present: an autoscaled pool pays for its time-average count (workers on their way
+    during ``scale_out_delay`` are not counted), one down after a crash is still paid for."""
 
     name: Name
     consumes: Annotated[Name, BROKER]
@@ -106,6 +109,7 @@ class WorkerPool(Strict):
     autoscaling: Optional[AutoscalingSpec] = None
     shed_expired: bool = False
     idempotent: bool = False  # a processed-ids table: copies of a processed message are skipped (suppressed)
+    price_per_hour: Optional[Price] = None
 
     @model_validator(mode="after")
     def _elastic_counts(self):
@@ -217,3 +221,9 @@ class Workers(Kind):
             measures.series[f"{prefix}.utilization"] = np.where(bins > 0, np.asarray(busy.bin_area) / np.where(bins > 0, bins, 1), 0.0)
         measures.metrics[f"{prefix}.scale_outs"] = float(counted["scale_outs"])
         measures.metrics[f"{prefix}.scale_ins"] = float(counted["scale_ins"])
+
+    def cost_usd(self, spec: WorkerPool, pool: WorkerPoolModel, context, window_s: float) -> float | None:
+        """Worker-hours over the window (the workers present, integrated over time) at ``price_per_hour``."""
+        if spec.price_per_hour is None:
+            return None
+        return spec.price_per_hour * pool.workers.area / HOUR_S

@@ -7,7 +7,9 @@ and its builder (``build(spec, context) -> broker``, a model that follows
 
 Each broker kind builds its model; what is measured is the same for all: the waiting time and
 number waiting (its main boundary), the mean of each other boundary it keeps (messages in flight,
-unacknowledged…), its event counts, and the metrics its model reports itself.
+unacknowledged…), its event counts, and the metrics its model reports itself. Its cost is a
+fixed ``price_per_hour`` (a server: RabbitMQ, Redis) and what its model bills (``cost_usd``: SQS
+requests).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Annotated, Iterable, Union
 
 from pydantic import Field
 
+from ...fields import HOUR_S
 from ...recorder import Boundary
 from ..base import Finding, Kind
 from . import fifo, rabbitmq, redis, sqs
@@ -67,3 +70,12 @@ class Brokers(Kind):
         measures.counts(prefix, context.recorder.counters[name], BROKER_EVENTS)
         for key, value in broker.metrics().items():
             measures.metrics[f"{prefix}.{key}"] = float(value)
+
+    def cost_usd(self, spec, broker, context, window_s: float) -> float | None:
+        """The broker's price per hour over the window, plus what its model billed (SQS requests)."""
+        parts = [broker.metrics().get("cost_usd")]
+        hourly = getattr(spec, "price_per_hour", None)
+        if hourly is not None:
+            parts.append(hourly * window_s / HOUR_S)
+        priced = [p for p in parts if p is not None]
+        return sum(priced) if priced else None

@@ -22,6 +22,7 @@ from ...fields import (
     DurationOrDistribution,
     Name,
     PositiveDuration,
+    Price,
     Strict,
 )
 from ..base import DEAD_LETTER
@@ -101,6 +102,9 @@ class RabbitmqSpec(Strict):
       priority 0..max_priority (default equal), drawn from a hash of the message id.
     - ``durable`` (default true) and ``persistent`` (default false, AMQP's delivery mode 1): what
       survives ``crashes`` of the broker (a quorum queue keeps every confirmed message).
+    - ``price_per_hour`` (⚑ no default): what the broker costs an hour (its node or nodes: Amazon MQ
+      bills a broker by its instance type and deployment), counted for the whole window in the
+      run's ``cost``.
 
     Settings that do nothing in a combination are accepted and ignored, as RabbitMQ accepts them
     (so that one ``--set`` can switch, say, ``ack`` to ``auto``): ``prefetch_count``,
@@ -141,6 +145,7 @@ class RabbitmqSpec(Strict):
     disk_free_bytes: Optional[PositiveInt] = None
     disk_free_limit_bytes: PositiveInt = DISK_FREE_LIMIT_BYTES
     publish_time: Optional[PositiveDuration] = None
+    price_per_hour: Optional[Price] = None
 
     @field_validator("version", mode="before")
     @classmethod

@@ -16,7 +16,7 @@ from models.redis_list import RedisList
 from models.redis_persistence import DEFAULT_SAVE_RULES
 from models.redis_stream import RedisStream
 
-from ...fields import Crashes, Duration, Name, PositiveDuration, Strict
+from ...fields import Crashes, Duration, Name, PositiveDuration, Price, Strict
 from ..base import DEAD_LETTER
 
 LIST_RELIABLE_KEYS = ("processing_timeout", "monitor_interval")
@@ -55,6 +55,9 @@ class RedisSpec(Strict):
     and ``round_trip`` (default 0) is added to each reply a consumer waits for: the broker itself
     saturates when the work is cheap (``commands``, ``server_utilization``).
 
+    ``price_per_hour`` (⚑ no default): what the server costs an hour (a node: ElastiCache bills
+    node-based clusters per node-hour), counted for the whole window in the run's ``cost``.
+
     The defaults of ``processing_timeout`` (60 s), ``monitor_interval`` (10 s), ``min_idle_time``
     (60 s) and ``claim_interval`` (10 s) are this model's choices: Redis leaves them to the
     application.
@@ -78,6 +81,7 @@ class RedisSpec(Strict):
     command_time: Optional[PositiveDuration] = None
     round_trip: Duration = 0.0
     crashes: Optional[Crashes] = None
+    price_per_hour: Optional[Price] = None
 
     @model_validator(mode="after")
     def _keys_fit_the_mode(self):

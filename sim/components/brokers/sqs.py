@@ -10,11 +10,10 @@ from pydantic import AfterValidator, Field, model_validator
 from models.sqs import SHORT_POLL_SAMPLE, SqsBroker, SqsOptions
 
 from ...distributions import Uniform
-from ...fields import NOT_A_BOOL, Duration, DurationOrDistribution, LognormalSpec, Name, Rate, Strict
+from ...fields import HOUR_S, NOT_A_BOOL, Duration, DurationOrDistribution, LognormalSpec, Name, Price, Rate, Strict
 from ...units import format_duration
 from ..base import DEAD_LETTER
 
-HOUR_S = 3600.0
 DAY_S = 86400.0
 
 
@@ -100,7 +99,7 @@ class SqsSpec(Strict):
     send_batch_size: Annotated[int, Field(ge=1, le=10, strict=True)] = 1
     delete_batch: bool = False
     message_size_bytes: Optional[Annotated[int, Field(ge=1, le=1_048_576, strict=True)]] = None
-    price_per_million_requests: Optional[Annotated[float, Field(ge=0), NOT_A_BOOL]] = None
+    price_per_million_requests: Optional[Price] = None
 
     @model_validator(mode="after")
     def _consistent(self):
