@@ -198,6 +198,26 @@ def test_what_a_killed_worker_held_is_restored_by_a_scan_a_visibility_timeout_af
     assert broker.counts["lost"] == 0
 
 
+def test_a_restored_task_goes_to_the_head_of_the_list_ahead_of_those_waiting(fates, observer, counts, level):
+    """One child, multiplier 1, tasks 0 and 1 (100 s) at 0: the worker dies at 10 (back at 11,
+    scanning at 11, 111, 211, 311) running task 0 (lost) with task 1 reserved. Tasks 2…9 arrive
+    at 20: the worker runs 2 (20–120), 3, 4 and reserves 5 at 220; 6…9 wait. The scan at 311
+    RPUSHes task 1 to the head, so it is reserved when 5 starts (320) and runs 420–520, before
+    6…9 (kombu's restore; at the back it would end at 920)."""
+    env = simpy.Environment()
+    broker, transport = redis(env, fates, counts, level)
+    transport.visibility_timeout_s = 300.0
+    ledger = TaskLedger()
+    t = task_type("t", 100.0, counts, level)
+    worker(env, "a", transport, fates, ledger, counts, level, multiplier=1, crashes=Crashes(draws(10.0, 1e9), constant(1.0)),
+           scanner=transport.scans)
+    Caller(env, t, Times(0.0, 0.0, *[20.0] * 8), transport, fates, ledger)
+    env.run(until=2000)
+    ends = processed_at(observer)
+    assert ends[1] == 520.0 and [ends[i] for i in range(2, 10)] == [120.0, 220.0, 320.0, 420.0, 620.0, 720.0, 820.0, 920.0]
+    assert transport.counts["restored"] == 1 and observer.fates("lost") == [(0, 10.0)]
+
+
 def test_retry_countdowns_are_the_default_delay_or_a_capped_doubling_with_whole_second_jitter():
     assert [RetryPolicy(0.5, constant(0.0)).countdown_s(k) for k in range(3)] == [180.0] * 3
     doubling = RetryPolicy(0.5, constant(0.0), backoff_factor=3, backoff_max_s=600.0, jitter=False)
