@@ -63,6 +63,9 @@ class KombuRedisTransport:
             self.unacked[delivery.message] = now
         return deliveries
 
+    def raise_prefetch(self, consumer, by: int) -> None:
+        """Nothing: on Redis kombu's QoS is the worker's own count (``can_consume``)."""
+
     def ack(self, delivery) -> float:
         self.unacked.pop(delivery.message, None)
         return self.broker.ack(delivery)
