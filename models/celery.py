@@ -231,12 +231,11 @@ class Caller:
     ``next_arrival(now)``) it publishes a new task of ``task_type`` to ``queue`` (a
     :class:`~models.broker.Sender`); a refused publish is rejected (``delay()`` raises).
 
-    Celery beat is a caller too: with an interval schedule it sends the task every interval, the
-    first one interval after it starts (deterministic arrivals), and neither skips a send nor waits
-    for the previous run to end, so a run that outlasts the interval overlaps the next one. A
-    second beat process (``duplicate``: one that should not be running) sends every task again:
-    its sends are counted as ``beat_duplicates``. Simplification: every scheduler starts at time 0
-    (a real second one starts later, so its sends are out of phase)."""
+    Celery beat is a caller too, its arrivals a schedule (:mod:`models.celery_beat`: an interval
+    from when it started, or crontab times), and neither skips a send nor waits for the previous
+    run to end, so a run that outlasts the interval overlaps the next one. A second beat process
+    (``duplicate``: one that should not be running) sends every task again: its sends are counted
+    as ``beat_duplicates``."""
 
     def __init__(self, env, task_type: TaskType, arrivals, queue, fates, ledger: TaskLedger, duplicate: bool = False):
         self.env = env

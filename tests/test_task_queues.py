@@ -228,6 +228,25 @@ def test_a_second_beat_scheduler_sends_every_periodic_task_twice():
     assert fixed.estimate(f"{at}.beat_duplicates").mean == 0 and fixed.estimate(f"{at}.sent").mean == result.estimate(f"{at}.sent").mean / 2
 
 
+def test_a_crontab_beat_sends_at_its_minute_of_each_hour_whenever_its_schedulers_started():
+    """Every hour at :15 over a window from 1 h to 3 d: 71 sends by each scheduler, the second
+    one (started at 00:20) sending at the same times as the first."""
+    report = {"name": "report", "queue": "q", "beat": {"crontab": {"minute": 15}, "started_at": [0, "20m"]}, "run_time": {"dist": "deterministic", "value": 60}}
+    result = run(scenario_from_dict(app([report], [group()], duration="3d", warmup="1h")), replications=1, seed=1)
+    at = "task_queues.app.tasks.report"
+    assert result.estimate(f"{at}.sent").mean == 2 * 71 and result.estimate(f"{at}.beat_duplicates").mean == 71
+    assert result.estimate(f"{at}.overlaps").mean == 71
+
+
+def test_a_beat_gives_every_or_crontab_and_a_start_time_for_each_scheduler():
+    for beat, message in (({"every": "1h", "crontab": {"minute": 0}}, "give either every (an interval) or crontab"),
+                          ({}, "give either every (an interval) or crontab"),
+                          ({"every": "1h", "schedulers": 3, "started_at": [0, 60]}, "started_at gives 2 start times for 3 schedulers"),
+                          ({"crontab": {"minute": 60}}, "minute")):
+        spec = app([{"name": "report", "queue": "q", "beat": beat, "run_time": {"dist": "deterministic", "value": 1}}], [group()])
+        assert message in problems_of(spec), beat
+
+
 def test_a_task_gives_either_arrivals_or_beat():
     both = {**task(), "beat": {"every": "1h"}}
     assert "give either arrivals (calls from the application) or beat (a periodic task)" in problems_of(app([both], [group()]))

@@ -10,8 +10,8 @@ from typing import Annotated, Iterable, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
-from models.arrivals import DeterministicArrivals
 from models.celery import Caller, CeleryApp, RetryPolicy, TaskLedger, TaskType
+from models.celery_beat import DAY_S, HOUR_S, CrontabSchedule, IntervalSchedule
 from models.celery_chords import ChordJoin
 from models.celery_hub import MIN_DELAY_S
 from models.celery_kombu import KombuRedisTransport
@@ -50,13 +50,52 @@ class AutoretrySpec(Strict):
         return 1 / (1 - p) if tries == math.inf else (1 - p ** tries) / (1 - p)
 
 
-class BeatSpec(Strict):
-    """Celery beat sends the task every ``every``, the first time one interval after it starts,
-    without skipping or waiting for the previous run. ``schedulers``: how many beat processes
-    run (one is right; each more sends every task again)."""
+class Crontab(Strict):
+    """A crontab-like schedule: every hour at ``minute`` past, or, with ``hour``, every day at
+    ``hour``:``minute`` (the simulation starts at 00:00 of day 0)."""
 
-    every: PositiveDuration
+    minute: Annotated[int, Field(ge=0, le=59, strict=True)]
+    hour: Optional[Annotated[int, Field(ge=0, le=23, strict=True)]] = None
+
+    def period_s(self) -> float:
+        return DAY_S if self.hour is not None else HOUR_S
+
+
+class BeatSpec(Strict):
+    """Celery beat sends the task every ``every`` (the first time one interval after it starts),
+    or at the times of its ``crontab``, without skipping or waiting for the previous run.
+    ``schedulers``: how many beat processes run (one is right; each more sends every task again);
+    ``started_at``: when each started (default: all at 0), so that a second one sends out of phase
+    with an interval schedule (a crontab is on the wall clock: all send together)."""
+
+    every: Optional[PositiveDuration] = None
+    crontab: Optional[Crontab] = None
     schedulers: Annotated[int, Field(ge=1, strict=True)] = 1
+    started_at: Optional[list[Duration]] = None
+
+    @model_validator(mode="after")
+    def _one_schedule(self):
+        if (self.every is None) == (self.crontab is None):
+            raise ValueError("give either every (an interval) or crontab (times of the hour or of the day)")
+        if self.started_at is not None:
+            if "schedulers" in self.model_fields_set and self.schedulers != len(self.started_at):
+                raise ValueError(f"started_at gives {len(self.started_at)} start times for {self.schedulers} schedulers")
+            if not self.started_at:
+                raise ValueError("started_at needs a start time for each scheduler")
+        return self
+
+    def scheduler_count(self) -> int:
+        return len(self.started_at) if self.started_at is not None else self.schedulers
+
+    def period_s(self) -> float:
+        return self.every if self.every is not None else self.crontab.period_s()
+
+    def schedules(self) -> list:
+        """Each beat process's schedule (an arrival process)."""
+        starts = self.started_at or [0.0] * self.schedulers
+        if self.every is not None:
+            return [IntervalSchedule(self.every, start) for start in starts]
+        return [CrontabSchedule(self.crontab.minute, self.crontab.hour, start) for start in starts]
 
 
 class ChordSpec(Strict):
@@ -220,7 +259,7 @@ def calls_per_s(spec: CeleryAppSpec, task: TaskSpec) -> float:
     if task.arrivals is not None:
         return task.arrivals.mean_rate()
     if task.beat is not None:
-        return task.beat.schedulers / task.beat.every
+        return task.beat.scheduler_count() / task.beat.period_s()
     return sum(calls_per_s(spec, t) for t in spec.tasks if t.chord is not None and t.chord.callback == task.name)
 
 
@@ -342,8 +381,7 @@ class TaskQueues(Kind):
             return []
         if task.beat is None:
             return [Caller(env, task_type, arrival_process(task.arrivals, context, f"{spec.name}:{task.name}"), queue, fates, ledger)]
-        every = DeterministicArrivals(1.0 / task.beat.every)
-        return [Caller(env, task_type, every, queue, fates, ledger, duplicate=k > 0) for k in range(task.beat.schedulers)]
+        return [Caller(env, task_type, schedule, queue, fates, ledger, duplicate=k > 0) for k, schedule in enumerate(task.beat.schedules())]
 
     def _retry(self, task: TaskSpec, context, name: str) -> RetryPolicy | None:
         a = task.autoretry
