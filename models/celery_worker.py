@@ -352,7 +352,7 @@ class CeleryWorker:
             return
         task_type.counts.add("failures")
         task_type.counts.add("retries")
-        again = Task(task.id, task.created_s, task_type, now + policy.countdown_s(task.retries), task.retries + 1)
+        again = Task(task.id, task.created_s, task_type, now + policy.countdown_s(task.retries), task.retries + 1, task.chord)
         if self.broker.put(again):
             self.ledger.retried(again, now)
         else:

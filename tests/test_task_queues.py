@@ -294,6 +294,35 @@ def test_a_chord_joins_at_the_slowest_of_its_members_plus_the_write_and_polling_
     assert result.ok
 
 
+def group_app(backend=True, failure_probability=0.0):
+    shard = {**task("shard", rate=0.05, run_time={"dist": "exponential", "mean": 1.0}), "group": {"size": 8}}
+    if failure_probability:
+        shard["autoretry"] = {"failure_probability": failure_probability, "max_retries": 0}
+    spec = app([shard], [group(count=2, concurrency=16)], duration=20_000)
+    if backend:
+        spec["task_queues"][0]["result_backend"] = {"write_time": "10ms"}
+    return spec
+
+
+@pytest.mark.slow
+def test_a_group_without_a_callback_sends_its_members_at_once_and_its_caller_waits_for_the_slowest():
+    """Eight exponential members of mean 1 s started at once, results written 10 ms after: the
+    caller's GroupResult.get() returns after E[max] + W = H₈ + 0.01 s. Each member failing for
+    good with p = 0.1 makes get() raise with probability 1 − 0.9⁸ per group. Without a backend
+    the group is only a fan-out: every call sends 8 tasks."""
+    at = "task_queues.app.tasks.shard"
+    expected = sum(1 / k for k in range(1, 9)) + 0.01
+    result = run(scenario_from_dict(group_app()), replications=6, seed=12)
+    assert result.estimate(f"{at}.group_join_s.mean").contains(expected), (expected, result.estimate(f"{at}.group_join_s.mean"))
+    assert result.estimate(f"{at}.group_errors").mean == 0 and result.ok
+    failing = run(scenario_from_dict(group_app(failure_probability=0.1)), replications=6, seed=12)
+    errors = mean_ci([r.metrics[f"{at}.group_errors"] / (r.metrics[f"{at}.sent"] / 8) for r in failing.results])
+    assert errors.contains(1 - 0.9 ** 8), errors
+    fan_out = run(scenario_from_dict(group_app(backend=False)), replications=2, seed=12)
+    assert all(r.metrics[f"{at}.sent"] % 8 == 0 < r.metrics[f"{at}.sent"] for r in fan_out.results)
+    assert f"{at}.group_join_s.mean" not in fan_out.results[0].metrics
+
+
 def test_chords_need_a_result_backend_and_a_callback_sent_by_chords_only():
     spec = chord_app("counter")
     del spec["task_queues"][0]["result_backend"]

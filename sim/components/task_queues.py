@@ -110,6 +110,14 @@ class ChordSpec(Strict):
     poll_interval: PositiveDuration = 1.0
 
 
+class GroupSpec(Strict):
+    """Each call is ``group([task] * size).apply_async()``: ``size`` tasks of this type in
+    parallel, no callback; with the app's result backend (and not ``ignore_result``) the caller
+    waits for all their results (``GroupResult.get()``): ``group_join_s``."""
+
+    size: Annotated[int, Field(ge=1, strict=True)]
+
+
 class TaskSpec(Strict):
     """One task type: ``delay()`` calls arriving as ``arrivals``, published to ``queue`` (a
     broker), or sent by Celery ``beat``, each run taking ``run_time``; with a ``countdown``, each call is due that long
@@ -121,7 +129,7 @@ class TaskSpec(Strict):
     ``time_limit``: a run that long has its child killed (the task fails; the child is replaced).
     With the app's ``result_backend`` (unless ``ignore_result``), the caller waits for the result:
     blocking on ``get()``, or polling every ``poll_interval``. ``chord``: each call is a chord of
-    tasks of this type and a callback. A chord's callback task has neither ``arrivals`` nor
+    tasks of this type and a callback; ``group``: a group of them, without one. A chord's callback task has neither ``arrivals`` nor
     ``beat``: the chords send it."""
 
     name: Name
@@ -139,12 +147,19 @@ class TaskSpec(Strict):
     ignore_result: bool = False
     poll_interval: Optional[PositiveDuration] = None
     chord: Optional[ChordSpec] = None
+    group: Optional[GroupSpec] = None
 
     @model_validator(mode="after")
     def _one_source(self):
         if self.arrivals is not None and self.beat is not None:
             raise ValueError("give either arrivals (calls from the application) or beat (a periodic task), not both")
+        if self.chord is not None and self.group is not None:
+            raise ValueError("give either chord (a group and a callback) or group (no callback), not both")
         return self
+
+    def fan_out(self) -> int:
+        """Tasks each call sends: a chord's or a group's size, or one."""
+        return self.chord.size if self.chord is not None else self.group.size if self.group is not None else 1
 
     @property
     def is_callback(self) -> bool:
@@ -267,7 +282,7 @@ def runs_per_s(spec: CeleryAppSpec, task: TaskSpec) -> float:
     """Messages a second ``task`` puts on its queue in the long run: a chord's header tasks, and
     retries, included."""
     retried = task.autoretry.runs_per_task() if task.autoretry is not None else 1.0
-    return calls_per_s(spec, task) * (task.chord.size if task.chord is not None else 1) * retried
+    return calls_per_s(spec, task) * task.fan_out() * retried
 
 
 def capacity_per_s(spec: CeleryAppSpec, group: WorkerGroupSpec) -> float:
@@ -366,6 +381,11 @@ class TaskQueues(Kind):
                 task_type.chord_join = ChordJoin(env, named[t.chord.callback], queues[named[t.chord.callback].queue], fates, ledger,
                                                  joined, task_type.counts, t.chord.poll_interval if t.chord.join == "poll" else None)
                 task_type.chord_size = t.chord.size
+            elif t.group is not None:
+                if task_type.result is not None:
+                    task_type.chord_join = ChordJoin(env, None, None, fates, ledger, context.boundary(f"{spec.name}:{t.name}:group_join", "tasks"),
+                                                     task_type.counts, errors_key="group_errors")
+                task_type.chord_size = t.group.size
         callers = [caller for t, task_type in zip(spec.tasks, types) for caller in self._callers(spec, t, task_type, queues[t.queue], ledger, context)]
         transports = [q for q in queues.values() if isinstance(q, KombuRedisTransport)]
         app = CeleryApp(spec.name, types, callers, workers, transports, backend)
@@ -411,8 +431,12 @@ class TaskQueues(Kind):
                 boundary = getattr(task_type, stage)
                 measures.distribution(f"{at}.{metric}", boundary.sojourns)
                 measures.metrics[f"{at}.{stage}_mean"] = boundary.area / window
-            if task_type.chord_join is not None:
-                measures.distribution(f"{at}.chord_join_s", task_type.chord_join.joined.sojourns)
+            join = task_type.chord_join
+            if join is not None:
+                kind = "chord" if join.callback is not None else "group"
+                measures.distribution(f"{at}.{kind}_join_s", join.joined.sojourns)
+                if kind == "group":
+                    measures.counts(at, task_type.counts, ("group_errors",))
             if task_type.result is not None:
                 measures.distribution(f"{at}.result_latency_s", task_type.result.awaiting.sojourns)
                 measures.distribution(f"{at}.staleness_s", task_type.result.staleness.ages_s)
