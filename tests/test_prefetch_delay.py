@@ -102,7 +102,7 @@ def prefetch_app(prefetch: bool, rho: float = 0.5):
              for name, p, mean in (("long", P_LONG, LONG_S), ("short", 1 - P_LONG, SHORT_S))]
     workers = [{"name": "w", "consumes": "q", "count": WORKERS, "concurrency": 1, "prefetch_multiplier": 0 if prefetch else 1}]
     return {"name": "prefetch", "seed": 5, "duration": 12_000, "warmup": 600, "brokers": [{"name": "q", "kind": "redis"}],
-            "producers": [], "task_queues": [{"name": "app", "tasks": tasks, "workers": workers}]}, rate
+            "task_queues": [{"name": "app", "tasks": tasks, "workers": workers}]}, rate
 
 
 @pytest.mark.slow

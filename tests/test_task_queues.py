@@ -17,7 +17,7 @@ from sim.topology import broker_flows
 
 def app(tasks, workers, broker=None, duration=4000, warmup=200, **settings):
     return {
-        "name": "celery", "seed": 3, "duration": duration, "warmup": warmup, "producers": [],
+        "name": "celery", "seed": 3, "duration": duration, "warmup": warmup,
         "brokers": [broker or {"name": "q", "kind": "redis"}],
         "task_queues": [{"name": "app", "tasks": tasks, "workers": workers}],
         **settings,
@@ -126,7 +126,7 @@ def problems_of(spec) -> str:
 
 
 def test_an_app_whose_workers_cannot_keep_up_is_refused():
-    assert "unstable: offered load 10/s ≥ capacity 8/s" in problems_of(app([task(rate=10.0)], [group()]))
+    assert "unstable: offered load 10/s ≥ capacity 8/s (4 servers of app.w (8/s); utilisation would be 1.25)" in problems_of(app([task(rate=10.0)], [group()]))
 
 
 def test_unknown_queues_and_queues_no_worker_consumes_are_named_with_their_line():
