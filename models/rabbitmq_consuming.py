@@ -25,6 +25,7 @@ falls on a closed channel, and the requeued copy is processed again
 (https://www.rabbitmq.com/docs/consumers#acknowledgement-timeout, quorum-queues#consumer-timeout).
 A consumer with an ``on_closed`` callback (a Celery worker) is told, and its next ``receive``
 opens a new channel; one without keeps consuming as if it had reconnected at once.
+Simplification: a 4.3 quorum queue's consumer cancellation is told the same way.
 
 **Per-channel prefetch.** ``raise_prefetch(consumer, by)`` is basic.qos on one channel: its
 prefetch count becomes ``prefetch_count`` + what its consumer added (Celery adds one for each ETA

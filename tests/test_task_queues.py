@@ -170,6 +170,20 @@ def test_the_redelivery_loop_scenario_runs_each_reminder_three_times_and_its_fix
     assert fixed.estimate("task_queues.signup.transports.celery.restored").mean == 0
 
 
+def test_a_countdown_past_rabbitmqs_consumer_timeout_closes_the_workers_channel_five_times_per_reminder():
+    """A reminder every hour (countdown 1000 s), consumer_timeout 2 min checked every minute: the
+    channel holding it closes 180 s after each delivery (the first check more than 120 s after),
+    at t + 180, 360, 540, 720, 900; the worker forgets it each time and gets it again; it runs once,
+    at its ETA. Nine reminders between 30 min and 10 h."""
+    remind = {"name": "remind", "queue": "q", "beat": {"every": "1h"}, "countdown": "1000s", "run_time": "1s"}
+    broker = {**rabbit(4), "consumer_timeout": "2m", "version": "4.2"}  # 4.2: the channel is closed (4.3: on quorum queues only)
+    result = run(scenario_from_dict(app([remind], [group(concurrency=1)], broker=broker, duration="10h", warmup="30m")), replications=1, seed=1)
+    at = "task_queues.app.tasks.remind"
+    assert result.estimate(f"{at}.sent").mean == result.estimate(f"{at}.runs").mean == 9
+    assert result.estimate(f"{at}.redelivered").mean == result.estimate("brokers.q.consumer_timeouts").mean == 5 * 9
+    assert result.estimate(f"{at}.duplicates").mean == 0
+
+
 def test_a_rate_limit_r_on_k_workers_caps_their_throughput_at_k_r():
     """10/s offered to 2 workers whose task has rate_limit 2/s (each could run 40/s): the bounded
     Redis list refuses the rest; the check counts the limit as the pool's capacity."""
