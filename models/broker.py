@@ -20,6 +20,12 @@ broker used as another's dead-letter queue takes dead letters through ``accept_d
 -> bool``, and reports what it counts beyond the standard events through ``metrics()``;
 :class:`BrokerBase` gives defaults for them and for ``publish_gate`` (``put`` the dead letter, no extra metrics).
 
+Optional calls for a client library layered over a broker (Celery's kombu), with defaults in
+:class:`BrokerBase`: ``restore(message) -> bool`` puts a message back where it is taken next
+(default: ``put``, the back); ``raise_prefetch(consumer, by)`` raises (or, negative, lowers) one
+consumer's prefetch count (default: nothing, a broker without one). A consumer whose channel the
+broker closes learns of it through its ``on_closed`` callback, if it set one.
+
 What producers and clients send to — a broker, an admission gate, an outbox, a dual write — is a
 :class:`Sender`: ``put``, and ``publish_gate()``, None while publishers may publish, or an event
 that fires when a broker that blocks its publishers (RabbitMQ's memory alarm) lets them through.
@@ -67,6 +73,10 @@ class Broker(Protocol):
 
     def metrics(self) -> dict[str, float]: ...
 
+    def restore(self, message) -> bool: ...
+
+    def raise_prefetch(self, consumer, by: int) -> None: ...
+
 
 class BrokerBase:
     """Defaults of the optional parts of :class:`Broker`."""
@@ -83,6 +93,13 @@ class BrokerBase:
     def publish_gate(self):
         """Publishers are never blocked (they may be refused)."""
         return None
+
+    def restore(self, message) -> bool:
+        """Put ``message`` back where it is taken next: here, as any message (the back)."""
+        return self.put(message)
+
+    def raise_prefetch(self, consumer, by: int) -> None:
+        """Raise ``consumer``'s prefetch count by ``by`` (negative: lower it): no prefetch here."""
 
 
 class Delivery:
@@ -104,13 +121,16 @@ class Delivery:
 
 class Consumer:
     """One worker's connection to a broker: the deliveries it holds (received, not yet acknowledged
-    or rejected). A broker's ``receive`` adds to ``held``; the worker removes what it finishes."""
+    or rejected). A broker's ``receive`` adds to ``held``; the worker removes what it finishes.
+    ``on_closed``: called (no argument) when the broker closes the consumer's channel while the
+    worker lives (RabbitMQ's consumer timeout), or None."""
 
-    __slots__ = ("name", "held")
+    __slots__ = ("name", "held", "on_closed")
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, on_closed=None):
         self.name = name
         self.held: list[Delivery] = []
+        self.on_closed = on_closed
 
     def __repr__(self) -> str:
         return f"Consumer({self.name!r}, holding {len(self.held)})"

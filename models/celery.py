@@ -93,9 +93,9 @@ class TaskType:
     ``rate_limit_per_s``: each worker starts at most this many a second (``rate_limit``).
     ``soft_time_limit_s``, ``hard_time_limit_s``: Celery's ``soft_time_limit`` and ``time_limit``
     (None: no limit, the default). ``result``: how its outcome is stored and waited for (a
-    :class:`~models.celery_results.ResultWait`; None: ``ignore_result``). ``chord_join``: each
-    call is a chord of ``chord_size`` tasks of this type joined by a
-    :class:`~models.celery_chords.ChordJoin` (None: a plain call).
+    :class:`~models.celery_results.ResultWait`; None: ``ignore_result``). ``chord_size``: each
+    call sends that many tasks of this type at once (a chord's header or a group; 0: one task),
+    joined by ``chord_join``, a :class:`~models.celery_chords.ChordJoin` (None: no join).
     ``queued``, ``scheduled``, ``reserved``, ``running`` and ``in_system`` are its boundaries,
     ``counts`` its window counter."""
 
@@ -231,12 +231,11 @@ class Caller:
     ``next_arrival(now)``) it publishes a new task of ``task_type`` to ``queue`` (a
     :class:`~models.broker.Sender`); a refused publish is rejected (``delay()`` raises).
 
-    Celery beat is a caller too: with an interval schedule it sends the task every interval, the
-    first one interval after it starts (deterministic arrivals), and neither skips a send nor waits
-    for the previous run to end, so a run that outlasts the interval overlaps the next one. A
-    second beat process (``duplicate``: one that should not be running) sends every task again:
-    its sends are counted as ``beat_duplicates``. Simplification: every scheduler starts at time 0
-    (a real second one starts later, so its sends are out of phase)."""
+    Celery beat is a caller too, its arrivals a schedule (:mod:`models.celery_beat`: an interval
+    from when it started, or crontab times), and neither skips a send nor waits for the previous
+    run to end, so a run that outlasts the interval overlaps the next one. A second beat process
+    (``duplicate``: one that should not be running) sends every task again: its sends are counted
+    as ``beat_duplicates``."""
 
     def __init__(self, env, task_type: TaskType, arrivals, queue, fates, ledger: TaskLedger, duplicate: bool = False):
         self.env = env
@@ -261,12 +260,9 @@ class Caller:
             if self.duplicate:
                 task_type.counts.add("beat_duplicates")
             join = task_type.chord_join
-            if join is None:
-                publish(task_type, self.queue, self.fates, self.ledger, now)
-                continue
-            chord = join.start(task_type.chord_size)
-            for _ in range(task_type.chord_size):
-                if not publish(task_type, self.queue, self.fates, self.ledger, now, chord):
+            chord = None if join is None else join.start(task_type.chord_size)
+            for _ in range(max(task_type.chord_size, 1)):
+                if not publish(task_type, self.queue, self.fates, self.ledger, now, chord) and chord is not None:
                     join.member_done(chord, succeeded=False)
 
 

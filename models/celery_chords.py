@@ -1,5 +1,5 @@
-"""Celery's chords: a group of header tasks run in parallel, and a callback once all have
-succeeded."""
+"""Celery's chords and groups: tasks run in parallel, and a callback, or the caller's
+``GroupResult.get()``, once all have succeeded."""
 
 from __future__ import annotations
 
@@ -30,9 +30,15 @@ class ChordJoin:
 
     ``joined`` is the boundary of chords waiting for their join (its sojourn: from the call to the
     callback's send, or to the error); ``counts`` the header type's counter. Simplification: the
-    ``chord_unlock`` checks are timers, not tasks on the queue (they take no worker time)."""
+    ``chord_unlock`` checks are timers, not tasks on the queue (they take no worker time).
 
-    def __init__(self, env, callback: TaskType, queue, fates, ledger: TaskLedger, joined, counts, poll_interval_s: float | None = None):
+    **A group without a callback** (``group([task] * size).apply_async()``, ``callback`` None)
+    whose caller waits with ``GroupResult.get()``: the join is the moment the last member's result
+    is written (by counter); a member that fails for good makes ``get()`` raise there
+    (``propagate``, the default), counted as ``errors_key`` (``group_errors``)."""
+
+    def __init__(self, env, callback: TaskType | None, queue, fates, ledger: TaskLedger, joined, counts, poll_interval_s: float | None = None,
+                 errors_key: str = "chord_errors"):
         self.env = env
         self.callback = callback
         self.queue = queue
@@ -41,6 +47,7 @@ class ChordJoin:
         self.joined = joined
         self.counts = counts
         self.poll_interval_s = poll_interval_s
+        self.errors_key = errors_key
 
     def start(self, size: int) -> Chord:
         """A chord of ``size`` header tasks is called now."""
@@ -57,7 +64,7 @@ class ChordJoin:
             return
         if not succeeded:
             chord.failed = True
-            self.counts.add("chord_errors")
+            self.counts.add(self.errors_key)
             self.joined.leave(self.env.now, chord.started_s)
             return
         chord.left -= 1
@@ -74,4 +81,5 @@ class ChordJoin:
     def _send(self, chord: Chord) -> None:
         now = self.env.now
         self.joined.leave(now, chord.started_s)
-        publish(self.callback, self.queue, self.fates, self.ledger, now)
+        if self.callback is not None:
+            publish(self.callback, self.queue, self.fates, self.ledger, now)

@@ -20,7 +20,8 @@ class KombuRedisTransport:
     queue: BRPOP takes from the other end).
 
     **Restores.** ``restore_visible`` restores every entry delivered at least
-    ``visibility_timeout_s`` ago (kombu's default 1 h) to the queue, and the message is delivered
+    ``visibility_timeout_s`` ago (kombu's default 1 h) to the head of the queue (RPUSH: the end
+    BRPOP takes, so it is the next one delivered; ``broker.restore``), and the message is delivered
     again; the worker that held it keeps its copy. A worker calls it when its event loop starts
     (``on_poll_init``) and then every ``restore_interval_s`` (``unacked_restore_interval``, 10 s),
     but only every ``restore_throttle``-th call scans (``unacked_restore_throttle``, 10): so a
@@ -32,9 +33,7 @@ class KombuRedisTransport:
     once; a killed worker cannot), so what it held comes back at the first scan at least the
     visibility timeout after its delivery.
 
-    Simplifications: kombu RPUSHes a restored message to the head of the queue (the end BRPOP
-    takes); through the broker protocol the model can only publish it to the back (``put``).
-    ``unacked_restore_limit`` (no limit by default) is not modelled. ``counts`` gets ``restored``.
+    Simplification: ``unacked_restore_limit`` (no limit by default) is not modelled. ``counts`` gets ``restored``.
     """
 
     def __init__(self, env, broker, counts, visibility_timeout_s: float = 3600.0, restore_interval_s: float = 10.0, restore_throttle: int = 10):
@@ -64,6 +63,9 @@ class KombuRedisTransport:
             self.unacked[delivery.message] = now
         return deliveries
 
+    def raise_prefetch(self, consumer, by: int) -> None:
+        """Nothing: on Redis kombu's QoS is the worker's own count (``can_consume``)."""
+
     def ack(self, delivery) -> float:
         self.unacked.pop(delivery.message, None)
         return self.broker.ack(delivery)
@@ -76,10 +78,11 @@ class KombuRedisTransport:
         self.broker.disconnect(consumer, [])
 
     def scan(self) -> None:
-        """``restore_visible``: restore every entry delivered a visibility timeout ago or more."""
+        """``restore_visible``: restore every entry delivered a visibility timeout ago or more,
+        newest first (ZREVRANGEBYSCORE), each RPUSHed to the head: the oldest ends up taken first."""
         ceiling = self.env.now - self.visibility_timeout_s
-        for message, delivered_s in list(self.unacked.items()):
-            if delivered_s <= ceiling and self.broker.put(message):
+        for message, delivered_s in sorted(self.unacked.items(), key=lambda item: item[1], reverse=True):
+            if delivered_s <= ceiling and self.broker.restore(message):
                 del self.unacked[message]
                 self.counts.add("restored")
 

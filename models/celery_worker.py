@@ -16,6 +16,9 @@ from .crashes import Crashes, crash_loop
 WORKER_DOWN = object()
 """The cause of the interrupt that stops every process of a worker whose main process died."""
 
+CHANNEL_CLOSED = object()
+"""The cause of the interrupt that tells the main process the broker closed its channel."""
+
 
 class CeleryWorker:
     """One ``celery worker`` instance consuming ``broker`` with ``concurrency`` pool children
@@ -33,11 +36,22 @@ class CeleryWorker:
 
     **ETA and countdown.** A task received before its ETA is held in memory, unacknowledged,
     until due, then reserved like any other (it runs when a child is free: after, not at, its
-    ETA); held tasks do not count against the prefetch window (Celery raises the QoS prefetch
-    count for each, so the worker goes on reserving; ``worker_eta_task_limit`` of 5.6 is not
-    modelled). On a transport that restores what stays unacknowledged (Redis: ``scanner``, the
+    ETA); held tasks do not count against the prefetch window: Celery raises the channel's QoS
+    prefetch count by one for each (``broker.raise_prefetch``: RabbitMQ's per-channel basic.qos)
+    and lowers it when the task is due, so the worker goes on reserving
+    (``worker_eta_task_limit`` of 5.6 is not modelled). On a transport that restores what stays unacknowledged (Redis: ``scanner``, the
     scans of :class:`~models.celery_kombu.KombuRedisTransport`, run while the worker is up; SQS:
     its visibility timeout) a copy delivered again is held until the same ETA: every copy runs.
+
+    **A channel the broker closes** (RabbitMQ's ``consumer_timeout``, which a held ETA task
+    longer than it reaches): the broker requeues every delivery unacknowledged on it, and the
+    worker does what Celery 5.x's ``Consumer.on_close`` does (``celery/worker/consumer/
+    consumer.py``): it forgets its ETA tasks (``timer.clear()``), its reserved and rate-limited
+    ones (``reserved_requests.clear()``, ``bucket.clear_pending()``), since their delivery tags
+    died with the channel, and consumes again on a new channel at its initial prefetch count
+    (reconnection is immediate here). Running tasks go on
+    (``worker_cancel_long_running_tasks_on_connection_loss`` off, the default): an ``acks_late``
+    one's ack falls on the dead channel, and its requeued copy runs again (a duplicate).
 
     **Acknowledgement** (per task type, :class:`~models.celery.TaskType`): early (the default)
     acks when a child starts the task; ``acks_late`` after the run. Both ack at once (the main
@@ -79,7 +93,7 @@ class CeleryWorker:
         self.ledger = ledger
         self.busy = busy
         self.counts = counts
-        self.consumer = Consumer(name)
+        self.consumer = Consumer(name, on_closed=self._channel_closed)
         self.replacement_s = replacement_s
         self.reserved: deque = deque()
         """(delivery, reserved at) waiting for a child, in order of reception."""
@@ -153,29 +167,43 @@ class CeleryWorker:
                         self._schedule(delivery, now)
                     else:
                         self._reserve(delivery, now)
-        except Interrupt:
-            self._room = None
-            now = env.now
-            for delivery, since in self.scheduled.items():
-                delivery.message.type.scheduled.leave(now, since)
-            self.scheduled.clear()
-            for delivery, since in self.limited.items():
-                delivery.message.type.reserved.leave(now, since)
-            self.limited.clear()
-            self._next_start.clear()
-            if self.limiter is not None:
-                self.limiter.clear()
-            for delivery, since in self.reserved:
-                delivery.message.type.reserved.leave(now, since)
-            self.reserved.clear()
+        except Interrupt as stop:
+            self._forget_reserved()
+            if stop.cause is CHANNEL_CLOSED:
+                running = {delivery for delivery, _, acked in self.running.values() if not acked}
+                consumer.held = [delivery for delivery in consumer.held if delivery in running]
+                self._main = env.process(self._consume())
+                return
             held, consumer.held = consumer.held, []
             self.broker.disconnect(consumer, held)
+
+    def _channel_closed(self) -> None:
+        if self.up and self._main is not None and self._main.is_alive:
+            self._main.interrupt(CHANNEL_CLOSED)
+
+    def _forget_reserved(self) -> None:
+        """Drop the tasks held until their ETA, rate-limited or reserved (not those running)."""
+        self._room = None
+        now = self.env.now
+        for delivery, since in self.scheduled.items():
+            delivery.message.type.scheduled.leave(now, since)
+        self.scheduled.clear()
+        for delivery, since in self.limited.items():
+            delivery.message.type.reserved.leave(now, since)
+        self.limited.clear()
+        self._next_start.clear()
+        if self.limiter is not None:
+            self.limiter.clear()
+        for delivery, since in self.reserved:
+            delivery.message.type.reserved.leave(now, since)
+        self.reserved.clear()
 
     def _schedule(self, delivery, now: float) -> None:
         """Hold a task until its ETA, outside the prefetch window (Celery raises the channel's
         prefetch count by one for each ETA task it holds)."""
         delivery.message.type.scheduled.enter(now)
         self.scheduled[delivery] = now
+        self.broker.raise_prefetch(self.consumer, 1)
         generation = self._generation
         self.env.timeout(delivery.message.eta_s - now).callbacks.append(lambda _: self._due(delivery, generation))
 
@@ -184,6 +212,7 @@ class CeleryWorker:
             return  # the worker died meanwhile
         now = self.env.now
         delivery.message.type.scheduled.leave(now, self.scheduled.pop(delivery))
+        self.broker.raise_prefetch(self.consumer, -1)
         self._reserve(delivery, now)
 
     def _reserve(self, delivery, now: float) -> None:
@@ -323,7 +352,7 @@ class CeleryWorker:
             return
         task_type.counts.add("failures")
         task_type.counts.add("retries")
-        again = Task(task.id, task.created_s, task_type, now + policy.countdown_s(task.retries), task.retries + 1)
+        again = Task(task.id, task.created_s, task_type, now + policy.countdown_s(task.retries), task.retries + 1, task.chord)
         if self.broker.put(again):
             self.ledger.retried(again, now)
         else:

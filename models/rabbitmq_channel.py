@@ -26,10 +26,12 @@ class Channel:
     (``buffer``, in order), every delivery not yet acknowledged as far as the broker knows
     (``unacked``, by delivery tag, oldest first: buffered, in the worker's hands, or with an ack
     still on its way), the worker waiting for a delivery (``waiter``), whether the channel is open
-    (the worker is alive), and whether it sits in the broker's round-robin of consumers with room.
+    (the worker is alive), whether it sits in the broker's round-robin of consumers with room, and
+    what its consumer added to the queue's prefetch count (``extra_prefetch``: basic.qos on this
+    channel; a new channel starts without it).
     """
 
-    __slots__ = ("consumer", "buffer", "unacked", "waiter", "open", "active")
+    __slots__ = ("consumer", "buffer", "unacked", "waiter", "open", "active", "extra_prefetch")
 
     def __init__(self, consumer):
         self.consumer = consumer
@@ -38,6 +40,7 @@ class Channel:
         self.waiter = None
         self.open = False
         self.active = False
+        self.extra_prefetch = 0
 
     def wake(self) -> None:
         waiter = self.waiter

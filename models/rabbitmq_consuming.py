@@ -23,6 +23,14 @@ queues only, cancels its consumer; either way "the messages are returned to the 
 requeues all of that channel's deliveries; the worker keeps working on what it holds, its ack then
 falls on a closed channel, and the requeued copy is processed again
 (https://www.rabbitmq.com/docs/consumers#acknowledgement-timeout, quorum-queues#consumer-timeout).
+A consumer with an ``on_closed`` callback (a Celery worker) is told, and its next ``receive``
+opens a new channel; one without keeps consuming as if it had reconnected at once.
+Simplification: a 4.3 quorum queue's consumer cancellation is told the same way.
+
+**Per-channel prefetch.** ``raise_prefetch(consumer, by)`` is basic.qos on one channel: its
+prefetch count becomes ``prefetch_count`` + what its consumer added (Celery adds one for each ETA
+task it holds, ``qos.increment_eventually``, and takes it back when the task is due); a new
+channel starts at ``prefetch_count``. With ``prefetch_count`` 0 (unlimited) it changes nothing.
 
 **Automatic acks** (``ack='auto'``): a message counts as delivered once written to the socket; a
 consumer that dies loses what it holds and what is in its buffer; a failed attempt is lost.
@@ -61,7 +69,19 @@ class Consuming:
     def _has_room(self, channel) -> bool:
         if self.auto_ack:
             return len(channel.buffer) < self.socket_buffer_messages
-        return self.prefetch_count == 0 or len(channel.unacked) < self.prefetch_count
+        return self.prefetch_count == 0 or len(channel.unacked) < self.prefetch_count + channel.extra_prefetch
+
+    def raise_prefetch(self, consumer, by: int) -> None:
+        """basic.qos on ``consumer``'s open channel: its prefetch count raised by ``by`` (negative:
+        lowered); a channel with room again is pushed to."""
+        channel = self.channels.get(consumer)
+        if channel is None or not channel.open:
+            return
+        channel.extra_prefetch += by
+        if channel.active and not self._has_room(channel):
+            channel.active = False
+            self.active.remove(channel)
+        self._activate(channel, self.env.now)
 
     def _activate(self, channel, now: float) -> None:
         """Put ``channel`` back in the round-robin if it is open and has room, and push to it."""
@@ -198,6 +218,7 @@ class Consuming:
 
     def _close(self, channel) -> None:
         channel.open = False
+        channel.extra_prefetch = 0
         if channel.active:
             channel.active = False
             self.active.remove(channel)
@@ -243,5 +264,11 @@ class Consuming:
                 if now - oldest.delivered_s > limit:
                     self.counts.add("consumer_timeouts")
                     entries = self._release(channel, now)
+                    closed = channel.consumer.on_closed
+                    if closed is not None:
+                        self._close(channel)
                     self._requeue(entries, now, failed=False)
-                    self._activate(channel, now)
+                    if closed is None:
+                        self._activate(channel, now)
+                    else:
+                        closed()

@@ -201,6 +201,11 @@ class RedisBroker(BrokerBase):
 
     def put(self, message) -> bool:
         """LPUSH or XADD: False if Redis is down or out of memory (noeviction)."""
+        return self._insert(message, at_head=False)
+
+    def _insert(self, message, at_head: bool) -> bool:
+        """Write ``message`` to the back of the queue, or ``at_head`` (taken next); False if Redis
+        is down or out of memory."""
         if not self.up:
             self.counts.add("refused")
             self.counts.add("refused_down")
@@ -210,15 +215,18 @@ class RedisBroker(BrokerBase):
             self.counts.add("refused")
             self.counts.add("refused_full")
             return False
-        self._push(message, self.env.now)
+        self._push(message, self.env.now, at_head=at_head)
         if self.blocked:
             self._serve_waiting()
         return True
 
-    def _push(self, message, now: float, handed: int = 0) -> Entry:
+    def _push(self, message, now: float, handed: int = 0, at_head: bool = False) -> Entry:
         self._seq += 1
         entry = Entry(message, self._seq, now, handed)
-        self.ready.append(entry)
+        if at_head:
+            self.ready.appendleft(entry)
+        else:
+            self.ready.append(entry)
         self.boundary.enter(now)
         self.persistence.written()
         self._hold(message)

@@ -69,6 +69,11 @@ class RedisList(RedisBroker):
                 raise ValueError("a reliable list needs an in_flight boundary for its processing list")
             env.process(self._monitor(monitor_interval if monitor_phase is None else monitor_phase))
 
+    def restore(self, message) -> bool:
+        """RPUSH: ``message`` back at the pop end, so that it is the next one taken (what kombu's
+        ``restore_visible`` does with what stayed unacknowledged too long); refused as ``put`` is."""
+        return self._insert(message, at_head=True)
+
     # --- the processing list --------------------------------------------------------------------
 
     def pending(self):

@@ -334,6 +334,8 @@ def _stability_problems(scenario: Scenario, data: Any, applied: list) -> list[Pr
         services = ", ".join(f"{p.max_count} workers of {p.name}" + (" (autoscaling max)" if p.autoscaling is not None else "")
                              + f" at a mean service time of {format_duration(p.service_time.build().mean)}"
                              + (" up part of the time (crashes)" if p.crashes is not None else "") for p in pools)
+        others = [s for s in servers(scenario) if s.consumes == name and s.name not in {p.name for p in pools}]
+        services = ", ".join([services] * bool(pools) + [f"{s.servers} servers of {s.name} ({s.capacity_per_s:.4g}/s)" for s in others])
         message = (
             f"unstable: offered load {flow.arrival_rate_per_s:.4g}/s ≥ capacity {flow.service_capacity_per_s:.4g}/s "
             f"({services}; utilisation would be {flow.offered_load:.3g}); the queue grows without bound. "

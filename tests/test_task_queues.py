@@ -17,7 +17,7 @@ from sim.topology import broker_flows
 
 def app(tasks, workers, broker=None, duration=4000, warmup=200, **settings):
     return {
-        "name": "celery", "seed": 3, "duration": duration, "warmup": warmup, "producers": [],
+        "name": "celery", "seed": 3, "duration": duration, "warmup": warmup,
         "brokers": [broker or {"name": "q", "kind": "redis"}],
         "task_queues": [{"name": "app", "tasks": tasks, "workers": workers}],
         **settings,
@@ -126,7 +126,7 @@ def problems_of(spec) -> str:
 
 
 def test_an_app_whose_workers_cannot_keep_up_is_refused():
-    assert "unstable: offered load 10/s ≥ capacity 8/s" in problems_of(app([task(rate=10.0)], [group()]))
+    assert "unstable: offered load 10/s ≥ capacity 8/s (4 servers of app.w (8/s); utilisation would be 1.25)" in problems_of(app([task(rate=10.0)], [group()]))
 
 
 def test_unknown_queues_and_queues_no_worker_consumes_are_named_with_their_line():
@@ -168,6 +168,20 @@ def test_the_redelivery_loop_scenario_runs_each_reminder_three_times_and_its_fix
     assert loop.estimate("system.duplicates_rate").mean == 2 and fixed.estimate("system.duplicates_rate").mean == 0
     assert loop.estimate("task_queues.signup.transports.celery.restored").mean > 0
     assert fixed.estimate("task_queues.signup.transports.celery.restored").mean == 0
+
+
+def test_a_countdown_past_rabbitmqs_consumer_timeout_closes_the_workers_channel_five_times_per_reminder():
+    """A reminder every hour (countdown 1000 s), consumer_timeout 2 min checked every minute: the
+    channel holding it closes 180 s after each delivery (the first check more than 120 s after),
+    at t + 180, 360, 540, 720, 900; the worker forgets it each time and gets it again; it runs once,
+    at its ETA. Nine reminders between 30 min and 10 h."""
+    remind = {"name": "remind", "queue": "q", "beat": {"every": "1h"}, "countdown": "1000s", "run_time": "1s"}
+    broker = {**rabbit(4), "consumer_timeout": "2m", "version": "4.2"}  # 4.2: the channel is closed (4.3: on quorum queues only)
+    result = run(scenario_from_dict(app([remind], [group(concurrency=1)], broker=broker, duration="10h", warmup="30m")), replications=1, seed=1)
+    at = "task_queues.app.tasks.remind"
+    assert result.estimate(f"{at}.sent").mean == result.estimate(f"{at}.runs").mean == 9
+    assert result.estimate(f"{at}.redelivered").mean == result.estimate("brokers.q.consumer_timeouts").mean == 5 * 9
+    assert result.estimate(f"{at}.duplicates").mean == 0
 
 
 def test_a_rate_limit_r_on_k_workers_caps_their_throughput_at_k_r():
@@ -228,6 +242,25 @@ def test_a_second_beat_scheduler_sends_every_periodic_task_twice():
     assert fixed.estimate(f"{at}.beat_duplicates").mean == 0 and fixed.estimate(f"{at}.sent").mean == result.estimate(f"{at}.sent").mean / 2
 
 
+def test_a_crontab_beat_sends_at_its_minute_of_each_hour_whenever_its_schedulers_started():
+    """Every hour at :15 over a window from 1 h to 3 d: 71 sends by each scheduler, the second
+    one (started at 00:20) sending at the same times as the first."""
+    report = {"name": "report", "queue": "q", "beat": {"crontab": {"minute": 15}, "started_at": [0, "20m"]}, "run_time": {"dist": "deterministic", "value": 60}}
+    result = run(scenario_from_dict(app([report], [group()], duration="3d", warmup="1h")), replications=1, seed=1)
+    at = "task_queues.app.tasks.report"
+    assert result.estimate(f"{at}.sent").mean == 2 * 71 and result.estimate(f"{at}.beat_duplicates").mean == 71
+    assert result.estimate(f"{at}.overlaps").mean == 71
+
+
+def test_a_beat_gives_every_or_crontab_and_a_start_time_for_each_scheduler():
+    for beat, message in (({"every": "1h", "crontab": {"minute": 0}}, "give either every (an interval) or crontab"),
+                          ({}, "give either every (an interval) or crontab"),
+                          ({"every": "1h", "schedulers": 3, "started_at": [0, 60]}, "started_at gives 2 start times for 3 schedulers"),
+                          ({"crontab": {"minute": 60}}, "minute")):
+        spec = app([{"name": "report", "queue": "q", "beat": beat, "run_time": {"dist": "deterministic", "value": 1}}], [group()])
+        assert message in problems_of(spec), beat
+
+
 def test_a_task_gives_either_arrivals_or_beat():
     both = {**task(), "beat": {"every": "1h"}}
     assert "give either arrivals (calls from the application) or beat (a periodic task)" in problems_of(app([both], [group()]))
@@ -273,6 +306,35 @@ def test_a_chord_joins_at_the_slowest_of_its_members_plus_the_write_and_polling_
     assert result.estimate(f"{at}.shard.sent").mean == pytest.approx(8 * chords, rel=0.01)
     assert result.estimate(f"{at}.shard.chord_errors").mean == 0
     assert result.ok
+
+
+def group_app(backend=True, failure_probability=0.0):
+    shard = {**task("shard", rate=0.05, run_time={"dist": "exponential", "mean": 1.0}), "group": {"size": 8}}
+    if failure_probability:
+        shard["autoretry"] = {"failure_probability": failure_probability, "max_retries": 0}
+    spec = app([shard], [group(count=2, concurrency=16)], duration=20_000)
+    if backend:
+        spec["task_queues"][0]["result_backend"] = {"write_time": "10ms"}
+    return spec
+
+
+@pytest.mark.slow
+def test_a_group_without_a_callback_sends_its_members_at_once_and_its_caller_waits_for_the_slowest():
+    """Eight exponential members of mean 1 s started at once, results written 10 ms after: the
+    caller's GroupResult.get() returns after E[max] + W = H₈ + 0.01 s. Each member failing for
+    good with p = 0.1 makes get() raise with probability 1 − 0.9⁸ per group. Without a backend
+    the group is only a fan-out: every call sends 8 tasks."""
+    at = "task_queues.app.tasks.shard"
+    expected = sum(1 / k for k in range(1, 9)) + 0.01
+    result = run(scenario_from_dict(group_app()), replications=6, seed=12)
+    assert result.estimate(f"{at}.group_join_s.mean").contains(expected), (expected, result.estimate(f"{at}.group_join_s.mean"))
+    assert result.estimate(f"{at}.group_errors").mean == 0 and result.ok
+    failing = run(scenario_from_dict(group_app(failure_probability=0.1)), replications=6, seed=12)
+    errors = mean_ci([r.metrics[f"{at}.group_errors"] / (r.metrics[f"{at}.sent"] / 8) for r in failing.results])
+    assert errors.contains(1 - 0.9 ** 8), errors
+    fan_out = run(scenario_from_dict(group_app(backend=False)), replications=2, seed=12)
+    assert all(r.metrics[f"{at}.sent"] % 8 == 0 < r.metrics[f"{at}.sent"] for r in fan_out.results)
+    assert f"{at}.group_join_s.mean" not in fan_out.results[0].metrics
 
 
 def test_chords_need_a_result_backend_and_a_callback_sent_by_chords_only():

@@ -156,7 +156,6 @@ class Producers(Kind):
     section = "producers"
     noun = "a producer"
     Spec = Producer
-    required = True
     build_order = 5
 
     def flow(self, spec: Producer) -> Source:

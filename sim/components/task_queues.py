@@ -10,8 +10,8 @@ from typing import Annotated, Iterable, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
-from models.arrivals import DeterministicArrivals
 from models.celery import Caller, CeleryApp, RetryPolicy, TaskLedger, TaskType
+from models.celery_beat import DAY_S, HOUR_S, CrontabSchedule, IntervalSchedule
 from models.celery_chords import ChordJoin
 from models.celery_hub import MIN_DELAY_S
 from models.celery_kombu import KombuRedisTransport
@@ -50,13 +50,52 @@ class AutoretrySpec(Strict):
         return 1 / (1 - p) if tries == math.inf else (1 - p ** tries) / (1 - p)
 
 
-class BeatSpec(Strict):
-    """Celery beat sends the task every ``every``, the first time one interval after it starts,
-    without skipping or waiting for the previous run. ``schedulers``: how many beat processes
-    run (one is right; each more sends every task again)."""
+class Crontab(Strict):
+    """A crontab-like schedule: every hour at ``minute`` past, or, with ``hour``, every day at
+    ``hour``:``minute`` (the simulation starts at 00:00 of day 0)."""
 
-    every: PositiveDuration
+    minute: Annotated[int, Field(ge=0, le=59, strict=True)]
+    hour: Optional[Annotated[int, Field(ge=0, le=23, strict=True)]] = None
+
+    def period_s(self) -> float:
+        return DAY_S if self.hour is not None else HOUR_S
+
+
+class BeatSpec(Strict):
+    """Celery beat sends the task every ``every`` (the first time one interval after it starts),
+    or at the times of its ``crontab``, without skipping or waiting for the previous run.
+    ``schedulers``: how many beat processes run (one is right; each more sends every task again);
+    ``started_at``: when each started (default: all at 0), so that a second one sends out of phase
+    with an interval schedule (a crontab is on the wall clock: all send together)."""
+
+    every: Optional[PositiveDuration] = None
+    crontab: Optional[Crontab] = None
     schedulers: Annotated[int, Field(ge=1, strict=True)] = 1
+    started_at: Optional[list[Duration]] = None
+
+    @model_validator(mode="after")
+    def _one_schedule(self):
+        if (self.every is None) == (self.crontab is None):
+            raise ValueError("give either every (an interval) or crontab (times of the hour or of the day)")
+        if self.started_at is not None:
+            if "schedulers" in self.model_fields_set and self.schedulers != len(self.started_at):
+                raise ValueError(f"started_at gives {len(self.started_at)} start times for {self.schedulers} schedulers")
+            if not self.started_at:
+                raise ValueError("started_at needs a start time for each scheduler")
+        return self
+
+    def scheduler_count(self) -> int:
+        return len(self.started_at) if self.started_at is not None else self.schedulers
+
+    def period_s(self) -> float:
+        return self.every if self.every is not None else self.crontab.period_s()
+
+    def schedules(self) -> list:
+        """Each beat process's schedule (an arrival process)."""
+        starts = self.started_at or [0.0] * self.schedulers
+        if self.every is not None:
+            return [IntervalSchedule(self.every, start) for start in starts]
+        return [CrontabSchedule(self.crontab.minute, self.crontab.hour, start) for start in starts]
 
 
 class ChordSpec(Strict):
@@ -71,6 +110,14 @@ class ChordSpec(Strict):
     poll_interval: PositiveDuration = 1.0
 
 
+class GroupSpec(Strict):
+    """Each call is ``group([task] * size).apply_async()``: ``size`` tasks of this type in
+    parallel, no callback; with the app's result backend (and not ``ignore_result``) the caller
+    waits for all their results (``GroupResult.get()``): ``group_join_s``."""
+
+    size: Annotated[int, Field(ge=1, strict=True)]
+
+
 class TaskSpec(Strict):
     """One task type: ``delay()`` calls arriving as ``arrivals``, published to ``queue`` (a
     broker), or sent by Celery ``beat``, each run taking ``run_time``; with a ``countdown``, each call is due that long
@@ -82,7 +129,7 @@ class TaskSpec(Strict):
     ``time_limit``: a run that long has its child killed (the task fails; the child is replaced).
     With the app's ``result_backend`` (unless ``ignore_result``), the caller waits for the result:
     blocking on ``get()``, or polling every ``poll_interval``. ``chord``: each call is a chord of
-    tasks of this type and a callback. A chord's callback task has neither ``arrivals`` nor
+    tasks of this type and a callback; ``group``: a group of them, without one. A chord's callback task has neither ``arrivals`` nor
     ``beat``: the chords send it."""
 
     name: Name
@@ -100,12 +147,19 @@ class TaskSpec(Strict):
     ignore_result: bool = False
     poll_interval: Optional[PositiveDuration] = None
     chord: Optional[ChordSpec] = None
+    group: Optional[GroupSpec] = None
 
     @model_validator(mode="after")
     def _one_source(self):
         if self.arrivals is not None and self.beat is not None:
             raise ValueError("give either arrivals (calls from the application) or beat (a periodic task), not both")
+        if self.chord is not None and self.group is not None:
+            raise ValueError("give either chord (a group and a callback) or group (no callback), not both")
         return self
+
+    def fan_out(self) -> int:
+        """Tasks each call sends: a chord's or a group's size, or one."""
+        return self.chord.size if self.chord is not None else self.group.size if self.group is not None else 1
 
     @property
     def is_callback(self) -> bool:
@@ -223,7 +277,7 @@ def calls_per_s(spec: CeleryAppSpec, task: TaskSpec) -> float:
     if task.arrivals is not None:
         return task.arrivals.mean_rate()
     if task.beat is not None:
-        return task.beat.schedulers / task.beat.every
+        return task.beat.scheduler_count() / task.beat.period_s()
     return sum(calls_per_s(spec, t) for t in spec.tasks if t.chord is not None and t.chord.callback == task.name)
 
 
@@ -231,7 +285,7 @@ def runs_per_s(spec: CeleryAppSpec, task: TaskSpec) -> float:
     """Messages a second ``task`` puts on its queue in the long run: a chord's header tasks, and
     retries, included."""
     retried = task.autoretry.runs_per_task() if task.autoretry is not None else 1.0
-    return calls_per_s(spec, task) * (task.chord.size if task.chord is not None else 1) * retried
+    return calls_per_s(spec, task) * task.fan_out() * retried
 
 
 def capacity_per_s(spec: CeleryAppSpec, group: WorkerGroupSpec) -> float:
@@ -330,6 +384,11 @@ class TaskQueues(Kind):
                 task_type.chord_join = ChordJoin(env, named[t.chord.callback], queues[named[t.chord.callback].queue], fates, ledger,
                                                  joined, task_type.counts, t.chord.poll_interval if t.chord.join == "poll" else None)
                 task_type.chord_size = t.chord.size
+            elif t.group is not None:
+                if task_type.result is not None:
+                    task_type.chord_join = ChordJoin(env, None, None, fates, ledger, context.boundary(f"{spec.name}:{t.name}:group_join", "tasks"),
+                                                     task_type.counts, errors_key="group_errors")
+                task_type.chord_size = t.group.size
         callers = [caller for t, task_type in zip(spec.tasks, types) for caller in self._callers(spec, t, task_type, queues[t.queue], ledger, context)]
         transports = [q for q in queues.values() if isinstance(q, KombuRedisTransport)]
         app = CeleryApp(spec.name, types, callers, workers, transports, backend)
@@ -345,8 +404,7 @@ class TaskQueues(Kind):
             return []
         if task.beat is None:
             return [Caller(env, task_type, arrival_process(task.arrivals, context, f"{spec.name}:{task.name}"), queue, fates, ledger)]
-        every = DeterministicArrivals(1.0 / task.beat.every)
-        return [Caller(env, task_type, every, queue, fates, ledger, duplicate=k > 0) for k in range(task.beat.schedulers)]
+        return [Caller(env, task_type, schedule, queue, fates, ledger, duplicate=k > 0) for k, schedule in enumerate(task.beat.schedules())]
 
     def _retry(self, task: TaskSpec, context, name: str) -> RetryPolicy | None:
         a = task.autoretry
@@ -376,8 +434,12 @@ class TaskQueues(Kind):
                 boundary = getattr(task_type, stage)
                 measures.distribution(f"{at}.{metric}", boundary.sojourns)
                 measures.metrics[f"{at}.{stage}_mean"] = boundary.area / window
-            if task_type.chord_join is not None:
-                measures.distribution(f"{at}.chord_join_s", task_type.chord_join.joined.sojourns)
+            join = task_type.chord_join
+            if join is not None:
+                kind = "chord" if join.callback is not None else "group"
+                measures.distribution(f"{at}.{kind}_join_s", join.joined.sojourns)
+                if kind == "group":
+                    measures.counts(at, task_type.counts, ("group_errors",))
             if task_type.result is not None:
                 measures.distribution(f"{at}.result_latency_s", task_type.result.awaiting.sojourns)
                 measures.distribution(f"{at}.staleness_s", task_type.result.staleness.ages_s)

@@ -1,6 +1,8 @@
 """models/celery.py and models/celery_worker.py in a bare SimPy environment: prefetch and
 head-of-line blocking, early and late acknowledgement when a worker or a pool child dies."""
 
+import math
+
 import pytest
 import simpy
 
@@ -134,6 +136,60 @@ def test_a_lost_child_loses_its_late_ack_task_unless_reject_on_worker_lost_reque
         assert w.counts["children_lost"] == 1 and t.counts["requeued"] == int(reject) and t.counts["reruns"] == int(reject)
 
 
+def test_an_eta_task_raises_its_channels_prefetch_so_the_worker_goes_on_reserving(fates, observer, counts, level):
+    """RabbitMQ prefetch 1: task 0 (countdown 100 s) at 0 is held until its ETA; Celery raises
+    the channel's prefetch to 2, so task 1 (1 s) sent at 1 is pushed and ends at 2, not after
+    the ETA; at the ETA the prefetch is back at 1."""
+    env = simpy.Environment()
+    broker = rabbit(env, fates, counts, level, 1)
+    ledger = TaskLedger()
+    remind = task_type("remind", 1.0, counts, level, countdown=constant(100.0))
+    short = task_type("short", 1.0, counts, level)
+    w = worker(env, "a", broker, fates, ledger, counts, level, multiplier=1)
+    Caller(env, remind, Times(0.0), broker, fates, ledger)
+    Caller(env, short, Times(1.0), broker, fates, ledger)
+    env.run(until=50)
+    assert broker.channels[w.consumer].extra_prefetch == 1
+    env.run(until=200)
+    assert processed_at(observer) == {1: 2.0, 0: 101.0} and broker.channels[w.consumer].extra_prefetch == 0
+
+
+def consumer_timeout_closes(sent_s, countdown_s, timeout_s, check_s=60.0):
+    """When the broker closes the channel of a worker holding an ETA task: at the first check (every
+    ``check_s`` from 0) more than ``timeout_s`` after its latest delivery, as long as that falls
+    before its ETA (the task, requeued, is delivered again at once on the worker's new channel)."""
+    closes, delivered = [], sent_s
+    while True:
+        close = (math.floor((delivered + timeout_s) / check_s) + 1) * check_s
+        if close >= sent_s + countdown_s:
+            return closes
+        closes.append(close)
+        delivered = close
+
+
+def test_an_eta_task_past_the_consumer_timeout_closes_the_channel_again_and_again_and_running_late_acks_run_twice(fates, observer, counts, level):
+    """consumer_timeout 120 s: a reminder (countdown 1000 s) sent at 0 keeps its channel's oldest
+    delivery old, so the broker closes the channel at 180, 360, 540, 720, 900; each time the
+    worker forgets the reminder (Celery's on_close) and gets it again, and it runs once, at its
+    ETA. A report (acks_late, 100 s) sent at 150 is running at 180: its ack falls on the dead
+    channel, the requeued copy runs after it (250–350): one duplicate."""
+    closes = consumer_timeout_closes(0.0, 1000.0, 120.0)
+    assert closes == [180.0, 360.0, 540.0, 720.0, 900.0]
+    env = simpy.Environment()
+    broker = RabbitmqBroker(env, "q", level(), level(), counts(), fates, options=RabbitmqOptions(prefetch_count=4, consumer_timeout_s=120.0))
+    ledger = TaskLedger()
+    remind = task_type("remind", 1.0, counts, level, countdown=constant(1000.0))
+    report = task_type("report", 100.0, counts, level, acks_late=True)
+    worker(env, "a", broker, fates, ledger, counts, level)
+    Caller(env, remind, Times(0.0), broker, fates, ledger)
+    Caller(env, report, Times(150.0), broker, fates, ledger)
+    env.run(until=3000)
+    assert broker.counts["consumer_timeouts"] == len(closes)
+    assert remind.counts["runs"] == 1 and remind.counts["redelivered"] == len(closes) and remind.scheduled.n == 0
+    assert observer.fates("processed") == [(1, 250.0), (1, 350.0), (0, 1001.0)]
+    assert report.counts["duplicates"] == 1 and report.counts["redelivered"] == 1
+
+
 def test_a_task_the_broker_refuses_is_rejected_and_never_queued(fates, observer, counts, level):
     env = simpy.Environment()
     broker = FifoBroker(env, "q", level(), counts(), fates, capacity=1)
@@ -196,6 +252,26 @@ def test_what_a_killed_worker_held_is_restored_by_a_scan_a_visibility_timeout_af
     env.run(until=1000)
     assert observer.fates("processed") == [(1, 361.0)] and transport.counts["restored"] == 1
     assert broker.counts["lost"] == 0
+
+
+def test_a_restored_task_goes_to_the_head_of_the_list_ahead_of_those_waiting(fates, observer, counts, level):
+    """One child, multiplier 1, tasks 0 and 1 (100 s) at 0: the worker dies at 10 (back at 11,
+    scanning at 11, 111, 211, 311) running task 0 (lost) with task 1 reserved. Tasks 2…9 arrive
+    at 20: the worker runs 2 (20–120), 3, 4 and reserves 5 at 220; 6…9 wait. The scan at 311
+    RPUSHes task 1 to the head, so it is reserved when 5 starts (320) and runs 420–520, before
+    6…9 (kombu's restore; at the back it would end at 920)."""
+    env = simpy.Environment()
+    broker, transport = redis(env, fates, counts, level)
+    transport.visibility_timeout_s = 300.0
+    ledger = TaskLedger()
+    t = task_type("t", 100.0, counts, level)
+    worker(env, "a", transport, fates, ledger, counts, level, multiplier=1, crashes=Crashes(draws(10.0, 1e9), constant(1.0)),
+           scanner=transport.scans)
+    Caller(env, t, Times(0.0, 0.0, *[20.0] * 8), transport, fates, ledger)
+    env.run(until=2000)
+    ends = processed_at(observer)
+    assert ends[1] == 520.0 and [ends[i] for i in range(2, 10)] == [120.0, 220.0, 320.0, 420.0, 620.0, 720.0, 820.0, 920.0]
+    assert transport.counts["restored"] == 1 and observer.fates("lost") == [(0, 10.0)]
 
 
 def test_retry_countdowns_are_the_default_delay_or_a_capped_doubling_with_whole_second_jitter():
