@@ -6,7 +6,11 @@ retries and retry storms").
   attempt). ``offered_per_s`` counts attempts, ``offered_unique_per_s`` requests,
   ``goodput_per_s`` requests that succeeded (processed; for a client: the response came while it
   waited), ``retry_amplification`` attempts per request. Counts are of the requests created in
-  the measurement window; rates are per second of the window.
+  the measurement window, whenever they succeeded; rates are per second of the window. Over time
+  (the series), goodput is by *cohort*: the requests created in each time bin that succeeded by
+  the end of the run, per second — a request counts where it was made, not where it ended, so a
+  backlog served late does not show as goodput after the fact (``system.throughput_per_s`` is
+  what was processed when).
 - Wasted work: attempts processed after their client had stopped waiting for them; shed:
   attempts a worker skipped because their deadline had passed.
 - Recovery after a trigger (a producer's ``spike``, a pool's ``capacity_loss`` or slowdown
@@ -25,7 +29,8 @@ import numpy as np
 from .recorder import TIME_BINS
 
 RECOVERY_SMOOTHING_S = 10.0  # recovery is judged on moving averages over at least this long
-RECOVERY_GOODPUT_FRACTION = 0.9  # goodput back to 90% of the unique requests offered
+RECOVERY_GOODPUT_FRACTION = 0.9  # at most 10% of a cohort of requests failed
+CHUNK = 1 << 20  # message ids unpacked at a time when the failed ones are counted
 RECOVERY_DEPTH_SDS = 3.0  # queue depth back within the pre-trigger mean + 3 sd + 1 message
 
 
@@ -46,22 +51,31 @@ def trigger_window(scenario) -> tuple[float, float] | None:
     return min(s for s, _ in spans), max(e for _, e in spans)
 
 
-def time_to_recover(goodput: np.ndarray, offered: np.ndarray, depth: np.ndarray, bin_width_s: float,
+def time_to_recover(failed: np.ndarray, offered: np.ndarray, depth: np.ndarray, bin_width_s: float,
                     warmup_s: float, trigger: tuple[float, float]) -> float:
     """Seconds from the end of the trigger until the system is back to normal for good, or NaN
     when it never is within the run (or the run has too little of it before the trigger to say
     what normal is).
 
-    On the replication's time bins (``goodput``, ``offered`` unique requests per second, ``depth``
-    = messages waiting in all brokers), each averaged over a moving window of ``k`` bins (at least
-    10 s), the system is *normal* in a window when goodput ≥ 90% of the unique requests offered
-    and the queue depth ≤ its pre-trigger mean + 3 standard deviations + 1 message (the
-    pre-trigger bins are those between the warm-up and the trigger's start: three at least). It
-    has *recovered* at the start of the first bin after the trigger's end from which every window
-    up to the end of the run is normal (at least one whole window must fit).
+    It is judged on *cohorts*: the requests created in each time bin (``offered``: unique
+    requests per second of each bin; ``failed``: those of them that failed — lost, rejected,
+    dead-lettered, given up by their client — per second, whenever they failed) and the queue
+    depth they found on arrival (``depth``: messages waiting in all brokers, the bin's time
+    average). Each averaged over a moving window of ``k`` bins (at least 10 s), cohorts are
+    *normal* in a window when at most 10% of their requests failed (those still in flight at the
+    end count as not failed: the depth shows a system still stuck) and the depth is ≤ its
+    pre-trigger mean + 3 standard deviations + 1 message (the pre-trigger bins are those between
+    the warm-up and the trigger's start: three at least). The system has *recovered* at the start
+    of the first bin after the trigger's end from which every window up to the end of the run is
+    normal (at least one whole window must fit); a system that never left normal recovered at
+    the trigger's end (0 s).
+
+    Because a request is counted in the bin it was created in, a backlog served late, or attempts
+    completed after their client gave up, do not make later windows look abnormal (or normal):
+    the time is when requests made from then on are served as before the trigger.
     """
     start_s, end_s = trigger
-    n = len(goodput)
+    n = len(failed)
     k = max(1, math.ceil(RECOVERY_SMOOTHING_S / bin_width_s - 1e-9))
     first = math.ceil(warmup_s / bin_width_s - 1e-9)
     last = math.floor(start_s / bin_width_s + 1e-9)
@@ -71,15 +85,34 @@ def time_to_recover(goodput: np.ndarray, offered: np.ndarray, depth: np.ndarray,
     threshold = base.mean() + RECOVERY_DEPTH_SDS * base.std() + 1.0
     window = np.ones(k) / k
     smooth = lambda x: np.convolve(x, window, mode="valid")  # noqa: E731 — window j covers bins j..j+k−1
-    normal = (smooth(goodput) >= RECOVERY_GOODPUT_FRACTION * smooth(offered)) & (smooth(depth) <= threshold)
+    normal = (smooth(failed) <= (1 - RECOVERY_GOODPUT_FRACTION) * smooth(offered)) & (smooth(depth) <= threshold)
     after = math.ceil(end_s / bin_width_s - 1e-9)
     if after > len(normal) - 1:
         return math.nan
     abnormal = np.flatnonzero(~normal[after:])
-    recovered_bin = after if abnormal.size == 0 else after + int(abnormal[-1]) + 1
+    if abnormal.size == 0:
+        return 0.0
+    recovered_bin = after + int(abnormal[-1]) + 1
     if recovered_bin > len(normal) - 1:
         return math.nan
     return max(recovered_bin * bin_width_s - end_s, 0.0)
+
+
+def cohorts(recorder, bin_width_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """(failed, in flight): of the requests created in each time bin, how many failed (lost,
+    rejected, dead-lettered: a non-zero settled outcome) and how many have no outcome yet. Message
+    ids are given in order of creation, so bin b holds the ids counted by ``created_per_bin`` up
+    to it; the outcomes are read a chunk of ids at a time."""
+    ends = np.cumsum(recorder.created_per_bin[:TIME_BINS])
+    failed = np.zeros(TIME_BINS + 1, dtype=np.int64)
+    outcomes = recorder.settled_outcomes
+    known = min(recorder.messages, len(outcomes.data) * (outcomes.slot_mask + 1))
+    for start in range(0, known, CHUNK):
+        ids = np.flatnonzero(outcomes.unpack(start, min(start + CHUNK, known))) + start
+        failed += np.bincount(np.searchsorted(ends, ids, side="right"), minlength=TIME_BINS + 1)
+    created_s = np.fromiter(recorder.in_flight.values(), dtype=float, count=len(recorder.in_flight))
+    in_flight = np.bincount(np.minimum(created_s / bin_width_s, TIME_BINS).astype(np.intp), minlength=TIME_BINS + 1)
+    return failed[:TIME_BINS], in_flight[:TIME_BINS]
 
 
 def attempts_unaccounted(network) -> tuple[int, int, tuple]:
@@ -108,7 +141,7 @@ def back_pressure_metrics(scenario, network, recorder, measures, counts: dict) -
     tallies = [client.tally for client in clients.values()]
     retries_sent = sum(t["attempts"] - t["requests"] for t in tallies)
     attempts = produced + retries_sent
-    metrics["system.goodput_per_s"] = recorder.processed_in_window / window_s
+    metrics["system.goodput_per_s"] = counts["processed"] / window_s
     metrics["system.offered_per_s"] = attempts / window_s
     metrics["system.offered_unique_per_s"] = produced / window_s
     metrics["system.retry_amplification"] = attempts / produced if produced else math.nan
@@ -116,7 +149,8 @@ def back_pressure_metrics(scenario, network, recorder, measures, counts: dict) -
     unique_per_bin = np.asarray(recorder.created_per_bin[:TIME_BINS])
     series["system.offered_per_s"] = (unique_per_bin + np.asarray(recorder.retries_per_bin)) / bin_width
     series["system.offered_unique_per_s"] = unique_per_bin / bin_width
-    series["system.goodput_per_s"] = _per_bin(recorder.processed_per_bin, bin_width)
+    failed, in_flight = cohorts(recorder, bin_width)
+    series["system.goodput_per_s"] = _per_bin(unique_per_bin - failed - in_flight, bin_width)
     depth = np.zeros(TIME_BINS)
     for name in network.section("brokers"):
         depth += series[f"brokers.{name}.length"]  # each broker's measure put it there
@@ -133,7 +167,7 @@ def back_pressure_metrics(scenario, network, recorder, measures, counts: dict) -
 
     trigger = trigger_window(scenario)
     if trigger is not None:
-        seconds = time_to_recover(series["system.goodput_per_s"], series["system.offered_unique_per_s"], depth,
+        seconds = time_to_recover(_per_bin(failed, bin_width), series["system.offered_unique_per_s"], depth,
                                   bin_width, scenario.warmup, trigger)
         metrics["system.recovery_s"] = seconds
         metrics["system.recovered"] = 0.0 if math.isnan(seconds) else 1.0

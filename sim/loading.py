@@ -338,7 +338,8 @@ def _stability_problems(scenario: Scenario, data: Any, applied: list) -> list[Pr
         services = ", ".join([services] * bool(pools) + [f"{s.servers} servers of {s.name} ({s.capacity_per_s:.4g}/s)" for s in others])
         message = (
             f"unstable: offered load {flow.arrival_rate_per_s:.4g}/s ≥ capacity {flow.service_capacity_per_s:.4g}/s "
-            f"({services}; utilisation would be {flow.offered_load:.3g}); the queue grows without bound. "
+            f"({services}{''.join('; ' + note for note in flow.overheads)}; utilisation would be {flow.offered_load:.3g}); "
+            f"the queue grows without bound. "
             f"Add workers, shorten the service time, or bound the queue with 'capacity' (or an admission gate: max_queue, max_wait, "
             f"rate_limit; or deadline shedding: shed_expired, with client timeouts)"
         )

@@ -99,7 +99,7 @@ def plot_goodput(result, ax=None):
     styles = {
         "system.offered_per_s": ("offered attempts", "tab:red"),
         "system.offered_unique_per_s": ("offered requests", "tab:orange"),
-        "system.goodput_per_s": ("goodput", "tab:green"),
+        "system.goodput_per_s": ("goodput (requests made then that succeeded)", "tab:green"),
         "system.wasted_per_s": ("wasted work", "tab:grey"),
     }
     for name, (label, colour) in styles.items():

@@ -80,12 +80,15 @@ class Boundary:
 
     It tracks the number inside, its time integral over the measurement window and per time bin,
     entries in the window, the sojourn of each item that entered in the window and has left (sum,
-    and optionally a :class:`Sketch` of them for percentiles), and the longest sojourn of the run.
+    and optionally a :class:`Sketch` of them for percentiles), the longest sojourn of the run, and
+    the sum of the entry times of the window's entrants still inside (``entry_sum``: an addition on
+    entry, a subtraction on leaving), from which :meth:`close` gets ``in_progress_s``, the time so
+    far of the entrants still inside at the end (Little's law needs it, :mod:`sim.checks`).
     """
 
     __slots__ = (
         "name", "kind", "n", "area", "entries", "completed", "sojourn_sum", "sojourns",
-        "n_at_start", "n_at_end", "max_sojourn", "bin_area", "_start", "_last", "_in_window",
+        "n_at_start", "n_at_end", "max_sojourn", "entry_sum", "in_progress_s", "bin_area", "_start", "_last", "_in_window",
         "_bin", "_bin_edge", "_bin_width", "_last_bin",
     )
 
@@ -101,6 +104,8 @@ class Boundary:
         self.n_at_start = 0
         self.n_at_end = 0
         self.max_sojourn = 0.0
+        self.entry_sum = 0.0
+        self.in_progress_s = 0.0
         self.bin_area = [0.0] * TIME_BINS
         self._start = start_s
         self._last = 0.0
@@ -132,6 +137,7 @@ class Boundary:
         self.n += 1
         if self._in_window:
             self.entries += 1
+            self.entry_sum += now
 
     def leave(self, now: float, entered_s: float) -> None:
         self._advance(now)
@@ -142,6 +148,7 @@ class Boundary:
         if entered_s >= self._start:
             self.completed += 1
             self.sojourn_sum += sojourn
+            self.entry_sum -= entered_s
             if self.sojourns is not None:
                 self.sojourns.add(sojourn, now)
 
@@ -157,6 +164,7 @@ class Boundary:
     def close(self, now: float) -> None:
         self._advance(now)
         self.n_at_end = self.n
+        self.in_progress_s = (self.entries - self.completed) * now - self.entry_sum
 
 
 class Gauge(Boundary):

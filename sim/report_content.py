@@ -232,7 +232,7 @@ def littles_rows(result: Result) -> list[dict]:
     return [{
         "boundary": c["boundary"], "kind": "" if c["kind"] == c["boundary"] else c["kind"], "L": f"{c['L']:.4g}", "lambda": f"{c['lambda_per_s']:.4g}/s", "W": format_duration(c["W_s"]),
         "rel_error": f"{c['rel_error']:.2e}", "tolerance": f"{c['tolerance']:.2e}", "ok": c["ok"], "applies": c.get("applies", True),
-        "failed": c["failed_replications"],
+        "failed": c["failed_replications"], "inconclusive": c["inconclusive_replications"],
     } for c in result.littles_law_summary()]
 
 

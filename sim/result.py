@@ -233,7 +233,8 @@ class Result:
     def littles_law_summary(self) -> list[dict]:
         """Little's law per boundary, in the order the boundaries first appear: L, λ and W are
         means over replications (NaN skipped), the error and tolerance those of the worst
-        replication (the largest error / tolerance, the first on ties)."""
+        replication (the largest error / tolerance, the first on ties); the verdict the worst of
+        the replications' (failed, then inconclusive, then ok), with the first one's reason."""
         by_boundary: dict[str, list[tuple[int, LittleCheck]]] = {}
         for r in self.results:
             for check in r.littles_law:
@@ -252,8 +253,11 @@ class Result:
                 "tolerance": float(worst.tolerance),
                 "worst_replication": int(worst_replication),
                 "ok": all(c.ok for c in checks),
+                "verdict": next((v for v in ("failed", "inconclusive") if any(c.verdict == v for c in checks)), "ok"),
                 "applies": any(c.applies for c in checks),
                 "failed_replications": [int(replication) for replication, check in rows if not check.ok],
+                "inconclusive_replications": [int(replication) for replication, check in rows if check.applies and check.verdict == "inconclusive"],
+                "reason": next((c.reason for c in checks if c.verdict != "ok" and c.applies), ""),
             })
         return out
 
@@ -298,7 +302,12 @@ class Result:
             if not check["ok"]:
                 notes.append(
                     f"Little's law does not hold on {check['boundary']} in replication(s) {check['failed_replications']}: "
-                    f"relative error {check['rel_error']:.3g} > tolerance {check['tolerance']:.3g}"
+                    f"relative error {check['rel_error']:.3g} > tolerance {check['tolerance']:.3g} ({check['reason']})"
+                )
+            elif check["inconclusive_replications"]:
+                notes.append(
+                    f"Little's law is inconclusive on {check['boundary']} in replication(s) {check['inconclusive_replications']}: "
+                    f"{check['reason']}; a longer window decides it"
                 )
         for r in self.results:
             problem = r.conservation.problem()

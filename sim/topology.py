@@ -4,7 +4,10 @@ Each kind of part says what it does to the flow of messages (:meth:`~sim.compone
 a source sends at a long-run mean rate, a server takes from a queue at most its capacity and
 passes on what it finishes, a relay (an outbox, a dual write) passes what is sent to it on to a
 broker. The flow analysis propagates the sources' rates along these: a broker's offered load is
-what its senders deliver, a stage passes on what it is offered (or at most its service capacity).
+what its senders deliver, a stage passes on what it is offered (or at most its service capacity:
+its workers' time per message, delivery latency included, plus what the broker makes a worker or a
+prefetch slot wait for per message — an ack latency, SQS receive and delete calls — see each
+broker spec's ``consumer_capacity_per_s``).
 This is what the stability check and ``asyncsim check`` report.
 """
 
@@ -35,6 +38,7 @@ class BrokerFlow:
     servers: int
     consumers: tuple[str, ...]
     bounded: bool
+    overheads: tuple[str, ...] = ()
 
     @property
     def offered_load(self) -> float:
@@ -117,7 +121,8 @@ def flows(scenario: Scenario) -> tuple[dict[str, BrokerFlow], dict[str, float]]:
     result: dict[str, BrokerFlow] = {}
     for name in broker_order(scenario):
         consumers = [s for s in all_servers if s.consumes == name]
-        capacity = sum(s.capacity_per_s for s in consumers)
+        taken = [brokers[name].consumer_capacity_per_s(s) for s in consumers]
+        capacity = sum(rate for rate, _ in taken)
         flow = BrokerFlow(
             broker=name,
             arrival_rate_per_s=inflow[name],
@@ -125,15 +130,16 @@ def flows(scenario: Scenario) -> tuple[dict[str, BrokerFlow], dict[str, float]]:
             servers=sum(s.servers for s in consumers),
             consumers=tuple(s.name for s in consumers),
             bounded=brokers[name].bounds_queue(),
+            overheads=tuple(f"{s.name}: {note}" for s, (_, note) in zip(consumers, taken) if note),
         )
         result[name] = flow
-        for server in consumers:
+        for server, (rate, _) in zip(consumers, taken):
             if capacity > 0:
                 if server.sends_to in relays:
-                    relays[server.sends_to] += flow.departure_rate_per_s * server.capacity_per_s / capacity
+                    relays[server.sends_to] += flow.departure_rate_per_s * rate / capacity
                 target = through.get(server.sends_to, server.sends_to)
                 if target in inflow:
-                    inflow[target] += flow.departure_rate_per_s * (server.capacity_per_s / capacity)
+                    inflow[target] += flow.departure_rate_per_s * (rate / capacity)
     return result, relays
 
 

@@ -260,6 +260,12 @@ def test_the_retry_storm_collapses_with_retries_and_recovers_without_them_or_wit
         assert recovery["recovered_replications"] == 2, recovery
         assert 10 < recovery["time_to_recover_s"]["mean"] < 60
         assert goodput_after(result, 120.0).min() > 0.9 * 80
+        # recovery is not declared while the requests being made still mostly fail
+        table = result.timeseries
+        for r in result.results:
+            rows = table[table["replication"] == r.replication].pivot_table(index="t_s", columns="series", values="value")
+            failing = rows[rows["system.goodput_per_s"] < 0.5 * rows["system.offered_unique_per_s"]].index
+            assert failing[failing < 149].max() < 65 + r.metrics["system.recovery_s"]
     assert budget.estimate("system.retry_amplification").mean < 1.05
     for result in (storm, calm, budget):
         assert result.ok, result.warnings()

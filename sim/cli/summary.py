@@ -156,7 +156,7 @@ def print_summary(summary: dict, console: Console) -> None:
     for column in ("Little's law", "L", "λ (/s)", "W", "rel. error", "tolerance", ""):
         checks.add_column(column, justify="left" if column == "Little's law" else "right")
     for c in summary["littles_law"]:
-        mark = ("[green]ok[/green]" if c["ok"] else "[red]FAIL[/red]") if c.get("applies", True) else "n/a: nothing left it"
+        mark = {"ok": "[green]ok[/green]", "failed": "[red]FAIL[/red]"}.get(c["verdict"], "[yellow]inconclusive[/yellow]") if c["applies"] else "n/a: nothing left it"
         checks.add_row(c["boundary"] if c["kind"] == "system" else f"{c['kind']} {c['boundary']}", f"{c['L']:.4g}", f"{c['lambda_per_s']:.4g}", format_duration(c["W_s"]), f"{c['rel_error']:.2e}", f"{c['tolerance']:.2e}", mark)
     console.print(checks)
     conservation = summary["conservation"]

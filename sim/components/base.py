@@ -80,7 +80,9 @@ class Source:
 class Server:
     """A part that takes messages from the queue ``consumes`` with ``servers`` servers, at most
     ``capacity_per_s`` a second in the long run, and passes each on to ``sends_to`` (or is the
-    last stage); ``sheds_expired``: it skips work whose deadline has passed."""
+    last stage); ``sheds_expired``: it skips work whose deadline has passed. ``busy_s`` is the mean
+    time a server spends on one message by itself (0 when unknown): the broker it consumes adds its
+    own per-message overheads to it (``consumer_capacity_per_s`` of a broker's spec)."""
 
     name: str
     consumes: str
@@ -88,6 +90,7 @@ class Server:
     servers: int
     sends_to: str | None = None
     sheds_expired: bool = False
+    busy_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -133,10 +133,19 @@ def slowdown(spec: WorkerPool) -> Slowdown | None:
     return Slowdown(slow.per_concurrent, slow.per_waiting, slow.from_, slow.until, slow.factor or 1.0)
 
 
+def busy_s(spec: WorkerPool) -> float:
+    """The mean time a worker spends on one message by itself: its delivery latency (a worker
+    waits for it, message by message) and its service time."""
+    delivery = spec.delivery_latency.build().mean if spec.delivery_latency is not None else 0.0
+    return delivery + spec.service_time.build().mean
+
+
 def capacity_per_s(spec: WorkerPool) -> float:
     """Messages per second the pool can finish in the long run: count (an autoscaled pool's max) /
-    mean service time, times the fraction of time a worker is up when it crashes and restarts."""
-    capacity = spec.max_count / spec.service_time.build().mean
+    its time per message (:func:`busy_s`), times the fraction of time a worker is up when it
+    crashes and restarts. What the broker makes a worker wait for besides is the broker's
+    (``consumer_capacity_per_s`` of its spec)."""
+    capacity = spec.max_count / busy_s(spec)
     if spec.crashes is not None:
         up = spec.crashes.time_to_failure_distribution().mean
         capacity *= up / (up + spec.crashes.restart_time.build().mean)
@@ -161,7 +170,7 @@ class Workers(Kind):
                 yield Finding(f"{key}.from", f"starts at {trigger.from_:g}s, after the run ends ({scenario.duration:g}s)")
 
     def flow(self, spec: WorkerPool) -> Server:
-        return Server(spec.name, spec.consumes, capacity_per_s(spec), spec.count, spec.sends_to, spec.shed_expired)
+        return Server(spec.name, spec.consumes, capacity_per_s(spec), spec.count, spec.sends_to, spec.shed_expired, busy_s(spec))
 
     def build(self, spec: WorkerPool, context) -> WorkerPoolModel:
         """The pool, each random quantity drawn from its own stream; its finished work goes to

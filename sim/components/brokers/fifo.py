@@ -19,6 +19,11 @@ class FifoSpec(Strict):
     kind: Literal["fifo"]
     capacity: Optional[Annotated[int, Field(ge=0, strict=True)]] = None
 
+    def consumer_capacity_per_s(self, server) -> tuple[float, str]:
+        """What ``server`` (a :class:`~sim.components.base.Server`) can take from this queue a
+        second, and the per-message overhead that lowers it ("" when none is modelled)."""
+        return server.capacity_per_s, ""
+
     def bounds_queue(self) -> bool:
         return self.capacity is not None
 

@@ -25,6 +25,7 @@ from ...fields import (
     Price,
     Strict,
 )
+from ...units import format_duration
 from ..base import DEAD_LETTER
 
 QUORUM_DELIVERY_LIMIT = 20
@@ -235,6 +236,22 @@ class RabbitmqSpec(Strict):
         if self.queue_type == "quorum" and (self.prefetch_count == 0 or self.prefetch_count > QUORUM_PREFETCH_CAP):
             return QUORUM_PREFETCH_CAP
         return self.prefetch_count
+
+    def consumer_capacity_per_s(self, server) -> tuple[float, str]:
+        """What ``server`` can take from this queue a second, and the overhead that lowers it.
+        With manual acks and a prefetch of p, a delivery holds one of its consumer's p slots from
+        the push until its ack reaches the queue ``ack_latency`` after the work: a worker finishes
+        at most p / (its time per message + the ack latency) a second, and never more than
+        1 / its time per message."""
+        prefetch = self.effective_prefetch_count()
+        ack_s = self.ack_latency.build().mean if self.ack_latency is not None else 0.0
+        if self.ack == "auto" or prefetch == 0 or ack_s <= 0 or server.busy_s <= 0:
+            return server.capacity_per_s, ""
+        share = min(1.0, prefetch * server.busy_s / (server.busy_s + ack_s))
+        if share == 1.0:
+            return server.capacity_per_s, ""
+        return server.capacity_per_s * share, (f"each message holds one of a worker's {prefetch} prefetch slot(s) for its work and "
+                                               f"{format_duration(ack_s)} more until its ack reaches the queue (ack_latency)")
 
     def bounds_queue(self) -> bool:
         """A max_length bounds the ready messages; a TTL bounds how long they wait (expired ones

@@ -111,6 +111,11 @@ class RedisSpec(Strict):
             raise ValueError("give the save rules (save) or a fixed snapshot interval (rdb_interval), not both")
         return self
 
+    def consumer_capacity_per_s(self, server) -> tuple[float, str]:
+        """What ``server`` (a :class:`~sim.components.base.Server`) can take from this queue a
+        second, and the per-message overhead that lowers it ("" when none is modelled)."""
+        return server.capacity_per_s, ""
+
     def bounds_queue(self) -> bool:
         return self.max_messages is not None
 

@@ -135,6 +135,19 @@ class SqsSpec(Strict):
             return self.api_calls_per_s
         return 3000.0 if self.high_throughput else 300.0
 
+    def consumer_capacity_per_s(self, server) -> tuple[float, str]:
+        """What ``server`` can take from this queue a second: a worker waits for each
+        DeleteMessage (``delete_latency``) and for each ReceiveMessage (``receive_latency``),
+        shared by the ``batch_size`` messages a receive returns when the queue is never empty;
+        and the overhead named ("" when none)."""
+        delete_s = self.delete_latency.build().mean
+        receive_s = self.receive_latency.build().mean / self.batch_size
+        if server.busy_s <= 0 or delete_s + receive_s <= 0:
+            return server.capacity_per_s, ""
+        capacity = server.capacity_per_s * server.busy_s / (server.busy_s + delete_s + receive_s)
+        return capacity, (f"each message also holds its worker {format_duration(delete_s)} deleting it and "
+                          f"{format_duration(receive_s)} receiving it (receive_latency / batch_size {self.batch_size})")
+
     def bounds_queue(self) -> bool:
         return False
 
