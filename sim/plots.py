@@ -40,7 +40,7 @@ def _time_unit(duration_s: float) -> tuple[float, str]:
 
 
 def plot_latency(result, ax=None):
-    """Histogram of end-to-end latency (all replications, log scale) with the mean p50 and p99."""
+    """Histogram of end-to-end latency (all replications, log scale) with the pooled p50, p99 and p99.9."""
     ax = _axes(ax, f"{result.scenario.name}: end-to-end latency of processed messages")
     hist = result.latency_histogram
     total = hist["count"].sum()
