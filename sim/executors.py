@@ -203,9 +203,14 @@ class ProcessExecutor(Executor):
         main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
         try:
-            for process in list((pool._processes or {}).values()):  # no public way before Python 3.14
+            processes = list((pool._processes or {}).values())  # no public way before Python 3.14
+            # stop the pool's manager first (queued tasks cancelled), then end the workers and wait
+            # for them: joining the manager after killing its workers can wait for ever
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
                 process.terminate()
-            pool.shutdown(wait=True, cancel_futures=True)
+            for process in processes:
+                process.join()
         finally:
             if main:
                 signal.signal(signal.SIGINT, previous)
