@@ -12,6 +12,18 @@ import math
 from typing import Callable, Sequence
 
 
+def arrival_events(env, arrivals):
+    """The timeouts a process waits on, one to each arrival of ``arrivals`` (whose
+    ``next_arrival(now)`` gives the next arrival time, or None when there are no more): a
+    process runs ``for arrival in arrival_events(env, arrivals): yield arrival`` and acts at
+    each arrival."""
+    while True:
+        at = arrivals.next_arrival(env.now)
+        if at is None:
+            return
+        yield env.timeout(at - env.now)
+
+
 class PoissonArrivals:
     """Exponential gaps of mean 1/rate (``gap`` draws them): a Poisson process."""
 

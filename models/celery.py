@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+from .arrivals import arrival_events
 from .message import Message
 
 
@@ -250,12 +251,8 @@ class Caller:
     def _run(self):
         env = self.env
         task_type = self.task_type
-        next_arrival = self.arrivals.next_arrival
-        while True:
-            at = next_arrival(env.now)
-            if at is None:
-                return
-            yield env.timeout(at - env.now)
+        for arrival in arrival_events(env, self.arrivals):
+            yield arrival
             now = env.now
             if self.duplicate:
                 task_type.counts.add("beat_duplicates")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from array import array
 
+from .arrivals import arrival_events
+
 
 class Staleness:
     """The ages of the data served (seconds between the moment the data was computed from — the
@@ -39,12 +41,8 @@ class Reader:
 
     def _run(self):
         env = self.env
-        next_arrival = self.arrivals.next_arrival
-        while True:
-            at = next_arrival(env.now)
-            if at is None:
-                return
-            yield env.timeout(at - env.now)
+        for arrival in arrival_events(env, self.arrivals):
+            yield arrival
             self.counts.add("reads")
             data_s = self.task_type.snapshot_s
             if data_s is None:
