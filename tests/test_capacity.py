@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ from sim.problems import CapacityError
 from sim.runner import ReplicationFailure
 from sim.searches import load_overrides, search_smallest
 from sim.theory import AnalyticEstimate, analytic_estimate, single_stage, theory_of
-from sim.cli import main
 from sim.executors import ProcessExecutor, SerialExecutor
 
 # M/M/c: λ = 8/s, exponential service of mean 1 s. The objective, a mean latency of 1.4 s, sits
@@ -250,22 +248,6 @@ workers: [{name: w, consumes: q, count: 100, service_time: {dist: exponential, m
 
 # --- the command line ---------------------------------------------------------------------------
 
-
-@pytest.fixture
-def call(monkeypatch, capsys):
-    monkeypatch.delenv("ASYNCSIM_DEBUG", raising=False)
-
-    def call(*args):
-        monkeypatch.setattr(sys, "argv", ["asyncsim", *map(str, args)])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return call
 
 
 def test_cli_capacity_prints_each_run_and_why_it_stopped(scenario, call):

@@ -7,12 +7,10 @@ give; the streams each design draws from say how far the common random numbers r
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
-from sim.cli import main
 from sim.compare import compare, load_pair, stream_keys
 from sim.executors import SerialExecutor
 from sim.jobs import run_scenario
@@ -59,22 +57,6 @@ def test_the_paired_interval_is_narrower_than_that_of_independent_runs_and_by_ho
     assert ratio < 0.6  # measured: 0.25, a variance 94% smaller
     assert paired.significant and paired.paired.mean < 0  # the queue serves the same work a little sooner
 
-
-@pytest.fixture
-def call(monkeypatch, capsys):
-    monkeypatch.delenv("ASYNCSIM_DEBUG", raising=False)
-
-    def call(*args):
-        monkeypatch.setattr(sys, "argv", ["asyncsim", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return call
 
 
 def test_compare_prints_json_with_the_differences_the_streams_and_the_slo_verdicts(call, tmp_path):

@@ -4,7 +4,6 @@ cluster), failing points, resume after an interruption, the output files and the
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +11,6 @@ import pytest
 
 import sim.jobs
 from sim import ScenarioError
-from sim.cli import main
 from sim.executors import ProcessExecutor, SerialExecutor
 from sim.axes import SweepError, axes_from, parse_axis, parse_values, parse_vary
 from sim.runner import ReplicationFailure
@@ -159,23 +157,6 @@ def dask_cluster():
     yield cluster
     cluster.close()
 
-
-@pytest.fixture
-def call(monkeypatch, capsys):
-    """Run ``sim.cli.main`` in this process with ``args``; (exit code, stdout, stderr)."""
-    monkeypatch.delenv("ASYNCSIM_DEBUG", raising=False)
-
-    def call(*args: str):
-        monkeypatch.setattr(sys, "argv", ["asyncsim", *map(str, args)])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return call
 
 
 def test_same_results_on_a_dask_cluster_through_the_command_line(scenario, serial, dask_cluster, call, tmp_path):
