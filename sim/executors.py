@@ -203,7 +203,8 @@ class ProcessExecutor(Executor):
         main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
         try:
-            processes = list((pool._processes or {}).values())  # no public way before Python 3.14
+            # the pool's internals, for want of a public way: its processes and the pipe they send results on
+            processes, results = list((pool._processes or {}).values()), pool._result_queue
             # stop the pool's manager first (queued tasks cancelled), then end the workers and wait
             # for them: joining the manager after killing its workers can wait for ever
             pool.shutdown(wait=False, cancel_futures=True)
@@ -211,6 +212,10 @@ class ProcessExecutor(Executor):
                 process.terminate()
             for process in processes:
                 process.join()
+            # a worker killed while sending its result leaves the pool's manager thread waiting
+            # for the rest of the message, and the interpreter joins that thread at exit: with
+            # every worker gone, closing this process's end of the result pipe ends that wait
+            results._writer.close()
         finally:
             if main:
                 signal.signal(signal.SIGINT, previous)

@@ -4,8 +4,11 @@ data files travelling with it, failures reported, Ctrl-C keeping what finished."
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -119,3 +122,35 @@ def test_estimate_of_an_unknown_metric_names_the_closest(quickstart):
 def test_the_metric_names_known_before_a_run_are_the_runs(root, name):
     scenario = load_scenario(root / "scenarios" / f"{name}.yaml", ["duration=3m", "warmup=20s"])
     assert scenario_metric_names(scenario) == run(scenario, replications=1, jobs=1).metric_names()
+
+
+DIES_MID_SEND = '''
+import os, signal, struct, sys, time
+from sim.executors import ProcessExecutor
+
+def dies_mid_send(_):
+    """Writes the start of a result (a length and a few of its bytes) on the pool's result pipe,
+    as a worker killed while sending does, then has Ctrl-C pressed in the parent."""
+    frame = sys._getframe(1)
+    while "result_queue" not in frame.f_locals:
+        frame = frame.f_back
+    os.write(frame.f_locals["result_queue"]._writer.fileno(), struct.pack("!i", 1 << 20) + b"partial")
+    os.kill(os.getppid(), signal.SIGINT)
+    time.sleep(60)
+
+try:
+    for _ in ProcessExecutor(1).map_unordered(dies_mid_send, [(0,)]):
+        pass
+except KeyboardInterrupt:
+    print("stopped")
+'''
+
+
+def test_ctrl_c_while_a_worker_sends_its_result_lets_the_process_exit(tmp_path, root):
+    """The race behind a CI run that hung after Ctrl-C: a worker killed in the middle of sending
+    its result (a replication's result is ~400 kB, many pipe buffers) left the pool's manager
+    thread waiting for the rest, and the interpreter waits for that thread at exit."""
+    (tmp_path / "dies.py").write_text(DIES_MID_SEND)
+    finished = subprocess.run([sys.executable, "dies.py"], cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                              env={**os.environ, "PYTHONPATH": str(root)})
+    assert (finished.returncode, finished.stdout, finished.stderr) == (0, "stopped\n", "")
