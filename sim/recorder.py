@@ -84,12 +84,19 @@ class Boundary:
     the sum of the entry times of the window's entrants still inside (``entry_sum``: an addition on
     entry, a subtraction on leaving), from which :meth:`close` gets ``in_progress_s``, the time so
     far of the entrants still inside at the end (Little's law needs it, :mod:`sim.checks`).
+
+    The integral of the number inside is kept from the events' own times (``now`` at each entry
+    and leaving), apart from the sojourns, which come from the entry times the callers hand back:
+    Little's law compares the two. Each event adds the number inside times the time since the
+    last event to the running integral of the current time bin (``_bin_acc``), which goes into
+    ``bin_area`` when a bin edge is passed; the window's ``area`` is the integral at the end less
+    the integral when the window opened.
     """
 
     __slots__ = (
         "name", "kind", "n", "area", "entries", "completed", "sojourn_sum", "sojourns",
         "n_at_start", "n_at_end", "max_sojourn", "entry_sum", "in_progress_s", "bin_area", "_start", "_last", "_in_window",
-        "_bin", "_bin_edge", "_bin_width", "_last_bin",
+        "_bin", "_bin_acc", "_bin_edge", "_bin_width", "_last_bin", "_integral_at_open",
     )
 
     def __init__(self, name: str, kind: str, start_s: float, end_s: float, keep_sojourns: bool = False):
@@ -111,26 +118,27 @@ class Boundary:
         self._last = 0.0
         self._in_window = start_s <= 0
         self._bin = 0
+        self._bin_acc = 0.0
         self._bin_width = end_s / TIME_BINS
         self._bin_edge = self._bin_width
         self._last_bin = TIME_BINS - 1
+        self._integral_at_open = 0.0
 
     def _advance(self, now: float) -> None:
-        last = self._last
-        if now <= last:
-            return
-        n = self.n
-        if self._in_window:
-            self.area += n * (now - last)
-        edge = self._bin_edge
-        while now > edge and self._bin < self._last_bin:
-            self.bin_area[self._bin] += n * (edge - last)
-            last = edge
-            self._bin += 1
-            edge += self._bin_width
-            self._bin_edge = edge
-        self.bin_area[self._bin] += n * (now - last)
+        """Integrate the number inside up to ``now``, across bin edges if need be."""
+        if now > self._bin_edge:
+            self._cross_edges(now)
+        self._bin_acc += self.n * (now - self._last)
         self._last = now
+
+    def _cross_edges(self, now: float) -> None:
+        edge, n, last = self._bin_edge, self.n, self._last
+        while now > edge:
+            self.bin_area[self._bin] = self._bin_acc + n * (edge - last)
+            self._bin_acc, last = 0.0, edge
+            self._bin += 1
+            edge = self._bin_edge = edge + self._bin_width if self._bin < self._last_bin else math.inf
+        self._last = last
 
     def enter(self, now: float) -> None:
         self._advance(now)
@@ -154,15 +162,18 @@ class Boundary:
 
     def integral(self, now: float) -> float:
         """The integral of the number inside over the whole run up to ``now`` (warm-up included)."""
-        return sum(self.bin_area) + self.n * max(now - self._last, 0.0)
+        return sum(self.bin_area[:self._bin]) + self._bin_acc + self.n * max(now - self._last, 0.0)
 
     def open_window(self, now: float) -> None:
         self._advance(now)
+        self._integral_at_open = self.integral(now)
         self._in_window = True
         self.n_at_start = self.n
 
     def close(self, now: float) -> None:
         self._advance(now)
+        self.bin_area[self._bin] = self._bin_acc
+        self.area = self.integral(now) - self._integral_at_open
         self.n_at_end = self.n
         self.in_progress_s = (self.entries - self.completed) * now - self.entry_sum
 
