@@ -54,7 +54,8 @@ class FifoBroker(BrokerBase):
         env = self.env
         if self.ready:
             message, since = self.ready.popleft()
-            self.boundary.leave(env.now, since)
+            now = env.now
+            self.boundary.leave(now, since)
         else:
             event = env.event()
             self.waiting_consumers.append(event)
@@ -62,18 +63,19 @@ class FifoBroker(BrokerBase):
                 message = yield event
             except Interrupt:
                 if event.triggered:
-                    consumer.held.append(self._deliver(event.value, consumer))
+                    consumer.held.append(self._deliver(event.value, consumer, env.now))
                 else:
                     self.waiting_consumers.remove(event)
                 raise
-        delivery = self._deliver(message, consumer)
+            now = env.now
+        delivery = self._deliver(message, consumer, now)
         consumer.held.append(delivery)
         return [delivery]
 
-    def _deliver(self, message, consumer) -> Delivery:
+    def _deliver(self, message, consumer, now: float) -> Delivery:
         self._tags += 1
         self.counts.add("deliveries")
-        return Delivery(message, consumer, self._tags, self.env.now)
+        return Delivery(message, consumer, self._tags, now)
 
     def ack(self, delivery) -> float:
         return 0.0

@@ -35,24 +35,26 @@ class Producer:
         fates = self.fates
         next_arrival = self.arrivals.next_arrival
         gate = self._gate
+        timeout = env.timeout
+        now = env.now
         while True:
-            at = next_arrival(env.now)
+            at = next_arrival(now)
             if at is None:
                 return
-            yield env.timeout(at - env.now)
-            message = fates.new_message(env.now)
+            yield timeout(at - now)
+            now = env.now
+            message = fates.new_message(now)
             self.sent += 1
             if self.backlog or gate() is not None:
-                fates.admitted(message, env.now)
+                fates.admitted(message, now)
                 self.backlog.append(message)
                 if not self._draining:
                     self._draining = True
                     env.process(self._drain())
             else:
-                self._publish(message)
+                self._publish(message, now)
 
-    def _publish(self, message, admitted: bool = False) -> None:
-        now = self.env.now
+    def _publish(self, message, now: float, admitted: bool = False) -> None:
         if self.target.put(message):
             if not admitted:
                 self.fates.admitted(message, now)
@@ -66,7 +68,7 @@ class Producer:
             if blocked is not None:
                 yield blocked
                 continue
-            self._publish(self.backlog.popleft(), admitted=True)
+            self._publish(self.backlog.popleft(), self.env.now, admitted=True)
         self._draining = False
 
     def held_ids(self):
