@@ -75,8 +75,9 @@ def run_replication(scenario: Scenario, replication: int, seed: int | None = Non
     measures = measure(scenario, network, context, recorder, counts)
     checks = [littles_law(b, window) for b in recorder.boundaries.values()]
     in_flight = recorder.in_flight_ids()
-    unaccounted = np.setdiff1d(in_flight, np.fromiter(network.held_ids(), dtype=np.int64), assume_unique=False)
-    conservation = Conservation(counts, int(in_flight.size), int(unaccounted.size), tuple(int(i) for i in unaccounted[:5]),
+    held = set(network.held_ids())
+    unaccounted = [i for i in in_flight.tolist() if i not in held]
+    conservation = Conservation(counts, int(in_flight.size), len(unaccounted), tuple(unaccounted[:5]),
                                 *attempts_unaccounted(network))
     latency = measures.distributions["system.latency_s"].whole()
     histogram, _ = np.histogram(bucket_value(latency.offset + np.arange(latency.counts.shape[1])), bins=LATENCY_BIN_EDGES_S,

@@ -66,7 +66,7 @@ class LeakyBroker(FifoBroker):
     def receive(self, consumer):
         if self.ready and self.ready[0][0].id % 10 == 9:
             message, _ = self.ready.popleft()
-            delivery = self._deliver(message, consumer)
+            delivery = self._deliver(message, consumer, self.env.now)
             consumer.held.append(delivery)
             return [delivery]
         return (yield from super().receive(consumer))
@@ -208,3 +208,4 @@ def test_two_second_windows_give_no_false_failure_and_say_when_they_cannot_tell(
 def test_a_long_window_is_conclusive():
     result = run(mm1(2_000.0, 100.0), replications=2, jobs=1)
     assert all(c.verdict == "ok" and c.tolerance < 0.05 for r in result.results for c in r.littles_law)
+
