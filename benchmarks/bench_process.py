@@ -14,6 +14,12 @@ Three parts, each beside a baseline measured in the same run:
   after the run (the peak); the parent reads the same child's figure with ``os.wait4``.
   Target: peak < 300 MiB at 10,000,000 messages.
 
+Python's bytecode: an installed package has its modules compiled once (pip compiles them when it
+installs, an editable install on the first run), so the children may write and read ``.pyc``
+files even where the environment sets ``PYTHONDONTWRITEBYTECODE`` (this machine does), and every
+command runs once, unmeasured, before the measured runs. ``--no-bytecode-cache`` measures
+instead a start with every module compiled again, as such an environment gives.
+
     python benchmarks/bench_process.py                              # about a minute
     python benchmarks/bench_process.py --memory-messages 10000000   # the issue's memory figure
     python benchmarks/bench_process.py --json figures.json          # also write the figures
@@ -52,7 +58,18 @@ def asyncsim_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "sim"]
 
 
-def run_child(command: list[str]) -> tuple[float, int, str]:
+def child_environment(bytecode_cache: bool) -> dict[str, str]:
+    """This process's environment, with bytecode files written and read or not."""
+    environment = dict(os.environ)
+    if bytecode_cache:
+        environment.pop("PYTHONDONTWRITEBYTECODE", None)
+    else:
+        environment["PYTHONDONTWRITEBYTECODE"] = "1"
+    return environment
+
+
+
+def run_child(command: list[str], environment: dict[str, str]) -> tuple[float, int, str]:
     """(wall seconds, peak RSS in bytes, stdout) of one child process, which must exit with 0.
 
     ``os.wait4`` gives the resources of this child alone; ``RUSAGE_CHILDREN`` would give the
@@ -60,7 +77,7 @@ def run_child(command: list[str]) -> tuple[float, int, str]:
     """
     with tempfile.TemporaryFile("w+") as errors:
         started = time.perf_counter()
-        child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=errors, text=True)
+        child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=errors, text=True, env=environment)
         stdout = child.stdout.read()
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - started
@@ -75,7 +92,7 @@ def run_child(command: list[str]) -> tuple[float, int, str]:
 # --- start-up -----------------------------------------------------------------------------------
 
 
-def startup(repeat: int) -> tuple[dict, bool]:
+def startup(repeat: int, environment: dict[str, str]) -> tuple[dict, bool]:
     asyncsim = asyncsim_command()
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
@@ -85,9 +102,11 @@ def startup(repeat: int) -> tuple[dict, bool]:
     }
     targets = {"asyncsim --help": HELP_TARGET_S, "asyncsim check quickstart.yaml": CHECK_TARGET_S}
     walls: dict[str, list[float]] = {name: [] for name in commands}
+    for command in commands.values():
+        run_child(command, environment)  # unmeasured: bytecode compiled (and cached if allowed), files in the page cache
     for _ in range(repeat):  # interleaved, so that a busy moment of the machine hits all alike
         for name, command in commands.items():
-            walls[name].append(run_child(command)[0])
+            walls[name].append(run_child(command, environment)[0])
     medians = {name: statistics.median(values) for name, values in walls.items()}
     baseline = medians["python -c pass"]
     print(f"start-up: median of {repeat} runs each, in {ROOT} ({' '.join(asyncsim)} for asyncsim)")
@@ -106,7 +125,7 @@ def startup(repeat: int) -> tuple[dict, bool]:
 # --- whole process ------------------------------------------------------------------------------
 
 
-def whole_process(messages: int, rounds: int) -> tuple[dict, bool]:
+def whole_process(messages: int, rounds: int, environment: dict[str, str]) -> tuple[dict, bool]:
     with tempfile.TemporaryDirectory() as tmp:
         scenario_file = Path(tmp) / "bench-mmc.yaml"
         scenario_file.write_text(json.dumps(scenario_dict(messages)))  # JSON is YAML
@@ -116,9 +135,11 @@ def whole_process(messages: int, rounds: int) -> tuple[dict, bool]:
         }
         walls: dict[str, list[float]] = {"asyncsim": [], "minimal": []}
         produced = {}
+        for command in commands.values():
+            run_child(command, environment)  # unmeasured, as in startup()
         for r in range(rounds):
             for which in ("asyncsim", "minimal") if r % 2 == 0 else ("minimal", "asyncsim"):
-                wall, _, stdout = run_child(commands[which])
+                wall, _, stdout = run_child(commands[which], environment)
                 walls[which].append(wall)
                 produced[which] = json.loads(stdout)["counts"]["produced"] if which == "asyncsim" else int(stdout)
     best = {which: min(values) for which, values in walls.items()}
@@ -134,8 +155,8 @@ def whole_process(messages: int, rounds: int) -> tuple[dict, bool]:
 # --- memory -------------------------------------------------------------------------------------
 
 
-def memory(messages: int) -> tuple[dict, bool]:
-    wall, peak, stdout = run_child([sys.executable, __file__, "--_memory", str(messages)])
+def memory(messages: int, environment: dict[str, str]) -> tuple[dict, bool]:
+    wall, peak, stdout = run_child([sys.executable, __file__, "--_memory", str(messages)], environment)
     child = json.loads(stdout)
     baseline = child["baseline_maxrss_bytes"]
     per_message = (peak - baseline) / child["messages"]
@@ -175,6 +196,7 @@ def main(argv=None) -> int:
                         help="messages in the memory run (default 200000; the issue's target is for 10000000)")
     parser.add_argument("--skip", action="append", default=[], choices=("startup", "process", "memory"), help="leave a part out (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--no-bytecode-cache", action="store_true", help="compile every module at every start (PYTHONDONTWRITEBYTECODE)")
     parser.add_argument("--_minimal", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--_memory", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -185,8 +207,10 @@ def main(argv=None) -> int:
     if args._memory is not None:
         memory_child(args._memory)
         return 0
-    parts = {"startup": lambda: startup(args.repeat), "process": lambda: whole_process(args.messages, args.rounds),
-             "memory": lambda: memory(args.memory_messages)}
+    environment = child_environment(not args.no_bytecode_cache)
+    print(f"bytecode: {'compiled at every start' if args.no_bytecode_cache else 'cached, as an installed package has it'}\n")
+    parts = {"startup": lambda: startup(args.repeat, environment), "process": lambda: whole_process(args.messages, args.rounds, environment),
+             "memory": lambda: memory(args.memory_messages, environment)}
     figures, ok = {}, True
     for name, part in parts.items():
         if name in args.skip:
