@@ -47,7 +47,6 @@ class ReplicationResult:
     steady: bool = True
     distributions: dict[str, Distribution] = field(default_factory=dict)
     proportions: dict[str, tuple[int, int]] = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)
 
 
 def run_replication(scenario: Scenario, replication: int, seed: int | None = None,
