@@ -395,3 +395,40 @@ def test_under_overload_the_event_loop_limiter_starts_one_task_a_second_per_work
     result = run(scenario_from_dict(spec), replications=2, seed=4)
     assert result.estimate("task_queues.app.tasks.t.throughput_per_s").mean == pytest.approx(2 * per_worker, rel=0.01)
     assert result.ok
+
+
+def test_check_counts_a_run_cut_at_its_hard_time_limit_and_the_replacement_of_its_child():
+    """Runs exponential of mean 10 s killed at time_limit 5 s, a killed child replaced in 1 s: a run
+    holds its slot E[min(S, 5)] + 1 × P(S > 5) = 10(1 − e^−½) + e^−½ s, so 4 children run
+    4 / 4.541 = 0.881/s, where 4/10 s ignored the limit: 0.6/s is stable."""
+    slot_s = 10 * (1 - math.exp(-0.5)) + math.exp(-0.5)
+    spec = app([task(rate=0.6, run_time={"dist": "exponential", "mean": 10}, time_limit="5s")], [group(child_replacement_time="1s")])
+    flow = broker_flows(scenario_from_dict(spec))["q"]
+    assert flow.service_capacity_per_s == pytest.approx(4 / slot_s, rel=1e-9)
+    assert flow.arrival_rate_per_s == pytest.approx(0.6)
+
+
+def test_check_counts_the_retries_a_soft_time_limit_causes():
+    """A soft limit at 5 s on runs exponential of mean 10 s, retried 3 times: a run is retried with
+    r = e^−½, so a call makes (1 − r⁴) / (1 − r) runs, each holding a child 10(1 − r) s."""
+    r = math.exp(-0.5)
+    runs = (1 - r**4) / (1 - r)
+    limited = task(rate=0.1, run_time={"dist": "exponential", "mean": 10}, soft_time_limit="5s", autoretry={"failure_probability": 0.0})
+    flow = broker_flows(scenario_from_dict(app([limited], [group()])))["q"]
+    assert flow.arrival_rate_per_s == pytest.approx(0.1 * runs, rel=1e-9)
+    assert flow.service_capacity_per_s == pytest.approx(4 / (10 * (1 - r)), rel=1e-9)
+
+
+def test_a_saturated_pool_completes_runs_at_the_capacity_check_derives_from_the_time_limits():
+    """20/s offered (a bounded list refuses the rest) to 4 children whose runs, exponential of mean
+    1 s, are killed at 0.5 s and the child replaced in 0.1 s: they complete 4 / (1 − e^−½ +
+    0.1 e^−½) = 8.81 runs a second, a fraction e^−½ of them killed."""
+    slot_s = 1 - math.exp(-0.5) + 0.1 * math.exp(-0.5)
+    limited = task(rate=20.0, run_time={"dist": "exponential", "mean": 1}, time_limit="500ms")
+    spec = app([limited], [group(child_replacement_time="100ms")], broker={"name": "q", "kind": "redis", "max_messages": 50}, duration=1200)
+    assert broker_flows(scenario_from_dict(spec))["q"].service_capacity_per_s == pytest.approx(4 / slot_s)
+    result = run(scenario_from_dict(spec), replications=4, seed=6)
+    rates = mean_ci([r.metrics["task_queues.app.workers.w.completed"] / 1000 for r in result.results])
+    assert rates.contains(4 / slot_s), (4 / slot_s, rates)
+    killed = mean_ci([r.metrics["task_queues.app.tasks.t.hard_time_limits"] / r.metrics["task_queues.app.tasks.t.runs"] for r in result.results])
+    assert killed.contains(math.exp(-0.5)), killed

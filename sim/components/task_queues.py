@@ -5,7 +5,6 @@ and groups of Celery workers that reserve and run them (:mod:`models.celery`,
 from __future__ import annotations
 
 import difflib
-import math
 from typing import Annotated, Iterable, Literal, Optional, Union
 
 from pydantic import Field, model_validator
@@ -13,7 +12,6 @@ from pydantic import Field, model_validator
 from models.celery import Caller, CeleryApp, RetryPolicy, TaskLedger, TaskType
 from models.celery_beat import DAY_S, HOUR_S, CrontabSchedule, IntervalSchedule
 from models.celery_chords import ChordJoin
-from models.celery_hub import MIN_DELAY_S
 from models.celery_kombu import KombuRedisTransport
 from models.celery_reads import Reader, Staleness
 from models.celery_results import ResultBackend, ResultWait
@@ -23,6 +21,7 @@ from ..distributions import Uniform
 from ..fields import HOUR_S, NOT_A_BOOL, Crashes, Duration, DurationOrDistribution, Name, PositiveDuration, Price, Rate, Strict
 from .base import Finding, Kind, Server, Source
 from .producers import ArrivalSpec, arrival_process
+from .task_queue_load import capacity_per_s, runs_per_s
 
 TASK_EVENTS = ("sent", "refused", "runs", "succeeded", "duplicates", "failures", "retries", "failed", "soft_time_limits", "hard_time_limits", "overlaps", "beat_duplicates", "chord_errors", "lost", "requeued", "reruns", "redelivered")
 GROUP_EVENTS = ("completed", "crashes", "children_lost")
@@ -42,12 +41,6 @@ class AutoretrySpec(Strict):
     retry_backoff: Union[Annotated[bool, Field(strict=True)], Annotated[int, Field(ge=1, strict=True)]] = False
     retry_backoff_max: Duration = 600.0
     retry_jitter: Annotated[bool, Field(strict=True)] = True
-
-    def runs_per_task(self) -> float:
-        """Runs a task takes on average: until one succeeds or the last retry fails."""
-        p = self.failure_probability
-        tries = math.inf if self.max_retries is None else self.max_retries + 1
-        return 1 / (1 - p) if tries == math.inf else (1 - p ** tries) / (1 - p)
 
 
 class Crontab(Strict):
@@ -262,47 +255,6 @@ class CeleryAppSpec(Strict):
 
     def queues(self) -> set[str]:
         return {t.queue for t in self.tasks} | {w.consumes for w in self.workers}
-
-
-def up_fraction(crashes: Crashes | None) -> float:
-    """The long-run fraction of time a part that fails with ``crashes`` is up."""
-    if crashes is None:
-        return 1.0
-    up = crashes.time_to_failure_distribution().mean
-    return up / (up + crashes.restart_time.build().mean)
-
-
-def calls_per_s(spec: CeleryAppSpec, task: TaskSpec) -> float:
-    """Calls a second of ``task`` in the long run: its arrivals, its beat, or its chords'."""
-    if task.arrivals is not None:
-        return task.arrivals.mean_rate()
-    if task.beat is not None:
-        return task.beat.scheduler_count() / task.beat.period_s()
-    return sum(calls_per_s(spec, t) for t in spec.tasks if t.chord is not None and t.chord.callback == task.name)
-
-
-def runs_per_s(spec: CeleryAppSpec, task: TaskSpec) -> float:
-    """Messages a second ``task`` puts on its queue in the long run: a chord's header tasks, and
-    retries, included."""
-    retried = task.autoretry.runs_per_task() if task.autoretry is not None else 1.0
-    return calls_per_s(spec, task) * task.fan_out() * retried
-
-
-def capacity_per_s(spec: CeleryAppSpec, group: WorkerGroupSpec) -> float:
-    """Runs per second ``group`` can make in the long run: count × concurrency / the mean run
-    time of its queue's mix (retries included), times the fractions of time its workers and
-    children are up; and no more than lets each rate-limited type in the mix start at its
-    limit on each worker (with the event-loop limiter, at most one a second under load). Prefetch does not change it (a worker with reserved tasks keeps its
-    children busy)."""
-    routed = [(runs_per_s(spec, t), t) for t in spec.tasks if t.queue == group.consumes]
-    rate = sum(r for r, _ in routed)
-    if rate == 0:
-        return 0.0
-    mean_s = sum(r * t.run_time.build().mean for r, t in routed) / rate
-    capacity = group.count * group.concurrency / mean_s * up_fraction(group.crashes) * up_fraction(group.child_crashes)
-    per_worker = (lambda limit: min(limit, 1.0 / MIN_DELAY_S)) if group.rate_limiter == "event_loop" else (lambda limit: limit)
-    limits = [group.count * per_worker(t.rate_limit) * rate / r for r, t in routed if t.rate_limit is not None]
-    return min([capacity, *limits])
 
 
 def unknown(name: str, candidates: list[str]) -> str:

@@ -1,0 +1,92 @@
+"""The long-run load of a ``task_queues:`` app, for ``asyncsim check``: the messages a second
+each task type puts on its queue (retries and chords included) and what each worker group can
+run, with time limits, crashes and rate limits counted (see :class:`RunOutcome`)."""
+
+from __future__ import annotations
+
+import math
+
+from models.celery_hub import MIN_DELAY_S
+
+
+def up_fraction(crashes) -> float:
+    """The long-run fraction of time a part that fails with ``crashes`` is up."""
+    if crashes is None:
+        return 1.0
+    up = crashes.time_to_failure_distribution().mean
+    return up / (up + crashes.restart_time.build().mean)
+
+
+class RunOutcome:
+    """What one run of a task type (a ``TaskSpec``) costs and how it ends, as its time limits
+    cut it (:meth:`models.celery.TaskType.time_limit`): the limit that comes first (the hard one
+    on a tie) cuts a run of S at L, so a child is busy E[min(S, L)] (``busy_s``); a run cut by
+    the hard limit (P(S > L)) has its child killed, and the slot runs nothing while a new child
+    starts (``killed``: that probability); a run cut by the soft limit raises, and is retried
+    if the task has ``autoretry``, as a run whose ``failure_probability`` draw fails is
+    (``retried``: the probability a run is retried). Celery 5.x: ``celery/app/task.py``
+    (``Task.soft_time_limit``, ``Task.time_limit``), ``celery/concurrency/asynpool.py``
+    (``on_hard_timeout`` kills the child), ``celery/app/autoretry.py``."""
+
+    def __init__(self, task):
+        run = task.run_time.build()
+        retry_p = task.autoretry.failure_probability if task.autoretry is not None else 0.0
+        limits = [(limit_s, not hard) for limit_s, hard in ((task.time_limit, True), (task.soft_time_limit, False)) if limit_s is not None]
+        self.max_retries = task.autoretry.max_retries if task.autoretry is not None else 0
+        if not limits:
+            self.busy_s, self.killed, self.retried = run.mean, 0.0, retry_p
+            return
+        limit_s, soft = min(limits)
+        cut = run.survival(limit_s)
+        self.busy_s = run.limited_mean(limit_s)
+        if soft:
+            self.killed, self.retried = 0.0, (cut + (1 - cut) * retry_p) if task.autoretry is not None else 0.0
+        else:
+            self.killed, self.retried = cut, (1 - cut) * retry_p
+
+    def runs_per_task(self) -> float:
+        """Runs a task takes on average: until one is not retried, or the last retry
+        (``max_retries``; None: for ever) is spent: (1 − r^(n+1)) / (1 − r), r the retry probability."""
+        r = self.retried
+        if self.max_retries is None:
+            return math.inf if r >= 1 else 1 / (1 - r)
+        tries = self.max_retries + 1
+        return float(tries) if r >= 1 else (1 - r**tries) / (1 - r)
+
+    def slot_s(self, replacement_s: float) -> float:
+        """How long a run holds its pool slot: its time in the child, and the replacement of a
+        child its hard limit killed."""
+        return self.busy_s + self.killed * replacement_s
+
+
+def calls_per_s(spec, task) -> float:
+    """Calls a second of ``task`` in the long run: its arrivals, its beat, or its chords'."""
+    if task.arrivals is not None:
+        return task.arrivals.mean_rate()
+    if task.beat is not None:
+        return task.beat.scheduler_count() / task.beat.period_s()
+    return sum(calls_per_s(spec, t) for t in spec.tasks if t.chord is not None and t.chord.callback == task.name)
+
+
+def runs_per_s(spec, task) -> float:
+    """Messages a second ``task`` puts on its queue in the long run: a chord's header tasks, and
+    retries (those its soft time limit causes too), included."""
+    return calls_per_s(spec, task) * task.fan_out() * RunOutcome(task).runs_per_task()
+
+
+def capacity_per_s(spec, group) -> float:
+    """Runs per second ``group`` can make in the long run: count × concurrency / the mean time a
+    run of its queue's mix holds a slot (retries included; a run cut at its time limit holds it
+    at most that long, and a hard kill adds the child's replacement), times the fractions of time
+    its workers and children are up; and no more than lets each rate-limited type in the mix
+    start at its limit on each worker (with the event-loop limiter, at most one a second under
+    load). Prefetch does not change it (a worker with reserved tasks keeps its children busy)."""
+    routed = [(runs_per_s(spec, t), t) for t in spec.tasks if t.queue == group.consumes]
+    rate = sum(r for r, _ in routed)
+    if rate == 0:
+        return 0.0
+    mean_s = sum(r * RunOutcome(t).slot_s(group.child_replacement_time) for r, t in routed) / rate
+    capacity = group.count * group.concurrency / mean_s * up_fraction(group.crashes) * up_fraction(group.child_crashes)
+    per_worker = (lambda limit: min(limit, 1.0 / MIN_DELAY_S)) if group.rate_limiter == "event_loop" else (lambda limit: limit)
+    limits = [group.count * per_worker(t.rate_limit) * rate / r for r, t in routed if t.rate_limit is not None]
+    return min([capacity, *limits])
