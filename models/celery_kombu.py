@@ -58,10 +58,14 @@ class KombuRedisTransport:
 
     def receive(self, consumer):
         deliveries = yield from self.broker.receive(consumer)
+        self.received(deliveries)
+        return deliveries
+
+    def received(self, deliveries) -> None:
+        """Index ``deliveries``, handed out now (``QoS.append``)."""
         now = self.env.now
         for delivery in deliveries:
             self.unacked[delivery.message] = now
-        return deliveries
 
     def raise_prefetch(self, consumer, by: int) -> None:
         """Nothing: on Redis kombu's QoS is the worker's own count (``can_consume``)."""

@@ -432,3 +432,52 @@ def test_a_saturated_pool_completes_runs_at_the_capacity_check_derives_from_the_
     assert rates.contains(4 / slot_s), (4 / slot_s, rates)
     killed = mean_ci([r.metrics["task_queues.app.tasks.t.hard_time_limits"] / r.metrics["task_queues.app.tasks.t.runs"] for r in result.results])
     assert killed.contains(math.exp(-0.5)), killed
+
+
+def two_queues(tasks, consumes, concurrency=1, duration=4000, **options):
+    spec = app(tasks, [group(consumes=consumes, concurrency=concurrency, **options)], duration=duration)
+    spec["brokers"] = [{"name": "a", "kind": "redis", "max_messages": 50}, {"name": "b", "kind": "redis", "max_messages": 50}]
+    return spec
+
+
+def test_a_worker_on_two_backlogged_redis_queues_takes_from_each_in_turn():
+    """kombu's BRPOP cycle: both queues always hold tasks, so one child alternates between them
+    whatever their run times (1 s and 3 s): each runs 1 / (1 + 3) = 0.25 tasks a second (a fixed
+    key order would run only the first queue's)."""
+    tasks = [{**task("short", rate=5.0, run_time="1s"), "queue": "a"}, {**task("long", rate=5.0, run_time="3s"), "queue": "b"}]
+    result = run(scenario_from_dict(two_queues(tasks, ["a", "b"], prefetch_multiplier=1, duration=2000)), replications=1, seed=2)
+    for name in ("short", "long"):
+        assert result.estimate(f"task_queues.app.tasks.{name}.throughput_per_s").mean == pytest.approx(0.25, abs=1 / 1800), name
+    assert result.ok
+
+
+def test_check_shows_a_worker_on_two_queues_at_its_whole_utilisation_on_each():
+    """3/s of 0.5 s tasks on a, 1/s of 1 s tasks on b, 4 children taking from both: 2.5 erlangs
+    of work, ρ = 0.625 on each queue; the 4 / (2.5 / 4) = 6.4/s split as the runs, 4.8 and 1.6."""
+    tasks = [{**task("x", rate=3.0), "queue": "a"}, {**task("y", rate=1.0, run_time="1s"), "queue": "b"}]
+    flows = broker_flows(scenario_from_dict(two_queues(tasks, ["a", "b"], concurrency=4)))
+    assert (flows["a"].service_capacity_per_s, flows["b"].service_capacity_per_s) == (pytest.approx(4.8), pytest.approx(1.6))
+    assert flows["a"].offered_load == pytest.approx(0.625) and flows["b"].offered_load == pytest.approx(0.625)
+
+
+@pytest.mark.slow
+def test_a_worker_on_two_queues_never_idles_while_one_holds_a_task_so_they_wait_as_one_mmc_queue():
+    """3/s on each of two queues, exponential runs of 0.5 s, one worker of 4 children on both: as
+    it takes from whichever queue holds a task, the two make one M/M/4 queue at ρ = 0.75, and
+    each type's mean latency is its sojourn time."""
+    exact = analytic.mmc(6.0, 2.0, 4)
+    tasks = [{**task("x", rate=3.0), "queue": "a"}, {**task("y", rate=3.0), "queue": "b"}]
+    spec = two_queues(tasks, ["a", "b"], concurrency=4)
+    for broker in spec["brokers"]:
+        del broker["max_messages"]
+    result = run(scenario_from_dict(spec), replications=8, seed=11)
+    for name in ("x", "y"):
+        assert result.estimate(f"task_queues.app.tasks.{name}.latency_s.mean").contains(exact.sojourn_s), name
+    assert result.ok
+
+
+def test_a_worker_consumes_several_queues_on_redis_only():
+    tasks = [{**task("x"), "queue": "a"}, {**task("y"), "queue": "r"}]
+    spec = two_queues(tasks, ["a", "r"])
+    spec["brokers"][1] = {"name": "r", "kind": "rabbitmq"}
+    assert "workers.0.consumes.1: 'r' is a rabbitmq queue: a worker consuming several queues is modelled on Redis queues only" in problems_of(spec)

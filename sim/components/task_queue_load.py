@@ -76,12 +76,12 @@ def runs_per_s(spec, task) -> float:
 
 def capacity_per_s(spec, group) -> float:
     """Runs per second ``group`` can make in the long run: count × concurrency / the mean time a
-    run of its queue's mix holds a slot (retries included; a run cut at its time limit holds it
+    run of its queues' mix holds a slot (retries included; a run cut at its time limit holds it
     at most that long, and a hard kill adds the child's replacement), times the fractions of time
     its workers and children are up; and no more than lets each rate-limited type in the mix
     start at its limit on each worker (with the event-loop limiter, at most one a second under
     load). Prefetch does not change it (a worker with reserved tasks keeps its children busy)."""
-    routed = [(runs_per_s(spec, t), t) for t in spec.tasks if t.queue == group.consumes]
+    routed = [(runs_per_s(spec, t), t) for t in spec.tasks if t.queue in group.queues]
     rate = sum(r for r, _ in routed)
     if rate == 0:
         return 0.0
@@ -90,3 +90,15 @@ def capacity_per_s(spec, group) -> float:
     per_worker = (lambda limit: min(limit, 1.0 / MIN_DELAY_S)) if group.rate_limiter == "event_loop" else (lambda limit: limit)
     limits = [group.count * per_worker(t.rate_limit) * rate / r for r, t in routed if t.rate_limit is not None]
     return min([capacity, *limits])
+
+
+def queue_capacities_per_s(spec, group) -> dict[str, float]:
+    """``group``'s capacity on each queue it consumes. A worker taking from several queues in turn
+    (:class:`~models.celery_queues.QueueCycle`) never idles while one holds a task, so its
+    queues are stable together when their offered work is under its children: each queue gets a
+    share of the capacity in proportion to the runs a second offered to it, so that every queue
+    shows the group's whole utilisation (a queue nothing is routed to, the whole capacity)."""
+    capacity = capacity_per_s(spec, group)
+    offered = {queue: sum(runs_per_s(spec, t) for t in spec.tasks if t.queue == queue) for queue in group.queues}
+    total = sum(offered.values())
+    return {queue: capacity * rate / total if rate > 0 else capacity for queue, rate in offered.items()}

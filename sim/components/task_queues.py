@@ -13,6 +13,7 @@ from models.celery import Caller, CeleryApp, RetryPolicy, TaskLedger, TaskType
 from models.celery_beat import DAY_S, HOUR_S, CrontabSchedule, IntervalSchedule
 from models.celery_chords import ChordJoin
 from models.celery_kombu import KombuRedisTransport
+from models.celery_queues import QueueCycle
 from models.celery_reads import Reader, Staleness
 from models.celery_results import ResultBackend, ResultWait
 from models.celery_worker import CeleryWorker
@@ -21,7 +22,7 @@ from ..distributions import Uniform
 from ..fields import HOUR_S, NOT_A_BOOL, Crashes, Duration, DurationOrDistribution, Name, PositiveDuration, Price, Rate, Strict
 from .base import Finding, Kind, Server, Source
 from .producers import ArrivalSpec, arrival_process
-from .task_queue_load import capacity_per_s, runs_per_s
+from .task_queue_load import queue_capacities_per_s, runs_per_s
 
 TASK_EVENTS = ("sent", "refused", "runs", "succeeded", "duplicates", "failures", "retries", "failed", "soft_time_limits", "hard_time_limits", "overlaps", "beat_duplicates", "chord_errors", "lost", "requeued", "reruns", "redelivered")
 GROUP_EVENTS = ("completed", "crashes", "children_lost")
@@ -162,7 +163,8 @@ class TaskSpec(Strict):
 
 class WorkerGroupSpec(Strict):
     """``count`` Celery worker instances, each ``celery worker -Q <consumes> -c <concurrency>``
-    with ``worker_prefetch_multiplier`` = ``prefetch_multiplier`` (Celery's default 4; 0: no
+    (``consumes``: a queue, or a list of Redis queues taken from in turn, as kombu's BRPOP cycle
+    does: :class:`~models.celery_queues.QueueCycle`) with ``worker_prefetch_multiplier`` = ``prefetch_multiplier`` (Celery's default 4; 0: no
     limit). ``crashes``: a worker's main process dies and takes its children with it;
     ``child_crashes``: each pool child dies on its own and is replaced after the restart time;
     ``child_replacement_time``: how long a child killed by a hard time limit takes to replace
@@ -173,7 +175,7 @@ class WorkerGroupSpec(Strict):
     paid for the whole window, down or not."""
 
     name: Name
-    consumes: Name
+    consumes: Union[Name, Annotated[list[Name], Field(min_length=1)]]
     count: Annotated[int, Field(ge=1, strict=True)] = 1
     concurrency: Annotated[int, Field(ge=1, strict=True)]
     prefetch_multiplier: Annotated[int, Field(ge=0, strict=True)] = 4
@@ -182,6 +184,11 @@ class WorkerGroupSpec(Strict):
     child_replacement_time: Duration = 1.0
     rate_limiter: Literal["ideal", "event_loop"] = "ideal"
     price_per_hour: Optional[Price] = None
+
+    @property
+    def queues(self) -> list[str]:
+        """The queues it consumes, in the order of ``-Q``."""
+        return [self.consumes] if isinstance(self.consumes, str) else list(dict.fromkeys(self.consumes))
 
 
 class TransportOptions(Strict):
@@ -254,7 +261,7 @@ class CeleryAppSpec(Strict):
         return self
 
     def queues(self) -> set[str]:
-        return {t.queue for t in self.tasks} | {w.consumes for w in self.workers}
+        return {t.queue for t in self.tasks} | {q for w in self.workers for q in w.queues}
 
 
 def unknown(name: str, candidates: list[str]) -> str:
@@ -274,11 +281,18 @@ class TaskQueues(Kind):
         for i, task in enumerate(spec.tasks):
             if task.queue not in brokers:
                 yield Finding(f"tasks.{i}.queue", unknown(task.queue, brokers))
-            elif not any(w.consumes == task.queue for w in spec.workers):
+            elif not any(task.queue in w.queues for w in spec.workers):
                 yield Finding(f"tasks.{i}.queue", f"no worker of {spec.name} consumes '{task.queue}': its tasks would never run")
+        kinds = {b.name: b.kind for b in scenario.brokers}
         for i, group in enumerate(spec.workers):
-            if group.consumes not in brokers:
-                yield Finding(f"workers.{i}.consumes", unknown(group.consumes, brokers))
+            at = f"workers.{i}.consumes"
+            for j, queue in enumerate(group.queues):
+                where = at if isinstance(group.consumes, str) else f"{at}.{j}"
+                if queue not in brokers:
+                    yield Finding(where, unknown(queue, brokers))
+                elif len(group.queues) > 1 and kinds[queue] != "redis":
+                    yield Finding(where, f"'{queue}' is a {kinds[queue]} queue: a worker consuming several queues is modelled on Redis "
+                                         "queues only (kombu's BRPOP cycle)")
         for broker in scenario.brokers:
             if broker.name in spec.queues() and broker.kind == "redis" and (broker.mode != "list" or broker.reliable):
                 yield Finding(None, f"the queue '{broker.name}' is a Redis {'stream' if broker.mode == 'stream' else 'reliable list'}: kombu's "
@@ -292,7 +306,8 @@ class TaskQueues(Kind):
     def flows(self, spec: CeleryAppSpec) -> list:
         """A source per task type (its callers) and a server per worker group."""
         sources = [Source(f"{spec.name}.{t.name}", t.queue, runs_per_s(spec, t)) for t in spec.tasks]
-        return sources + [Server(f"{spec.name}.{g.name}", g.consumes, capacity_per_s(spec, g), g.count * g.concurrency) for g in spec.workers]
+        return sources + [Server(f"{spec.name}.{g.name}", queue, capacity, g.count * g.concurrency)
+                          for g in spec.workers for queue, capacity in queue_capacities_per_s(spec, g).items()]
 
     def build(self, spec: CeleryAppSpec, context) -> CeleryApp:
         """Task types with their boundaries, then the workers (so they consume before the first
@@ -321,14 +336,14 @@ class TaskQueues(Kind):
         for g in spec.workers:
             group = f"{spec.name}:{g.name}"
             busy, counts = context.boundary(group, "workers", keep_sojourns=False), context.counter(group)
-            queue = queues[g.consumes]
-            scanner = queue.scans if isinstance(queue, KombuRedisTransport) else None
-            workers[g.name] = [
-                CeleryWorker(env, f"{group}/{i}", queue, g.concurrency, g.prefetch_multiplier, fates, ledger, busy, counts,
-                             crashes=context.crashes(g.crashes, f"{group}/{i}"), child_crashes=context.crashes(g.child_crashes, f"{group}/{i}:children"),
-                             scanner=scanner, replacement_s=g.child_replacement_time, event_loop_limiter=g.rate_limiter == "event_loop")
-                for i in range(g.count)
-            ]
+            workers[g.name] = []
+            for i in range(g.count):
+                queue = self._consumed(g, queues, env)
+                scanner = queue.scans if isinstance(queue, (KombuRedisTransport, QueueCycle)) else None
+                workers[g.name].append(CeleryWorker(
+                    env, f"{group}/{i}", queue, g.concurrency, g.prefetch_multiplier, fates, ledger, busy, counts,
+                    crashes=context.crashes(g.crashes, f"{group}/{i}"), child_crashes=context.crashes(g.child_crashes, f"{group}/{i}:children"),
+                    scanner=scanner, replacement_s=g.child_replacement_time, event_loop_limiter=g.rate_limiter == "event_loop"))
         named = {t.name: task_type for t, task_type in zip(spec.tasks, types)}
         for t, task_type in zip(spec.tasks, types):
             if t.chord is not None:
@@ -347,6 +362,13 @@ class TaskQueues(Kind):
         app.readers = {r.name: Reader(env, named[r.reads], arrival_process(r.arrivals, context, f"{spec.name}:{r.name}"),
                                       Staleness(context.window_start_s), context.counter(f"{spec.name}:{r.name}")) for r in spec.readers}
         return app
+
+    @staticmethod
+    def _consumed(group: WorkerGroupSpec, queues: dict, env):
+        """What one worker of ``group`` reads: its queue, or a cycle over its Redis queues."""
+        if len(group.queues) == 1:
+            return queues[group.queues[0]]
+        return QueueCycle(env, {name: queues[name] for name in group.queues})
 
     def _callers(self, spec: CeleryAppSpec, task: TaskSpec, task_type: TaskType, queue, ledger: TaskLedger, context) -> list[Caller]:
         """The application's calls (drawn from the stream APP:TASK ``arrivals``), or each beat
