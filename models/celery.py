@@ -66,7 +66,8 @@ class RetryPolicy:
         self.backoff_max_s = backoff_max_s
         self.jitter = jitter
 
-    def fails(self) -> bool:
+    def fails(self, task=None) -> bool:
+        """Whether the run of ``task`` that just ended raised."""
         return self.draw() < self.probability
 
     def may_retry(self, retries: int) -> bool:

@@ -313,7 +313,7 @@ class CeleryWorker:
             if limit is not None and limit[1] == "hard_time_limits":
                 task_type.counts.add("hard_time_limits")
                 self._failed_for_good(task, end)
-            elif limit is not None or (task_type.retry is not None and task_type.retry.fails()):
+            elif limit is not None or (task_type.retry is not None and task_type.retry.fails(task)):
                 if limit is not None:
                     task_type.counts.add("soft_time_limits")
                 self._failed_run(task, end)

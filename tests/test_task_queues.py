@@ -481,3 +481,21 @@ def test_a_worker_consumes_several_queues_on_redis_only():
     spec = two_queues(tasks, ["a", "r"])
     spec["brokers"][1] = {"name": "r", "kind": "rabbitmq"}
     assert "workers.0.consumes.1: 'r' is a rabbitmq queue: a worker consuming several queues is modelled on Redis queues only" in problems_of(spec)
+
+
+def test_a_chord_unlock_task_waits_in_the_worker_behind_the_header_and_takes_a_child():
+    """A chord of 4 tasks of 1.1 s every minute on one child, results written 10 ms after each:
+    the chord_unlock task falls due at 1 s behind the three header tasks reserved before it, so
+    its first run starts when the last ends, at 4.4 s, and finds every result at its end, 4.5 s
+    (0.1 s runs): the callback goes then, once per chord (a timer every second would send at 5)."""
+    header = {"name": "shard", "queue": "q", "beat": {"every": "1m"}, "run_time": "1100ms",
+              "chord": {"size": 4, "callback": "merge", "join": "poll", "unlock_run_time": "100ms"}}
+    spec = app([header, {"name": "merge", "queue": "q", "run_time": "100ms"}], [group(concurrency=1)], duration=1200)
+    spec["task_queues"][0]["result_backend"] = {"write_time": "10ms"}
+    result = run(scenario_from_dict(spec), replications=1, seed=1)
+    at = "task_queues.app.tasks"
+    assert result.estimate(f"{at}.shard.chord_join_s.mean").mean == pytest.approx(4.5)
+    # chords at 240, 300 … 1140 s fall in the window 200–1200 s: 16 unlocks, one run each
+    assert result.estimate(f"{at}.shard_chord_unlock.runs").mean == result.estimate(f"{at}.merge.sent").mean == 16
+    assert result.estimate(f"{at}.shard_chord_unlock.retries").mean == 0
+    assert result.ok

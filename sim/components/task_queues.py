@@ -11,14 +11,14 @@ from pydantic import Field, model_validator
 
 from models.celery import Caller, CeleryApp, RetryPolicy, TaskLedger, TaskType
 from models.celery_beat import DAY_S, HOUR_S, CrontabSchedule, IntervalSchedule
-from models.celery_chords import ChordJoin
+from models.celery_chords import UNLOCK_COUNTDOWN_S, ChordJoin, UnlockCheck
 from models.celery_kombu import KombuRedisTransport
 from models.celery_queues import QueueCycle
 from models.celery_reads import Reader, Staleness
 from models.celery_results import ResultBackend, ResultWait
 from models.celery_worker import CeleryWorker
 
-from ..distributions import Uniform
+from ..distributions import Deterministic, Uniform
 from ..fields import HOUR_S, NOT_A_BOOL, Crashes, Duration, DurationOrDistribution, Name, PositiveDuration, Price, Rate, Strict
 from .base import Finding, Kind, Server, Source
 from .producers import ArrivalSpec, arrival_process
@@ -96,12 +96,16 @@ class ChordSpec(Strict):
     """Each call is ``chord([task] * size)(callback)``: ``size`` tasks of this type in parallel,
     then the ``callback`` task (another task of the app, with neither arrivals nor beat) once
     all have succeeded; ``join``: ``counter`` (Redis, Memcached, DynamoDB backends) or ``poll``
-    (chord_unlock every ``poll_interval``, 1 s, on other backends)."""
+    (other backends: a ``chord_unlock`` task on the callback's queue, due 1 s after the call and
+    retried every ``poll_interval``, 1 s, until it finds every result; each run takes
+    ``unlock_run_time``, by default none: this model's choice). Its runs are the task type
+    ``TASK_chord_unlock``; ``asyncsim check`` does not count them."""
 
     size: Annotated[int, Field(ge=1, strict=True)]
     callback: Name
     join: Literal["counter", "poll"] = "counter"
     poll_interval: PositiveDuration = 1.0
+    unlock_run_time: Optional[DurationOrDistribution] = None
 
 
 class GroupSpec(Strict):
@@ -345,11 +349,15 @@ class TaskQueues(Kind):
                     crashes=context.crashes(g.crashes, f"{group}/{i}"), child_crashes=context.crashes(g.child_crashes, f"{group}/{i}:children"),
                     scanner=scanner, replacement_s=g.child_replacement_time, event_loop_limiter=g.rate_limiter == "event_loop"))
         named = {t.name: task_type for t, task_type in zip(spec.tasks, types)}
+        unlocks = []
         for t, task_type in zip(spec.tasks, types):
             if t.chord is not None:
                 joined = context.boundary(f"{spec.name}:{t.name}:chord_join", "tasks")
-                task_type.chord_join = ChordJoin(env, named[t.chord.callback], queues[named[t.chord.callback].queue], fates, ledger,
-                                                 joined, task_type.counts, t.chord.poll_interval if t.chord.join == "poll" else None)
+                callback = named[t.chord.callback]
+                unlock = self._unlock_type(spec, t, callback.queue, context) if t.chord.join == "poll" else None
+                if unlock is not None:
+                    unlocks.append(unlock)
+                task_type.chord_join = ChordJoin(env, callback, queues[callback.queue], fates, ledger, joined, task_type.counts, unlock)
                 task_type.chord_size = t.chord.size
             elif t.group is not None:
                 if task_type.result is not None:
@@ -358,10 +366,19 @@ class TaskQueues(Kind):
                 task_type.chord_size = t.group.size
         callers = [caller for t, task_type in zip(spec.tasks, types) for caller in self._callers(spec, t, task_type, queues[t.queue], ledger, context)]
         transports = [q for q in queues.values() if isinstance(q, KombuRedisTransport)]
-        app = CeleryApp(spec.name, types, callers, workers, transports, backend)
+        app = CeleryApp(spec.name, types + unlocks, callers, workers, transports, backend)
         app.readers = {r.name: Reader(env, named[r.reads], arrival_process(r.arrivals, context, f"{spec.name}:{r.name}"),
                                       Staleness(context.window_start_s), context.counter(f"{spec.name}:{r.name}")) for r in spec.readers}
         return app
+
+    @staticmethod
+    def _unlock_type(spec: CeleryAppSpec, header: TaskSpec, queue: str, context) -> TaskType:
+        """The ``chord_unlock`` tasks of ``header``'s chords, on their callback's ``queue``."""
+        name = f"{spec.name}:{header.name}_chord_unlock"
+        stages = [context.boundary(f"{name}:{stage}", "tasks") for stage in STAGES]
+        run = header.chord.unlock_run_time
+        return TaskType(f"{header.name}_chord_unlock", queue, context.sampler(run.build() if run else Deterministic(0.0), "run_time", name), *stages,
+                        context.counter(name), countdown=lambda: UNLOCK_COUNTDOWN_S, retry=UnlockCheck(header.chord.poll_interval))
 
     @staticmethod
     def _consumed(group: WorkerGroupSpec, queues: dict, env):
@@ -409,7 +426,7 @@ class TaskQueues(Kind):
                 measures.distribution(f"{at}.{metric}", boundary.sojourns)
                 measures.metrics[f"{at}.{stage}_mean"] = boundary.area / window
             join = task_type.chord_join
-            if join is not None:
+            if join is not None and task_type.chord_size:
                 kind = "chord" if join.callback is not None else "group"
                 measures.distribution(f"{at}.{kind}_join_s", join.joined.sojourns)
                 if kind == "group":
