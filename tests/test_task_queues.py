@@ -261,6 +261,41 @@ def test_a_beat_gives_every_or_crontab_and_a_start_time_for_each_scheduler():
         assert message in problems_of(spec), beat
 
 
+def test_a_crontab_of_quarter_hours_in_office_hours_on_weekdays_sends_36_a_weekday():
+    """minute */15, hour 9-17, mon-fri, over Monday to Wednesday (the simulation starts on a Monday
+    at 00:00): 3 × 36 sends; the check counts 180 a week."""
+    office = {"minute": "*/15", "hour": "9-17", "day_of_week": "mon-fri"}
+    report = {"name": "report", "queue": "q", "beat": {"crontab": office}, "run_time": "1m"}
+    spec = scenario_from_dict(app([report], [group()], duration="3d", warmup="1h"))
+    assert broker_flows(spec)["q"].arrival_rate_per_s == pytest.approx(180 / (7 * 86400))
+    result = run(spec, replications=1, seed=1)
+    assert result.estimate("task_queues.app.tasks.report.sent").mean == 3 * 36
+    assert result.ok
+
+
+def test_a_bad_crontab_field_is_named_with_its_line(tmp_path):
+    text = """name: c
+duration: 1h
+brokers: [{name: q, kind: redis}]
+task_queues:
+  - name: app
+    tasks:
+      - name: report
+        queue: q
+        beat:
+          crontab:
+            minute: "*/15"
+            hour: 9-25
+        run_time: 1s
+    workers: [{name: w, consumes: q, concurrency: 1}]
+"""
+    path = tmp_path / "cron.yaml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as raised:
+        load_scenario(path)
+    assert f"{path}:12: task_queues.app.tasks.report.beat.crontab.hour: hour: 25 is outside 0–23" in str(raised.value)
+
+
 def test_a_task_gives_either_arrivals_or_beat():
     both = {**task(), "beat": {"every": "1h"}}
     assert "give either arrivals (calls from the application) or beat (a periodic task)" in problems_of(app([both], [group()]))

@@ -64,7 +64,7 @@ def calls_per_s(spec, task) -> float:
     if task.arrivals is not None:
         return task.arrivals.mean_rate()
     if task.beat is not None:
-        return task.beat.scheduler_count() / task.beat.period_s()
+        return task.beat.scheduler_count() * task.beat.sends_per_s()
     return sum(calls_per_s(spec, t) for t in spec.tasks if t.chord is not None and t.chord.callback == task.name)
 
 

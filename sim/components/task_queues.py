@@ -7,10 +7,10 @@ from __future__ import annotations
 import difflib
 from typing import Annotated, Iterable, Literal, Optional, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from models.celery import Caller, CeleryApp, RetryPolicy, TaskLedger, TaskType
-from models.celery_beat import DAY_S, HOUR_S, CrontabSchedule, IntervalSchedule
+from models.celery_beat import CrontabSchedule, IntervalSchedule, crontab_values
 from models.celery_chords import UNLOCK_COUNTDOWN_S, ChordJoin, UnlockCheck
 from models.celery_kombu import KombuRedisTransport
 from models.celery_queues import QueueCycle
@@ -44,15 +44,27 @@ class AutoretrySpec(Strict):
     retry_jitter: Annotated[bool, Field(strict=True)] = True
 
 
+CronField = Union[Annotated[int, Field(strict=True)], str, list[Annotated[int, Field(strict=True)]]]
+
+
 class Crontab(Strict):
-    """A crontab-like schedule: every hour at ``minute`` past, or, with ``hour``, every day at
-    ``hour``:``minute`` (the simulation starts at 00:00 of day 0)."""
+    """Celery's ``crontab(minute, hour, day_of_week)``: each field a number, a list of numbers, or
+    a crontab expression (``"*/15"``, ``"9-17"``, ``"0,30"``, ``"mon-fri"``), ``*`` (every value)
+    by default, as Celery parses them (:func:`models.celery_beat.crontab_values`). The simulation
+    starts at 00:00 on a Monday."""
 
-    minute: Annotated[int, Field(ge=0, le=59, strict=True)]
-    hour: Optional[Annotated[int, Field(ge=0, le=23, strict=True)]] = None
+    minute: CronField = "*"
+    hour: CronField = "*"
+    day_of_week: CronField = "*"
 
-    def period_s(self) -> float:
-        return DAY_S if self.hour is not None else HOUR_S
+    @field_validator("minute", "hour", "day_of_week")
+    @classmethod
+    def _parses(cls, value, info):
+        crontab_values(info.field_name, value)
+        return value
+
+    def schedule(self, started_s: float) -> CrontabSchedule:
+        return CrontabSchedule(*(crontab_values(field, getattr(self, field)) for field in ("minute", "hour", "day_of_week")), started_s)
 
 
 class BeatSpec(Strict):
@@ -70,7 +82,7 @@ class BeatSpec(Strict):
     @model_validator(mode="after")
     def _one_schedule(self):
         if (self.every is None) == (self.crontab is None):
-            raise ValueError("give either every (an interval) or crontab (times of the hour or of the day)")
+            raise ValueError("give either every (an interval) or crontab (minutes, hours and days of the week)")
         if self.started_at is not None:
             if "schedulers" in self.model_fields_set and self.schedulers != len(self.started_at):
                 raise ValueError(f"started_at gives {len(self.started_at)} start times for {self.schedulers} schedulers")
@@ -81,15 +93,16 @@ class BeatSpec(Strict):
     def scheduler_count(self) -> int:
         return len(self.started_at) if self.started_at is not None else self.schedulers
 
-    def period_s(self) -> float:
-        return self.every if self.every is not None else self.crontab.period_s()
+    def sends_per_s(self) -> float:
+        """Sends a second of one scheduler in the long run."""
+        return 1.0 / self.every if self.every is not None else self.crontab.schedule(0.0).sends_per_s
 
     def schedules(self) -> list:
         """Each beat process's schedule (an arrival process)."""
         starts = self.started_at or [0.0] * self.schedulers
         if self.every is not None:
             return [IntervalSchedule(self.every, start) for start in starts]
-        return [CrontabSchedule(self.crontab.minute, self.crontab.hour, start) for start in starts]
+        return [self.crontab.schedule(start) for start in starts]
 
 
 class ChordSpec(Strict):
