@@ -170,17 +170,25 @@ def test_the_redelivery_loop_scenario_runs_each_reminder_three_times_and_its_fix
     assert fixed.estimate("task_queues.signup.transports.celery.restored").mean == 0
 
 
-def test_a_countdown_past_rabbitmqs_consumer_timeout_closes_the_workers_channel_five_times_per_reminder():
+@pytest.mark.parametrize("version, queue_type, restart, closes, exits", [("4.2", "classic", "10s", 5, 5), ("4.2", "classic", "70s", 4, 4),
+                                                                    ("4.3", "quorum", "70s", 5, 0)])
+def test_a_countdown_past_rabbitmqs_consumer_timeout_ends_the_workers_consumer_again_and_again(version, queue_type, restart, closes, exits):
     """A reminder every hour (countdown 1000 s), consumer_timeout 2 min checked every minute: the
-    channel holding it closes 180 s after each delivery (the first check more than 120 s after),
-    at t + 180, 360, 540, 720, 900; the worker forgets it each time and gets it again; it runs once,
-    at its ETA. Nine reminders between 30 min and 10 h."""
+    broker ends the consumer holding it at the first check more than 120 s after its delivery, and
+    it runs once, at its ETA. Up to 4.2 the channel is closed: by Celery's default the worker
+    exits and is back after the supervisor's restart time R, when it gets the reminder again:
+    with R = 10 s closes at t + 180, 360, 540, 720, 900 (5); with R = 70 s at t + 180, 420, 660,
+    900 (4). On a 4.3 quorum queue the consumer is cancelled, a recoverable error: the worker
+    reconnects at once, closes at t + 180, 360, 540, 720, 900, and never exits. Nine reminders
+    between 30 min and 10 h."""
     remind = {"name": "remind", "queue": "q", "beat": {"every": "1h"}, "countdown": "1000s", "run_time": "1s"}
-    broker = {**rabbit(4), "consumer_timeout": "2m", "version": "4.2"}  # 4.2: the channel is closed (4.3: on quorum queues only)
-    result = run(scenario_from_dict(app([remind], [group(concurrency=1)], broker=broker, duration="10h", warmup="30m")), replications=1, seed=1)
+    broker = {**rabbit(4), "consumer_timeout": "2m", "version": version, "queue_type": queue_type}
+    workers = [group(concurrency=1, supervisor_restart_time=restart)]
+    result = run(scenario_from_dict(app([remind], workers, broker=broker, duration="10h", warmup="30m")), replications=1, seed=1)
     at = "task_queues.app.tasks.remind"
     assert result.estimate(f"{at}.sent").mean == result.estimate(f"{at}.runs").mean == 9
-    assert result.estimate(f"{at}.redelivered").mean == result.estimate("brokers.q.consumer_timeouts").mean == 5 * 9
+    assert result.estimate(f"{at}.redelivered").mean == result.estimate("brokers.q.consumer_timeouts").mean == closes * 9
+    assert result.estimate("task_queues.app.workers.w.exits").mean == exits * 9
     assert result.estimate(f"{at}.duplicates").mean == 0
 
 

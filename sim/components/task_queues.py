@@ -25,7 +25,7 @@ from .producers import ArrivalSpec, arrival_process
 from .task_queue_load import queue_capacities_per_s, runs_per_s
 
 TASK_EVENTS = ("sent", "refused", "runs", "succeeded", "duplicates", "failures", "retries", "failed", "soft_time_limits", "hard_time_limits", "overlaps", "beat_duplicates", "chord_errors", "lost", "requeued", "reruns", "redelivered")
-GROUP_EVENTS = ("completed", "crashes", "children_lost")
+GROUP_EVENTS = ("completed", "crashes", "children_lost", "exits")
 STAGES = {"queued": "queue_wait_s", "scheduled": "scheduled_s", "reserved": "reserved_s", "running": "run_s", "in_system": "latency_s"}
 """Each task type's boundaries and the metric each gives."""
 
@@ -188,8 +188,12 @@ class WorkerGroupSpec(Strict):
     (this model's choice: 1 s). ``rate_limiter``: ``ideal`` spaces a rate-limited type's starts
     1/rate apart; ``event_loop`` behaves as Celery 5.x's worker does (token buckets retried by
     timers that its event loop fires 10 a pass, a pass a second when nothing wakes it).
-    ``price_per_hour``: what one worker instance (with its ``concurrency`` children) costs an hour,
-    paid for the whole window, down or not."""
+    ``broker_channel_error_retry`` (Celery's setting, off by default): whether a worker whose
+    RabbitMQ channel is closed (a consumer timeout before 4.3) reconnects at once, or, as by
+    default, treats it as an unrecoverable error: a warm shutdown, then the process exits
+    (``exits``) and its supervisor starts a new one after ``supervisor_restart_time`` (this
+    model's choice, 10 s). ``price_per_hour``: what one worker instance (with its
+    ``concurrency`` children) costs an hour, paid for the whole window, down or not."""
 
     name: Name
     consumes: Union[Name, Annotated[list[Name], Field(min_length=1)]]
@@ -200,6 +204,8 @@ class WorkerGroupSpec(Strict):
     child_crashes: Optional[Crashes] = None
     child_replacement_time: Duration = 1.0
     rate_limiter: Literal["ideal", "event_loop"] = "ideal"
+    broker_channel_error_retry: Annotated[bool, Field(strict=True)] = False
+    supervisor_restart_time: Duration = 10.0
     price_per_hour: Optional[Price] = None
 
     @property
@@ -360,7 +366,8 @@ class TaskQueues(Kind):
                 workers[g.name].append(CeleryWorker(
                     env, f"{group}/{i}", queue, g.concurrency, g.prefetch_multiplier, fates, ledger, busy, counts,
                     crashes=context.crashes(g.crashes, f"{group}/{i}"), child_crashes=context.crashes(g.child_crashes, f"{group}/{i}:children"),
-                    scanner=scanner, replacement_s=g.child_replacement_time, event_loop_limiter=g.rate_limiter == "event_loop"))
+                    scanner=scanner, replacement_s=g.child_replacement_time, event_loop_limiter=g.rate_limiter == "event_loop",
+                    channel_error_retry=g.broker_channel_error_retry, restart_s=g.supervisor_restart_time))
         named = {t.name: task_type for t, task_type in zip(spec.tasks, types)}
         unlocks = []
         for t, task_type in zip(spec.tasks, types):

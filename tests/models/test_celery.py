@@ -167,27 +167,54 @@ def consumer_timeout_closes(sent_s, countdown_s, timeout_s, check_s=60.0):
         delivered = close
 
 
-def test_an_eta_task_past_the_consumer_timeout_closes_the_channel_again_and_again_and_running_late_acks_run_twice(fates, observer, counts, level):
+@pytest.mark.parametrize("ends", ["cancel", "retry"])
+def test_an_eta_task_past_the_consumer_timeout_closes_the_channel_again_and_again_and_running_late_acks_run_twice(fates, observer, counts, level, ends):
     """consumer_timeout 120 s: a reminder (countdown 1000 s) sent at 0 keeps its channel's oldest
-    delivery old, so the broker closes the channel at 180, 360, 540, 720, 900; each time the
-    worker forgets the reminder (Celery's on_close) and gets it again, and it runs once, at its
-    ETA. A report (acks_late, 100 s) sent at 150 is running at 180: its ack falls on the dead
-    channel, the requeued copy runs after it (250–350): one duplicate."""
+    delivery old, so the broker ends the consumer at 180, 360, 540, 720, 900 — a 4.3 cancel, or a
+    channel close with broker_channel_error_retry — and each time the worker forgets the reminder
+    (Celery's on_close), reconnects at once and gets it again; it runs once, at its ETA. A report
+    (acks_late, 100 s) sent at 150 is running at 180: its ack falls on the dead channel, the
+    requeued copy runs after it (250–350): one duplicate."""
     closes = consumer_timeout_closes(0.0, 1000.0, 120.0)
     assert closes == [180.0, 360.0, 540.0, 720.0, 900.0]
+    env = simpy.Environment()
+    options = RabbitmqOptions(prefetch_count=4, consumer_timeout_s=120.0, consumer_timeout_cancels=ends == "cancel")
+    broker = RabbitmqBroker(env, "q", level(), level(), counts(), fates, options=options)
+    ledger = TaskLedger()
+    remind = task_type("remind", 1.0, counts, level, countdown=constant(1000.0))
+    report = task_type("report", 100.0, counts, level, acks_late=True)
+    w = worker(env, "a", broker, fates, ledger, counts, level, channel_error_retry=ends == "retry")
+    Caller(env, remind, Times(0.0), broker, fates, ledger)
+    Caller(env, report, Times(150.0), broker, fates, ledger)
+    env.run(until=3000)
+    assert broker.counts["consumer_timeouts"] == len(closes) and w.counts["exits"] == 0
+    assert remind.counts["runs"] == 1 and remind.counts["redelivered"] == len(closes) and remind.scheduled.n == 0
+    assert observer.fates("processed") == [(1, 250.0), (1, 350.0), (0, 1001.0)]
+    assert report.counts["duplicates"] == 1 and report.counts["redelivered"] == 1
+
+
+def test_a_channel_closed_by_default_ends_the_worker_after_its_running_tasks_and_it_restarts_later(fates, observer, counts, level):
+    """The same, the channel closed (≤ 4.2) and Celery's defaults: PreconditionFailed is an
+    unrecoverable error, so the worker stops reserving, lets the report it runs finish (250), exits
+    and is back 10 s later (260), when it gets both requeued copies: the report runs again
+    (260–360), the reminder is held and its channel closed at the first check more than 120 s
+    after 260 (420); back at 430, closed at 600, back at 610, closed at 780, back at 790, closed
+    at 960, back at 970: five exits, and the reminder runs once, at 1000."""
     env = simpy.Environment()
     broker = RabbitmqBroker(env, "q", level(), level(), counts(), fates, options=RabbitmqOptions(prefetch_count=4, consumer_timeout_s=120.0))
     ledger = TaskLedger()
     remind = task_type("remind", 1.0, counts, level, countdown=constant(1000.0))
     report = task_type("report", 100.0, counts, level, acks_late=True)
-    worker(env, "a", broker, fates, ledger, counts, level)
+    w = worker(env, "a", broker, fates, ledger, counts, level, restart_s=10.0)
     Caller(env, remind, Times(0.0), broker, fates, ledger)
     Caller(env, report, Times(150.0), broker, fates, ledger)
+    env.run(until=965)
+    assert not w.up and w.counts["exits"] == 5
     env.run(until=3000)
-    assert broker.counts["consumer_timeouts"] == len(closes)
-    assert remind.counts["runs"] == 1 and remind.counts["redelivered"] == len(closes) and remind.scheduled.n == 0
-    assert observer.fates("processed") == [(1, 250.0), (1, 350.0), (0, 1001.0)]
-    assert report.counts["duplicates"] == 1 and report.counts["redelivered"] == 1
+    assert broker.counts["consumer_timeouts"] == w.counts["exits"] == 5 and w.up
+    assert remind.counts["runs"] == 1 and remind.counts["redelivered"] == 5
+    assert observer.fates("processed") == [(1, 250.0), (1, 360.0), (0, 1001.0)]
+    assert report.counts["duplicates"] == 1
 
 
 def test_a_task_the_broker_refuses_is_rejected_and_never_queued(fates, observer, counts, level):
