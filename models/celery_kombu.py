@@ -5,6 +5,14 @@ from __future__ import annotations
 
 from simpy import Interrupt
 
+KOMBU_REDIS_VISIBILITY_TIMEOUT_S = 3600.0
+"""kombu 5.x's Redis ``visibility_timeout`` default (``kombu/transport/redis.py``: ``Channel.visibility_timeout``)."""
+
+KOMBU_SQS_VISIBILITY_TIMEOUT_S = 1800.0
+"""kombu 5.x's SQS default (``kombu/transport/SQS/__init__.py``: ``Channel.default_visibility_timeout``): the
+``VisibilityTimeout`` attribute of a queue kombu creates (``_new_queue``), when the transport
+options give none; a queue that exists keeps its own."""
+
 
 class KombuRedisTransport:
     """What Celery's workers talk to when the broker is Redis (kombu 5.x,

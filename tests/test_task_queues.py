@@ -542,3 +542,24 @@ def test_a_chord_unlock_task_waits_in_the_worker_behind_the_header_and_takes_a_c
     assert result.estimate(f"{at}.shard_chord_unlock.runs").mean == result.estimate(f"{at}.merge.sent").mean == 16
     assert result.estimate(f"{at}.shard_chord_unlock.retries").mean == 0
     assert result.ok
+
+
+@pytest.mark.parametrize("broker_visibility, transport_visibility, redelivered", [(None, None, False), ("30s", None, True), (None, "50s", True),
+                                                                                  ("30s", "1h", True)])
+def test_a_celery_queue_on_sqs_gets_kombus_30_minute_visibility_timeout_unless_the_queue_sets_its_own(broker_visibility, transport_visibility,
+                                                                                                     redelivered):
+    """kombu creates the SQS queue with broker_transport_options' visibility_timeout, 30 min by
+    default, not SQS's 30 s: a 100 s acks_late task (deleted after its run) runs once. A queue
+    that sets its own (it exists) keeps it, and one shorter than the run delivers the task again
+    while it runs; a shorter transport option does the same on a queue that sets none."""
+    broker = {"name": "q", "kind": "sqs", "wait_time": "20s", **({"visibility_timeout": broker_visibility} if broker_visibility else {})}
+    report = {"name": "report", "queue": "q", "beat": {"every": "1000s"}, "run_time": "100s", "acks_late": True}
+    spec = app([report], [group(concurrency=2)], broker=broker, duration="3h", warmup="0s")
+    if transport_visibility:
+        spec["task_queues"][0]["broker_transport_options"] = {"visibility_timeout": transport_visibility}
+    result = run(scenario_from_dict(spec), replications=1, seed=1)
+    at = "task_queues.app.tasks.report"
+    assert result.estimate(f"{at}.sent").mean == 10
+    assert (result.estimate(f"{at}.redelivered").mean > 0) == redelivered
+    if not redelivered:
+        assert result.estimate(f"{at}.runs").mean == result.estimate(f"{at}.succeeded").mean == 10

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from models.celery import Caller, CeleryApp, RetryPolicy, TaskLedger, TaskType
 from models.celery_beat import CrontabSchedule, IntervalSchedule, crontab_values
 from models.celery_chords import UNLOCK_COUNTDOWN_S, ChordJoin, UnlockCheck
-from models.celery_kombu import KombuRedisTransport
+from models.celery_kombu import KOMBU_REDIS_VISIBILITY_TIMEOUT_S, KOMBU_SQS_VISIBILITY_TIMEOUT_S, KombuRedisTransport
 from models.celery_queues import QueueCycle
 from models.celery_reads import Reader, Staleness
 from models.celery_results import ResultBackend, ResultWait
@@ -215,11 +215,13 @@ class WorkerGroupSpec(Strict):
 
 
 class TransportOptions(Strict):
-    """Celery's ``broker_transport_options`` for kombu's Redis transport (its defaults): a task
-    unacknowledged for ``visibility_timeout`` is restored to its queue by the next scan; a worker
-    scans when it starts, then every ``unacked_restore_interval`` × ``unacked_restore_throttle``."""
+    """Celery's ``broker_transport_options`` (kombu's defaults). On Redis a task unacknowledged for
+    ``visibility_timeout`` (1 h) is restored to its queue by the next scan; a worker scans when it
+    starts, then every ``unacked_restore_interval`` × ``unacked_restore_throttle``. On SQS kombu
+    creates the queue with ``visibility_timeout`` (30 min) as its VisibilityTimeout: an SQS
+    broker that does not set its own ``visibility_timeout`` (a queue that exists) gets it."""
 
-    visibility_timeout: PositiveDuration = 3600.0
+    visibility_timeout: Optional[PositiveDuration] = None
     unacked_restore_interval: PositiveDuration = 10.0
     unacked_restore_throttle: Annotated[int, Field(ge=1, strict=True)] = 10
 
@@ -428,10 +430,14 @@ class TaskQueues(Kind):
         """What the app's callers and workers talk to for ``queue``: the broker itself, or, on
         Redis, kombu's transport over it (one unacked index per queue's database)."""
         broker = context.target(queue)
-        if next(b for b in context.scenario.brokers if b.name == queue).kind != "redis":
-            return broker
+        broker_spec = next(b for b in context.scenario.brokers if b.name == queue)
         options = spec.broker_transport_options
-        return KombuRedisTransport(context.env, broker, context.counter(f"{spec.name}:{queue}:kombu"), options.visibility_timeout,
+        if broker_spec.kind == "sqs" and "visibility_timeout" not in broker_spec.model_fields_set:
+            broker.visibility_timeout_s = options.visibility_timeout or KOMBU_SQS_VISIBILITY_TIMEOUT_S
+        if broker_spec.kind != "redis":
+            return broker
+        return KombuRedisTransport(context.env, broker, context.counter(f"{spec.name}:{queue}:kombu"),
+                                   options.visibility_timeout or KOMBU_REDIS_VISIBILITY_TIMEOUT_S,
                                    options.unacked_restore_interval, options.unacked_restore_throttle)
 
     def measure(self, spec: CeleryAppSpec, app: CeleryApp, context, measures) -> None:
