@@ -68,8 +68,15 @@ class CeleryWorker:
       exits (``exits``), and its supervisor starts a new one ``restart_s`` later (this model's
       choice, 10 s: Kubernetes' first restart back-off; no growing back-off).
 
+    **Results.** With a result backend (``TaskType.result``), the child writes the task's state
+    after its run — SUCCESS, RETRY before a retry, FAILURE — and takes the next task only then
+    (``celery/app/trace.py``: ``mark_as_done`` inside the traced call): the write is the child's
+    busy time (``busy``), not the run's (``running``, ``run_s``; Celery's logged runtime
+    includes it). A retry is published when its RETRY state is written (Celery publishes it
+    just before).
+
     **Acknowledgement** (per task type, :class:`~models.celery.TaskType`): early (the default)
-    acks when a child starts the task; ``acks_late`` after the run. Both ack at once (the main
+    acks when a child starts the task; ``acks_late`` after the run (and the write). Both ack at once (the main
     process acks; the children do not wait for it).
 
     **Failures.**
@@ -126,6 +133,8 @@ class CeleryWorker:
         self._generation = 0
         self.running: dict[int, tuple] = {}
         """Slot → (delivery, started at, acknowledged) of the task each busy child runs."""
+        self.writing: set[int] = set()
+        """Slots whose child has run its task and is writing its state to the result backend."""
         self._waiting: dict[int, object] = {}
         self._room = None
         self._children: list = []
@@ -350,16 +359,22 @@ class CeleryWorker:
             run_s = task_type.run_time()
             limit = task_type.time_limit(run_s)
             yield env.timeout(run_s if limit is None else limit[0])
+            task_type.in_progress -= 1
+            task_type.running.leave(env.now, now)
+            killed = limit is not None and limit[1] == "hard_time_limits"
+            failed = not killed and (limit is not None or (task_type.retry is not None and task_type.retry.fails(task)))
+            if not killed and task_type.result is not None:
+                self.writing.add(slot)  # the child writes SUCCESS, RETRY or FAILURE before it is free
+                yield env.timeout(task_type.result.backend.write_time())
+                self.writing.discard(slot)
             end = env.now
             self._stopped_running(slot)
-            task_type.in_progress -= 1
-            task_type.running.leave(end, now)
             busy.leave(end, now)
             self.counts.add("completed")
-            if limit is not None and limit[1] == "hard_time_limits":
+            if killed:
                 task_type.counts.add("hard_time_limits")
-                self._failed_for_good(task, end)
-            elif limit is not None or (task_type.retry is not None and task_type.retry.fails(task)):
+                self._failed_for_good(task, end, written=False)
+            elif failed:
                 if limit is not None:
                     task_type.counts.add("soft_time_limits")
                 self._failed_run(task, end)
@@ -367,23 +382,23 @@ class CeleryWorker:
                 self._succeeded(task, end, now)
             if not acked:
                 self._ack(delivery)
-            if limit is not None and limit[1] == "hard_time_limits":
+            if killed:
                 yield env.timeout(self.replacement_s)  # the child killed is replaced
 
     def _succeeded(self, task, now: float, started_s: float) -> None:
         task_type = task.type
         if task_type.snapshot_s is None or started_s > task_type.snapshot_s:
             task_type.snapshot_s = started_s
-        self.ledger.settled(task, now, "SUCCESS", started_s)
+        self.ledger.settled(task, now, "SUCCESS", started_s, written=True)
         task.type.counts.add("succeeded")
         if self.fates.settled(task):
             task.type.counts.add("duplicates")
         self.fates.processed(task, now)
 
-    def _failed_for_good(self, task, now: float) -> None:
+    def _failed_for_good(self, task, now: float, written: bool = True) -> None:
         task.type.counts.add("failures")
         task.type.counts.add("failed")
-        self.ledger.settled(task, now, "FAILURE")
+        self.ledger.settled(task, now, "FAILURE", written=written)
         if not self.fates.settled(task):
             self.fates.lost(task, now)
 
@@ -413,8 +428,11 @@ class CeleryWorker:
             delivery, started, acked = entry
             now = self.env.now
             task = delivery.message
-            task.type.in_progress -= 1
-            task.type.running.leave(now, started)
+            if slot in self.writing:
+                self.writing.discard(slot)
+            else:
+                task.type.in_progress -= 1
+                task.type.running.leave(now, started)
             self.busy.leave(now, started)
             if acked:
                 self._lost(task)

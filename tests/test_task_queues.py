@@ -309,11 +309,11 @@ def test_a_task_gives_either_arrivals_or_beat():
     assert "give either arrivals (calls from the application) or beat (a periodic task)" in problems_of(app([both], [group()]))
 
 
-@pytest.mark.parametrize("poll, extra_s", [(None, 0.05), ("100ms", 0.05 + 0.05)])
-def test_the_latency_a_waiting_caller_sees_adds_the_result_write_and_half_a_poll_interval(poll, extra_s):
-    """Results written 50 ms after each run: get() sees each 50 ms after the task's end; polling
-    every 100 ms from the call finds it at the next poll, on average half an interval later (the
-    latencies, of mean about 0.9 s, spread smoothly over many intervals)."""
+@pytest.mark.parametrize("poll, extra_s", [(None, 0.0), ("100ms", 0.05)])
+def test_the_latency_a_waiting_caller_sees_adds_half_a_poll_interval_to_the_tasks_outcome(poll, extra_s):
+    """The child writes each result in 50 ms after the run, and the task's outcome is then: get()
+    sees it at once; polling every 100 ms from the call finds it at the next poll, on average half
+    an interval later (the latencies, of mean about 1 s, spread smoothly over many intervals)."""
     waited = {**task(), "poll_interval": poll} if poll else task()
     spec = app([waited], [group()], duration=3000)
     spec["task_queues"][0]["result_backend"] = {"write_time": "50ms", "result_expires": "2m"}
@@ -323,6 +323,21 @@ def test_the_latency_a_waiting_caller_sees_adds_the_result_write_and_half_a_poll
     assert extra == pytest.approx(extra_s, abs=0.005 if poll else 1e-3)
     # the backend keeps every result for 2 minutes (less than the warm-up): λ × 120 s at a time
     assert result.estimate("task_queues.app.results.stored_mean").mean == pytest.approx(6.0 * 120, rel=0.03)
+    assert result.ok
+
+
+def test_the_child_writing_a_result_is_busy_so_a_worker_is_an_md1_queue_of_the_run_plus_the_write():
+    """One child, Poisson 0.5/s, runs of 1 s and a result write of 0.5 s in the child: service
+    S = 1.5 s, ρ = 0.75 (0.5 if the write were not the child's), and the caller waits M/D/1's
+    S + λS² / (2(1 − ρ)) = 3.75 s; the check counts 1/1.5 s per child."""
+    spec = app([task(rate=0.5, run_time="1s")], [group(concurrency=1)], duration=20_000)
+    spec["task_queues"][0]["result_backend"] = {"write_time": "500ms"}
+    assert broker_flows(scenario_from_dict(spec))["q"].service_capacity_per_s == pytest.approx(1 / 1.5)
+    result = run(scenario_from_dict(spec), replications=6, seed=8)
+    at = "task_queues.app"
+    assert result.estimate(f"{at}.workers.w.utilization").contains(0.75)
+    assert result.estimate(f"{at}.tasks.t.result_latency_s.mean").contains(1.5 + 0.5 * 1.5**2 / (2 * 0.25))
+    assert result.estimate(f"{at}.tasks.t.run_s.mean").mean == pytest.approx(1.0)
     assert result.ok
 
 
@@ -527,17 +542,18 @@ def test_a_worker_consumes_several_queues_on_redis_only():
 
 
 def test_a_chord_unlock_task_waits_in_the_worker_behind_the_header_and_takes_a_child():
-    """A chord of 4 tasks of 1.1 s every minute on one child, results written 10 ms after each:
+    """A chord of 4 tasks of 1.1 s every minute on one child, each writing its result in 10 ms:
     the chord_unlock task falls due at 1 s behind the three header tasks reserved before it, so
-    its first run starts when the last ends, at 4.4 s, and finds every result at its end, 4.5 s
-    (0.1 s runs): the callback goes then, once per chord (a timer every second would send at 5)."""
+    its first run starts when the last is written, at 4 × 1.11 = 4.44 s, and finds every result at
+    its end, 4.54 s (0.1 s runs): the callback goes then, once per chord (a timer every second
+    would send at 5)."""
     header = {"name": "shard", "queue": "q", "beat": {"every": "1m"}, "run_time": "1100ms",
               "chord": {"size": 4, "callback": "merge", "join": "poll", "unlock_run_time": "100ms"}}
     spec = app([header, {"name": "merge", "queue": "q", "run_time": "100ms"}], [group(concurrency=1)], duration=1200)
     spec["task_queues"][0]["result_backend"] = {"write_time": "10ms"}
     result = run(scenario_from_dict(spec), replications=1, seed=1)
     at = "task_queues.app.tasks"
-    assert result.estimate(f"{at}.shard.chord_join_s.mean").mean == pytest.approx(4.5)
+    assert result.estimate(f"{at}.shard.chord_join_s.mean").mean == pytest.approx(4.54)
     # chords at 240, 300 … 1140 s fall in the window 200–1200 s: 16 unlocks, one run each
     assert result.estimate(f"{at}.shard_chord_unlock.runs").mean == result.estimate(f"{at}.merge.sent").mean == 16
     assert result.estimate(f"{at}.shard_chord_unlock.retries").mean == 0

@@ -24,11 +24,14 @@ class RunOutcome:
     the hard limit (P(S > L)) has its child killed, and the slot runs nothing while a new child
     starts (``killed``: that probability); a run cut by the soft limit raises, and is retried
     if the task has ``autoretry``, as a run whose ``failure_probability`` draw fails is
-    (``retried``: the probability a run is retried). Celery 5.x: ``celery/app/task.py``
-    (``Task.soft_time_limit``, ``Task.time_limit``), ``celery/concurrency/asynpool.py``
-    (``on_hard_timeout`` kills the child), ``celery/app/autoretry.py``."""
+    (``retried``: the probability a run is retried). A run not killed is followed by the child's
+    write of its state to the result backend (``write_s``, the mean write time, when the task
+    stores results). Celery 5.x: ``celery/app/task.py`` (``Task.soft_time_limit``,
+    ``Task.time_limit``), ``celery/concurrency/asynpool.py`` (``on_hard_timeout`` kills the
+    child), ``celery/app/autoretry.py``, ``celery/app/trace.py`` (``mark_as_done``)."""
 
-    def __init__(self, task):
+    def __init__(self, task, write_s: float = 0.0):
+        self.write_s = write_s
         run = task.run_time.build()
         retry_p = task.autoretry.failure_probability if task.autoretry is not None else 0.0
         limits = [(limit_s, not hard) for limit_s, hard in ((task.time_limit, True), (task.soft_time_limit, False)) if limit_s is not None]
@@ -54,9 +57,16 @@ class RunOutcome:
         return float(tries) if r >= 1 else (1 - r**tries) / (1 - r)
 
     def slot_s(self, replacement_s: float) -> float:
-        """How long a run holds its pool slot: its time in the child, and the replacement of a
-        child its hard limit killed."""
-        return self.busy_s + self.killed * replacement_s
+        """How long a run holds its pool slot: its time in the child, the child's result write, and
+        the replacement of a child its hard limit killed."""
+        return self.busy_s + (1 - self.killed) * self.write_s + self.killed * replacement_s
+
+
+def write_s(spec, task) -> float:
+    """The mean time the child that ran ``task`` spends writing its state (0 without results)."""
+    if spec.result_backend is None or task.ignore_result:
+        return 0.0
+    return spec.result_backend.write_time.build().mean
 
 
 def calls_per_s(spec, task) -> float:
@@ -77,7 +87,7 @@ def runs_per_s(spec, task) -> float:
 def capacity_per_s(spec, group) -> float:
     """Runs per second ``group`` can make in the long run: count × concurrency / the mean time a
     run of its queues' mix holds a slot (retries included; a run cut at its time limit holds it
-    at most that long, and a hard kill adds the child's replacement), times the fractions of time
+    at most that long, and a hard kill adds the child's replacement; the result write included), times the fractions of time
     its workers and children are up; and no more than lets each rate-limited type in the mix
     start at its limit on each worker (with the event-loop limiter, at most one a second under
     load). Prefetch does not change it (a worker with reserved tasks keeps its children busy)."""
@@ -85,7 +95,7 @@ def capacity_per_s(spec, group) -> float:
     rate = sum(r for r, _ in routed)
     if rate == 0:
         return 0.0
-    mean_s = sum(r * RunOutcome(t).slot_s(group.child_replacement_time) for r, t in routed) / rate
+    mean_s = sum(r * RunOutcome(t, write_s(spec, t)).slot_s(group.child_replacement_time) for r, t in routed) / rate
     capacity = group.count * group.concurrency / mean_s * up_fraction(group.crashes) * up_fraction(group.child_crashes)
     per_worker = (lambda limit: min(limit, 1.0 / MIN_DELAY_S)) if group.rate_limiter == "event_loop" else (lambda limit: limit)
     limits = [group.count * per_worker(t.rate_limit) * rate / r for r, t in routed if t.rate_limit is not None]

@@ -390,28 +390,29 @@ def test_a_caller_sees_the_result_when_written_or_at_its_next_poll_and_the_backe
 
 
 def test_a_chord_joins_when_its_slowest_header_result_is_written_or_when_a_chord_unlock_task_finds_it(fates, observer, counts, level):
-    """Three header tasks of 1, 2 and 3 s on three children, results written 0.5 s after each
-    run (the last at 3.5): by counter the callback (1 s) is sent at 3.5 and ends at 4.5. With
+    """Three header tasks of 1, 2 and 3.5 s on three children, each writing its result in 0.3 s
+    (written at 1.3, 2.3, 3.8): by counter the callback (1 s) is sent at 3.8 and ends at 4.8. With
     chord_unlock tasks (due 1 s after the call, retried 1 s after each run that finds a result
-    missing): runs of 0 s at 1, 2, 3 and 4, the callback sent at 4; runs of 0.25 s at 1, 2.25 and
-    3.5, the callback sent at the end of the third, 3.75 (a timer every second would send at 4)."""
-    for unlock_s, sent_s, unlock_runs in ((None, 3.5, 0), (0.0, 4.0, 4), (0.25, 3.75, 3)):
+    missing; the first waits for a free child, 1.3): runs of 0 s at 1.3, 2.3, 3.3 and 4.3, the
+    callback sent at 4.3; runs of 0.25 s at 1.3, 2.55 and 3.8, the callback sent at the end of
+    the third, 4.05 (a timer every second from the call would send at 4)."""
+    for unlock_s, sent_s, unlock_runs in ((None, 3.8, 0), (0.0, 4.3, 4), (0.25, 4.05, 3)):
         observer.log.clear()
         env = simpy.Environment()
         broker = FifoBroker(env, "q", level(), counts(), fates)
         ledger = TaskLedger()
-        backend = ResultBackend(env, constant(0.5), 100.0, level(), counts())
+        backend = ResultBackend(env, constant(0.3), 100.0, level(), counts())
         callback = task_type("callback", 1.0, counts, level)
         unlock = None if unlock_s is None else task_type("unlock", unlock_s, counts, level, countdown=constant(UNLOCK_COUNTDOWN_S), retry=UnlockCheck(1.0))
         joined = Sojourns()
         join = ChordJoin(env, callback, broker, fates, ledger, joined, counts(), unlock)
-        header = TaskType("header", "q", draws(1.0, 2.0, 3.0), level(), level(), level(), level(), level(), counts(),
+        header = TaskType("header", "q", draws(1.0, 2.0, 3.5), level(), level(), level(), level(), level(), counts(),
                           result=ResultWait(env, backend, level(), None), chord_join=join, chord_size=3)
         worker(env, "a", broker, fates, ledger, counts, level, concurrency=3)
         Caller(env, header, Times(0.0), broker, fates, ledger)
         env.run(until=20)
-        assert joined.stays == [sent_s] and callback.counts["sent"] == 1
-        assert observer.fates("processed")[-1][1] == sent_s + 1.0 and header.counts["succeeded"] == 3
+        assert joined.stays == [pytest.approx(sent_s)] and callback.counts["sent"] == 1
+        assert observer.fates("processed")[-1][1] == pytest.approx(sent_s + 1.0) and header.counts["succeeded"] == 3
         if unlock is not None:
             assert (unlock.counts["runs"], unlock.counts["retries"], unlock.counts["succeeded"]) == (unlock_runs, unlock_runs - 1, 1)
 
