@@ -10,6 +10,7 @@ from models.celery import Caller, RetryPolicy, Task, TaskLedger, TaskType
 from models.celery_chords import UNLOCK_COUNTDOWN_S, ChordJoin, UnlockCheck
 from models.celery_hub import EventLoopLimiter
 from models.celery_kombu import KombuRedisTransport
+from models.celery_queues import QueueCycle
 from models.celery_results import ResultBackend, ResultWait
 from models.celery_worker import CeleryWorker
 from models.crashes import Crashes
@@ -445,3 +446,22 @@ def test_the_event_loop_limiter_keeps_the_rate_while_few_timers_wait_and_starts_
         env.run(until=4.0)
         assert released[:len(first_releases)] == pytest.approx(first_releases)
         assert len(released) == len(first_releases) if requests == 30 else len(released) == 3
+
+
+def test_a_worker_on_two_redis_queues_takes_from_each_in_turn_and_blocks_on_both(fates, observer, counts, level):
+    """One child, multiplier 1 (one task reserved beyond the one running), runs of 1 s; tasks on
+    queue a at 0, 0.1, 0.2 and on queue b at 0.3, 0.4, 0.5 and 10. Blocked on both, the worker
+    gets A0 at 0 and A1 at 0.1; then, with both queues holding tasks, it takes from b (a was
+    last), then a, then b: B0 runs before A2 (by age, or with a fixed key order, A2 would run
+    first). At 10 it is blocked on both again and B3 reaches it at once."""
+    env = simpy.Environment()
+    (_, a), (_, b) = redis(env, fates, counts, level), redis(env, fates, counts, level)
+    ledger = TaskLedger()
+    types = {name: TaskType(name, name, constant(1.0), level(), level(), level(), level(), level(), counts()) for name in ("a", "b")}
+    cycle = QueueCycle(env, {"a": a, "b": b})
+    worker(env, "w", cycle, fates, ledger, counts, level, multiplier=1, scanner=cycle.scans)
+    Caller(env, types["a"], Times(0.0, 0.1, 0.2), a, fates, ledger)
+    Caller(env, types["b"], Times(0.3, 0.4, 0.5, 10.0), b, fates, ledger)
+    env.run(until=20)
+    assert observer.fates("processed") == [(0, 1.0), (1, 2.0), (3, 3.0), (2, 4.0), (4, 5.0), (5, 6.0), (6, 11.0)]
+    assert not a.unacked and not b.unacked
