@@ -407,6 +407,12 @@ def test_chords_need_a_result_backend_and_a_callback_sent_by_chords_only():
     assert "merge: a task needs arrivals or beat, unless it is a chord's callback" in problems_of(spec)
 
 
+def test_a_task_may_not_take_the_name_of_a_chords_unlock_tasks():
+    spec = chord_app("poll")
+    spec["task_queues"][0]["tasks"].append({**task("shard_chord_unlock")})
+    assert "shard_chord_unlock: the name of the chord_unlock tasks of shard's chords; give the task another" in problems_of(spec)
+
+
 def test_check_counts_a_chords_members_and_its_callback_on_their_queue():
     flow = broker_flows(scenario_from_dict(chord_app("counter")))["q"]
     assert flow.arrival_rate_per_s == pytest.approx(0.05 * 8 + 0.05)

@@ -279,6 +279,8 @@ class CeleryAppSpec(Strict):
                                  f"'{t.chord.callback}' is not one")
             if self.result_backend is None or t.ignore_result:
                 raise ValueError(f"{t.name}: a chord needs its header's results: give the app a result_backend (and not ignore_result)")
+            if t.chord.join == "poll" and f"{t.name}_chord_unlock" in tasks:
+                raise ValueError(f"{t.name}_chord_unlock: the name of the chord_unlock tasks of {t.name}'s chords; give the task another")
         called = {t.chord.callback for t in self.tasks if t.chord is not None}
         orphans = [t.name for t in self.tasks if t.is_callback and t.name not in called]
         if orphans:
