@@ -574,7 +574,7 @@ def test_a_celery_queue_on_sqs_gets_kombus_30_minute_visibility_timeout_unless_t
     default, not SQS's 30 s: a 100 s acks_late task (deleted after its run) runs once. A queue
     that sets its own (it exists) keeps it, and one shorter than the run delivers the task again
     while it runs; a shorter transport option does the same on a queue that sets none."""
-    broker = {"name": "q", "kind": "sqs", "wait_time": "20s", **({"visibility_timeout": broker_visibility} if broker_visibility else {})}
+    broker = {"name": "q", "kind": "sqs", **({"visibility_timeout": broker_visibility} if broker_visibility else {})}
     report = {"name": "report", "queue": "q", "beat": {"every": "1000s"}, "run_time": "100s", "acks_late": True}
     spec = app([report], [group(concurrency=2)], broker=broker, duration="3h", warmup="0s")
     if transport_visibility:
@@ -585,3 +585,15 @@ def test_a_celery_queue_on_sqs_gets_kombus_30_minute_visibility_timeout_unless_t
     assert (result.estimate(f"{at}.redelivered").mean > 0) == redelivered
     if not redelivered:
         assert result.estimate(f"{at}.runs").mean == result.estimate(f"{at}.succeeded").mean == 10
+
+
+def test_an_idle_celery_worker_on_sqs_polls_once_every_wait_time_plus_polling_interval():
+    """kombu long-polls 10 s and pauses 1 s after an empty receive: with calls of 1 ms an idle
+    worker receives every 11.001 s, at 0 … 327 × 11.001 = 3597.3 s of a 1 h window: 328 times (360
+    without the pause; SQS's own default, wait 0, would poll without end)."""
+    rare = {"name": "report", "queue": "q", "beat": {"every": "2d"}, "run_time": "1s"}
+    broker = {"name": "q", "kind": "sqs", "receive_latency": "1ms"}
+    result = run(scenario_from_dict(app([rare], [group(concurrency=1)], broker=broker, duration="1h", warmup="0s")), replications=1, seed=1)
+    assert result.estimate("brokers.q.receive_calls").mean == 328
+    spec = app([rare], [group(concurrency=1)], broker={**broker, "wait_time": "20s"})
+    assert "kombu's receives ask for WaitTimeSeconds from broker_transport_options.wait_time_seconds" in problems_of(spec)

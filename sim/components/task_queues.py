@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from models.celery import Caller, CeleryApp, RetryPolicy, TaskLedger, TaskType
 from models.celery_beat import CrontabSchedule, IntervalSchedule, crontab_values
 from models.celery_chords import UNLOCK_COUNTDOWN_S, ChordJoin, UnlockCheck
-from models.celery_kombu import KOMBU_REDIS_VISIBILITY_TIMEOUT_S, KOMBU_SQS_VISIBILITY_TIMEOUT_S, KombuRedisTransport
+from models.celery_kombu import KOMBU_REDIS_VISIBILITY_TIMEOUT_S, KOMBU_SQS_VISIBILITY_TIMEOUT_S, KombuRedisTransport, KombuSqsTransport
 from models.celery_queues import QueueCycle
 from models.celery_reads import Reader, Staleness
 from models.celery_results import ResultBackend, ResultWait
@@ -219,9 +219,13 @@ class TransportOptions(Strict):
     ``visibility_timeout`` (1 h) is restored to its queue by the next scan; a worker scans when it
     starts, then every ``unacked_restore_interval`` × ``unacked_restore_throttle``. On SQS kombu
     creates the queue with ``visibility_timeout`` (30 min) as its VisibilityTimeout: an SQS
-    broker that does not set its own ``visibility_timeout`` (a queue that exists) gets it."""
+    broker that does not set its own ``visibility_timeout`` (a queue that exists) gets it; each
+    receive long-polls ``wait_time_seconds`` (10 s), and an empty one is followed by a pause of
+    ``polling_interval`` (1 s)."""
 
     visibility_timeout: Optional[PositiveDuration] = None
+    wait_time_seconds: Annotated[Duration, Field(le=20.0)] = 10.0
+    polling_interval: Duration = 1.0
     unacked_restore_interval: PositiveDuration = 10.0
     unacked_restore_throttle: Annotated[int, Field(ge=1, strict=True)] = 10
 
@@ -321,6 +325,10 @@ class TaskQueues(Kind):
                     yield Finding(where, f"'{queue}' is a {kinds[queue]} queue: a worker consuming several queues is modelled on Redis "
                                          "queues only (kombu's BRPOP cycle)")
         for broker in scenario.brokers:
+            if broker.name in spec.queues() and broker.kind == "sqs" and "wait_time" in broker.model_fields_set:
+                yield Finding(None, f"the queue '{broker.name}' carries {spec.name}'s tasks: kombu's receives ask for WaitTimeSeconds "
+                                    "from broker_transport_options.wait_time_seconds (10 s by default), whatever the queue's wait_time; "
+                                    "set it there")
             if broker.name in spec.queues() and broker.kind == "redis" and (broker.mode != "list" or broker.reliable):
                 yield Finding(None, f"the queue '{broker.name}' is a Redis {'stream' if broker.mode == 'stream' else 'reliable list'}: kombu's "
                                     "Redis transport reads a plain list (BRPOP) and emulates acknowledgements itself (mode: list, reliable: false)")
@@ -429,13 +437,17 @@ class TaskQueues(Kind):
                            int(a.retry_backoff), a.retry_backoff_max, a.retry_jitter)
 
     def _transport(self, spec: CeleryAppSpec, queue: str, context):
-        """What the app's callers and workers talk to for ``queue``: the broker itself, or, on
-        Redis, kombu's transport over it (one unacked index per queue's database)."""
+        """What the app's callers and workers talk to for ``queue``: the broker itself (RabbitMQ),
+        or kombu's transport over it: on Redis one unacked index per queue's database, on SQS its
+        polling, with the queue's visibility timeout and the receives' wait time kombu's."""
         broker = context.target(queue)
         broker_spec = next(b for b in context.scenario.brokers if b.name == queue)
         options = spec.broker_transport_options
-        if broker_spec.kind == "sqs" and "visibility_timeout" not in broker_spec.model_fields_set:
-            broker.visibility_timeout_s = options.visibility_timeout or KOMBU_SQS_VISIBILITY_TIMEOUT_S
+        if broker_spec.kind == "sqs":
+            if "visibility_timeout" not in broker_spec.model_fields_set:
+                broker.visibility_timeout_s = options.visibility_timeout or KOMBU_SQS_VISIBILITY_TIMEOUT_S
+            broker.wait_time_s = options.wait_time_seconds
+            return KombuSqsTransport(context.env, broker, options.polling_interval)
         if broker_spec.kind != "redis":
             return broker
         return KombuRedisTransport(context.env, broker, context.counter(f"{spec.name}:{queue}:kombu"),
