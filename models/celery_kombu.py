@@ -15,34 +15,17 @@ options give none; a queue that exists keeps its own."""
 
 
 class KombuTransport:
-    """What a kombu transport passes straight to the broker underneath (``broker``)."""
+    """A kombu transport over ``broker``: what a subclass does not redefine (``put``,
+    ``publish_gate``, ``waiting``, ``ack``, ``nack``, ``disconnect``, ``raise_prefetch``…) is the
+    broker's own call, passed straight through."""
 
     def __init__(self, env, broker):
         self.env = env
         self.broker = broker
         self.name = broker.name
 
-    def put(self, message) -> bool:
-        return self.broker.put(message)
-
-    def publish_gate(self):
-        return self.broker.publish_gate()
-
-    @property
-    def waiting(self) -> int:
-        return self.broker.waiting
-
-    def raise_prefetch(self, consumer, by: int) -> None:
-        """Nothing: kombu's QoS over these brokers is the worker's own count (``can_consume``)."""
-
-    def ack(self, delivery) -> float:
-        return self.broker.ack(delivery)
-
-    def nack(self, delivery) -> float:
-        return self.broker.nack(delivery)
-
-    def disconnect(self, consumer, deliveries) -> None:
-        self.broker.disconnect(consumer, deliveries)
+    def __getattr__(self, name: str):
+        return getattr(self.broker, name)
 
 
 class KombuSqsTransport(KombuTransport):
