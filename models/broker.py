@@ -122,8 +122,9 @@ class Delivery:
 class Consumer:
     """One worker's connection to a broker: the deliveries it holds (received, not yet acknowledged
     or rejected). A broker's ``receive`` adds to ``held``; the worker removes what it finishes.
-    ``on_closed``: called (no argument) when the broker closes the consumer's channel while the
-    worker lives (RabbitMQ's consumer timeout), or None."""
+    ``on_closed``: called (``cancelled``: True when the broker cancelled the consumer rather than
+    closing its channel) when the broker closes the consumer's channel while the worker lives
+    (RabbitMQ's consumer timeout), or None."""
 
     __slots__ = ("name", "held", "on_closed")
 

@@ -66,7 +66,8 @@ class RetryPolicy:
         self.backoff_max_s = backoff_max_s
         self.jitter = jitter
 
-    def fails(self) -> bool:
+    def fails(self, task=None) -> bool:
+        """Whether the run of ``task`` that just ended raised."""
         return self.draw() < self.probability
 
     def may_retry(self, retries: int) -> bool:
@@ -179,11 +180,12 @@ class TaskLedger:
         self.sent_s[retry.id] = now
         retry.type.queued.enter(now)
 
-    def settled(self, task: Task, now: float, state: str | None = None, data_s: float | None = None) -> None:
+    def settled(self, task: Task, now: float, state: str | None = None, data_s: float | None = None, written: bool = False) -> None:
         """``task`` has its outcome (succeeded, failed, lost, or refused on its way back to the
         queue); ``state``: the result written for its caller to see (``SUCCESS``, ``FAILURE``), or
-        None; ``data_s``: when the run that produced it started. A chord's header task tells its
-        chord once its result is written."""
+        None (``written``: the child that ran it has just written it); ``data_s``: when the run
+        that produced it started. A chord's header task tells its chord once its result is
+        written."""
         self.started.discard(task.id)
         sent = self.open_s.pop(task.id, None)
         if sent is None:
@@ -192,7 +194,7 @@ class TaskLedger:
         chord = task.chord
         then = None if chord is None else (lambda written_s: task.type.chord_join.member_done(chord, state == "SUCCESS"))
         if task.type.result is not None:
-            task.type.result.outcome(sent, state is not None, then, data_s)
+            task.type.result.outcome(sent, state is not None, then, data_s, written)
         elif then is not None:
             then(now)
 

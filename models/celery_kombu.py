@@ -1,12 +1,56 @@
-"""kombu's Redis transport: acknowledgements emulated over a plain Redis list, and the scans that
-restore what stays unacknowledged too long."""
+"""kombu's transports between Celery and a broker: Redis (acknowledgements emulated over a plain
+list, and the scans that restore what stays unacknowledged too long) and SQS (its polling)."""
 
 from __future__ import annotations
 
 from simpy import Interrupt
 
+KOMBU_REDIS_VISIBILITY_TIMEOUT_S = 3600.0
+"""kombu 5.x's Redis ``visibility_timeout`` default (``kombu/transport/redis.py``: ``Channel.visibility_timeout``)."""
 
-class KombuRedisTransport:
+KOMBU_SQS_VISIBILITY_TIMEOUT_S = 1800.0
+"""kombu 5.x's SQS default (``kombu/transport/SQS/__init__.py``: ``Channel.default_visibility_timeout``): the
+``VisibilityTimeout`` attribute of a queue kombu creates (``_new_queue``), when the transport
+options give none; a queue that exists keeps its own."""
+
+
+class KombuTransport:
+    """A kombu transport over ``broker``: what a subclass does not redefine (``put``,
+    ``publish_gate``, ``waiting``, ``ack``, ``nack``, ``disconnect``, ``raise_prefetch``…) is the
+    broker's own call, passed straight through."""
+
+    def __init__(self, env, broker):
+        self.env = env
+        self.broker = broker
+        self.name = broker.name
+
+    def __getattr__(self, name: str):
+        return getattr(self.broker, name)
+
+
+class KombuSqsTransport(KombuTransport):
+    """What Celery's workers talk to when the broker is SQS (kombu 5.x,
+    ``kombu/transport/SQS/__init__.py``): each ReceiveMessage asks for ``WaitTimeSeconds`` =
+    ``wait_time_seconds`` (10 s by default, whatever the queue's own setting: the component sets
+    the broker's wait time), and after one that returns nothing the worker waits
+    ``polling_interval_s`` (``polling_interval``, 1 s) before the next (``Channel._loop1`` via
+    ``hub.call_later``): an idle queue is polled at most once every wait + interval. The queue's
+    visibility timeout is the one kombu created it with (:data:`KOMBU_SQS_VISIBILITY_TIMEOUT_S`).
+    Simplification: a receive asks for the broker's ``batch_size``, not for what the worker's
+    prefetch window has room for (kombu's ``can_consume_max_estimate``, at most 10)."""
+
+    def __init__(self, env, broker, polling_interval_s: float = 1.0):
+        super().__init__(env, broker)
+        self.polling_interval_s = polling_interval_s
+
+    def receive(self, consumer):
+        deliveries = yield from self.broker.receive(consumer)
+        if not deliveries and self.polling_interval_s > 0:
+            yield self.env.timeout(self.polling_interval_s)
+        return deliveries
+
+
+class KombuRedisTransport(KombuTransport):
     """What Celery's workers talk to when the broker is Redis (kombu 5.x,
     ``kombu/transport/redis.py``: ``QoS.append``, ``ack``, ``reject``, ``restore_visible``,
     ``MultiChannelPoller.on_poll_init``, ``Transport.register_with_event_loop``).
@@ -37,34 +81,23 @@ class KombuRedisTransport:
     """
 
     def __init__(self, env, broker, counts, visibility_timeout_s: float = 3600.0, restore_interval_s: float = 10.0, restore_throttle: int = 10):
-        self.env = env
-        self.broker = broker
-        self.name = broker.name
+        super().__init__(env, broker)
         self.counts = counts
         self.visibility_timeout_s = visibility_timeout_s
         self.scan_period_s = restore_interval_s * max(restore_throttle, 1)
         self.unacked: dict = {}
         """Message → time of its latest delivery: the unacked hash and its index."""
 
-    def put(self, message) -> bool:
-        return self.broker.put(message)
-
-    def publish_gate(self):
-        return self.broker.publish_gate()
-
-    @property
-    def waiting(self) -> int:
-        return self.broker.waiting
-
     def receive(self, consumer):
         deliveries = yield from self.broker.receive(consumer)
+        self.received(deliveries)
+        return deliveries
+
+    def received(self, deliveries) -> None:
+        """Index ``deliveries``, handed out now (``QoS.append``)."""
         now = self.env.now
         for delivery in deliveries:
             self.unacked[delivery.message] = now
-        return deliveries
-
-    def raise_prefetch(self, consumer, by: int) -> None:
-        """Nothing: on Redis kombu's QoS is the worker's own count (``can_consume``)."""
 
     def ack(self, delivery) -> float:
         self.unacked.pop(delivery.message, None)

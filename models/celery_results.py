@@ -8,15 +8,18 @@ from typing import Callable
 
 
 class ResultBackend:
-    """Where a task's outcome is stored (Redis, a database): a result is written ``write_time()``
-    after the run ends (success, or FAILURE for a task that failed for good) and kept
-    ``expires_s`` (``result_expires``, one day by default; Celery's periodic ``backend_cleanup``
-    or Redis's key TTL removes it), whether or not anyone read it.
+    """Where a task's outcome is stored (Redis, a database): a write takes ``write_time()``; a
+    result (success, or FAILURE for a task that failed for good) is kept ``expires_s``
+    (``result_expires``, one day by default; Celery's periodic ``backend_cleanup`` or Redis's key
+    TTL removes it), whether or not anyone read it. The pool child that ran the task writes its
+    state before it takes the next one (Celery 5.x, ``celery/app/trace.py``:
+    ``backend.mark_as_done`` inside the traced call, ``mark_as_retry`` and ``mark_as_failure``
+    in its error handling), so that write is the child's time
+    (:meth:`~models.celery_worker.CeleryWorker`); the main process writes the FAILURE of a task
+    its hard time limit killed (``Request.on_timeout``), with the latency only.
 
     ``stored`` is the boundary of the results kept (its mean is the backend's size in results);
-    ``counts`` gets ``results_written``. Simplification: the write does not keep the child busy
-    (Celery's child stores the result before taking the next task: here that time is the write
-    latency the caller sees, not service time)."""
+    ``counts`` gets ``results_written`` (final states: RETRY states are not counted)."""
 
     def __init__(self, env, write_time: Callable[[], float], expires_s: float, stored, counts):
         self.env = env
@@ -27,8 +30,12 @@ class ResultBackend:
         self.kept: deque[float] = deque()
         self._expiring = False
 
-    def store(self, then: Callable[[float], None]) -> None:
-        """Write a result now; ``then(written_s)`` once it is written."""
+    def store(self, then: Callable[[float], None], written: bool = False) -> None:
+        """Write a result now (``written``: it has just been written, by the child); ``then(written_s)``
+        once it is written."""
+        if written:
+            self._written(then)
+            return
         self.env.timeout(self.write_time()).callbacks.append(lambda _: self._written(then))
 
     def _written(self, then: Callable[[float], None]) -> None:
@@ -72,18 +79,20 @@ class ResultWait:
             return written_s
         return sent_s + math.ceil((written_s - sent_s) / interval - 1e-9) * interval
 
-    def outcome(self, sent_s: float, stored: bool, then: Callable[[float], None] | None = None, data_s: float | None = None) -> None:
+    def outcome(self, sent_s: float, stored: bool, then: Callable[[float], None] | None = None, data_s: float | None = None,
+                written: bool = False) -> None:
         """The task has its outcome now: with a result (``stored``) the caller sees it once it is
-        written and found; without one (the task was lost) the caller stops waiting now (it would
-        wait for ever, or until its own timeout). ``then(written_s)``: told when the result is
-        written (now, without one); ``data_s``: when a successful run started."""
+        written (``written``: it just was, by the child) and found; without one (the task was
+        lost) the caller stops waiting now (it would wait for ever, or until its own timeout).
+        ``then(written_s)``: told when the result is written (now, without one); ``data_s``: when
+        a successful run started."""
         if not stored:
             self.awaiting.leave(self.env.now, sent_s)
             if then is not None:
                 then(self.env.now)
             return
 
-        def written(written_s: float) -> None:
+        def written_by(written_s: float) -> None:
             if then is not None:
                 then(written_s)
             seen = self.seen_at(sent_s, written_s)
@@ -92,7 +101,7 @@ class ResultWait:
             else:
                 self.env.timeout(seen - written_s).callbacks.append(lambda _: self._seen(seen, sent_s, data_s))
 
-        self.backend.store(written)
+        self.backend.store(written_by, written)
 
     def _seen(self, now: float, sent_s: float, data_s: float | None) -> None:
         self.awaiting.leave(now, sent_s)

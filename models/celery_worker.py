@@ -17,7 +17,10 @@ WORKER_DOWN = object()
 """The cause of the interrupt that stops every process of a worker whose main process died."""
 
 CHANNEL_CLOSED = object()
-"""The cause of the interrupt that tells the main process the broker closed its channel."""
+"""The cause of the interrupt that tells the main process to consume again on a new channel."""
+
+CHANNEL_ERROR = object()
+"""The cause of the interrupt that tells the main process an unrecoverable channel error ended it."""
 
 
 class CeleryWorker:
@@ -45,16 +48,35 @@ class CeleryWorker:
 
     **A channel the broker closes** (RabbitMQ's ``consumer_timeout``, which a held ETA task
     longer than it reaches): the broker requeues every delivery unacknowledged on it, and the
-    worker does what Celery 5.x's ``Consumer.on_close`` does (``celery/worker/consumer/
-    consumer.py``): it forgets its ETA tasks (``timer.clear()``), its reserved and rate-limited
-    ones (``reserved_requests.clear()``, ``bucket.clear_pending()``), since their delivery tags
-    died with the channel, and consumes again on a new channel at its initial prefetch count
-    (reconnection is immediate here). Running tasks go on
-    (``worker_cancel_long_running_tasks_on_connection_loss`` off, the default): an ``acks_late``
-    one's ack falls on the dead channel, and its requeued copy runs again (a duplicate).
+    worker forgets its ETA tasks (``timer.clear()``), its reserved and rate-limited ones
+    (``reserved_requests.clear()``, ``bucket.clear_pending()``), since their delivery tags died
+    with the channel. Running tasks go on (``worker_cancel_long_running_tasks_on_connection_loss``
+    off, the default): an ``acks_late`` one's ack falls on the dead channel, and its requeued copy
+    runs again (a duplicate). What follows depends on how the broker ended the consumer, as
+    Celery 5.x's ``Consumer.start`` (``celery/worker/consumer/consumer.py``) sorts the error that
+    py-amqp raises (``amqp/exceptions.py``, ``amqp/channel.py``):
+
+    - a consumer cancelled (RabbitMQ 4.3 on quorum queues: basic.cancel, ``ConsumerCancelled``, a
+      recoverable connection error), or a closed channel with ``channel_error_retry``
+      (``broker_channel_error_retry``, off by default): ``on_close``, then ``blueprint.restart``
+      reconnects at once (``ensure_connection`` waits only when connecting fails; the restart
+      sleeps 1 s only past 5 restarts a second), and the worker consumes again on a new channel
+      at its initial prefetch count;
+    - a closed channel otherwise (≤ 4.2: ``PreconditionFailed``, an irrecoverable channel error,
+      not among the errors ``start`` retries): "Unrecoverable error", ``WorkController.stop``, a
+      warm shutdown: the worker reserves nothing more, its running tasks finish, the process
+      exits (``exits``), and its supervisor starts a new one ``restart_s`` later (this model's
+      choice, 10 s: Kubernetes' first restart back-off; no growing back-off).
+
+    **Results.** With a result backend (``TaskType.result``), the child writes the task's state
+    after its run — SUCCESS, RETRY before a retry, FAILURE — and takes the next task only then
+    (``celery/app/trace.py``: ``mark_as_done`` inside the traced call): the write is the child's
+    busy time (``busy``), not the run's (``running``, ``run_s``; Celery's logged runtime
+    includes it). A retry is published when its RETRY state is written (Celery publishes it
+    just before).
 
     **Acknowledgement** (per task type, :class:`~models.celery.TaskType`): early (the default)
-    acks when a child starts the task; ``acks_late`` after the run. Both ack at once (the main
+    acks when a child starts the task; ``acks_late`` after the run (and the write). Both ack at once (the main
     process acks; the children do not wait for it).
 
     **Failures.**
@@ -83,7 +105,7 @@ class CeleryWorker:
 
     def __init__(self, env, name: str, broker, concurrency: int, prefetch_multiplier: int, fates, ledger: TaskLedger, busy, counts,
                  crashes: Crashes | None = None, child_crashes: Crashes | None = None, scanner: Callable | None = None,
-                 replacement_s: float = 1.0, event_loop_limiter: bool = False):
+                 replacement_s: float = 1.0, event_loop_limiter: bool = False, channel_error_retry: bool = False, restart_s: float = 10.0):
         self.env = env
         self.name = name
         self.broker = broker
@@ -95,6 +117,9 @@ class CeleryWorker:
         self.counts = counts
         self.consumer = Consumer(name, on_closed=self._channel_closed)
         self.replacement_s = replacement_s
+        self.channel_error_retry = channel_error_retry
+        self.restart_s = restart_s
+        self._drained = None
         self.reserved: deque = deque()
         """(delivery, reserved at) waiting for a child, in order of reception."""
         self.scheduled: dict = {}
@@ -108,6 +133,8 @@ class CeleryWorker:
         self._generation = 0
         self.running: dict[int, tuple] = {}
         """Slot → (delivery, started at, acknowledged) of the task each busy child runs."""
+        self.writing: set[int] = set()
+        """Slots whose child has run its task and is writing its state to the result backend."""
         self._waiting: dict[int, object] = {}
         self._room = None
         self._children: list = []
@@ -169,17 +196,45 @@ class CeleryWorker:
                         self._reserve(delivery, now)
         except Interrupt as stop:
             self._forget_reserved()
-            if stop.cause is CHANNEL_CLOSED:
+            if stop.cause is CHANNEL_CLOSED or stop.cause is CHANNEL_ERROR:
                 running = {delivery for delivery, _, acked in self.running.values() if not acked}
                 consumer.held = [delivery for delivery in consumer.held if delivery in running]
-                self._main = env.process(self._consume())
+                self._main = env.process(self._consume() if stop.cause is CHANNEL_CLOSED else self._exit())
                 return
             held, consumer.held = consumer.held, []
             self.broker.disconnect(consumer, held)
 
-    def _channel_closed(self) -> None:
-        if self.up and self._main is not None and self._main.is_alive:
-            self._main.interrupt(CHANNEL_CLOSED)
+    def _channel_closed(self, cancelled: bool = False) -> None:
+        if self.up and self._drained is None and self._main is not None and self._main.is_alive:
+            self._main.interrupt(CHANNEL_CLOSED if cancelled or self.channel_error_retry else CHANNEL_ERROR)
+
+    def _exit(self):
+        """The warm shutdown after an unrecoverable channel error: wait for the running tasks,
+        end the children, and start again ``restart_s`` later (a crash meanwhile leaves the
+        restart to the crash loop)."""
+        self.counts.add("exits")
+        try:
+            while self.running:
+                self._drained = self.env.event()
+                yield self._drained
+            self._drained = self.env.event()
+            self.up = False
+            for process in (*self._children, *([self._scanning] if self._scanning else [])):
+                if process.is_alive:
+                    process.interrupt(WORKER_DOWN)
+            yield self.env.timeout(self.restart_s)
+        except Interrupt:
+            return
+        finally:
+            self._drained = None
+        self._start()
+
+    def _stopped_running(self, slot: int):
+        """The child in ``slot`` no longer runs its task: its entry, if any (see ``running``)."""
+        entry = self.running.pop(slot, None)
+        if not self.running and self._drained is not None and not self._drained.triggered:
+            self._drained.succeed()
+        return entry
 
     def _forget_reserved(self) -> None:
         """Drop the tasks held until their ETA, rate-limited or reserved (not those running)."""
@@ -304,16 +359,22 @@ class CeleryWorker:
             run_s = task_type.run_time()
             limit = task_type.time_limit(run_s)
             yield env.timeout(run_s if limit is None else limit[0])
-            end = env.now
-            del self.running[slot]
             task_type.in_progress -= 1
-            task_type.running.leave(end, now)
+            task_type.running.leave(env.now, now)
+            killed = limit is not None and limit[1] == "hard_time_limits"
+            failed = not killed and (limit is not None or (task_type.retry is not None and task_type.retry.fails(task)))
+            if not killed and task_type.result is not None:
+                self.writing.add(slot)  # the child writes SUCCESS, RETRY or FAILURE before it is free
+                yield env.timeout(task_type.result.backend.write_time())
+                self.writing.discard(slot)
+            end = env.now
+            self._stopped_running(slot)
             busy.leave(end, now)
             self.counts.add("completed")
-            if limit is not None and limit[1] == "hard_time_limits":
+            if killed:
                 task_type.counts.add("hard_time_limits")
-                self._failed_for_good(task, end)
-            elif limit is not None or (task_type.retry is not None and task_type.retry.fails()):
+                self._failed_for_good(task, end, written=False)
+            elif failed:
                 if limit is not None:
                     task_type.counts.add("soft_time_limits")
                 self._failed_run(task, end)
@@ -321,23 +382,23 @@ class CeleryWorker:
                 self._succeeded(task, end, now)
             if not acked:
                 self._ack(delivery)
-            if limit is not None and limit[1] == "hard_time_limits":
+            if killed:
                 yield env.timeout(self.replacement_s)  # the child killed is replaced
 
     def _succeeded(self, task, now: float, started_s: float) -> None:
         task_type = task.type
         if task_type.snapshot_s is None or started_s > task_type.snapshot_s:
             task_type.snapshot_s = started_s
-        self.ledger.settled(task, now, "SUCCESS", started_s)
+        self.ledger.settled(task, now, "SUCCESS", started_s, written=True)
         task.type.counts.add("succeeded")
         if self.fates.settled(task):
             task.type.counts.add("duplicates")
         self.fates.processed(task, now)
 
-    def _failed_for_good(self, task, now: float) -> None:
+    def _failed_for_good(self, task, now: float, written: bool = True) -> None:
         task.type.counts.add("failures")
         task.type.counts.add("failed")
-        self.ledger.settled(task, now, "FAILURE")
+        self.ledger.settled(task, now, "FAILURE", written=written)
         if not self.fates.settled(task):
             self.fates.lost(task, now)
 
@@ -362,13 +423,16 @@ class CeleryWorker:
     def _abandon(self, slot: int, worker_down: bool) -> None:
         """The child in ``slot`` died: what becomes of its task (see the class docstring)."""
         self._waiting.pop(slot, None)
-        entry = self.running.pop(slot, None)
+        entry = self._stopped_running(slot)
         if entry is not None:
             delivery, started, acked = entry
             now = self.env.now
             task = delivery.message
-            task.type.in_progress -= 1
-            task.type.running.leave(now, started)
+            if slot in self.writing:
+                self.writing.discard(slot)
+            else:
+                task.type.in_progress -= 1
+                task.type.running.leave(now, started)
             self.busy.leave(now, started)
             if acked:
                 self._lost(task)

@@ -30,6 +30,7 @@ class RabbitmqOptions:
     ack_latency: Callable[[], float] | None = None
     requeue_on_error: bool = True
     consumer_timeout_s: float | None = 1800.0
+    consumer_timeout_cancels: bool = False
     max_length: int | None = None
     overflow: str = "drop-head"
     publisher_confirms: bool = False
@@ -113,6 +114,7 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
         self.socket_buffer_messages = o.socket_buffer_messages
         self.requeue_on_error = o.requeue_on_error
         self.consumer_timeout_s = consumer_timeout_s
+        self.consumer_timeout_cancels = o.consumer_timeout_cancels
         self.max_length = o.max_length
         self.overflow = o.overflow
         self.publisher_confirms = o.publisher_confirms

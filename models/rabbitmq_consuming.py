@@ -23,9 +23,12 @@ queues only, cancels its consumer; either way "the messages are returned to the 
 requeues all of that channel's deliveries; the worker keeps working on what it holds, its ack then
 falls on a closed channel, and the requeued copy is processed again
 (https://www.rabbitmq.com/docs/consumers#acknowledgement-timeout, quorum-queues#consumer-timeout).
-A consumer with an ``on_closed`` callback (a Celery worker) is told, and its next ``receive``
-opens a new channel; one without keeps consuming as if it had reconnected at once.
-Simplification: a 4.3 quorum queue's consumer cancellation is told the same way.
+A consumer with an ``on_closed`` callback (a Celery worker) is told — ``cancelled``: whether its
+consumer was cancelled (4.3, ``consumer_timeout_cancels``: basic.cancel) or its channel closed
+(≤ 4.2: channel.close with PRECONDITION_FAILED), which a client may handle differently — and its
+next ``receive`` opens a new channel; one without keeps consuming as if it had reconnected at once.
+Simplification: a cancelled consumer's channel is treated as closed (its deliveries are returned
+either way).
 
 **Per-channel prefetch.** ``raise_prefetch(consumer, by)`` is basic.qos on one channel: its
 prefetch count becomes ``prefetch_count`` + what its consumer added (Celery adds one for each ETA
@@ -271,4 +274,4 @@ class Consuming:
                     if closed is None:
                         self._activate(channel, now)
                     else:
-                        closed()
+                        closed(cancelled=self.consumer_timeout_cancels)

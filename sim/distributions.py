@@ -40,6 +40,19 @@ class Distribution:
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         raise NotImplementedError
 
+    def survival(self, x_s: float) -> float:
+        """P(X > x_s)."""
+        raise NotImplementedError
+
+    def limited_mean(self, limit_s: float) -> float:
+        """E[min(X, limit_s)], the mean of a duration cut short at ``limit_s``: the integral of
+        the survival function from 0 to the limit (numerically, unless a subclass knows it)."""
+        from scipy import integrate
+
+        if limit_s <= 0:
+            return 0.0
+        return float(integrate.quad(self.survival, 0.0, limit_s, limit=200)[0])
+
 
 @dataclass(frozen=True)
 class Exponential(Distribution):
@@ -56,6 +69,12 @@ class Exponential(Distribution):
 
     def draw(self, rng, n):
         return rng.exponential(self.mean_s, n)
+
+    def survival(self, x_s):
+        return math.exp(-max(x_s, 0.0) / self.mean_s) if self.mean_s > 0 else 0.0
+
+    def limited_mean(self, limit_s):
+        return self.mean_s * (1 - self.survival(limit_s))
 
 
 @dataclass(frozen=True)
@@ -74,6 +93,12 @@ class Deterministic(Distribution):
     def draw(self, rng, n):
         return np.full(n, self.value_s)
 
+    def survival(self, x_s):
+        return float(self.value_s > x_s)
+
+    def limited_mean(self, limit_s):
+        return min(self.value_s, max(limit_s, 0.0))
+
 
 @dataclass(frozen=True)
 class Uniform(Distribution):
@@ -91,6 +116,11 @@ class Uniform(Distribution):
 
     def draw(self, rng, n):
         return rng.uniform(self.low_s, self.high_s, n)
+
+    def survival(self, x_s):
+        if self.high_s == self.low_s:
+            return float(self.low_s > x_s)
+        return min(1.0, max(0.0, (self.high_s - x_s) / (self.high_s - self.low_s)))
 
 
 @dataclass(frozen=True)
@@ -127,6 +157,9 @@ class TruncatedNormal(Distribution):
             negative = values < 0
         return values
 
+    def survival(self, x_s):
+        return float(self._law().sf(x_s))
+
 
 @dataclass(frozen=True)
 class Lognormal(Distribution):
@@ -146,6 +179,12 @@ class Lognormal(Distribution):
         sigma2 = math.log1p(self.cv_**2)
         return rng.lognormal(math.log(self.mean_s) - sigma2 / 2, math.sqrt(sigma2), n)
 
+    def survival(self, x_s):
+        from scipy import stats
+
+        sigma2 = math.log1p(self.cv_**2)
+        return float(stats.lognorm.sf(x_s, math.sqrt(sigma2), scale=self.mean_s * math.exp(-sigma2 / 2)))
+
 
 @dataclass(frozen=True)
 class Gamma(Distribution):
@@ -163,6 +202,11 @@ class Gamma(Distribution):
 
     def draw(self, rng, n):
         return rng.gamma(self.shape, self.scale_s, n)
+
+    def survival(self, x_s):
+        from scipy import stats
+
+        return float(stats.gamma.sf(x_s, self.shape, scale=self.scale_s))
 
 
 @dataclass(frozen=True)
@@ -199,6 +243,10 @@ class Hyperexponential(Distribution):
         means = np.where(rng.random(n) < p, mean1, mean2)
         return rng.exponential(1.0, n) * means
 
+    def survival(self, x_s):
+        p, mean1, mean2 = self.phases()
+        return p * math.exp(-max(x_s, 0.0) / mean1) + (1 - p) * math.exp(-max(x_s, 0.0) / mean2)
+
 
 @dataclass(frozen=True)
 class Pareto(Distribution):
@@ -218,6 +266,9 @@ class Pareto(Distribution):
 
     def draw(self, rng, n):
         return self.scale_s * (1.0 + rng.pareto(self.alpha, n))
+
+    def survival(self, x_s):
+        return 1.0 if x_s < self.scale_s else (self.scale_s / x_s) ** self.alpha
 
 
 @dataclass(frozen=True)
@@ -242,6 +293,9 @@ class Weibull(Distribution):
     def draw(self, rng, n):
         return self.scale_s * rng.weibull(self.shape, n)
 
+    def survival(self, x_s):
+        return math.exp(-((max(x_s, 0.0) / self.scale_s) ** self.shape))
+
 
 @dataclass(frozen=True)
 class Empirical(Distribution):
@@ -261,6 +315,12 @@ class Empirical(Distribution):
 
     def draw(self, rng, n):
         return rng.choice(self.values_s, n)
+
+    def survival(self, x_s):
+        return float((self.values_s > x_s).mean())
+
+    def limited_mean(self, limit_s):
+        return float(np.minimum(self.values_s, max(limit_s, 0.0)).mean())
 
 
 def weibull_shape_for_cv(cv: float) -> float:

@@ -314,3 +314,21 @@ def test_truncated_normal_never_goes_negative_and_matches_scipy(loc, scale):
     # and the shape: the share below the median of the truncated law is one half
     below = np.mean(values < law.median())
     assert abs(below - 0.5) < 4 * math.sqrt(0.25 / N)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_duration_cut_at_a_limit_has_the_mean_and_exceedance_of_the_samples_cut_there(case, samples):
+    """E[min(X, L)] and P(X > L), at L = the mean, within 4 standard errors of the samples'."""
+    dist, values = build(CASES[case][0]), samples[case]
+    limit = dist.mean
+    cut = np.minimum(values, limit)
+    assert abs(dist.limited_mean(limit) - cut.mean()) < 4 * cut.std() / math.sqrt(N) + 1e-12, (dist.limited_mean(limit), cut.mean())
+    beyond = (values > limit).mean()
+    assert abs(dist.survival(limit) - beyond) < 4 * math.sqrt(max(beyond * (1 - beyond), 1e-12) / N) + 1e-12, (dist.survival(limit), beyond)
+    assert dist.limited_mean(0.0) == 0.0
+
+
+def test_an_exponential_cut_at_l_has_mean_m_times_one_minus_exp_of_minus_l_over_m():
+    dist = build({"dist": "exponential", "mean": 10.0})
+    assert dist.limited_mean(5.0) == pytest.approx(10 * (1 - math.exp(-0.5)), rel=1e-12)
+    assert dist.survival(5.0) == pytest.approx(math.exp(-0.5), rel=1e-12)

@@ -170,17 +170,25 @@ def test_the_redelivery_loop_scenario_runs_each_reminder_three_times_and_its_fix
     assert fixed.estimate("task_queues.signup.transports.celery.restored").mean == 0
 
 
-def test_a_countdown_past_rabbitmqs_consumer_timeout_closes_the_workers_channel_five_times_per_reminder():
+@pytest.mark.parametrize("version, queue_type, restart, closes, exits", [("4.2", "classic", "10s", 5, 5), ("4.2", "classic", "70s", 4, 4),
+                                                                    ("4.3", "quorum", "70s", 5, 0)])
+def test_a_countdown_past_rabbitmqs_consumer_timeout_ends_the_workers_consumer_again_and_again(version, queue_type, restart, closes, exits):
     """A reminder every hour (countdown 1000 s), consumer_timeout 2 min checked every minute: the
-    channel holding it closes 180 s after each delivery (the first check more than 120 s after),
-    at t + 180, 360, 540, 720, 900; the worker forgets it each time and gets it again; it runs once,
-    at its ETA. Nine reminders between 30 min and 10 h."""
+    broker ends the consumer holding it at the first check more than 120 s after its delivery, and
+    it runs once, at its ETA. Up to 4.2 the channel is closed: by Celery's default the worker
+    exits and is back after the supervisor's restart time R, when it gets the reminder again:
+    with R = 10 s closes at t + 180, 360, 540, 720, 900 (5); with R = 70 s at t + 180, 420, 660,
+    900 (4). On a 4.3 quorum queue the consumer is cancelled, a recoverable error: the worker
+    reconnects at once, closes at t + 180, 360, 540, 720, 900, and never exits. Nine reminders
+    between 30 min and 10 h."""
     remind = {"name": "remind", "queue": "q", "beat": {"every": "1h"}, "countdown": "1000s", "run_time": "1s"}
-    broker = {**rabbit(4), "consumer_timeout": "2m", "version": "4.2"}  # 4.2: the channel is closed (4.3: on quorum queues only)
-    result = run(scenario_from_dict(app([remind], [group(concurrency=1)], broker=broker, duration="10h", warmup="30m")), replications=1, seed=1)
+    broker = {**rabbit(4), "consumer_timeout": "2m", "version": version, "queue_type": queue_type}
+    workers = [group(concurrency=1, supervisor_restart_time=restart)]
+    result = run(scenario_from_dict(app([remind], workers, broker=broker, duration="10h", warmup="30m")), replications=1, seed=1)
     at = "task_queues.app.tasks.remind"
     assert result.estimate(f"{at}.sent").mean == result.estimate(f"{at}.runs").mean == 9
-    assert result.estimate(f"{at}.redelivered").mean == result.estimate("brokers.q.consumer_timeouts").mean == 5 * 9
+    assert result.estimate(f"{at}.redelivered").mean == result.estimate("brokers.q.consumer_timeouts").mean == closes * 9
+    assert result.estimate("task_queues.app.workers.w.exits").mean == exits * 9
     assert result.estimate(f"{at}.duplicates").mean == 0
 
 
@@ -261,16 +269,51 @@ def test_a_beat_gives_every_or_crontab_and_a_start_time_for_each_scheduler():
         assert message in problems_of(spec), beat
 
 
+def test_a_crontab_of_quarter_hours_in_office_hours_on_weekdays_sends_36_a_weekday():
+    """minute */15, hour 9-17, mon-fri, over Monday to Wednesday (the simulation starts on a Monday
+    at 00:00): 3 × 36 sends; the check counts 180 a week."""
+    office = {"minute": "*/15", "hour": "9-17", "day_of_week": "mon-fri"}
+    report = {"name": "report", "queue": "q", "beat": {"crontab": office}, "run_time": "1m"}
+    spec = scenario_from_dict(app([report], [group()], duration="3d", warmup="1h"))
+    assert broker_flows(spec)["q"].arrival_rate_per_s == pytest.approx(180 / (7 * 86400))
+    result = run(spec, replications=1, seed=1)
+    assert result.estimate("task_queues.app.tasks.report.sent").mean == 3 * 36
+    assert result.ok
+
+
+def test_a_bad_crontab_field_is_named_with_its_line(tmp_path):
+    text = """name: c
+duration: 1h
+brokers: [{name: q, kind: redis}]
+task_queues:
+  - name: app
+    tasks:
+      - name: report
+        queue: q
+        beat:
+          crontab:
+            minute: "*/15"
+            hour: 9-25
+        run_time: 1s
+    workers: [{name: w, consumes: q, concurrency: 1}]
+"""
+    path = tmp_path / "cron.yaml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as raised:
+        load_scenario(path)
+    assert f"{path}:12: task_queues.app.tasks.report.beat.crontab.hour: hour: 25 is outside 0–23" in str(raised.value)
+
+
 def test_a_task_gives_either_arrivals_or_beat():
     both = {**task(), "beat": {"every": "1h"}}
     assert "give either arrivals (calls from the application) or beat (a periodic task)" in problems_of(app([both], [group()]))
 
 
-@pytest.mark.parametrize("poll, extra_s", [(None, 0.05), ("100ms", 0.05 + 0.05)])
-def test_the_latency_a_waiting_caller_sees_adds_the_result_write_and_half_a_poll_interval(poll, extra_s):
-    """Results written 50 ms after each run: get() sees each 50 ms after the task's end; polling
-    every 100 ms from the call finds it at the next poll, on average half an interval later (the
-    latencies, of mean about 0.9 s, spread smoothly over many intervals)."""
+@pytest.mark.parametrize("poll, extra_s", [(None, 0.0), ("100ms", 0.05)])
+def test_the_latency_a_waiting_caller_sees_adds_half_a_poll_interval_to_the_tasks_outcome(poll, extra_s):
+    """The child writes each result in 50 ms after the run, and the task's outcome is then: get()
+    sees it at once; polling every 100 ms from the call finds it at the next poll, on average half
+    an interval later (the latencies, of mean about 1 s, spread smoothly over many intervals)."""
     waited = {**task(), "poll_interval": poll} if poll else task()
     spec = app([waited], [group()], duration=3000)
     spec["task_queues"][0]["result_backend"] = {"write_time": "50ms", "result_expires": "2m"}
@@ -280,6 +323,21 @@ def test_the_latency_a_waiting_caller_sees_adds_the_result_write_and_half_a_poll
     assert extra == pytest.approx(extra_s, abs=0.005 if poll else 1e-3)
     # the backend keeps every result for 2 minutes (less than the warm-up): λ × 120 s at a time
     assert result.estimate("task_queues.app.results.stored_mean").mean == pytest.approx(6.0 * 120, rel=0.03)
+    assert result.ok
+
+
+def test_the_child_writing_a_result_is_busy_so_a_worker_is_an_md1_queue_of_the_run_plus_the_write():
+    """One child, Poisson 0.5/s, runs of 1 s and a result write of 0.5 s in the child: service
+    S = 1.5 s, ρ = 0.75 (0.5 if the write were not the child's), and the caller waits M/D/1's
+    S + λS² / (2(1 − ρ)) = 3.75 s; the check counts 1/1.5 s per child."""
+    spec = app([task(rate=0.5, run_time="1s")], [group(concurrency=1)], duration=20_000)
+    spec["task_queues"][0]["result_backend"] = {"write_time": "500ms"}
+    assert broker_flows(scenario_from_dict(spec))["q"].service_capacity_per_s == pytest.approx(1 / 1.5)
+    result = run(scenario_from_dict(spec), replications=6, seed=8)
+    at = "task_queues.app"
+    assert result.estimate(f"{at}.workers.w.utilization").contains(0.75)
+    assert result.estimate(f"{at}.tasks.t.result_latency_s.mean").contains(1.5 + 0.5 * 1.5**2 / (2 * 0.25))
+    assert result.estimate(f"{at}.tasks.t.run_s.mean").mean == pytest.approx(1.0)
     assert result.ok
 
 
@@ -349,6 +407,12 @@ def test_chords_need_a_result_backend_and_a_callback_sent_by_chords_only():
     assert "merge: a task needs arrivals or beat, unless it is a chord's callback" in problems_of(spec)
 
 
+def test_a_task_may_not_take_the_name_of_a_chords_unlock_tasks():
+    spec = chord_app("poll")
+    spec["task_queues"][0]["tasks"].append({**task("shard_chord_unlock")})
+    assert "shard_chord_unlock: the name of the chord_unlock tasks of shard's chords; give the task another" in problems_of(spec)
+
+
 def test_check_counts_a_chords_members_and_its_callback_on_their_queue():
     flow = broker_flows(scenario_from_dict(chord_app("counter")))["q"]
     assert flow.arrival_rate_per_s == pytest.approx(0.05 * 8 + 0.05)
@@ -395,3 +459,141 @@ def test_under_overload_the_event_loop_limiter_starts_one_task_a_second_per_work
     result = run(scenario_from_dict(spec), replications=2, seed=4)
     assert result.estimate("task_queues.app.tasks.t.throughput_per_s").mean == pytest.approx(2 * per_worker, rel=0.01)
     assert result.ok
+
+
+def test_check_counts_a_run_cut_at_its_hard_time_limit_and_the_replacement_of_its_child():
+    """Runs exponential of mean 10 s killed at time_limit 5 s, a killed child replaced in 1 s: a run
+    holds its slot E[min(S, 5)] + 1 × P(S > 5) = 10(1 − e^−½) + e^−½ s, so 4 children run
+    4 / 4.541 = 0.881/s, where 4/10 s ignored the limit: 0.6/s is stable."""
+    slot_s = 10 * (1 - math.exp(-0.5)) + math.exp(-0.5)
+    spec = app([task(rate=0.6, run_time={"dist": "exponential", "mean": 10}, time_limit="5s")], [group(child_replacement_time="1s")])
+    flow = broker_flows(scenario_from_dict(spec))["q"]
+    assert flow.service_capacity_per_s == pytest.approx(4 / slot_s, rel=1e-9)
+    assert flow.arrival_rate_per_s == pytest.approx(0.6)
+
+
+def test_check_counts_the_retries_a_soft_time_limit_causes():
+    """A soft limit at 5 s on runs exponential of mean 10 s, retried 3 times: a run is retried with
+    r = e^−½, so a call makes (1 − r⁴) / (1 − r) runs, each holding a child 10(1 − r) s."""
+    r = math.exp(-0.5)
+    runs = (1 - r**4) / (1 - r)
+    limited = task(rate=0.1, run_time={"dist": "exponential", "mean": 10}, soft_time_limit="5s", autoretry={"failure_probability": 0.0})
+    flow = broker_flows(scenario_from_dict(app([limited], [group()])))["q"]
+    assert flow.arrival_rate_per_s == pytest.approx(0.1 * runs, rel=1e-9)
+    assert flow.service_capacity_per_s == pytest.approx(4 / (10 * (1 - r)), rel=1e-9)
+
+
+def test_a_saturated_pool_completes_runs_at_the_capacity_check_derives_from_the_time_limits():
+    """20/s offered (a bounded list refuses the rest) to 4 children whose runs, exponential of mean
+    1 s, are killed at 0.5 s and the child replaced in 0.1 s: they complete 4 / (1 − e^−½ +
+    0.1 e^−½) = 8.81 runs a second, a fraction e^−½ of them killed."""
+    slot_s = 1 - math.exp(-0.5) + 0.1 * math.exp(-0.5)
+    limited = task(rate=20.0, run_time={"dist": "exponential", "mean": 1}, time_limit="500ms")
+    spec = app([limited], [group(child_replacement_time="100ms")], broker={"name": "q", "kind": "redis", "max_messages": 50}, duration=1200)
+    assert broker_flows(scenario_from_dict(spec))["q"].service_capacity_per_s == pytest.approx(4 / slot_s)
+    result = run(scenario_from_dict(spec), replications=4, seed=6)
+    rates = mean_ci([r.metrics["task_queues.app.workers.w.completed"] / 1000 for r in result.results])
+    assert rates.contains(4 / slot_s), (4 / slot_s, rates)
+    killed = mean_ci([r.metrics["task_queues.app.tasks.t.hard_time_limits"] / r.metrics["task_queues.app.tasks.t.runs"] for r in result.results])
+    assert killed.contains(math.exp(-0.5)), killed
+
+
+def two_queues(tasks, consumes, concurrency=1, duration=4000, **options):
+    spec = app(tasks, [group(consumes=consumes, concurrency=concurrency, **options)], duration=duration)
+    spec["brokers"] = [{"name": "a", "kind": "redis", "max_messages": 50}, {"name": "b", "kind": "redis", "max_messages": 50}]
+    return spec
+
+
+def test_a_worker_on_two_backlogged_redis_queues_takes_from_each_in_turn():
+    """kombu's BRPOP cycle: both queues always hold tasks, so one child alternates between them
+    whatever their run times (1 s and 3 s): each runs 1 / (1 + 3) = 0.25 tasks a second (a fixed
+    key order would run only the first queue's)."""
+    tasks = [{**task("short", rate=5.0, run_time="1s"), "queue": "a"}, {**task("long", rate=5.0, run_time="3s"), "queue": "b"}]
+    result = run(scenario_from_dict(two_queues(tasks, ["a", "b"], prefetch_multiplier=1, duration=2000)), replications=1, seed=2)
+    for name in ("short", "long"):
+        assert result.estimate(f"task_queues.app.tasks.{name}.throughput_per_s").mean == pytest.approx(0.25, abs=1 / 1800), name
+    assert result.ok
+
+
+def test_check_shows_a_worker_on_two_queues_at_its_whole_utilisation_on_each():
+    """3/s of 0.5 s tasks on a, 1/s of 1 s tasks on b, 4 children taking from both: 2.5 erlangs
+    of work, ρ = 0.625 on each queue; the 4 / (2.5 / 4) = 6.4/s split as the runs, 4.8 and 1.6."""
+    tasks = [{**task("x", rate=3.0), "queue": "a"}, {**task("y", rate=1.0, run_time="1s"), "queue": "b"}]
+    flows = broker_flows(scenario_from_dict(two_queues(tasks, ["a", "b"], concurrency=4)))
+    assert (flows["a"].service_capacity_per_s, flows["b"].service_capacity_per_s) == (pytest.approx(4.8), pytest.approx(1.6))
+    assert flows["a"].offered_load == pytest.approx(0.625) and flows["b"].offered_load == pytest.approx(0.625)
+
+
+@pytest.mark.slow
+def test_a_worker_on_two_queues_never_idles_while_one_holds_a_task_so_they_wait_as_one_mmc_queue():
+    """3/s on each of two queues, exponential runs of 0.5 s, one worker of 4 children on both: as
+    it takes from whichever queue holds a task, the two make one M/M/4 queue at ρ = 0.75, and
+    each type's mean latency is its sojourn time."""
+    exact = analytic.mmc(6.0, 2.0, 4)
+    tasks = [{**task("x", rate=3.0), "queue": "a"}, {**task("y", rate=3.0), "queue": "b"}]
+    spec = two_queues(tasks, ["a", "b"], concurrency=4)
+    for broker in spec["brokers"]:
+        del broker["max_messages"]
+    result = run(scenario_from_dict(spec), replications=8, seed=11)
+    for name in ("x", "y"):
+        assert result.estimate(f"task_queues.app.tasks.{name}.latency_s.mean").contains(exact.sojourn_s), name
+    assert result.ok
+
+
+def test_a_worker_consumes_several_queues_on_redis_only():
+    tasks = [{**task("x"), "queue": "a"}, {**task("y"), "queue": "r"}]
+    spec = two_queues(tasks, ["a", "r"])
+    spec["brokers"][1] = {"name": "r", "kind": "rabbitmq"}
+    assert "workers.0.consumes.1: 'r' is a rabbitmq queue: a worker consuming several queues is modelled on Redis queues only" in problems_of(spec)
+
+
+def test_a_chord_unlock_task_waits_in_the_worker_behind_the_header_and_takes_a_child():
+    """A chord of 4 tasks of 1.1 s every minute on one child, each writing its result in 10 ms:
+    the chord_unlock task falls due at 1 s behind the three header tasks reserved before it, so
+    its first run starts when the last is written, at 4 × 1.11 = 4.44 s, and finds every result at
+    its end, 4.54 s (0.1 s runs): the callback goes then, once per chord (a timer every second
+    would send at 5)."""
+    header = {"name": "shard", "queue": "q", "beat": {"every": "1m"}, "run_time": "1100ms",
+              "chord": {"size": 4, "callback": "merge", "join": "poll", "unlock_run_time": "100ms"}}
+    spec = app([header, {"name": "merge", "queue": "q", "run_time": "100ms"}], [group(concurrency=1)], duration=1200)
+    spec["task_queues"][0]["result_backend"] = {"write_time": "10ms"}
+    result = run(scenario_from_dict(spec), replications=1, seed=1)
+    at = "task_queues.app.tasks"
+    assert result.estimate(f"{at}.shard.chord_join_s.mean").mean == pytest.approx(4.54)
+    # chords at 240, 300 … 1140 s fall in the window 200–1200 s: 16 unlocks, one run each
+    assert result.estimate(f"{at}.shard_chord_unlock.runs").mean == result.estimate(f"{at}.merge.sent").mean == 16
+    assert result.estimate(f"{at}.shard_chord_unlock.retries").mean == 0
+    assert result.ok
+
+
+@pytest.mark.parametrize("broker_visibility, transport_visibility, redelivered", [(None, None, False), ("30s", None, True), (None, "50s", True),
+                                                                                  ("30s", "1h", True)])
+def test_a_celery_queue_on_sqs_gets_kombus_30_minute_visibility_timeout_unless_the_queue_sets_its_own(broker_visibility, transport_visibility,
+                                                                                                     redelivered):
+    """kombu creates the SQS queue with broker_transport_options' visibility_timeout, 30 min by
+    default, not SQS's 30 s: a 100 s acks_late task (deleted after its run) runs once. A queue
+    that sets its own (it exists) keeps it, and one shorter than the run delivers the task again
+    while it runs; a shorter transport option does the same on a queue that sets none."""
+    broker = {"name": "q", "kind": "sqs", **({"visibility_timeout": broker_visibility} if broker_visibility else {})}
+    report = {"name": "report", "queue": "q", "beat": {"every": "1000s"}, "run_time": "100s", "acks_late": True}
+    spec = app([report], [group(concurrency=2)], broker=broker, duration="3h", warmup="0s")
+    if transport_visibility:
+        spec["task_queues"][0]["broker_transport_options"] = {"visibility_timeout": transport_visibility}
+    result = run(scenario_from_dict(spec), replications=1, seed=1)
+    at = "task_queues.app.tasks.report"
+    assert result.estimate(f"{at}.sent").mean == 10
+    assert (result.estimate(f"{at}.redelivered").mean > 0) == redelivered
+    if not redelivered:
+        assert result.estimate(f"{at}.runs").mean == result.estimate(f"{at}.succeeded").mean == 10
+
+
+def test_an_idle_celery_worker_on_sqs_polls_once_every_wait_time_plus_polling_interval():
+    """kombu long-polls 10 s and pauses 1 s after an empty receive: with calls of 1 ms an idle
+    worker receives every 11.001 s, at 0 … 327 × 11.001 = 3597.3 s of a 1 h window: 328 times (360
+    without the pause; SQS's own default, wait 0, would poll without end)."""
+    rare = {"name": "report", "queue": "q", "beat": {"every": "2d"}, "run_time": "1s"}
+    broker = {"name": "q", "kind": "sqs", "receive_latency": "1ms"}
+    result = run(scenario_from_dict(app([rare], [group(concurrency=1)], broker=broker, duration="1h", warmup="0s")), replications=1, seed=1)
+    assert result.estimate("brokers.q.receive_calls").mean == 328
+    spec = app([rare], [group(concurrency=1)], broker={**broker, "wait_time": "20s"})
+    assert "kombu's receives ask for WaitTimeSeconds from broker_transport_options.wait_time_seconds" in problems_of(spec)

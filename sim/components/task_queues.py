@@ -5,27 +5,27 @@ and groups of Celery workers that reserve and run them (:mod:`models.celery`,
 from __future__ import annotations
 
 import difflib
-import math
 from typing import Annotated, Iterable, Literal, Optional, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from models.celery import Caller, CeleryApp, RetryPolicy, TaskLedger, TaskType
-from models.celery_beat import DAY_S, HOUR_S, CrontabSchedule, IntervalSchedule
-from models.celery_chords import ChordJoin
-from models.celery_hub import MIN_DELAY_S
-from models.celery_kombu import KombuRedisTransport
+from models.celery_beat import CrontabSchedule, IntervalSchedule, crontab_values
+from models.celery_chords import UNLOCK_COUNTDOWN_S, ChordJoin, UnlockCheck
+from models.celery_kombu import KOMBU_REDIS_VISIBILITY_TIMEOUT_S, KOMBU_SQS_VISIBILITY_TIMEOUT_S, KombuRedisTransport, KombuSqsTransport
+from models.celery_queues import QueueCycle
 from models.celery_reads import Reader, Staleness
 from models.celery_results import ResultBackend, ResultWait
 from models.celery_worker import CeleryWorker
 
-from ..distributions import Uniform
+from ..distributions import Deterministic, Uniform
 from ..fields import HOUR_S, NOT_A_BOOL, Crashes, Duration, DurationOrDistribution, Name, PositiveDuration, Price, Rate, Strict
 from .base import Finding, Kind, Server, Source
 from .producers import ArrivalSpec, arrival_process
+from .task_queue_load import queue_capacities_per_s, runs_per_s
 
 TASK_EVENTS = ("sent", "refused", "runs", "succeeded", "duplicates", "failures", "retries", "failed", "soft_time_limits", "hard_time_limits", "overlaps", "beat_duplicates", "chord_errors", "lost", "requeued", "reruns", "redelivered")
-GROUP_EVENTS = ("completed", "crashes", "children_lost")
+GROUP_EVENTS = ("completed", "crashes", "children_lost", "exits")
 STAGES = {"queued": "queue_wait_s", "scheduled": "scheduled_s", "reserved": "reserved_s", "running": "run_s", "in_system": "latency_s"}
 """Each task type's boundaries and the metric each gives."""
 
@@ -43,22 +43,28 @@ class AutoretrySpec(Strict):
     retry_backoff_max: Duration = 600.0
     retry_jitter: Annotated[bool, Field(strict=True)] = True
 
-    def runs_per_task(self) -> float:
-        """Runs a task takes on average: until one succeeds or the last retry fails."""
-        p = self.failure_probability
-        tries = math.inf if self.max_retries is None else self.max_retries + 1
-        return 1 / (1 - p) if tries == math.inf else (1 - p ** tries) / (1 - p)
+
+CronField = Union[Annotated[int, Field(strict=True)], str, list[Annotated[int, Field(strict=True)]]]
 
 
 class Crontab(Strict):
-    """A crontab-like schedule: every hour at ``minute`` past, or, with ``hour``, every day at
-    ``hour``:``minute`` (the simulation starts at 00:00 of day 0)."""
+    """Celery's ``crontab(minute, hour, day_of_week)``: each field a number, a list of numbers, or
+    a crontab expression (``"*/15"``, ``"9-17"``, ``"0,30"``, ``"mon-fri"``), ``*`` (every value)
+    by default, as Celery parses them (:func:`models.celery_beat.crontab_values`). The simulation
+    starts at 00:00 on a Monday."""
 
-    minute: Annotated[int, Field(ge=0, le=59, strict=True)]
-    hour: Optional[Annotated[int, Field(ge=0, le=23, strict=True)]] = None
+    minute: CronField = "*"
+    hour: CronField = "*"
+    day_of_week: CronField = "*"
 
-    def period_s(self) -> float:
-        return DAY_S if self.hour is not None else HOUR_S
+    @field_validator("minute", "hour", "day_of_week")
+    @classmethod
+    def _parses(cls, value, info):
+        crontab_values(info.field_name, value)
+        return value
+
+    def schedule(self, started_s: float) -> CrontabSchedule:
+        return CrontabSchedule(*(crontab_values(field, getattr(self, field)) for field in ("minute", "hour", "day_of_week")), started_s)
 
 
 class BeatSpec(Strict):
@@ -76,7 +82,7 @@ class BeatSpec(Strict):
     @model_validator(mode="after")
     def _one_schedule(self):
         if (self.every is None) == (self.crontab is None):
-            raise ValueError("give either every (an interval) or crontab (times of the hour or of the day)")
+            raise ValueError("give either every (an interval) or crontab (minutes, hours and days of the week)")
         if self.started_at is not None:
             if "schedulers" in self.model_fields_set and self.schedulers != len(self.started_at):
                 raise ValueError(f"started_at gives {len(self.started_at)} start times for {self.schedulers} schedulers")
@@ -87,27 +93,32 @@ class BeatSpec(Strict):
     def scheduler_count(self) -> int:
         return len(self.started_at) if self.started_at is not None else self.schedulers
 
-    def period_s(self) -> float:
-        return self.every if self.every is not None else self.crontab.period_s()
+    def sends_per_s(self) -> float:
+        """Sends a second of one scheduler in the long run."""
+        return 1.0 / self.every if self.every is not None else self.crontab.schedule(0.0).sends_per_s
 
     def schedules(self) -> list:
         """Each beat process's schedule (an arrival process)."""
         starts = self.started_at or [0.0] * self.schedulers
         if self.every is not None:
             return [IntervalSchedule(self.every, start) for start in starts]
-        return [CrontabSchedule(self.crontab.minute, self.crontab.hour, start) for start in starts]
+        return [self.crontab.schedule(start) for start in starts]
 
 
 class ChordSpec(Strict):
     """Each call is ``chord([task] * size)(callback)``: ``size`` tasks of this type in parallel,
     then the ``callback`` task (another task of the app, with neither arrivals nor beat) once
     all have succeeded; ``join``: ``counter`` (Redis, Memcached, DynamoDB backends) or ``poll``
-    (chord_unlock every ``poll_interval``, 1 s, on other backends)."""
+    (other backends: a ``chord_unlock`` task on the callback's queue, due 1 s after the call and
+    retried every ``poll_interval``, 1 s, until it finds every result; each run takes
+    ``unlock_run_time``, by default none: this model's choice). Its runs are the task type
+    ``TASK_chord_unlock``; ``asyncsim check`` does not count them."""
 
     size: Annotated[int, Field(ge=1, strict=True)]
     callback: Name
     join: Literal["counter", "poll"] = "counter"
     poll_interval: PositiveDuration = 1.0
+    unlock_run_time: Optional[DurationOrDistribution] = None
 
 
 class GroupSpec(Strict):
@@ -169,18 +180,23 @@ class TaskSpec(Strict):
 
 class WorkerGroupSpec(Strict):
     """``count`` Celery worker instances, each ``celery worker -Q <consumes> -c <concurrency>``
-    with ``worker_prefetch_multiplier`` = ``prefetch_multiplier`` (Celery's default 4; 0: no
+    (``consumes``: a queue, or a list of Redis queues taken from in turn, as kombu's BRPOP cycle
+    does: :class:`~models.celery_queues.QueueCycle`) with ``worker_prefetch_multiplier`` = ``prefetch_multiplier`` (Celery's default 4; 0: no
     limit). ``crashes``: a worker's main process dies and takes its children with it;
     ``child_crashes``: each pool child dies on its own and is replaced after the restart time;
     ``child_replacement_time``: how long a child killed by a hard time limit takes to replace
     (this model's choice: 1 s). ``rate_limiter``: ``ideal`` spaces a rate-limited type's starts
     1/rate apart; ``event_loop`` behaves as Celery 5.x's worker does (token buckets retried by
     timers that its event loop fires 10 a pass, a pass a second when nothing wakes it).
-    ``price_per_hour``: what one worker instance (with its ``concurrency`` children) costs an hour,
-    paid for the whole window, down or not."""
+    ``broker_channel_error_retry`` (Celery's setting, off by default): whether a worker whose
+    RabbitMQ channel is closed (a consumer timeout before 4.3) reconnects at once, or, as by
+    default, treats it as an unrecoverable error: a warm shutdown, then the process exits
+    (``exits``) and its supervisor starts a new one after ``supervisor_restart_time`` (this
+    model's choice, 10 s). ``price_per_hour``: what one worker instance (with its
+    ``concurrency`` children) costs an hour, paid for the whole window, down or not."""
 
     name: Name
-    consumes: Name
+    consumes: Union[Name, Annotated[list[Name], Field(min_length=1)]]
     count: Annotated[int, Field(ge=1, strict=True)] = 1
     concurrency: Annotated[int, Field(ge=1, strict=True)]
     prefetch_multiplier: Annotated[int, Field(ge=0, strict=True)] = 4
@@ -188,15 +204,28 @@ class WorkerGroupSpec(Strict):
     child_crashes: Optional[Crashes] = None
     child_replacement_time: Duration = 1.0
     rate_limiter: Literal["ideal", "event_loop"] = "ideal"
+    broker_channel_error_retry: Annotated[bool, Field(strict=True)] = False
+    supervisor_restart_time: Duration = 10.0
     price_per_hour: Optional[Price] = None
+
+    @property
+    def queues(self) -> list[str]:
+        """The queues it consumes, in the order of ``-Q``."""
+        return [self.consumes] if isinstance(self.consumes, str) else list(dict.fromkeys(self.consumes))
 
 
 class TransportOptions(Strict):
-    """Celery's ``broker_transport_options`` for kombu's Redis transport (its defaults): a task
-    unacknowledged for ``visibility_timeout`` is restored to its queue by the next scan; a worker
-    scans when it starts, then every ``unacked_restore_interval`` × ``unacked_restore_throttle``."""
+    """Celery's ``broker_transport_options`` (kombu's defaults). On Redis a task unacknowledged for
+    ``visibility_timeout`` (1 h) is restored to its queue by the next scan; a worker scans when it
+    starts, then every ``unacked_restore_interval`` × ``unacked_restore_throttle``. On SQS kombu
+    creates the queue with ``visibility_timeout`` (30 min) as its VisibilityTimeout: an SQS
+    broker that does not set its own ``visibility_timeout`` (a queue that exists) gets it; each
+    receive long-polls ``wait_time_seconds`` (10 s), and an empty one is followed by a pause of
+    ``polling_interval`` (1 s)."""
 
-    visibility_timeout: PositiveDuration = 3600.0
+    visibility_timeout: Optional[PositiveDuration] = None
+    wait_time_seconds: Annotated[Duration, Field(le=20.0)] = 10.0
+    polling_interval: Duration = 1.0
     unacked_restore_interval: PositiveDuration = 10.0
     unacked_restore_throttle: Annotated[int, Field(ge=1, strict=True)] = 10
 
@@ -254,6 +283,8 @@ class CeleryAppSpec(Strict):
                                  f"'{t.chord.callback}' is not one")
             if self.result_backend is None or t.ignore_result:
                 raise ValueError(f"{t.name}: a chord needs its header's results: give the app a result_backend (and not ignore_result)")
+            if t.chord.join == "poll" and f"{t.name}_chord_unlock" in tasks:
+                raise ValueError(f"{t.name}_chord_unlock: the name of the chord_unlock tasks of {t.name}'s chords; give the task another")
         called = {t.chord.callback for t in self.tasks if t.chord is not None}
         orphans = [t.name for t in self.tasks if t.is_callback and t.name not in called]
         if orphans:
@@ -261,48 +292,7 @@ class CeleryAppSpec(Strict):
         return self
 
     def queues(self) -> set[str]:
-        return {t.queue for t in self.tasks} | {w.consumes for w in self.workers}
-
-
-def up_fraction(crashes: Crashes | None) -> float:
-    """The long-run fraction of time a part that fails with ``crashes`` is up."""
-    if crashes is None:
-        return 1.0
-    up = crashes.time_to_failure_distribution().mean
-    return up / (up + crashes.restart_time.build().mean)
-
-
-def calls_per_s(spec: CeleryAppSpec, task: TaskSpec) -> float:
-    """Calls a second of ``task`` in the long run: its arrivals, its beat, or its chords'."""
-    if task.arrivals is not None:
-        return task.arrivals.mean_rate()
-    if task.beat is not None:
-        return task.beat.scheduler_count() / task.beat.period_s()
-    return sum(calls_per_s(spec, t) for t in spec.tasks if t.chord is not None and t.chord.callback == task.name)
-
-
-def runs_per_s(spec: CeleryAppSpec, task: TaskSpec) -> float:
-    """Messages a second ``task`` puts on its queue in the long run: a chord's header tasks, and
-    retries, included."""
-    retried = task.autoretry.runs_per_task() if task.autoretry is not None else 1.0
-    return calls_per_s(spec, task) * task.fan_out() * retried
-
-
-def capacity_per_s(spec: CeleryAppSpec, group: WorkerGroupSpec) -> float:
-    """Runs per second ``group`` can make in the long run: count × concurrency / the mean run
-    time of its queue's mix (retries included), times the fractions of time its workers and
-    children are up; and no more than lets each rate-limited type in the mix start at its
-    limit on each worker (with the event-loop limiter, at most one a second under load). Prefetch does not change it (a worker with reserved tasks keeps its
-    children busy)."""
-    routed = [(runs_per_s(spec, t), t) for t in spec.tasks if t.queue == group.consumes]
-    rate = sum(r for r, _ in routed)
-    if rate == 0:
-        return 0.0
-    mean_s = sum(r * t.run_time.build().mean for r, t in routed) / rate
-    capacity = group.count * group.concurrency / mean_s * up_fraction(group.crashes) * up_fraction(group.child_crashes)
-    per_worker = (lambda limit: min(limit, 1.0 / MIN_DELAY_S)) if group.rate_limiter == "event_loop" else (lambda limit: limit)
-    limits = [group.count * per_worker(t.rate_limit) * rate / r for r, t in routed if t.rate_limit is not None]
-    return min([capacity, *limits])
+        return {t.queue for t in self.tasks} | {q for w in self.workers for q in w.queues}
 
 
 def unknown(name: str, candidates: list[str]) -> str:
@@ -322,12 +312,23 @@ class TaskQueues(Kind):
         for i, task in enumerate(spec.tasks):
             if task.queue not in brokers:
                 yield Finding(f"tasks.{i}.queue", unknown(task.queue, brokers))
-            elif not any(w.consumes == task.queue for w in spec.workers):
+            elif not any(task.queue in w.queues for w in spec.workers):
                 yield Finding(f"tasks.{i}.queue", f"no worker of {spec.name} consumes '{task.queue}': its tasks would never run")
+        kinds = {b.name: b.kind for b in scenario.brokers}
         for i, group in enumerate(spec.workers):
-            if group.consumes not in brokers:
-                yield Finding(f"workers.{i}.consumes", unknown(group.consumes, brokers))
+            at = f"workers.{i}.consumes"
+            for j, queue in enumerate(group.queues):
+                where = at if isinstance(group.consumes, str) else f"{at}.{j}"
+                if queue not in brokers:
+                    yield Finding(where, unknown(queue, brokers))
+                elif len(group.queues) > 1 and kinds[queue] != "redis":
+                    yield Finding(where, f"'{queue}' is a {kinds[queue]} queue: a worker consuming several queues is modelled on Redis "
+                                         "queues only (kombu's BRPOP cycle)")
         for broker in scenario.brokers:
+            if broker.name in spec.queues() and broker.kind == "sqs" and "wait_time" in broker.model_fields_set:
+                yield Finding(None, f"the queue '{broker.name}' carries {spec.name}'s tasks: kombu's receives ask for WaitTimeSeconds "
+                                    "from broker_transport_options.wait_time_seconds (10 s by default), whatever the queue's wait_time; "
+                                    "set it there")
             if broker.name in spec.queues() and broker.kind == "redis" and (broker.mode != "list" or broker.reliable):
                 yield Finding(None, f"the queue '{broker.name}' is a Redis {'stream' if broker.mode == 'stream' else 'reliable list'}: kombu's "
                                     "Redis transport reads a plain list (BRPOP) and emulates acknowledgements itself (mode: list, reliable: false)")
@@ -340,7 +341,8 @@ class TaskQueues(Kind):
     def flows(self, spec: CeleryAppSpec) -> list:
         """A source per task type (its callers) and a server per worker group."""
         sources = [Source(f"{spec.name}.{t.name}", t.queue, runs_per_s(spec, t)) for t in spec.tasks]
-        return sources + [Server(f"{spec.name}.{g.name}", g.consumes, capacity_per_s(spec, g), g.count * g.concurrency) for g in spec.workers]
+        return sources + [Server(f"{spec.name}.{g.name}", queue, capacity, g.count * g.concurrency)
+                          for g in spec.workers for queue, capacity in queue_capacities_per_s(spec, g).items()]
 
     def build(self, spec: CeleryAppSpec, context) -> CeleryApp:
         """Task types with their boundaries, then the workers (so they consume before the first
@@ -369,20 +371,25 @@ class TaskQueues(Kind):
         for g in spec.workers:
             group = f"{spec.name}:{g.name}"
             busy, counts = context.boundary(group, "workers", keep_sojourns=False), context.counter(group)
-            queue = queues[g.consumes]
-            scanner = queue.scans if isinstance(queue, KombuRedisTransport) else None
-            workers[g.name] = [
-                CeleryWorker(env, f"{group}/{i}", queue, g.concurrency, g.prefetch_multiplier, fates, ledger, busy, counts,
-                             crashes=context.crashes(g.crashes, f"{group}/{i}"), child_crashes=context.crashes(g.child_crashes, f"{group}/{i}:children"),
-                             scanner=scanner, replacement_s=g.child_replacement_time, event_loop_limiter=g.rate_limiter == "event_loop")
-                for i in range(g.count)
-            ]
+            workers[g.name] = []
+            for i in range(g.count):
+                queue = self._consumed(g, queues, env)
+                scanner = queue.scans if isinstance(queue, (KombuRedisTransport, QueueCycle)) else None
+                workers[g.name].append(CeleryWorker(
+                    env, f"{group}/{i}", queue, g.concurrency, g.prefetch_multiplier, fates, ledger, busy, counts,
+                    crashes=context.crashes(g.crashes, f"{group}/{i}"), child_crashes=context.crashes(g.child_crashes, f"{group}/{i}:children"),
+                    scanner=scanner, replacement_s=g.child_replacement_time, event_loop_limiter=g.rate_limiter == "event_loop",
+                    channel_error_retry=g.broker_channel_error_retry, restart_s=g.supervisor_restart_time))
         named = {t.name: task_type for t, task_type in zip(spec.tasks, types)}
+        unlocks = []
         for t, task_type in zip(spec.tasks, types):
             if t.chord is not None:
                 joined = context.boundary(f"{spec.name}:{t.name}:chord_join", "tasks")
-                task_type.chord_join = ChordJoin(env, named[t.chord.callback], queues[named[t.chord.callback].queue], fates, ledger,
-                                                 joined, task_type.counts, t.chord.poll_interval if t.chord.join == "poll" else None)
+                callback = named[t.chord.callback]
+                unlock = self._unlock_type(spec, t, callback.queue, context) if t.chord.join == "poll" else None
+                if unlock is not None:
+                    unlocks.append(unlock)
+                task_type.chord_join = ChordJoin(env, callback, queues[callback.queue], fates, ledger, joined, task_type.counts, unlock)
                 task_type.chord_size = t.chord.size
             elif t.group is not None:
                 if task_type.result is not None:
@@ -391,10 +398,26 @@ class TaskQueues(Kind):
                 task_type.chord_size = t.group.size
         callers = [caller for t, task_type in zip(spec.tasks, types) for caller in self._callers(spec, t, task_type, queues[t.queue], ledger, context)]
         transports = [q for q in queues.values() if isinstance(q, KombuRedisTransport)]
-        app = CeleryApp(spec.name, types, callers, workers, transports, backend)
+        app = CeleryApp(spec.name, types + unlocks, callers, workers, transports, backend)
         app.readers = {r.name: Reader(env, named[r.reads], arrival_process(r.arrivals, context, f"{spec.name}:{r.name}"),
                                       Staleness(context.window_start_s), context.counter(f"{spec.name}:{r.name}")) for r in spec.readers}
         return app
+
+    @staticmethod
+    def _unlock_type(spec: CeleryAppSpec, header: TaskSpec, queue: str, context) -> TaskType:
+        """The ``chord_unlock`` tasks of ``header``'s chords, on their callback's ``queue``."""
+        name = f"{spec.name}:{header.name}_chord_unlock"
+        stages = [context.boundary(f"{name}:{stage}", "tasks") for stage in STAGES]
+        run = header.chord.unlock_run_time
+        return TaskType(f"{header.name}_chord_unlock", queue, context.sampler(run.build() if run else Deterministic(0.0), "run_time", name), *stages,
+                        context.counter(name), countdown=lambda: UNLOCK_COUNTDOWN_S, retry=UnlockCheck(header.chord.poll_interval))
+
+    @staticmethod
+    def _consumed(group: WorkerGroupSpec, queues: dict, env):
+        """What one worker of ``group`` reads: its queue, or a cycle over its Redis queues."""
+        if len(group.queues) == 1:
+            return queues[group.queues[0]]
+        return QueueCycle(env, {name: queues[name] for name in group.queues})
 
     def _callers(self, spec: CeleryAppSpec, task: TaskSpec, task_type: TaskType, queue, ledger: TaskLedger, context) -> list[Caller]:
         """The application's calls (drawn from the stream APP:TASK ``arrivals``), or each beat
@@ -414,13 +437,21 @@ class TaskQueues(Kind):
                            int(a.retry_backoff), a.retry_backoff_max, a.retry_jitter)
 
     def _transport(self, spec: CeleryAppSpec, queue: str, context):
-        """What the app's callers and workers talk to for ``queue``: the broker itself, or, on
-        Redis, kombu's transport over it (one unacked index per queue's database)."""
+        """What the app's callers and workers talk to for ``queue``: the broker itself (RabbitMQ),
+        or kombu's transport over it: on Redis one unacked index per queue's database, on SQS its
+        polling, with the queue's visibility timeout and the receives' wait time kombu's."""
         broker = context.target(queue)
-        if next(b for b in context.scenario.brokers if b.name == queue).kind != "redis":
-            return broker
+        broker_spec = next(b for b in context.scenario.brokers if b.name == queue)
         options = spec.broker_transport_options
-        return KombuRedisTransport(context.env, broker, context.counter(f"{spec.name}:{queue}:kombu"), options.visibility_timeout,
+        if broker_spec.kind == "sqs":
+            if "visibility_timeout" not in broker_spec.model_fields_set:
+                broker.visibility_timeout_s = options.visibility_timeout or KOMBU_SQS_VISIBILITY_TIMEOUT_S
+            broker.wait_time_s = options.wait_time_seconds
+            return KombuSqsTransport(context.env, broker, options.polling_interval)
+        if broker_spec.kind != "redis":
+            return broker
+        return KombuRedisTransport(context.env, broker, context.counter(f"{spec.name}:{queue}:kombu"),
+                                   options.visibility_timeout or KOMBU_REDIS_VISIBILITY_TIMEOUT_S,
                                    options.unacked_restore_interval, options.unacked_restore_throttle)
 
     def measure(self, spec: CeleryAppSpec, app: CeleryApp, context, measures) -> None:
@@ -435,7 +466,7 @@ class TaskQueues(Kind):
                 measures.distribution(f"{at}.{metric}", boundary.sojourns)
                 measures.metrics[f"{at}.{stage}_mean"] = boundary.area / window
             join = task_type.chord_join
-            if join is not None:
+            if join is not None and task_type.chord_size:
                 kind = "chord" if join.callback is not None else "group"
                 measures.distribution(f"{at}.{kind}_join_s", join.joined.sojourns)
                 if kind == "group":

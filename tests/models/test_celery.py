@@ -7,9 +7,10 @@ import pytest
 import simpy
 
 from models.celery import Caller, RetryPolicy, Task, TaskLedger, TaskType
-from models.celery_chords import ChordJoin
+from models.celery_chords import UNLOCK_COUNTDOWN_S, ChordJoin, UnlockCheck
 from models.celery_hub import EventLoopLimiter
 from models.celery_kombu import KombuRedisTransport
+from models.celery_queues import QueueCycle
 from models.celery_results import ResultBackend, ResultWait
 from models.celery_worker import CeleryWorker
 from models.crashes import Crashes
@@ -167,27 +168,54 @@ def consumer_timeout_closes(sent_s, countdown_s, timeout_s, check_s=60.0):
         delivered = close
 
 
-def test_an_eta_task_past_the_consumer_timeout_closes_the_channel_again_and_again_and_running_late_acks_run_twice(fates, observer, counts, level):
+@pytest.mark.parametrize("ends", ["cancel", "retry"])
+def test_an_eta_task_past_the_consumer_timeout_closes_the_channel_again_and_again_and_running_late_acks_run_twice(fates, observer, counts, level, ends):
     """consumer_timeout 120 s: a reminder (countdown 1000 s) sent at 0 keeps its channel's oldest
-    delivery old, so the broker closes the channel at 180, 360, 540, 720, 900; each time the
-    worker forgets the reminder (Celery's on_close) and gets it again, and it runs once, at its
-    ETA. A report (acks_late, 100 s) sent at 150 is running at 180: its ack falls on the dead
-    channel, the requeued copy runs after it (250–350): one duplicate."""
+    delivery old, so the broker ends the consumer at 180, 360, 540, 720, 900 — a 4.3 cancel, or a
+    channel close with broker_channel_error_retry — and each time the worker forgets the reminder
+    (Celery's on_close), reconnects at once and gets it again; it runs once, at its ETA. A report
+    (acks_late, 100 s) sent at 150 is running at 180: its ack falls on the dead channel, the
+    requeued copy runs after it (250–350): one duplicate."""
     closes = consumer_timeout_closes(0.0, 1000.0, 120.0)
     assert closes == [180.0, 360.0, 540.0, 720.0, 900.0]
+    env = simpy.Environment()
+    options = RabbitmqOptions(prefetch_count=4, consumer_timeout_s=120.0, consumer_timeout_cancels=ends == "cancel")
+    broker = RabbitmqBroker(env, "q", level(), level(), counts(), fates, options=options)
+    ledger = TaskLedger()
+    remind = task_type("remind", 1.0, counts, level, countdown=constant(1000.0))
+    report = task_type("report", 100.0, counts, level, acks_late=True)
+    w = worker(env, "a", broker, fates, ledger, counts, level, channel_error_retry=ends == "retry")
+    Caller(env, remind, Times(0.0), broker, fates, ledger)
+    Caller(env, report, Times(150.0), broker, fates, ledger)
+    env.run(until=3000)
+    assert broker.counts["consumer_timeouts"] == len(closes) and w.counts["exits"] == 0
+    assert remind.counts["runs"] == 1 and remind.counts["redelivered"] == len(closes) and remind.scheduled.n == 0
+    assert observer.fates("processed") == [(1, 250.0), (1, 350.0), (0, 1001.0)]
+    assert report.counts["duplicates"] == 1 and report.counts["redelivered"] == 1
+
+
+def test_a_channel_closed_by_default_ends_the_worker_after_its_running_tasks_and_it_restarts_later(fates, observer, counts, level):
+    """The same, the channel closed (≤ 4.2) and Celery's defaults: PreconditionFailed is an
+    unrecoverable error, so the worker stops reserving, lets the report it runs finish (250), exits
+    and is back 10 s later (260), when it gets both requeued copies: the report runs again
+    (260–360), the reminder is held and its channel closed at the first check more than 120 s
+    after 260 (420); back at 430, closed at 600, back at 610, closed at 780, back at 790, closed
+    at 960, back at 970: five exits, and the reminder runs once, at 1000."""
     env = simpy.Environment()
     broker = RabbitmqBroker(env, "q", level(), level(), counts(), fates, options=RabbitmqOptions(prefetch_count=4, consumer_timeout_s=120.0))
     ledger = TaskLedger()
     remind = task_type("remind", 1.0, counts, level, countdown=constant(1000.0))
     report = task_type("report", 100.0, counts, level, acks_late=True)
-    worker(env, "a", broker, fates, ledger, counts, level)
+    w = worker(env, "a", broker, fates, ledger, counts, level, restart_s=10.0)
     Caller(env, remind, Times(0.0), broker, fates, ledger)
     Caller(env, report, Times(150.0), broker, fates, ledger)
+    env.run(until=965)
+    assert not w.up and w.counts["exits"] == 5
     env.run(until=3000)
-    assert broker.counts["consumer_timeouts"] == len(closes)
-    assert remind.counts["runs"] == 1 and remind.counts["redelivered"] == len(closes) and remind.scheduled.n == 0
-    assert observer.fates("processed") == [(1, 250.0), (1, 350.0), (0, 1001.0)]
-    assert report.counts["duplicates"] == 1 and report.counts["redelivered"] == 1
+    assert broker.counts["consumer_timeouts"] == w.counts["exits"] == 5 and w.up
+    assert remind.counts["runs"] == 1 and remind.counts["redelivered"] == 5
+    assert observer.fates("processed") == [(1, 250.0), (1, 360.0), (0, 1001.0)]
+    assert report.counts["duplicates"] == 1
 
 
 def test_a_task_the_broker_refuses_is_rejected_and_never_queued(fates, observer, counts, level):
@@ -362,26 +390,32 @@ def test_a_caller_sees_the_result_when_written_or_at_its_next_poll_and_the_backe
         assert stored.stays == [10.0] and stored.n == 1 and backend.counts["results_written"] == 2
 
 
-def test_a_chord_joins_when_its_slowest_header_result_is_written_or_at_the_next_unlock_check(fates, observer, counts, level):
-    """Three header tasks of 1, 2 and 3 s on three children, results written 0.5 s after each
-    run: by counter the callback (1 s) is sent at 3.5 and ends at 4.5; with chord_unlock every
-    1 s it is sent at the check at 4 and ends at 5."""
-    for poll, sent_s in ((None, 3.5), (1.0, 4.0)):
+def test_a_chord_joins_when_its_slowest_header_result_is_written_or_when_a_chord_unlock_task_finds_it(fates, observer, counts, level):
+    """Three header tasks of 1, 2 and 3.5 s on three children, each writing its result in 0.3 s
+    (written at 1.3, 2.3, 3.8): by counter the callback (1 s) is sent at 3.8 and ends at 4.8. With
+    chord_unlock tasks (due 1 s after the call, retried 1 s after each run that finds a result
+    missing; the first waits for a free child, 1.3): runs of 0 s at 1.3, 2.3, 3.3 and 4.3, the
+    callback sent at 4.3; runs of 0.25 s at 1.3, 2.55 and 3.8, the callback sent at the end of
+    the third, 4.05 (a timer every second from the call would send at 4)."""
+    for unlock_s, sent_s, unlock_runs in ((None, 3.8, 0), (0.0, 4.3, 4), (0.25, 4.05, 3)):
         observer.log.clear()
         env = simpy.Environment()
         broker = FifoBroker(env, "q", level(), counts(), fates)
         ledger = TaskLedger()
-        backend = ResultBackend(env, constant(0.5), 100.0, level(), counts())
+        backend = ResultBackend(env, constant(0.3), 100.0, level(), counts())
         callback = task_type("callback", 1.0, counts, level)
+        unlock = None if unlock_s is None else task_type("unlock", unlock_s, counts, level, countdown=constant(UNLOCK_COUNTDOWN_S), retry=UnlockCheck(1.0))
         joined = Sojourns()
-        join = ChordJoin(env, callback, broker, fates, ledger, joined, counts(), poll)
-        header = TaskType("header", "q", draws(1.0, 2.0, 3.0), level(), level(), level(), level(), level(), counts(),
+        join = ChordJoin(env, callback, broker, fates, ledger, joined, counts(), unlock)
+        header = TaskType("header", "q", draws(1.0, 2.0, 3.5), level(), level(), level(), level(), level(), counts(),
                           result=ResultWait(env, backend, level(), None), chord_join=join, chord_size=3)
         worker(env, "a", broker, fates, ledger, counts, level, concurrency=3)
         Caller(env, header, Times(0.0), broker, fates, ledger)
         env.run(until=20)
-        assert joined.stays == [sent_s] and callback.counts["sent"] == 1
-        assert observer.fates("processed")[-1][1] == sent_s + 1.0 and header.counts["succeeded"] == 3
+        assert joined.stays == [pytest.approx(sent_s)] and callback.counts["sent"] == 1
+        assert observer.fates("processed")[-1][1] == pytest.approx(sent_s + 1.0) and header.counts["succeeded"] == 3
+        if unlock is not None:
+            assert (unlock.counts["runs"], unlock.counts["retries"], unlock.counts["succeeded"]) == (unlock_runs, unlock_runs - 1, 1)
 
 
 def test_a_header_task_that_fails_for_good_is_a_chord_error_and_the_callback_never_runs(fates, observer, counts, level):
@@ -412,3 +446,22 @@ def test_the_event_loop_limiter_keeps_the_rate_while_few_timers_wait_and_starts_
         env.run(until=4.0)
         assert released[:len(first_releases)] == pytest.approx(first_releases)
         assert len(released) == len(first_releases) if requests == 30 else len(released) == 3
+
+
+def test_a_worker_on_two_redis_queues_takes_from_each_in_turn_and_blocks_on_both(fates, observer, counts, level):
+    """One child, multiplier 1 (one task reserved beyond the one running), runs of 1 s; tasks on
+    queue a at 0, 0.1, 0.2 and on queue b at 0.3, 0.4, 0.5 and 10. Blocked on both, the worker
+    gets A0 at 0 and A1 at 0.1; then, with both queues holding tasks, it takes from b (a was
+    last), then a, then b: B0 runs before A2 (by age, or with a fixed key order, A2 would run
+    first). At 10 it is blocked on both again and B3 reaches it at once."""
+    env = simpy.Environment()
+    (_, a), (_, b) = redis(env, fates, counts, level), redis(env, fates, counts, level)
+    ledger = TaskLedger()
+    types = {name: TaskType(name, name, constant(1.0), level(), level(), level(), level(), level(), counts()) for name in ("a", "b")}
+    cycle = QueueCycle(env, {"a": a, "b": b})
+    worker(env, "w", cycle, fates, ledger, counts, level, multiplier=1, scanner=cycle.scans)
+    Caller(env, types["a"], Times(0.0, 0.1, 0.2), a, fates, ledger)
+    Caller(env, types["b"], Times(0.3, 0.4, 0.5, 10.0), b, fates, ledger)
+    env.run(until=20)
+    assert observer.fates("processed") == [(0, 1.0), (1, 2.0), (3, 3.0), (2, 4.0), (4, 5.0), (5, 6.0), (6, 11.0)]
+    assert not a.unacked and not b.unacked

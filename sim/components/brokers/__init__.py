@@ -42,7 +42,7 @@ class Brokers(Kind):
     build_order = 0
 
     def problems(self, spec, scenario) -> Iterable[Finding]:
-        consumed = {p.consumes for p in scenario.workers} | {g.consumes for app in scenario.task_queues for g in app.workers}
+        consumed = {p.consumes for p in scenario.workers} | {q for app in scenario.task_queues for g in app.workers for q in g.queues}
         served = dead_letter_queues(scenario).get(spec.name)
         if served is not None:
             if spec.name in consumed:

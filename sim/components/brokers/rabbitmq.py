@@ -292,6 +292,7 @@ def build(spec: RabbitmqSpec, context) -> RabbitmqBroker:
         ack_latency=ack_latency,
         requeue_on_error=spec.requeue_on_error,
         consumer_timeout_s=spec.effective_consumer_timeout(),
+        consumer_timeout_cancels=spec.version == "4.3",
         max_length=spec.max_length,
         overflow=spec.overflow,
         publisher_confirms=spec.publisher_confirms,
