@@ -203,8 +203,9 @@ class ProcessExecutor(Executor):
         main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
         try:
-            # the pool's internals, for want of a public way: its processes and the pipe they send results on
-            processes, results = list((pool._processes or {}).values()), pool._result_queue
+            # the pool's internals, for want of a public way: its processes, the pipe they send
+            # results on, and the thread that reads it
+            processes, results, manager = list((pool._processes or {}).values()), pool._result_queue, pool._executor_manager_thread
             # stop the pool's manager first (queued tasks cancelled), then end the workers and wait
             # for them: joining the manager after killing its workers can wait for ever
             pool.shutdown(wait=False, cancel_futures=True)
@@ -214,8 +215,11 @@ class ProcessExecutor(Executor):
                 process.join()
             # a worker killed while sending its result leaves the pool's manager thread waiting
             # for the rest of the message, and the interpreter joins that thread at exit: with
-            # every worker gone, closing this process's end of the result pipe ends that wait
+            # every worker gone, closing this process's end of the result pipe ends that wait.
+            # The thread is waited for here, so that at exit nothing races it to its wake-up pipe
             results._writer.close()
+            if manager is not None:
+                manager.join()
         finally:
             if main:
                 signal.signal(signal.SIGINT, previous)
