@@ -23,7 +23,7 @@ from .backpressure import trigger_window
 from .checks import LittleCheck
 from .components.measures import PERCENTILES
 from .components.registry import SECTIONS
-from .diagnostics import estimate_warnings
+from .diagnostics import estimate_warnings, short_window
 from .estimates import bounded, distribution_estimate, proportion_estimate, series_estimate, series_of
 from .recorder import CONSISTENCY_KEYS
 from .runner import LATENCY_BIN_EDGES_S, ReplicationFailure, ReplicationResult, safe_replication
@@ -269,10 +269,13 @@ class Result:
     def slo_report(self) -> dict | None:
         """Each objective: the estimate, the target, and met / not met (the whole interval on one
         side of the target), uncertain (the interval straddles it, or there is no interval: a
-        single value proves nothing), or unknown (no value)."""
+        single value proves nothing), or unknown (no value). On a window short for the latency's
+        tail (:func:`sim.diagnostics.short_window`) a latency objective is not called met: its
+        estimate is biased towards meeting it, so "met" becomes uncertain, with a note."""
         slo = self.scenario.slo
         if slo is None:
             return None
+        short = None
         report = {}
         for key, target in slo.model_dump(exclude_none=True).items():
             metric, sense = SLO_METRICS[key]
@@ -285,6 +288,10 @@ class Result:
                 good, bad = (est.high <= target, est.low > target) if sense == "max" else (est.low >= target, est.high < target)
                 status = "met" if good else "not met" if bad else "uncertain"
             report[key] = {"target": target, "metric": metric, **est.as_dict(), "status": status}
+            if status == "met" and key.startswith("latency_"):
+                short = short_window(self) if short is None else short
+                if short:
+                    report[key].update(status="uncertain", note="the window is short for the latency's tail (see the warnings)")
         return report
 
     def no_result(self) -> str | None:
