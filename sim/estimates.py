@@ -20,6 +20,8 @@
   many together — so the spread across replications, not the message count, sets the width;
   when every replication agrees exactly (no message lost anywhere), the binomial floor remains,
   so zero losses in 10,000 messages is [0, 0.04%], not [0, 0].
+- **Ratios of two totals** that are not fractions (``cost.per_million_messages_usd``): the pooled
+  ratio Σ numerators / Σ denominators with the ratio estimator's interval, as for the mean.
 - **Everything else**: Student-t over replications.
 
 Every metric asyncsim reports is a count, a rate, a time or a level, so no bound goes below 0;
@@ -152,6 +154,23 @@ def pooled_estimate(sections: list[Distribution], stat: str, confidence: float =
     half = ratio_half_width(below, counts, confidence)
     low, high = pooled.quantile_within_buckets(max(q - half, 0.0)), pooled.quantile_within_buckets(min(q + half, 1.0))
     return Estimate(json_safe(point), json_safe(min(low, point)), json_safe(max(high, point)), len(sections))
+
+
+def ratio_estimate(numerators, denominators, confidence: float = 0.95) -> Estimate:
+    """The pooled ratio Σnumerators/Σdenominators over replications (dollars per million messages:
+    the whole cost over all the messages, not the mean of each replication's ratio) with the
+    ratio estimator's interval; one replication gives no interval."""
+    a = np.asarray(numerators, dtype=float)
+    b = np.asarray(denominators, dtype=float)
+    keep = b > 0
+    a, b = a[keep], b[keep]
+    if a.size == 0:
+        return Estimate(None, None, None, 0)
+    point = float(a.sum() / b.sum())
+    if a.size == 1:
+        return Estimate(json_safe(point), None, None, 1)
+    half = ratio_half_width(a, b, confidence)
+    return Estimate(json_safe(point), json_safe(point - half), json_safe(point + half), int(a.size))
 
 
 def proportion_estimate(parts, wholes, confidence: float = 0.95) -> Estimate:

@@ -24,7 +24,7 @@ from .checks import LittleCheck
 from .components.measures import PERCENTILES
 from .components.registry import SECTIONS
 from .diagnostics import estimate_warnings, short_window
-from .estimates import bounded, distribution_estimate, proportion_estimate, series_estimate, series_of
+from .estimates import bounded, distribution_estimate, proportion_estimate, ratio_estimate, series_estimate, series_of
 from .recorder import CONSISTENCY_KEYS
 from .runner import LATENCY_BIN_EDGES_S, ReplicationFailure, ReplicationResult, safe_replication
 from .schema import AUTO, Scenario
@@ -188,6 +188,9 @@ class Result:
         elif metric in first.proportions:
             parts, wholes = zip(*(r.proportions[metric] for r in self.results))
             estimate = proportion_estimate(parts, wholes)
+        elif metric in first.ratios:
+            numerators, denominators = zip(*(r.ratios[metric] for r in self.results))
+            estimate = ratio_estimate(numerators, denominators)
         elif len(self.results) == 1 and series_of(metric, first.series) is not None:
             estimate, note = series_estimate(first.metrics[metric], series_of(metric, first.series), first.bin_width_s,
                                              first.warmup_s)
