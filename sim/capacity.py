@@ -218,7 +218,7 @@ def plan_capacity(
     use_estimate: bool = True,
     headroom: bool = True,
     rate_path: str | None = None,
-    precision: float = 0.05,
+    headroom_precision: float = 0.05,
     max_factor: float = 16.0,
     on_run: Callable[[Run], None] | None = None,
     on_estimate: Callable[[AnalyticEstimate | None, str], None] | None = None,
@@ -233,8 +233,8 @@ def plan_capacity(
     source = Path(source)
     if variants and parameter is None:
         raise CapacityError("--variant compares the smallest value of a parameter under each variant: give --vary too")
-    if not 0 < precision < 1:
-        raise CapacityError(f"--precision is a relative precision between 0 and 1 (e.g. 0.05), got {precision}")
+    if not 0 < headroom_precision < 1:
+        raise CapacityError(f"--headroom-precision is a relative precision between 0 and 1 (e.g. 0.05), got {headroom_precision}")
     base, slo_targets = slo_overrides(source, overrides, slo)
     if parameter is not None:
         check_path(source, overrides, parameter)
@@ -274,7 +274,7 @@ def plan_capacity(
         if headroom and (parameter is None or (search is not None and search.value is not None)):
             chosen = evaluator.load(chosen_overrides)[0]
             if chosen is not None:
-                room = headroom_search(evaluator, chosen_overrides, chosen, precision, rate_path, slo_targets, max_factor)
+                room = headroom_search(evaluator, chosen_overrides, chosen, headroom_precision, rate_path, slo_targets, max_factor)
     finally:
         if owned:
             runner.close()

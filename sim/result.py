@@ -273,8 +273,13 @@ class Result:
         """Each objective: the estimate, the target, and met / not met (the whole interval on one
         side of the target), uncertain (the interval straddles it, or there is no interval: a
         single value proves nothing), or unknown (no value). On a window short for the latency's
-        tail (:func:`sim.diagnostics.short_window`) a latency objective is not called met: its
-        estimate is biased towards meeting it, so "met" becomes uncertain, with a note."""
+        tail (:func:`sim.diagnostics.short_window`) a latency percentile objective is not called
+        met: its estimate is biased towards meeting it, so "met" becomes uncertain, with a note.
+
+        A target of 0 on a rate (``max_rejection_rate: 0``) is a count, not an interval: no sample
+        can prove a rate is exactly 0 (zero rejections in 30,000 messages still leave [0, 0.0128%]),
+        so it is met when none was observed in any replication's window and not met when one was;
+        the note says in how many messages, with the interval's upper bound."""
         slo = self.scenario.slo
         if slo is None:
             return None
@@ -283,15 +288,23 @@ class Result:
         for key, target in slo.model_dump(exclude_none=True).items():
             metric, sense = SLO_METRICS[key]
             est = self.estimate(metric)
+            note = None
             if est.mean is None:
                 status = "unknown"
+            elif target == 0 and sense == "max" and metric in self.results[0].proportions:
+                status = "met" if est.mean == 0 else "not met"
+                messages = sum(r.proportions[metric][1] for r in self.results)
+                bound = f" (below {est.high:.3%} with 95% confidence)" if est.high is not None else ""
+                note = f"a target of 0: {'none' if est.mean == 0 else 'some'} observed in {messages:,} messages{bound}"
             elif est.low is None:
                 status = "uncertain"
             else:
                 good, bad = (est.high <= target, est.low > target) if sense == "max" else (est.low >= target, est.high < target)
                 status = "met" if good else "not met" if bad else "uncertain"
             report[key] = {"target": target, "metric": metric, **est.as_dict(), "status": status}
-            if status == "met" and key.startswith("latency_"):
+            if note:
+                report[key]["note"] = note
+            if status == "met" and key.startswith("latency_p"):
                 short = short_window(self) if short is None else short
                 if short:
                     report[key].update(status="uncertain", note="the window is short for the latency's tail (see the warnings)")

@@ -274,3 +274,16 @@ def test_a_warmup_that_is_neither_a_duration_nor_auto_is_refused_with_its_line()
     text = "name: x\nduration: 100s\nwarmup: soon\nproducers: []\nbrokers: []\nworkers: []\n"
     with pytest.raises(ScenarioError, match=r":3: warmup: expected a duration such as"):
         load_scenario_text(text, "x.yaml")
+
+
+def test_a_rate_objective_of_zero_is_met_by_none_observed_and_not_met_by_one():
+    # an unbounded queue rejects nothing: 0 of some 3 × 950 messages, met (the interval's floor
+    # would leave it uncertain for ever); a capacity-1 broker in front of one slow worker rejects some
+    slo = {"slo": {"max_rejection_rate": 0}}
+    none = run(queue(rate=0.5, duration=2_000, warmup=100, **slo), replications=3, jobs=1).slo_report()["max_rejection_rate"]
+    assert none["status"] == "met" and none["mean"] == 0 and none["ci95"][1] > 0
+    assert none["note"].startswith("a target of 0: none observed in 2,")
+    full = queue(rate=0.5, duration=2_000, warmup=100, **slo)
+    full.brokers[0] = full.brokers[0].model_copy(update={"capacity": 1})
+    some = run(full, replications=3, jobs=1).slo_report()["max_rejection_rate"]
+    assert some["status"] == "not met" and some["mean"] > 0 and "some observed" in some["note"]

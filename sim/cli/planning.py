@@ -122,7 +122,7 @@ def capacity(
     no_estimate: bool = typer.Option(False, "--no-estimate", help="Do not start from the analytic estimate."),
     headroom: bool = typer.Option(True, "--headroom/--no-headroom", help="Then find the largest load the chosen setup sustains."),
     rate: Optional[str] = typer.Option(None, "--rate", metavar="PATH", help="Headroom on this one rate PATH (default: every producer's rate scaled together)."),
-    precision: float = typer.Option(0.05, "--precision", metavar="FRACTION", help="Relative precision of the headroom (0.05: within 5%)."),
+    headroom_precision: float = typer.Option(0.05, "--headroom-precision", metavar="FRACTION", help="Relative precision of the headroom's bisection (0.05: within 5%); not run's --precision, which sizes replications."),
     variant: Optional[List[str]] = typer.Option(None, "--variant", metavar="PATH=VALUE[;PATH=VALUE]", help="'PATH=VALUE; PATH=VALUE' overrides of one setup to compare (an instance type: its speed and price_per_hour). Repeatable: the search runs for each, and the cheapest answer is recommended."),
     as_json: bool = json_option("the plan (every run, the recommendation, the headroom)"),
     force: bool = ForceOption,
@@ -151,11 +151,11 @@ def capacity(
         with running_on(executor):
             plan = plan_capacity(scenario, vary, slo or [], set_ or [], replications=replications, max_replications=max_replications,
                                  seed=seed, executor=executor, minimum=minimum, maximum=maximum, use_estimate=not no_estimate,
-                                 headroom=headroom, rate_path=rate, precision=precision, variants=variant or [],
+                                 headroom=headroom, rate_path=rate, headroom_precision=headroom_precision, variants=variant or [],
                                  on_run=None if as_json else (lambda r: _print_run(r, console)),
                                  on_estimate=None if as_json else (lambda e, n: _print_estimate(e, n, console)))
     except CapacityError as exc:
-        option = next((o for o in ("--slo", "--rate", "--precision", "--max", "--variant") if o in str(exc)), "--slo")
+        option = next((o for o in ("--slo", "--rate", "--headroom-precision", "--max", "--variant") if o in str(exc)), "--slo")
         raise typer.BadParameter(str(exc), param_hint=f"'{option}'") from None
     if as_json:
         out.file.write(json.dumps(plan.summary(), indent=2) + "\n")
