@@ -15,7 +15,8 @@ from ..problems import CapacityError
 from ..units import format_duration
 from ..datafiles import allow_folders
 from .common import (AllowPathOption, ClusterOption, Failed, ForceOption, JobsOption, ScenarioArgument, SeedOption, SetOption, SloOption, err,
-                     json_option, open_executor, out, refuse_if_too_big, replications_option, running_on)
+                     json_option, open_executor, out, precision_option, precision_overrides, refuse_if_too_big, replications_option,
+                     running_on)
 
 
 def _print_run(run, console: Console) -> None:
@@ -114,6 +115,7 @@ def capacity(
     allow_path: Optional[List[Path]] = AllowPathOption,
     replications: Optional[int] = replications_option("each value starts with", minimum=2),
     max_replications: Optional[int] = typer.Option(None, "--max-replications", min=2, metavar="N", help="Cap when an uncertain value gets more replications (default: 4× the start)."),
+    precision: Optional[str] = precision_option("for each uncertain value, instead of doubling; a value within P of a target stays uncertain"),
     seed: Optional[int] = SeedOption,
     jobs: Optional[int] = JobsOption,
     cluster: Optional[str] = ClusterOption,
@@ -133,6 +135,7 @@ def capacity(
     from ..loading import load_scenario
 
     vary, minimum, maximum = search_range(vary, minimum, maximum)
+    set_ = [*(set_ or []), *precision_overrides(precision)]
     try:
         with_slo, targets = slo_overrides(scenario, set_ or [], slo or [])
     except CapacityError as exc:
@@ -146,7 +149,7 @@ def capacity(
         head = f"capacity: the {'cheapest' if variant else 'smallest'} {vary} meeting the SLO with confidence" if vary else "capacity: the headroom of the scenario as it is"
         console.print(f"[bold]{head}[/bold] ({escape(str(scenario))})", highlight=False)
         console.print("SLO: " + ", ".join(f"{k} {format_duration(v) if k.startswith('latency') else v:}" for k, v in targets.items())
-                      + "; each run: value, replications (doubled while uncertain), estimates with 95% CI, verdict", highlight=False)
+                      + f"; each run: value, replications ({'by the precision rule' if base.precision else 'doubled'} while uncertain), estimates with 95% CI, verdict", highlight=False)
     try:
         with running_on(executor):
             plan = plan_capacity(scenario, vary, slo or [], set_ or [], replications=replications, max_replications=max_replications,
