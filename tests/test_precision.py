@@ -67,6 +67,7 @@ def scenario_file(tmp_path, **extra):
     return path
 
 
+@pytest.mark.slow
 def test_each_point_of_a_sweep_follows_the_precision_rule_as_a_run_does(tmp_path):
     sweep = run_sweep(scenario_file(tmp_path), ["producers.p.arrivals.rate=0.4/s,0.5/s"], ["precision=0.15"], replications=3,
                       seed=1, executor=SerialExecutor())
