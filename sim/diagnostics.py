@@ -11,9 +11,9 @@
   are biased low and their intervals too narrow (M/M/1 at ρ = 0.9, 10 windows of 30 minutes,
   about 5τ: the p99's interval held the exact value 72.5% of the time). The warning says how
   long a window would do, and :meth:`sim.result.Result.slo_report` does not call a latency
-  percentile objective *met* on such a window (*uncertain* instead): the bias is towards meeting it. The
-  measured τ is itself short on a short window (about 100 s for that M/M/1, whose τ is 380 s),
-  so the rule errs on the side of trusting the window.
+  percentile objective *met* on such a window (*uncertain* instead): the bias is towards
+  meeting it. The measured τ is itself short on a short window (about 100 s for that M/M/1,
+  whose τ is 380 s), so the rule errs on the side of trusting the window.
 - **A warm-up shorter than the transient.** MSER-5 (:func:`sim.estimates.mser5_truncation`)
   on the number in the system, averaged over the replications from time 0, finds where the
   initial transient ends; when that is later than the warm-up given, the window still holds

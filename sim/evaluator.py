@@ -204,12 +204,11 @@ class Evaluator:
         that ``run`` follows (:func:`sim.jobs.replications_for_precision`), and none once its
         objectives' intervals are within that precision — the value then sits within the
         precision of a target, and stays uncertain; without one, doubled."""
-        if run.scenario.precision is not None:
-            more = replications_for_precision(run.result, run.scenario.precision, self.max_replications)
-            return more if run.verdict == "uncertain" else None
-        if run.verdict != "uncertain" or run.replications >= self.max_replications:
+        if run.verdict != "uncertain":
             return None
-        return min(2 * run.replications, self.max_replications)
+        if run.scenario.precision is not None:
+            return replications_for_precision(run.result, run.scenario.precision, self.max_replications)
+        return min(2 * run.replications, self.max_replications) if run.replications < self.max_replications else None
 
     def _done(self, run: Run) -> None:
         run.order = len(self.runs)
