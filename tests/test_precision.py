@@ -45,9 +45,13 @@ def test_precision_targets_the_slo_metrics_when_there_are_some():
     assert precision_metrics(result) == ["system.latency_s.p95"]
 
 
-@pytest.mark.parametrize("value, message", [("150%", "precision: must be < 1"), ("fast", "precision: must be a number")])
-def test_a_precision_that_is_not_a_fraction_is_refused_with_exit_2(root, value, message):
-    done = subprocess.run([sys.executable, "-m", "sim", "run", str(root / "scenarios/quickstart.yaml"), "--precision", value],
+@pytest.mark.parametrize("verb, value, message", [
+    (["run"], "150%", "precision: must be < 1"), (["run"], "fast", "precision: must be a number"),
+    (["sweep", "--vary", "workers.renderer.count=8,9"], "150%", "precision: must be < 1"),  # the same option on every verb
+    (["capacity", "--vary", "workers.renderer.count"], "150%", "precision: must be < 1"),
+])
+def test_a_precision_that_is_not_a_fraction_is_refused_with_exit_2(root, verb, value, message):
+    done = subprocess.run([sys.executable, "-m", "sim", *verb, str(root / "scenarios/quickstart.yaml"), "--precision", value],
                           capture_output=True, text=True)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
