@@ -25,8 +25,8 @@ What is proven and what is not (measured with these seeds):
 - Near saturation with short windows (M/M/1 at ρ = 0.9, 10 windows of 30 minutes, 5 correlation
   times) the p99's interval held 72.5% and the mean's 88% of 200 runs: there the run must not
   present a confident answer, and it does not — every run warns that the window is short for
-  the latency's tail, and no latency objective is called met on it
-  (:func:`test_a_window_too_short_for_the_tail_always_warns_and_meets_no_latency_objective`).
+  the latency's tail, and no latency percentile objective is called met on it
+  (:func:`test_a_window_too_short_for_the_tail_always_warns_and_meets_no_percentile_objective`).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def test_woodruffs_interval_on_exact_samples_holds_the_exact_p99(case):
     assert 0.93 <= held / 1_000 <= 0.97, held
 
 
-def test_a_window_too_short_for_the_tail_always_warns_and_meets_no_latency_objective():
+def test_a_window_too_short_for_the_tail_always_warns_and_meets_no_percentile_objective():
     # M/M/1 at ρ = 0.9 (correlation time 380 s), 10 windows of 30 minutes after 10 minutes of
     # warm-up; the exact p99 (46 s) meets an objective of 60 s, but these windows cannot show it
     case = Case("M/M/1 at ρ = 0.9", 0.9, 1, False, 2_400.0, 600.0, 10)

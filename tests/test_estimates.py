@@ -199,7 +199,7 @@ def test_replications_far_from_the_rest_are_named():
     assert disagreeing([0.0, 0.0, 0.3, 0.0]) == [2]
 
 
-def test_a_window_short_against_the_correlation_time_is_reported_and_no_latency_objective_is_met_on_it():
+def test_a_window_short_against_the_correlation_time_is_reported_and_no_percentile_objective_is_met_on_it():
     # M/M/1 at ρ = 0.9: the number in the system stays correlated for 2(1 + ρ)/(1 − ρ)² = 380 s,
     # and 10 windows of 32.5 min bias the latency's tail low; an objective 10× the exact p99
     # (46 s) is still not called met on such windows
