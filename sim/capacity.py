@@ -228,7 +228,9 @@ def plan_capacity(
     confidence, then the headroom of that setup. ``parameter`` None: the headroom of the scenario
     as it is. ``slo`` adds or replaces objectives (``latency_p99=2s``); ``replications`` is where
     each value starts (the file's by default, at least 2), ``max_replications`` the cap for
-    uncertain ones (4× by default). ``variants`` (``'PATH=VALUE; PATH=VALUE'`` each): search each,
+    uncertain ones (4× by default); a ``precision`` in the scenario (``overrides``
+    ``precision=0.05``, or ``--precision``) sizes an uncertain value's extra replications by the
+    precision rule instead of doubling them (:meth:`sim.evaluator.Evaluator.more_replications`). ``variants`` (``'PATH=VALUE; PATH=VALUE'`` each): search each,
     and recommend the cheapest answer."""
     source = Path(source)
     if variants and parameter is None:
