@@ -218,7 +218,7 @@ def plan_capacity(
     use_estimate: bool = True,
     headroom: bool = True,
     rate_path: str | None = None,
-    precision: float = 0.05,
+    headroom_precision: float = 0.05,
     max_factor: float = 16.0,
     on_run: Callable[[Run], None] | None = None,
     on_estimate: Callable[[AnalyticEstimate | None, str], None] | None = None,
@@ -228,13 +228,15 @@ def plan_capacity(
     confidence, then the headroom of that setup. ``parameter`` None: the headroom of the scenario
     as it is. ``slo`` adds or replaces objectives (``latency_p99=2s``); ``replications`` is where
     each value starts (the file's by default, at least 2), ``max_replications`` the cap for
-    uncertain ones (4× by default). ``variants`` (``'PATH=VALUE; PATH=VALUE'`` each): search each,
+    uncertain ones (4× by default); a ``precision`` in the scenario (``overrides``
+    ``precision=0.05``, or ``--precision``) sizes an uncertain value's extra replications by the
+    precision rule instead of doubling them (:meth:`sim.evaluator.Evaluator.more_replications`). ``variants`` (``'PATH=VALUE; PATH=VALUE'`` each): search each,
     and recommend the cheapest answer."""
     source = Path(source)
     if variants and parameter is None:
         raise CapacityError("--variant compares the smallest value of a parameter under each variant: give --vary too")
-    if not 0 < precision < 1:
-        raise CapacityError(f"--precision is a relative precision between 0 and 1 (e.g. 0.05), got {precision}")
+    if not 0 < headroom_precision < 1:
+        raise CapacityError(f"--headroom-precision is a relative precision between 0 and 1 (e.g. 0.05), got {headroom_precision}")
     base, slo_targets = slo_overrides(source, overrides, slo)
     if parameter is not None:
         check_path(source, overrides, parameter)
@@ -274,7 +276,7 @@ def plan_capacity(
         if headroom and (parameter is None or (search is not None and search.value is not None)):
             chosen = evaluator.load(chosen_overrides)[0]
             if chosen is not None:
-                room = headroom_search(evaluator, chosen_overrides, chosen, precision, rate_path, slo_targets, max_factor)
+                room = headroom_search(evaluator, chosen_overrides, chosen, headroom_precision, rate_path, slo_targets, max_factor)
     finally:
         if owned:
             runner.close()

@@ -2,7 +2,8 @@
 
 An :class:`Evaluator` loads each candidate, runs its replications on an executor, and gives it a
 verdict: *met* (every objective met with confidence), *not met*, *uncertain* (a confidence
-interval straddles an objective: the candidate gets more replications, doubled up to a cap),
+interval straddles an objective: the candidate gets more replications up to a cap, doubled, or
+with a ``precision`` sized by the precision rule ``run`` follows),
 *invalid* (the scenario is refused, e.g. unstable) or *failed* (replications raised). Each
 candidate is evaluated once and cached.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .executors import Executor
-from .jobs import Job, run_jobs
+from .jobs import Job, replications_for_precision, run_jobs
 from .loading import load_scenario
 from .problems import ScenarioError
 from .result import Result
@@ -119,7 +120,7 @@ def verdict_of(result: Result) -> str:
 
 class Evaluator:
     """Evaluates candidates (sets of overrides) on an executor, caching each, adding replications
-    to uncertain ones (doubling, up to ``max_replications``)."""
+    to uncertain ones (doubling, or by the precision rule, up to ``max_replications``)."""
 
     def __init__(self, source: Path, seed: int | None, replications: int, max_replications: int, executor: Executor,
                  on_run: Callable[[Run], None] | None = None):
@@ -188,13 +189,26 @@ class Evaluator:
                 else:
                     r.verdict = verdict_of(r.result)
                 r.objectives = r.result.slo_report() or {}
-                if r.verdict == "uncertain" and r.replications < self.max_replications:
-                    want[id(r)] = min(2 * r.replications, self.max_replications)
+                more = self.more_replications(r)
+                if more is not None:
+                    want[id(r)] = more
                     still.append(r)
                 else:
                     self._done(r)
             pending = still
         return runs
+
+    def more_replications(self, run: Run) -> int | None:
+        """How many replications in all an uncertain value gets next (None: it is decided, or at
+        the cap): with a ``precision`` in its scenario (``--precision``), by the precision rule
+        that ``run`` follows (:func:`sim.jobs.replications_for_precision`), and none once its
+        objectives' intervals are within that precision — the value then sits within the
+        precision of a target, and stays uncertain; without one, doubled."""
+        if run.verdict != "uncertain":
+            return None
+        if run.scenario.precision is not None:
+            return replications_for_precision(run.result, run.scenario.precision, self.max_replications)
+        return min(2 * run.replications, self.max_replications) if run.replications < self.max_replications else None
 
     def _done(self, run: Run) -> None:
         run.order = len(self.runs)

@@ -111,13 +111,26 @@ def run_scenario(
         result = Result(scenario, seed, replications, *in_order(outcomes), interrupted)
         if precision is None:
             return result
-        widest = widest_relative_half_width(result)
-        result.precision = {"target": precision, "reached": widest, "max_replications": cap,
-                            "met": widest is not None and widest <= precision}
-        if result.precision["met"] or interrupted or result.failures or not result.results or replications >= cap:
+        more = replications_for_precision(result, precision, cap)
+        if more is None or interrupted:
             return result
-        needed = 2 * replications if math.isinf(widest) else math.ceil(replications * (widest / precision) ** 2)
-        replications = min(cap, max(replications + 1, needed))
+        replications = more
+
+
+def replications_for_precision(result: Result, precision: float, cap: int) -> int | None:
+    """The precision rule, as ``run``, ``sweep`` and ``capacity`` apply it to one scenario: sets
+    ``result.precision`` (target, reached, cap, met) and returns how many replications in all
+    the scenario should have next — n·(h/precision)², h the widest relative half-width of
+    :func:`precision_metrics` (doubled when one has no interval), at least one more and at most
+    ``cap`` — or None when the target is met, the cap reached, or a replication failed."""
+    widest = widest_relative_half_width(result)
+    n = len(result.results) + len(result.failures)
+    result.precision = {"target": precision, "reached": widest, "max_replications": cap,
+                        "met": widest is not None and widest <= precision}
+    if result.precision["met"] or result.failures or not result.results or n >= cap:
+        return None
+    needed = 2 * n if math.isinf(widest) else math.ceil(n * (widest / precision) ** 2)
+    return min(cap, max(n + 1, needed))
 
 
 def precision_metrics(result: Result) -> list[str]:
@@ -139,3 +152,33 @@ def widest_relative_half_width(result: Result) -> float | None:
         elif estimate.mean:
             widths.append(estimate.half_width / abs(estimate.mean))
     return max(widths)
+
+
+def results_to_precision(
+    jobs: Sequence[Job],
+    executor: Executor,
+    on_replication: Callable[[int, ReplicationResult | ReplicationFailure], None] | None = None,
+) -> Iterator[tuple[int, Result]]:
+    """Run ``jobs`` together (as :func:`run_jobs`) and yield ``(job index, Result)`` as each job's
+    Result is final: at once for a scenario without a ``precision``; with one, after the further
+    replications the precision rule asks for (:func:`replications_for_precision`, up to the
+    scenario's ``max_replications``, else 10 × the job's), run a round at a time — the rule
+    ``run_scenario`` follows for one scenario, applied per point of a sweep."""
+    gathered: list[tuple[list, list]] = [([], []) for _ in jobs]
+    caps = [max(job.scenario.max_replications or 10 * len(job.replications), len(job.replications)) for job in jobs]
+    rounds = list(enumerate(jobs))
+    while rounds:
+        again = []
+        report = None if on_replication is None else (lambda k, outcome: on_replication(rounds[k][0], outcome))
+        for k, results, failures in run_jobs([job for _, job in rounds], executor, report):
+            j, job = rounds[k]
+            gathered[j][0].extend(results)
+            gathered[j][1].extend(failures)
+            result = Result(job.scenario, job.seed, job.replications.stop, list(gathered[j][0]), list(gathered[j][1]))
+            precision = job.scenario.precision
+            more = None if precision is None else replications_for_precision(result, precision, caps[j])
+            if more is None:
+                yield j, result
+            else:
+                again.append((j, Job(job.scenario, job.seed, range(job.replications.stop, more))))
+        rounds = again

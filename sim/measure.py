@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .backpressure import back_pressure_metrics
@@ -55,7 +53,7 @@ def cost_measures(scenario, network: Network, context: BuildContext, recorder: R
     total_usd = sum(priced)
     processed = recorder.processed_in_window
     measures.metrics["cost.per_hour_usd"] = total_usd * HOUR_S / window
-    measures.metrics["cost.per_million_messages_usd"] = total_usd * 1e6 / processed if processed else math.nan
+    measures.ratio("cost.per_million_messages_usd", total_usd * 1e6, processed)
 
 
 def measure(scenario, network: Network, context: BuildContext, recorder: Recorder, counts: dict) -> Measures:

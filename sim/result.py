@@ -23,8 +23,8 @@ from .backpressure import trigger_window
 from .checks import LittleCheck
 from .components.measures import PERCENTILES
 from .components.registry import SECTIONS
-from .diagnostics import estimate_warnings
-from .estimates import bounded, distribution_estimate, proportion_estimate, series_estimate, series_of
+from .diagnostics import estimate_warnings, short_window
+from .estimates import bounded, distribution_estimate, proportion_estimate, ratio_estimate, series_estimate, series_of
 from .recorder import CONSISTENCY_KEYS
 from .runner import LATENCY_BIN_EDGES_S, ReplicationFailure, ReplicationResult, safe_replication
 from .schema import AUTO, Scenario
@@ -188,6 +188,9 @@ class Result:
         elif metric in first.proportions:
             parts, wholes = zip(*(r.proportions[metric] for r in self.results))
             estimate = proportion_estimate(parts, wholes)
+        elif metric in first.ratios:
+            numerators, denominators = zip(*(r.ratios[metric] for r in self.results))
+            estimate = ratio_estimate(numerators, denominators)
         elif len(self.results) == 1 and series_of(metric, first.series) is not None:
             estimate, note = series_estimate(first.metrics[metric], series_of(metric, first.series), first.bin_width_s,
                                              first.warmup_s)
@@ -269,22 +272,42 @@ class Result:
     def slo_report(self) -> dict | None:
         """Each objective: the estimate, the target, and met / not met (the whole interval on one
         side of the target), uncertain (the interval straddles it, or there is no interval: a
-        single value proves nothing), or unknown (no value)."""
+        single value proves nothing), or unknown (no value). On a window short for the latency's
+        tail (:func:`sim.diagnostics.short_window`) a latency percentile objective is not called
+        met: its estimate is biased towards meeting it, so "met" becomes uncertain, with a note.
+
+        A target of 0 on a rate (``max_rejection_rate: 0``) is a count, not an interval: no sample
+        can prove a rate is exactly 0 (zero rejections in 30,000 messages still leave [0, 0.0128%]),
+        so it is met when none was observed in any replication's window and not met when one was;
+        the note says in how many messages, with the interval's upper bound."""
         slo = self.scenario.slo
         if slo is None:
             return None
+        short = None
         report = {}
         for key, target in slo.model_dump(exclude_none=True).items():
             metric, sense = SLO_METRICS[key]
             est = self.estimate(metric)
+            note = None
             if est.mean is None:
                 status = "unknown"
+            elif target == 0 and sense == "max" and metric in self.results[0].proportions:
+                status = "met" if est.mean == 0 else "not met"
+                messages = sum(r.proportions[metric][1] for r in self.results)
+                bound = f" (below {est.high:.3%} with 95% confidence)" if est.high is not None else ""
+                note = f"a target of 0: {'none' if est.mean == 0 else 'some'} observed in {messages:,} messages{bound}"
             elif est.low is None:
                 status = "uncertain"
             else:
                 good, bad = (est.high <= target, est.low > target) if sense == "max" else (est.low >= target, est.high < target)
                 status = "met" if good else "not met" if bad else "uncertain"
             report[key] = {"target": target, "metric": metric, **est.as_dict(), "status": status}
+            if note:
+                report[key]["note"] = note
+            if status == "met" and key.startswith("latency_p"):
+                short = short_window(self) if short is None else short
+                if short:
+                    report[key].update(status="uncertain", note="the window is short for the latency's tail (see the warnings)")
         return report
 
     def no_result(self) -> str | None:

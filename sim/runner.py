@@ -47,6 +47,7 @@ class ReplicationResult:
     steady: bool = True
     distributions: dict[str, Distribution] = field(default_factory=dict)
     proportions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    ratios: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def run_replication(scenario: Scenario, replication: int, seed: int | None = None,
@@ -96,6 +97,7 @@ def run_replication(scenario: Scenario, replication: int, seed: int | None = Non
         steady=steady,
         distributions=measures.distributions,
         proportions=measures.proportions,
+        ratios=measures.ratios,
     )
 
 

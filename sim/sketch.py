@@ -82,6 +82,26 @@ class Distribution:
         cumulative = np.cumsum(self.counts.sum(axis=0))
         return float(bucket_value(self.offset + int(np.searchsorted(cumulative, rank - zeros, side="right"))))
 
+    def quantile_within_buckets(self, q: float) -> float:
+        """The ``q`` quantile read by rank *within* its bucket: the c values of bucket k are taken
+        as spread evenly, by rank, on a log scale between its edges γᵏ⁻¹ and γᵏ (the j-th at
+        γ^(k − 1 + (j + ½)/c)), so that the value moves with q inside a bucket instead of
+        jumping from one bucket's value to the next. For the bounds of an interval: read with
+        :meth:`quantile`, an interval narrower than a bucket would collapse onto the point.
+        Within 2α of the order statistic (the width of a bucket), rather than α; NaN with no values."""
+        n = self.count
+        if n == 0:
+            return math.nan
+        rank = q * (n - 1)
+        zeros = int(self.zeros.sum())
+        if rank < zeros:
+            return 0.0
+        counts = self.counts.sum(axis=0)
+        cumulative = np.cumsum(counts) + zeros
+        j = min(int(np.searchsorted(cumulative, rank + 0.5, side="left")), counts.size - 1)
+        share = min(max((rank - (cumulative[j] - counts[j]) + 0.5) / counts[j], 0.0), 1.0)
+        return float(_GAMMA ** (self.offset + j - 1 + share))
+
     def count_at_or_below(self, value: float) -> int:
         """How many values lie in the buckets at or below the one ``value`` falls in."""
         zeros = int(self.zeros.sum())

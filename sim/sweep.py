@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from .axes import Axis, SweepError, Value, axes_from, parse_axis
 from .executors import Executor, make_executor
-from .jobs import Job, run_jobs
+from .jobs import Job, results_to_precision
 from .loading import load_scenario
 from .overrides import parse_yaml
 from .plots import FIGURE_SIZE
@@ -428,7 +428,8 @@ def run_sweep(
     line refuses a grid too big for the memory there), ``on_start(sweep, replications to run)``, ``on_replication(done, total)`` and
     ``on_point(row)``. Ctrl-C (KeyboardInterrupt) stops the sweep and returns what finished, with
     ``interrupted`` set. A ``metric`` no point produces is an ``UnknownMetricError`` before any
-    point runs."""
+    point runs. A point whose scenario has a ``precision`` (the file's, or ``--precision``) gets
+    replications by the precision rule, as ``run`` does (:func:`sim.jobs.results_to_precision`)."""
     started = time.perf_counter()
     source = Path(source)
     file_metric = None
@@ -487,9 +488,8 @@ def run_sweep(
             on_replication(done_replications, total)
 
     try:
-        for j, results, failures in run_jobs(job_list, runner, counted):
-            p = todo[j]
-            result = Result(p.scenario, p.seed, p.replications, results, failures)
+        for j, result in results_to_precision(job_list, runner, counted):
+            p, failures = todo[j], result.failures
             row = point_row(p, axes, result)
             sweep.rows[p.index] = row
             sweep.results[p.index] = result

@@ -3,6 +3,7 @@ count), broker-hours, SQS requests; per hour and per million messages processed.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from sim import ScenarioError, run, scenario_from_dict
@@ -33,6 +34,12 @@ def test_a_fixed_pool_costs_count_times_price_and_per_million_messages_what_the_
     est = result.estimate("cost.per_million_messages_usd")
     assert est.low <= derived <= est.high
     assert result.summary()["cost"]["per_hour_usd"]["mean"] == pytest.approx(0.8)
+    # the whole cost over all the messages, not the mean of each replication's ratio
+    metric = "cost.per_million_messages_usd"
+    assert [r.ratios[metric][0] for r in result.results] == pytest.approx([0.8 * result.window_s / HOUR_S * 1e6] * 10)
+    processed = sum(r.ratios[metric][1] for r in result.results)
+    assert est.mean == pytest.approx(10 * 0.8 * result.window_s / HOUR_S * 1e6 / processed)
+    assert est.mean != pytest.approx(np.mean([r.metrics["cost.per_million_messages_usd"] for r in result.results]), rel=1e-9)
 
 
 def test_an_autoscaled_pool_pays_for_its_time_average_number_of_workers():

@@ -144,7 +144,7 @@ def test_headroom_matches_erlang_c(scenario, executor):
     ρ = 0.86 the queue relaxes slowly: the warm-up is 300 s, so that the empty start does not bias
     the mean latency low.)"""
     plan = plan_capacity(scenario, None, overrides=[f"{PARAMETER}=10", "warmup=300s", "duration=1000s"], max_replications=20,
-                         executor=executor, precision=0.06)
+                         executor=executor, headroom_precision=0.06)
     room = plan.headroom
     exact = 8.605721853472671 / LAMBDA
     assert room.estimate == pytest.approx(exact, rel=1e-6) and room.estimate_model == "M/M/c (Erlang C)"
@@ -252,7 +252,7 @@ workers: [{name: w, consumes: q, count: 100, service_time: {dist: exponential, m
 
 def test_cli_capacity_prints_each_run_and_why_it_stopped(scenario, call):
     code, stdout, stderr = call("capacity", scenario, "--vary", PARAMETER, "-r", "3", "-j", "2", "--set", "duration=400s",
-                                "--slo", "latency_mean=1.5s", "--precision", "0.1")
+                                "--slo", "latency_mean=1.5s", "--headroom-precision", "0.1")
     assert code == 0, stderr
     assert "analytic estimate (M/M/c (Erlang C), exact): 10" in stdout
     assert "search   workers.pool.count=10" in stdout and "search   workers.pool.count=9 " in stdout

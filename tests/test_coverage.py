@@ -9,14 +9,24 @@ seed. With 200 repetitions the coverage's own standard error is √(0.95·0.05/2
 What is proven and what is not (measured with these seeds):
 
 - the mean sojourn's interval (the ratio estimator over replications) holds 93–97% of the time in
-  all three cases;
-- the p99's interval (Woodruff's) holds 93.5% of the time for M/M/1 at ρ = 0.5, but only about
-  90% for M/D/1 at ρ = 0.6 and M/M/3 at ρ = 0.8 with these windows: a run that saw fewer
-  congestion episodes than usual has both a low p99 and a narrow interval. The tests hold those
-  two at 88% so that a regression shows, and say so; the target is not met there yet.
-- Near saturation (M/M/1 at ρ = 0.9) the same procedure holds the p99 87% of the time with 5
-  replications of 19,000-s windows, and about half the time with 10 of 1,800 s (the run warns of
-  the short window then); that case is too long for the suite and is not asserted.
+  all three cases (93.0%, 96.5%, 95.0%);
+- the p99's interval (Woodruff's, read within buckets) held the exact p99 93.5% (M/M/1 at
+  ρ = 0.5), 91% (M/D/1 at ρ = 0.6) and 90% (M/M/3 at ρ = 0.8) of these 200 runs; the misses are
+  mostly "interval below the exact value". 200 runs measure a coverage to ±3% (95% of the time),
+  so the estimator itself is measured on exact samples as well
+  (:func:`test_woodruffs_interval_on_exact_samples_holds_the_exact_p99`: 1,000 repetitions of the
+  same 10 × windows, drawn by Lindley's recursion and sketched as a run sketches them): 95.4%
+  for M/M/1 at ρ = 0.5 and 93.8% for M/D/1 at ρ = 0.6, in the target; for M/M/3 at ρ = 0.8 with
+  10 windows of 2,000 s (Kiefer–Wolfowitz's recursion, 1,000 repetitions, measured once: too
+  slow for the suite) it is 92.8%, just below
+  it: the p99 of those windows rests on about 11 independent congestion episodes' worth of
+  exceedances, and a t interval over so few, skewed, undercovers on its low side. That case is
+  asserted at 88% so that a regression shows; the target is not met there yet.
+- Near saturation with short windows (M/M/1 at ρ = 0.9, 10 windows of 30 minutes, 5 correlation
+  times) the p99's interval held 72.5% and the mean's 88% of 200 runs: there the run must not
+  present a confident answer, and it does not — every run warns that the window is short for
+  the latency's tail, and no latency percentile objective is called met on it
+  (:func:`test_a_window_too_short_for_the_tail_always_warns_and_meets_no_percentile_objective`).
 """
 
 from __future__ import annotations
@@ -33,7 +43,10 @@ from sim import scenario_from_dict
 from sim.analytic import mmc, mmc_sojourn_quantile
 from sim.executors import make_executor
 from sim.jobs import Job, run_jobs
+from sim.estimates import pooled_estimate
 from sim.result import Result
+from sim.schema import Slo
+from sim.sketch import Distribution
 
 pytestmark = pytest.mark.slow
 
@@ -103,7 +116,7 @@ CASES = [
     Case("M/D/1 at ρ = 0.6", 0.6, 1, True, 5_100.0, 100.0, 10),
     Case("M/M/3 at ρ = 0.8", 2.4, 3, False, 2_100.0, 100.0, 10),
 ]
-P99_HELD_AT_LEAST = {"M/M/1 at ρ = 0.5": 0.93, "M/D/1 at ρ = 0.6": 0.88, "M/M/3 at ρ = 0.8": 0.88}
+P99_HELD_AT_LEAST = {"M/M/1 at ρ = 0.5": 0.93, "M/D/1 at ρ = 0.6": 0.90, "M/M/3 at ρ = 0.8": 0.88}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -111,3 +124,42 @@ def test_the_95_percent_intervals_hold_the_exact_mean_and_p99(case):
     held = coverage(case, repetitions=200)
     assert 0.93 <= held["system.latency_s.mean"] <= 0.97, held
     assert P99_HELD_AT_LEAST[case.name] <= held["system.latency_s.p99"] <= 0.97, held
+
+
+def lindley_sojourns(rng, rate: float, deterministic: bool, windows: int, n: int, warmup: int) -> np.ndarray:
+    """``windows`` × ``n`` sojourn times of M/M/1 or M/D/1 (service mean 1) after ``warmup``
+    customers of a queue started empty, by Lindley's recursion W' = max(0, W + S − A)."""
+    size = (windows, n + warmup)
+    gaps = rng.exponential(1 / rate, size)
+    service = np.ones(size) if deterministic else rng.exponential(1.0, size)
+    walk = np.concatenate([np.zeros((windows, 1)), np.cumsum(service[:, :-1] - gaps[:, 1:], axis=1)], axis=1)
+    return (walk - np.minimum.accumulate(walk, axis=1) + service)[:, warmup:]
+
+
+@pytest.mark.parametrize("case", CASES[:2], ids=[c.name for c in CASES[:2]])
+def test_woodruffs_interval_on_exact_samples_holds_the_exact_p99(case):
+    # the same estimator on 1,000 runs of 10 windows of exact sojourns (as many as the case's
+    # windows hold): its coverage to ±1.4%
+    rng = np.random.default_rng(2)
+    per_window = round(case.rate * (case.duration - case.warmup))
+    exact = case.exact["system.latency_s.p99"]
+    held = 0
+    for _ in range(1_000):
+        windows = lindley_sojourns(rng, case.rate, case.deterministic, case.replications, per_window, 50)
+        held += pooled_estimate([Distribution.of(w) for w in windows], "p99").contains(exact)
+    assert 0.93 <= held / 1_000 <= 0.97, held
+
+
+def test_a_window_too_short_for_the_tail_always_warns_and_meets_no_percentile_objective():
+    # M/M/1 at ρ = 0.9 (correlation time 380 s), 10 windows of 30 minutes after 10 minutes of
+    # warm-up; the exact p99 (46 s) meets an objective of 60 s, but these windows cannot show it
+    case = Case("M/M/1 at ρ = 0.9", 0.9, 1, False, 2_400.0, 600.0, 10)
+    jobs = [Job(case.scenario(seed).model_copy(update={"slo": Slo(latency_p99=60.0)}), seed, range(case.replications))
+            for seed in range(20_000, 20_050)]
+    verdicts = []
+    with make_executor(2) as executor:
+        for j, results, _ in run_jobs(jobs, executor):
+            result = Result(jobs[j].scenario, jobs[j].seed, case.replications, results)
+            assert [w for w in result.warnings() if w.startswith("the window")], jobs[j].seed
+            verdicts.append(result.slo_report()["latency_p99"]["status"])
+    assert "met" not in verdicts and "uncertain" in verdicts

@@ -24,7 +24,7 @@ MMC = """\
 name: report-mmc
 description: An M/M/c queue, so that theory applies.
 seed: 4
-duration: 6m
+duration: 11m
 warmup: 1m
 replications: 3
 producers:

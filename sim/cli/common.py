@@ -64,6 +64,20 @@ def replications_option(what: str, minimum: int = 1, default: Optional[int] = No
                         help=f"Replications {what} ({default_text}; at least {minimum}).")
 
 
+def precision_option(what: str):
+    """``--precision P``, which means the same on every verb: replications are added (to the run,
+    to each point of a sweep, to each uncertain value of a capacity search) until the 95%
+    interval of every SLO metric (else the latency's mean and p99) is within P of its estimate."""
+    return typer.Option(None, "--precision", metavar="P", help="Add replications until every SLO metric's (or the latency mean's and p99's) "
+                        f"95% interval is within P of its estimate: 5% or 0.05 ({what}; the file's precision: by default).")
+
+
+def precision_overrides(precision: Optional[str], max_replications: Optional[int] = None) -> list[str]:
+    """The ``--set`` overrides that ``--precision`` (and ``--max-replications`` with it) stand for."""
+    extra = [f"precision={precision}"] if precision is not None else []
+    return extra + ([f"max_replications={max_replications}"] if max_replications is not None else [])
+
+
 def json_option(what: str):
     """``--json``: print ``what`` as JSON on stdout instead of the table (messages go to stderr)."""
     return typer.Option(False, "--json", help=f"Print {what} as JSON on stdout instead of the table.")

@@ -15,7 +15,8 @@ from ..problems import CapacityError
 from ..units import format_duration
 from ..datafiles import allow_folders
 from .common import (AllowPathOption, ClusterOption, Failed, ForceOption, JobsOption, ScenarioArgument, SeedOption, SetOption, SloOption, err,
-                     json_option, open_executor, out, refuse_if_too_big, replications_option, running_on)
+                     json_option, open_executor, out, precision_option, precision_overrides, refuse_if_too_big, replications_option,
+                     running_on)
 
 
 def _print_run(run, console: Console) -> None:
@@ -114,6 +115,7 @@ def capacity(
     allow_path: Optional[List[Path]] = AllowPathOption,
     replications: Optional[int] = replications_option("each value starts with", minimum=2),
     max_replications: Optional[int] = typer.Option(None, "--max-replications", min=2, metavar="N", help="Cap when an uncertain value gets more replications (default: 4× the start)."),
+    precision: Optional[str] = precision_option("for each uncertain value, instead of doubling; a value within P of a target stays uncertain"),
     seed: Optional[int] = SeedOption,
     jobs: Optional[int] = JobsOption,
     cluster: Optional[str] = ClusterOption,
@@ -122,7 +124,7 @@ def capacity(
     no_estimate: bool = typer.Option(False, "--no-estimate", help="Do not start from the analytic estimate."),
     headroom: bool = typer.Option(True, "--headroom/--no-headroom", help="Then find the largest load the chosen setup sustains."),
     rate: Optional[str] = typer.Option(None, "--rate", metavar="PATH", help="Headroom on this one rate PATH (default: every producer's rate scaled together)."),
-    precision: float = typer.Option(0.05, "--precision", metavar="FRACTION", help="Relative precision of the headroom (0.05: within 5%)."),
+    headroom_precision: float = typer.Option(0.05, "--headroom-precision", metavar="FRACTION", help="Relative precision of the headroom's bisection (0.05: within 5%); not run's --precision, which sizes replications."),
     variant: Optional[List[str]] = typer.Option(None, "--variant", metavar="PATH=VALUE[;PATH=VALUE]", help="'PATH=VALUE; PATH=VALUE' overrides of one setup to compare (an instance type: its speed and price_per_hour). Repeatable: the search runs for each, and the cheapest answer is recommended."),
     as_json: bool = json_option("the plan (every run, the recommendation, the headroom)"),
     force: bool = ForceOption,
@@ -133,6 +135,7 @@ def capacity(
     from ..loading import load_scenario
 
     vary, minimum, maximum = search_range(vary, minimum, maximum)
+    set_ = [*(set_ or []), *precision_overrides(precision)]
     try:
         with_slo, targets = slo_overrides(scenario, set_ or [], slo or [])
     except CapacityError as exc:
@@ -146,16 +149,16 @@ def capacity(
         head = f"capacity: the {'cheapest' if variant else 'smallest'} {vary} meeting the SLO with confidence" if vary else "capacity: the headroom of the scenario as it is"
         console.print(f"[bold]{head}[/bold] ({escape(str(scenario))})", highlight=False)
         console.print("SLO: " + ", ".join(f"{k} {format_duration(v) if k.startswith('latency') else v:}" for k, v in targets.items())
-                      + "; each run: value, replications (doubled while uncertain), estimates with 95% CI, verdict", highlight=False)
+                      + f"; each run: value, replications ({'by the precision rule' if base.precision else 'doubled'} while uncertain), estimates with 95% CI, verdict", highlight=False)
     try:
         with running_on(executor):
             plan = plan_capacity(scenario, vary, slo or [], set_ or [], replications=replications, max_replications=max_replications,
                                  seed=seed, executor=executor, minimum=minimum, maximum=maximum, use_estimate=not no_estimate,
-                                 headroom=headroom, rate_path=rate, precision=precision, variants=variant or [],
+                                 headroom=headroom, rate_path=rate, headroom_precision=headroom_precision, variants=variant or [],
                                  on_run=None if as_json else (lambda r: _print_run(r, console)),
                                  on_estimate=None if as_json else (lambda e, n: _print_estimate(e, n, console)))
     except CapacityError as exc:
-        option = next((o for o in ("--slo", "--rate", "--precision", "--max", "--variant") if o in str(exc)), "--slo")
+        option = next((o for o in ("--slo", "--rate", "--headroom-precision", "--max", "--variant") if o in str(exc)), "--slo")
         raise typer.BadParameter(str(exc), param_hint=f"'{option}'") from None
     if as_json:
         out.file.write(json.dumps(plan.summary(), indent=2) + "\n")

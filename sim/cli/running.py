@@ -12,7 +12,8 @@ from rich.markup import escape
 
 from ..datafiles import allow_folders
 from .common import (AllowPathOption, ClusterOption, Failed, ForceOption, JobsOption, ScenarioArgument, SeedOption, SetOption, SloOption, err,
-                     json_option, open_executor, out, progress_bar, refuse_if_too_big, replications_option, running_on, with_slo, writable_folder)
+                     json_option, open_executor, out, precision_option, precision_overrides, progress_bar, refuse_if_too_big,
+                     replications_option, running_on, with_slo, writable_folder)
 from .summary import print_summary
 
 
@@ -28,7 +29,7 @@ def run(
     out_dir: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Write summary.json, tables (CSV) and plots (PNG) in the folder DIR (made if need be)."),
     as_json: bool = json_option("the summary"),
     force: bool = ForceOption,
-    precision: Optional[str] = typer.Option(None, "--precision", metavar="P", help="Add replications until every SLO metric's (or the latency mean's and p99's) 95% interval is within P of its estimate: 5% or 0.05 (the file's precision: by default)."),
+    precision: Optional[str] = precision_option("the run"),
     max_replications: Optional[int] = typer.Option(None, "--max-replications", min=1, metavar="N", help="With a precision, stop at N replications (default: the file's max_replications, else 10× the start)."),
 ):
     """Run a scenario's replications and print latency, throughput, queues, counts and checks."""
@@ -36,9 +37,7 @@ def run(
     from ..jobs import run_scenario
     from ..loading import load_scenario
 
-    extra = [f"precision={precision}"] if precision is not None else []
-    extra += [f"max_replications={max_replications}"] if max_replications is not None else []
-    spec = load_scenario(scenario, with_slo(scenario, [*(set_ or []), *extra], slo))
+    spec = load_scenario(scenario, with_slo(scenario, [*(set_ or []), *precision_overrides(precision, max_replications)], slo))
     if out_dir is not None:
         writable_folder(out_dir)
     n = replications or spec.replications

@@ -14,7 +14,8 @@ from rich.table import Table
 from ..axes import SweepError, axes_from
 from ..datafiles import allow_folders
 from .common import (AllowPathOption, ClusterOption, Failed, ForceOption, JobsOption, ScenarioArgument, SeedOption, SetOption, SloOption, err,
-                     json_option, open_executor, out, progress_bar, refuse_if_too_big, replications_option, running_on, with_slo, writable_folder)
+                     json_option, open_executor, out, precision_option, precision_overrides, progress_bar, refuse_if_too_big,
+                     replications_option, running_on, with_slo, writable_folder)
 from .summary import number_text, seconds_text
 
 
@@ -115,6 +116,8 @@ def sweep(
     slo: Optional[List[str]] = SloOption,
     allow_path: Optional[List[Path]] = AllowPathOption,
     replications: Optional[int] = replications_option("per point"),
+    precision: Optional[str] = precision_option("each point"),
+    max_replications: Optional[int] = typer.Option(None, "--max-replications", min=1, metavar="N", help="With a precision, stop each point at N replications (default: the file's max_replications, else 10× the start)."),
     seed: Optional[int] = SeedOption,
     jobs: Optional[int] = JobsOption,
     cluster: Optional[str] = ClusterOption,
@@ -163,7 +166,7 @@ def sweep(
 
     try:
         with running_on(executor, progress):
-            result = run_sweep(scenario, axes, with_slo(scenario, set_ or [], slo), replications=replications, seed=seed, executor=executor, out_dir=out_dir,
+            result = run_sweep(scenario, axes, with_slo(scenario, [*(set_ or []), *precision_overrides(precision, max_replications)], slo), replications=replications, seed=seed, executor=executor, out_dir=out_dir,
                                resume=not restart, metric=metric, on_plan=on_plan, on_start=on_start, on_replication=on_replication, on_point=on_point)
     except UnknownMetricError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--metric'") from None

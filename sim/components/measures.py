@@ -25,6 +25,7 @@ class Measures:
     series: dict[str, np.ndarray] = field(default_factory=dict)
     distributions: dict[str, Distribution] = field(default_factory=dict)
     proportions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    ratios: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def distribution(self, prefix: str, values) -> None:
         """``prefix.mean`` and ``prefix.p50`` … ``prefix.p999`` of ``values``: a :class:`Sketch`
@@ -42,6 +43,13 @@ class Measures:
         """``key`` = part / whole (NaN when the whole is 0), a fraction of messages or requests."""
         self.metrics[key] = part / whole if whole else float("nan")
         self.proportions[key] = (int(part), int(whole))
+
+    def ratio(self, key: str, numerator: float, denominator: float) -> None:
+        """``key`` = numerator / denominator (NaN when the denominator is 0), a ratio of two totals of
+        the window that is not a fraction (dollars per million messages): pooled over replications
+        as Σ numerators / Σ denominators, with the ratio estimator's interval."""
+        self.metrics[key] = numerator / denominator if denominator else float("nan")
+        self.ratios[key] = (float(numerator), float(denominator))
 
     def counts(self, prefix: str, counter, events) -> None:
         """``prefix.EVENT`` for each of ``events``, from a window counter."""
