@@ -12,16 +12,20 @@ from .rabbitmq_alarm import CreditFlow, ResourceAlarm
 from .rabbitmq_channel import InTransit
 from .rabbitmq_consuming import Consuming
 from .rabbitmq_publishing import Publishing
-from .rabbitmq_ready import FifoReady, PriorityReady
+from .rabbitmq_ready import FifoReady, PriorityReady, StrictReady, TwoLevelReady
 
 DISK_CHECK_INTERVAL_S = 10.0
 """RabbitMQ checks free disk space "normally every 10 seconds" (more often near the limit)."""
+PRIORITY_QUEUES = {"cycles": PriorityReady, "two-levels": TwoLevelReady, "strict": StrictReady}
+"""How a queue orders priorities: classic queues in cycles; quorum queues in two levels at 2:1
+(4.0–4.2) or strictly (4.3)."""
 
 @dataclass
 class RabbitmqOptions:
     """How a RabbitMQ queue is configured (see :class:`RabbitmqBroker`): samplers for the
     latencies, ``dead_letter()`` the dead-letter exchange's queue (looked up when first needed),
-    ``priority_of(message)`` a message's priority, ``crashes`` the broker's restarts."""
+    ``priority_of(message)`` a message's priority and ``priorities`` how the queue orders them (a
+    key of ``PRIORITY_QUEUES``), ``crashes`` the broker's restarts."""
 
     quorum: bool = False
     auto_ack: bool = False
@@ -40,12 +44,14 @@ class RabbitmqOptions:
     dead_letter: Callable[[], object] | None = None
     delivery_limit: int | None = None
     priority_of: Callable | None = None
+    priorities: str = "cycles"
     memory_limit_messages: int | None = None
     memory_monitor_interval_s: float = 2.5
     crashes: Crashes | None = None
     nack_counts_toward_limit: bool = True
     messages_in_memory: int | None = None
     disk_read: Callable[[], float] | None = None
+    wal_messages: int | None = None
     disk_limit_messages: int | None = None
     publish_s: float | None = None
 
@@ -95,6 +101,17 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
     it to about a second of deliveries); no read-ahead (a paged message stays on disk until it is
     delivered, then stays in memory if requeued); reads of different consumers overlap (the queue
     process, a single reader, is not a bottleneck); message size does not change the read time.
+
+    **Quorum queues** keep message bodies on disk and "only keep a small metadata record of each
+    message in memory" (RMQ 3.13/quorum-queues; "Keeps messages in memory: never", 4.x); recent
+    ones are also in the node's write-ahead log, in memory until it reaches ``raft.wal_max_size_bytes``
+    (512 MiB) and is flushed to segment files (RMQ quorum-queues, "How Memory, WAL and Segments Files
+    Interact"). With ``wal_messages`` (the log's size over the message size) the log is flushed
+    after every ``wal_messages`` publishes: every message then still ready is on disk, read with
+    ``disk_read`` when delivered, and the memory alarm weighs the ready messages still in the log.
+    With a steady backlog of B messages, delivered in order, a fraction min(1, B / wal_messages) of
+    deliveries pays the read. Simplifications: the log holds this queue's publishes only (a node's
+    queues share it; acks and other commands are small), and its memory is released at once.
     """
 
     def __init__(self, env, name, boundary, unacked_boundary, counts, fates, *, options: RabbitmqOptions, window_start_s=0.0):
@@ -126,7 +143,7 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
         self.delivery_limit = delivery_limit
         self.requeue_at_head = not quorum or delivery_limit is not None
         self.priority_of = priority_of
-        self.ready = PriorityReady() if priority_of is not None else FifoReady()
+        self.ready = PRIORITY_QUEUES[o.priorities]() if priority_of is not None else FifoReady()
         self.channels: dict = {}
         self.active: deque = deque()
         self.in_transit = InTransit(env, o.ack_latency, self._settled)
@@ -140,8 +157,11 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
         self.nack_counts_toward_limit = o.nack_counts_toward_limit
         self.messages_in_memory = o.messages_in_memory
         self.disk_read = o.disk_read
-        self.pages = o.disk_read is not None or o.disk_limit_messages is not None
-        """Whether paging is modelled: messages beyond ``messages_in_memory`` are marked as on disk."""
+        self.pages = o.messages_in_memory is not None and (o.disk_read is not None or o.disk_limit_messages is not None)
+        """Whether classic-queue paging is modelled: messages beyond ``messages_in_memory`` are marked as on disk."""
+        self.wal_messages = o.wal_messages
+        """A quorum queue's write-ahead log: flushed every ``wal_messages`` publishes (None: not modelled)."""
+        self._wal_written = 0
         if memory_limit_messages is not None:
             self.alarm = ResourceAlarm(env, self.messages, memory_limit_messages, o.memory_monitor_interval_s, self.window_start_s, self.counts)
         self.disk_alarm = None
@@ -199,6 +219,16 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
             self._activate(channel, now)
         self._dispatch(now)
 
+    def wal_written(self) -> None:
+        """A publish went into the write-ahead log; when that fills it, the log is flushed and every
+        ready message is on disk from then on."""
+        self._wal_written += 1
+        if self._wal_written >= self.wal_messages:
+            self._wal_written = 0
+            self.counts.add("wal_flushes")
+            for entry in self.ready:
+                entry.paged = True
+
     # --- what it holds and reports --------------------------------------------------------------
 
     def messages(self) -> int:
@@ -207,6 +237,8 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
         ready = len(self.ready)
         if self.messages_in_memory is not None:
             ready = min(ready, self.messages_in_memory)
+        elif self.wal_messages is not None:
+            ready -= self.paged_messages()
         return ready + sum(len(c.unacked) for c in self.channels.values())
 
     def paged_messages(self) -> int:
@@ -254,10 +286,13 @@ class RabbitmqBroker(Publishing, Consuming, BrokerBase):
             levels = sorted(int(k.rsplit("_", 1)[1]) for k in counts if k.startswith("pushes_priority_"))
             for p in levels:
                 out[f"priority_{p}_wait_s"] = counts[f"wait_sum_priority_{p}"] / counts[f"pushes_priority_{p}"]
+                out[f"priority_{p}_deliveries"] = counts[f"pushes_priority_{p}"]
         if self.dead_letters_held:
             out["dead_letters_held"] = self.dead_letters_held
         if self.disk_read is not None:
             out["disk_reads"] = counts["disk_reads"]
+        if self.wal_messages is not None:
+            out["wal_flushes"] = counts["wal_flushes"]
         if self.disk_alarm is not None:
             out["disk_alarm_s"] = self.disk_alarm.alarm_s()
             out["disk_alarms"] = counts["disk_alarms"]

@@ -30,7 +30,12 @@ without requeue, on TTL expiry, on overflow, and past a quorum queue's ``deliver
 **Priorities** (``priority_of``: a message's priority): a classic priority queue delivers in
 cycles, the highest priority first within a cycle, in publish order within a priority; messages
 published during a cycle wait for the next one, so lower priorities are not starved (see
-:class:`~models.rabbitmq_ready.PriorityReady`).
+:class:`~models.rabbitmq_ready.PriorityReady`). A quorum queue's priorities are two levels served
+2:1 (4.0–4.2, :class:`~models.rabbitmq_ready.TwoLevelReady`) or strict (4.3,
+:class:`~models.rabbitmq_ready.StrictReady`), returned messages first.
+
+**A quorum queue's write-ahead log** (``wal_messages``): each accepted publish goes into it; when it
+fills it is flushed, and every message then waiting is on disk (see :class:`RabbitmqBroker`).
 
 Simplifications:
 
@@ -100,6 +105,8 @@ class Publishing:
         ready.append(entry)
         if self.active:
             self._dispatch(now)
+        if self.wal_messages is not None:
+            self.wal_written()
         return True
 
     def _overflow(self, entry, now: float) -> bool:

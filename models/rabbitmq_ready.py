@@ -117,6 +117,124 @@ class PriorityReady:
         return (item[3] for item in self._heap)
 
 
+class QuorumReady:
+    """A quorum queue's ready messages with message priorities (RabbitMQ 4.0 and later): what the
+    two kinds below share. Messages returned to the queue (a requeue, with a delivery limit) wait in
+    a queue of their own, delivered before any other "in the exact order they were returned,
+    regardless of their priority" (RMQ 4.3/quorum-queues#returned-messages; the returns queue is
+    taken first in 4.0 too: rabbit_fifo's take_next_msg). A requeue to the back (a quorum queue
+    without a delivery limit) joins its priority again, behind what waits there. Drop-head and TTL
+    take the next message to be delivered."""
+
+    __slots__ = ("returns",)
+
+    def __init__(self):
+        self.returns: deque = deque()
+
+    def requeue(self, entries: list, at_head: bool) -> None:
+        if at_head:
+            self.returns.extend(entries)
+        else:
+            for entry in entries:
+                self.append(entry)
+
+    def head(self) -> ReadyMessage:
+        return self.returns[0] if self.returns else self._next()
+
+    def pop_head(self) -> ReadyMessage:
+        return self.returns.popleft() if self.returns else self._take()
+
+    def drain(self) -> list:
+        entries = sorted(self, key=lambda entry: entry.seq)
+        self._clear()
+        self.returns.clear()
+        return entries
+
+
+class TwoLevelReady(QuorumReady):
+    """A quorum queue's priorities in RabbitMQ 4.0–4.2 (RMQ 4.2/quorum-queues#priorities): two
+    levels, normal (priority 0–4, or none) and high (above 4); "for every 2 high priority message
+    the queue will deliver 1 normal priority message (if available)", and "if a high priority
+    message was published before a normal priority one, the high priority message will always be
+    delivered first even if it is the normal priority's turn".
+
+    As rabbit_fifo_q does it: a counter of deliveries 0, 1, 2, 0, …; at 2, with both levels
+    waiting, the normal head goes unless the high head is older (published first)."""
+
+    __slots__ = ("high", "normal", "counter")
+
+    HIGH_ABOVE = 4
+    WEIGHT = 2
+
+    def __init__(self):
+        super().__init__()
+        self.high: deque = deque()
+        self.normal: deque = deque()
+        self.counter = 0
+
+    def __len__(self) -> int:
+        return len(self.returns) + len(self.high) + len(self.normal)
+
+    def __iter__(self):
+        yield from self.returns
+        yield from self.high
+        yield from self.normal
+
+    def append(self, entry: ReadyMessage) -> None:
+        (self.high if entry.priority > self.HIGH_ABOVE else self.normal).append(entry)
+
+    def _level(self) -> deque:
+        high, normal = self.high, self.normal
+        if high and normal and self.counter == self.WEIGHT:
+            return high if high[0].seq < normal[0].seq else normal
+        return high or normal
+
+    def _next(self) -> ReadyMessage:
+        return self._level()[0]
+
+    def _take(self) -> ReadyMessage:
+        level = self._level()
+        self.counter = 0 if self.counter == self.WEIGHT else self.counter + 1
+        return level.popleft()
+
+    def _clear(self) -> None:
+        self.high.clear()
+        self.normal.clear()
+
+
+class StrictReady(QuorumReady):
+    """A quorum queue's priorities in RabbitMQ 4.3 (RMQ 4.3/quorum-queues#priorities): strict, 32
+    levels (0–31, higher priorities clamped to 31): the oldest message of the highest priority
+    present goes first, so a steady stream of high priorities starves the lower ones."""
+
+    __slots__ = ("_heap",)
+
+    TOP = 31
+
+    def __init__(self):
+        super().__init__()
+        self._heap: list = []
+
+    def __len__(self) -> int:
+        return len(self.returns) + len(self._heap)
+
+    def __iter__(self):
+        yield from self.returns
+        yield from (item[2] for item in self._heap)
+
+    def append(self, entry: ReadyMessage) -> None:
+        heapq.heappush(self._heap, (-min(entry.priority, self.TOP), entry.seq, entry))
+
+    def _next(self) -> ReadyMessage:
+        return self._heap[0][2]
+
+    def _take(self) -> ReadyMessage:
+        return heapq.heappop(self._heap)[2]
+
+    def _clear(self) -> None:
+        self._heap.clear()
+
+
 def unit_hash(n: int) -> float:
     """A number in [0, 1) that depends only on ``n`` (splitmix64's finaliser): well mixed, and
     independent of the multiplicative hash that picks poison messages in the worker pools."""

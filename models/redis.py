@@ -6,11 +6,13 @@ group; see :mod:`models.redis_list` and :mod:`models.redis_stream`). It does wha
 - **Blocking reads.** A consumer that finds nothing blocks (BRPOP, BLMOVE, XREADGROUP BLOCK);
   blocked clients are served longest-waiting first, a new message going straight to the one that
   has waited longest.
-- **Memory.** ``max_messages`` stands for ``maxmemory`` with the default ``noeviction`` policy,
-  counted in messages: a write (LPUSH, XADD) that would go past it fails with an OOM error, which
-  the publisher sees as a refusal; reads, acknowledgements and deletions go on. It counts what the
-  queue keeps in Redis: entries waiting, plus the processing list (reliable lists) or the PEL
-  (streams), plus dead letters parked in it (``accept_dead_letter``).
+- **Memory.** ``max_messages`` stands for ``maxmemory`` in messages: entries waiting, plus the
+  processing list or the PEL, plus dead letters parked (``accept_dead_letter``). A write (LPUSH,
+  XADD) that finds it full meets the ``maxmemory-policy`` (:mod:`models.redis_eviction`): with
+  ``noeviction`` (the default) and ``volatile-*`` it fails (OOM), a refusal for the publisher,
+  while reads, acknowledgements and deletions go on; with ``allkeys-*`` Redis first evicts the
+  queue's keys, each whole, every message in them at once (lost unless a worker holds a copy). An
+  eviction is final: a crash does not bring the key back (as if a snapshot followed it).
 - **Crashes and persistence.** ``crashes`` (:class:`~models.crashes.Crashes`) make the server fail
   and come back;
   :class:`~models.redis_persistence.Persistence` says what the data set falls back to. While it
@@ -37,7 +39,7 @@ that undid its pop); ``refused`` (and ``refused_full``, ``refused_down``); ``los
 ``pops_undone`` and ``acks_undone`` (entries a crash put back in the list, the processing list or
 the PEL); ``requeued`` (monitor), ``claimed`` (XAUTOCLAIM), ``acks_failed`` (the server was down),
 ``acks_missed`` (LREM or XACK found nothing); ``parked`` (dead letters received, as a dead-letter
-stream).
+stream); ``evictions`` and ``evicted`` (keys and entries evicted, under an ``allkeys-*`` policy).
 
 **The server's capacity** (``command_s``; None, the default, leaves it out): Redis executes one
 command at a time, so it is a single server whose work is the commands of every client — about
@@ -60,6 +62,7 @@ from simpy import Interrupt
 
 from .broker import BrokerBase, Delivery
 from .crashes import Crashes, crash_loop
+from .redis_eviction import EvictionPolicy
 from .redis_persistence import DEFAULT_SAVE_RULES, Persistence
 
 EXTRA_COUNTS = ("refused_full", "refused_down", "crashes", "downtime_s", "writes_lost", "pops_undone", "parked")
@@ -145,6 +148,7 @@ class RedisBroker(BrokerBase):
         window_start_s=0.0,
         command_s: float | None = None,
         round_trip_s: float = 0.0,
+        eviction: EvictionPolicy | None = None,
     ):
         self.env = env
         self.name = name
@@ -154,6 +158,9 @@ class RedisBroker(BrokerBase):
         self.fates = fates
         self.window_start_s = window_start_s
         self.max_messages = max_messages
+        self.eviction = eviction or EvictionPolicy()
+        if max_messages is not None and self.eviction.evicts:
+            self.extra_counts = (*self.extra_counts, "evictions", "evicted")
         self.persistence = Persistence(persistence, rdb_interval, save_rules)
         self.server = CommandServer(command_s, round_trip_s, counts) if command_s is not None else None
         self.ready: deque[Entry] = deque()
@@ -211,7 +218,7 @@ class RedisBroker(BrokerBase):
             self.counts.add("refused_down")
             return False
         self.command()
-        if self.max_messages is not None and self.size() >= self.max_messages:
+        if not self._room():
             self.counts.add("refused")
             self.counts.add("refused_full")
             return False
@@ -235,11 +242,43 @@ class RedisBroker(BrokerBase):
     def accept_dead_letter(self, message) -> bool:
         """Receive a dead letter (XADD to this stream as a dead-letter queue): it stays for
         inspection, outside the waiting boundary (nobody waits for it), counted as ``parked``."""
-        if not self.up or (self.max_messages is not None and self.size() >= self.max_messages):
+        if not self.up or not self._room():
             return False
         self.parked += 1
         self.counts.add("parked")
         return True
+
+    # --- maxmemory -------------------------------------------------------------------------------
+
+    def _room(self) -> bool:
+        """Whether a command that adds data may run: the data set is below ``max_messages``, or
+        the policy evicted keys until it is."""
+        if self.max_messages is None or self.size() < self.max_messages:
+            return True
+        if not self.eviction.evicts:
+            return False
+        now = self.env.now
+        for key in self.eviction.order(self._keys()):
+            self._evict(key, now)
+            if self.size() < self.max_messages:
+                return True
+        return False
+
+    def _keys(self) -> list[str]:
+        """The queue's keys that exist (Redis deletes an empty list), the waiting list first."""
+        return ["queue"] if self.ready or self.parked else []
+
+    def _evict(self, key: str, now: float) -> None:
+        """The policy evicts ``key`` ("queue", "processing", or "stream": both): all its messages go."""
+        self.counts.add("evictions")
+        self.persistence.written()
+        if key != "processing":
+            self.counts.add("evicted", len(self.ready) + self.parked)
+            self._drop_ready(now)
+            self.parked = 0
+        if key != "queue":
+            self.counts.add("evicted", self.pending_count())
+            self._drop_pending(now)
 
     # --- consumers ------------------------------------------------------------------------------
 
@@ -395,16 +434,24 @@ class RedisBroker(BrokerBase):
 
     def _wipe(self, now: float) -> None:
         """No persistence: the server comes back empty."""
+        self.counts.add("writes_lost", len(self.ready))
+        self._drop_ready(now)
+        self._drop_pending(now)
+        self.parked = 0
+
+    def _drop_ready(self, now: float) -> None:
+        """Every waiting entry goes (a crash without persistence, an eviction)."""
         ready, self.ready = self.ready, deque()
         for entry in ready:
             self.boundary.leave(now, entry.since)
-            self.counts.add("writes_lost")
             self._release(entry.message, now, dropped=True)
+
+    def _drop_pending(self, now: float) -> None:
+        """Every pending entry goes: the copies in workers' hands remain."""
         for pending in list(self.pending()):
             self._discard_pending(pending)
             self.in_flight.leave(now, pending.entered)
             self._release(pending.entry.message, now, dropped=True)
-        self.parked = 0
 
     def _roll_back(self, now: float) -> None:
         """Put the data set back to its durable point, from the log since then.

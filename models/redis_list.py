@@ -44,7 +44,9 @@ class RedisList(RedisBroker):
       ``max_messages``, consumers cannot take work either: they stall (counted ``oom_stalls``) until
       an LREM frees room. A full list with an empty processing list stays stuck until something
       outside the queue frees memory. Simplification: a refused BLMOVE is retried the moment memory
-      falls below the limit (clients retry after an error, with some delay).
+      falls below the limit (clients retry after an error, with some delay). Under an ``allkeys-*``
+      ``maxmemory-policy`` the BLMOVE is not refused: Redis evicts a key first
+      (:mod:`models.redis_eviction`: the processing list, the waiting list, or both).
 
     The monitor is one client for the whole queue (a cron job or a thread in one worker); its
     clock starts at ``monitor_phase`` (random by default, so that its ticks are not aligned with
@@ -59,7 +61,8 @@ class RedisList(RedisBroker):
         self.memory_waiters: list = []
         """Consumers whose BLMOVE was refused at maxmemory, waiting for room."""
         if reliable:
-            self.extra_counts = RELIABLE_COUNTS if self.max_messages is None else (*RELIABLE_COUNTS, "oom_stalls")
+            stalls = ("oom_stalls",) if self.max_messages is not None and not self.eviction.evicts else ()
+            self.extra_counts = (*RELIABLE_COUNTS, *self.extra_counts[len(EXTRA_COUNTS):], *stalls)
         self.processing_timeout = processing_timeout
         self.monitor_interval = monitor_interval
         self.processing: dict[int, list[Pending]] = {}
@@ -99,9 +102,8 @@ class RedisList(RedisBroker):
             for event in waiters:
                 event.succeed()
 
-    def _out_of_memory(self) -> bool:
-        """At maxmemory: a denyoom command (BLMOVE) is refused."""
-        return self.max_messages is not None and self.size() >= self.max_messages
+    def _keys(self) -> list[str]:
+        return [*super()._keys(), "processing"] if self._processing_n else super()._keys()
 
     # --- consumers ------------------------------------------------------------------------------
 
@@ -111,7 +113,7 @@ class RedisList(RedisBroker):
         yield from self._until_up()
         yield from self._command_reply()
         yield from self._until_up()
-        while self.reliable and self._out_of_memory():
+        while self.reliable and not self._room():  # BLMOVE is denyoom
             self.counts.add("oom_stalls")
             event = self.env.event()
             self.memory_waiters.append(event)

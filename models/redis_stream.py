@@ -73,6 +73,10 @@ class RedisStream(RedisBroker):
     def _discard_pending(self, pending: Pending) -> None:
         del self.pel[pending.entry.seq]
 
+    def _keys(self) -> list[str]:
+        """One key: the stream holds its consumer group and the PEL too, and is evicted with them."""
+        return ["stream"] if self.ready or self.parked or self.pel else []
+
     # --- consumers ------------------------------------------------------------------------------
 
     def receive(self, consumer):

@@ -20,6 +20,9 @@
    **cheapest** of the answers: the lowest ``cost.per_hour_usd`` (mean over its replications).
    Within a variant the price per worker is fixed, so its smallest value is its cheapest; across
    variants the smallest count need not be the cheapest setup (fewer, faster, dearer workers).
+   With ``objective="cost"`` the search goes on from the smallest value to the **cheapest** one
+   meeting the SLO (:func:`~sim.searches.search_cheapest`): the same for a count at a fixed price,
+   larger where a larger value saves on what is billed by use.
 2. **The headroom**: the largest factor by which every producer's rate (or one named rate) can
    grow while the chosen setup still meets the SLO with confidence, by bisection on the factor
    to a stated relative precision.
@@ -45,7 +48,7 @@ from .loading import load_scenario
 from .overrides import apply_override, parse_yaml
 from .problems import CapacityError, Problem, ScenarioError
 from .schema import Slo
-from .searches import Headroom, Search, first_valid, headroom_search, search_smallest
+from .searches import Headroom, Search, first_valid, headroom_search, search_cheapest, search_smallest
 from .theory import AnalyticEstimate, analytic_estimate
 
 
@@ -153,6 +156,7 @@ class CapacityPlan:
     replications_run: int
     executor: str
     overrides: tuple[str, ...]
+    objective: str = "size"
     runs: list[Run] = field(default_factory=list)
     variants: list[Variant] = field(default_factory=list)
 
@@ -175,6 +179,7 @@ class CapacityPlan:
         return {
             "source": str(self.source),
             "parameter": self.parameter,
+            "objective": self.objective,
             "slo": self.slo,
             "seed": self.seed,
             "replications": self.replications,
@@ -223,6 +228,7 @@ def plan_capacity(
     on_run: Callable[[Run], None] | None = None,
     on_estimate: Callable[[AnalyticEstimate | None, str], None] | None = None,
     variants: Sequence[str] = (),
+    objective: str = "size",
 ) -> CapacityPlan:
     """Find the smallest integer ``parameter`` (e.g. ``workers.pool.count``) meeting the SLO with
     confidence, then the headroom of that setup. ``parameter`` None: the headroom of the scenario
@@ -230,9 +236,15 @@ def plan_capacity(
     each value starts (the file's by default, at least 2), ``max_replications`` the cap for
     uncertain ones (4× by default); a ``precision`` in the scenario (``overrides``
     ``precision=0.05``, or ``--precision``) sizes an uncertain value's extra replications by the
-    precision rule instead of doubling them (:meth:`sim.evaluator.Evaluator.more_replications`). ``variants`` (``'PATH=VALUE; PATH=VALUE'`` each): search each,
-    and recommend the cheapest answer."""
+    precision rule instead of doubling them (:meth:`sim.evaluator.Evaluator.more_replications`).
+    ``variants`` (``'PATH=VALUE; PATH=VALUE'`` each): search each, and recommend the cheapest
+    answer. ``objective`` ``"cost"``: the cheapest value meeting the SLO, not the smallest (in
+    each variant)."""
     source = Path(source)
+    if objective not in ("size", "cost"):
+        raise CapacityError(f"--objective is size (the smallest value) or cost (the cheapest), got '{objective}'")
+    if objective == "cost" and parameter is None:
+        raise CapacityError("--objective cost looks for the cheapest value of a parameter: give --vary too")
     if variants and parameter is None:
         raise CapacityError("--variant compares the smallest value of a parameter under each variant: give --vary too")
     if not 0 < headroom_precision < 1:
@@ -264,8 +276,11 @@ def plan_capacity(
         if parameter is not None:
             for extra in variant_overrides or [()]:
                 searched = [*base, *extra]
+                tag = f"({'; '.join(extra)}) " if extra else ""
                 search = _smallest(evaluator, parameter, searched, probe if not extra else evaluator.load(searched)[0], slo_targets,
-                                   minimum, maximum, use_estimate, on_estimate, f"({'; '.join(extra)}) " if extra else "")
+                                   minimum, maximum, use_estimate, on_estimate, tag)
+                if objective == "cost":
+                    search = search_cheapest(evaluator, search, searched, maximum, tag)
                 compared.append(Variant(tuple(extra), search))
             winner = cheapest(compared) if variant_overrides else compared[0]
             search = winner.search
@@ -281,7 +296,7 @@ def plan_capacity(
         if owned:
             runner.close()
     return CapacityPlan(source, parameter, slo_targets, search, room, n, cap, seed, evaluator.replications_run,
-                        description, tuple(overrides), list(evaluator.runs), compared if variants else [])
+                        description, tuple(overrides), objective, list(evaluator.runs), compared if variants else [])
 
 
 def _smallest(evaluator: Evaluator, parameter: str, base: list[str], probe, slo_targets: dict, minimum: int, maximum: int | None,

@@ -282,6 +282,44 @@ def search_smallest(evaluator: Evaluator, parameter: str, base: Sequence[str], l
     return search(good, f"{parameter}={good} meets every objective with confidence, and {why}", warnings)
 
 
+def search_cheapest(evaluator: Evaluator, found: Search, base: Sequence[str], hi: int | None, tag: str = "") -> Search:
+    """From the smallest value meeting the SLO (``found``), the cheapest: step up one value at a
+    time while the next also meets the SLO and costs less an hour (mean over its replications),
+    up to ``hi``. The cost is assumed to fall, then rise, over the values meeting the SLO, so the
+    first rise ends the walk. A count at a fixed price only rises: one more evaluation confirms the
+    smallest. It falls where a larger value saves on what is billed by use (an SQS queue's
+    ``wait_time``: fewer empty receives). :class:`CapacityError` if the setup has no price."""
+    best = found.chosen
+    if best is None:
+        return found
+    if best.cost() is None:
+        raise CapacityError("--objective cost compares what the setups cost: give its workers (or brokers) a price")
+    parameter = found.parameter
+
+    def per_hour(r: Run) -> float:
+        return r.cost()["per_hour_usd"]["mean"]
+
+    v, why = best.value, None
+    while why is None:
+        v += 1
+        if hi is not None and v > hi:
+            why = f"it is the largest value searched (--max {hi})"
+            break
+        r = evaluator.evaluate([("search", v, f"{tag}{parameter}={v}", [*base, f"{parameter}={v}"])])[0]
+        if r.verdict == "failed":
+            why = f"at {r.label} replications failed ({r.error}); the walk stopped"
+        elif not r.met:
+            why = f"{parameter}={v} {r.why()}"
+        elif per_hour(r) >= per_hour(best):
+            why = f"{parameter}={v} costs as much or more (${per_hour(r):.4g}/h)"
+        else:
+            best = r
+    runs = [r for r in evaluator.runs if r.phase == "search" and r.overrides[:-1] == tuple(base)]
+    reason = (f"{parameter}={best.value} is the cheapest value meeting every objective with confidence (${per_hour(best):.4g}/h), "
+              f"and {why}; the smallest meeting them is {found.value}")
+    return Search(parameter, best.value, reason, runs, found.estimate, found.estimate_note, found.lowest_valid, found.warnings)
+
+
 def headroom_search(evaluator: Evaluator, base: Sequence[str], scenario: Scenario, precision: float, rate_path: str | None,
                     slo: dict, max_factor: float = 16.0) -> Headroom:
     """The largest factor on the arrival rates meeting the SLO with confidence, to ``precision``."""

@@ -59,6 +59,8 @@ def test_brokers_add_their_price_per_hour_and_sqs_its_billed_requests():
     assert rabbit.results[0].metrics["cost.per_hour_usd"] == pytest.approx(0.8 + 0.5)
     redis = run(scenario(broker={"kind": "redis", "price_per_hour": 0.25}), replications=2)
     assert redis.results[0].metrics["cost.per_hour_usd"] == pytest.approx(0.8 + 0.25)
+    fifo = run(scenario(broker={"price_per_hour": 0.1}), replications=2)
+    assert [r.metrics["cost.per_hour_usd"] for r in fifo.results] == pytest.approx([0.8 + 0.1] * 2)
     sqs = run(scenario(broker={"kind": "sqs", "wait_time": 20, "price_per_million_requests": 0.4}), replications=2)
     r = sqs.results[0]
     requests_per_hour = r.metrics["brokers.q.billed_requests"] * HOUR_S / 1_800

@@ -285,6 +285,7 @@ def test_cli_capacity_whose_replications_fail_says_so_and_exits_1(scenario, call
     (["--slo", "latency_p98=1s"], "unknown objective 'latency_p98'"),
     (["--slo", "latency_p99=soon"], "--slo latency_p99=soon"),
     (["--vary", "workers.poool.count"], "no item named 'poool'"),
+    (["--objective", "cheap"], "--objective is size (the smallest value) or cost"),
 ])
 def test_cli_capacity_bad_input_exits_2(scenario, call, args, message):
     code, _, stderr = call("capacity", scenario, *(["--vary", PARAMETER] if "--vary" not in args else []), *args)
@@ -331,6 +332,54 @@ def test_variants_without_prices_or_without_a_parameter_are_refused(scenario):
         plan_capacity(scenario, None, variants=[SMALL])
     with pytest.raises(CapacityError, match="--variant takes PATH=VALUE"):
         plan_capacity(scenario, PARAMETER, variants=["workers.pool.price_per_hour"])
+
+
+def test_objective_cost_at_a_fixed_price_per_worker_is_the_smallest_count_confirmed_by_one_more(scenario):
+    # count × price only rises with the count: the cheapest count meeting the SLO is Erlang C's smallest
+    plan = plan_capacity(scenario, PARAMETER, overrides=["workers.pool.price_per_hour=0.1", "duration=600s"], objective="cost", replications=4,
+                         executor=SerialExecutor(), headroom=False)
+    answer = erlang_c_answer()
+    assert plan.value == answer and plan.summary()["objective"] == "cost"
+    assert answer + 1 in {r.value for r in plan.search.runs}
+    assert f"{PARAMETER}={answer + 1} costs as much or more" in plan.search.reason
+    with pytest.raises(CapacityError, match="--objective cost compares what the setups cost"):
+        plan_capacity(scenario, PARAMETER, objective="cost", replications=2, executor=SerialExecutor(), headroom=False)
+    with pytest.raises(CapacityError, match="--objective is size"):
+        plan_capacity(scenario, PARAMETER, objective="price")
+
+
+LONG_POLL = """\
+name: long-poll
+seed: 5
+duration: 300s
+warmup: 30s
+replications: 2
+producers:
+  - name: web
+    arrivals: {process: poisson, rate: 2/s}
+    sends_to: q
+brokers: [{name: q, kind: sqs, price_per_million_requests: 0.4}]
+workers: [{name: pool, consumes: q, count: 4, service_time: {dist: exponential, mean: 200ms}}]
+slo: {latency_p99: 2s}
+"""
+
+
+def test_objective_cost_goes_past_the_smallest_value_while_a_larger_one_costs_less(tmp_path):
+    # SQS bills every receive, empty ones included: a longer long poll (wait_time) makes fewer empty
+    # receives. Short polling (0 s) finds a message in a receive with probability 0.01 a message and
+    # misses the SLO; 1 s is the smallest meeting it; each longer wait costs less, so the cheapest
+    # is further up, where the walk stops at the first value that costs no less (or at --max).
+    path = tmp_path / "long-poll.yaml"
+    path.write_text(LONG_POLL)
+    parameter = "brokers.q.wait_time"
+    smallest = plan_capacity(path, parameter, executor=SerialExecutor(), headroom=False, minimum=0, maximum=8)
+    cheapest = plan_capacity(path, parameter, objective="cost", executor=SerialExecutor(), headroom=False, minimum=0, maximum=8)
+    assert smallest.value == 1 and cheapest.value > 1
+    walk = sorted((r for r in cheapest.search.runs if r.value >= 1), key=lambda r: r.value)
+    costs = [r.cost()["per_hour_usd"]["mean"] for r in walk]
+    assert all(r.met for r in walk[:-1])
+    assert all(b < a for a, b in zip(costs[:cheapest.value - 1], costs[1:cheapest.value]))  # falling up to the answer
+    assert walk[-1].value == 8 or costs[-1] >= costs[cheapest.value - 1]  # then the stop: --max, or no cheaper
 
 
 def test_cli_capacity_with_variants_recommends_the_cheapest(scenario, call):

@@ -410,6 +410,47 @@ def test_priority_cycles_favour_higher_priorities_and_leave_the_mean_wait_at_erl
     assert checks_hold(result)
 
 
+@pytest.mark.parametrize("version, normal_share", [("4.2", 1 / 3), ("4.3", (2.0 - 1.8) / 2.0)])
+def test_an_overloaded_quorum_queue_gives_normal_priorities_a_third_in_4_2_and_what_is_left_in_4_3(version, normal_share):
+    # 3 messages/s for two workers of mean 1 s: 40% at priority 0 (normal), 60% at 5 (high: above
+    # 4). RabbitMQ 4.0–4.2 deliver "for every 2 high priority message ... 1 normal priority message"
+    # when both wait (here both always do: high gets 2/3 of 2/s, less than its 1.8/s), and the
+    # normal head, served less often, is the older: a third of the deliveries are normal. 4.3 is
+    # strict: high, 1.8/s, is served as it comes, and normal gets what is left, 0.2 of 2/s
+    # (https://www.rabbitmq.com/docs/4.2/quorum-queues#priorities, …/4.3/quorum-queues#priorities).
+    spec = scenario({"queue_type": "quorum", "version": version, "prefetch_count": 1, "max_length": 1_000_000,
+                     "priority_weights": [2, 0, 0, 0, 0, 3]},
+                    arrivals={"process": "poisson", "rate": 3.0}, workers={"count": 2}, duration=2_200, warmup=200)
+    result = run(spec, replications=6)
+    share = per_replication(result, lambda r: r.metrics["brokers.q.priority_0_deliveries"] / r.metrics["brokers.q.deliveries"])
+    # within the CI, or (4.2's pattern is exact) within the one delivery in ~4,000 the window's ends cut
+    assert abs(share.mean - normal_share) < share.half_width + 1 / 4_000, (normal_share, share)
+    assert share.half_width < 0.03
+    high = result.estimate("brokers.q.priority_5_wait_s")
+    assert high.high < result.estimate("brokers.q.priority_0_wait_s").low
+    assert checks_hold(result)
+
+
+def test_a_quorum_queue_past_its_write_ahead_log_reads_every_delivery_from_disk():
+    # The classic-queue test below, on a quorum queue: its messages leave memory when the write-ahead
+    # log is flushed (https://www.rabbitmq.com/docs/quorum-queues, "How Memory, WAL and Segments
+    # Files Interact"), here every 10 messages of 1 kB (wal_max_size_bytes 10,000). With a backlog B
+    # a fraction min(1, B / 10) of deliveries pays the read; the backlog grows without bound, so
+    # nearly all do and the pool serves c / (E[S] + D) = 2 / 0.15 = 13.3/s.
+    c, mean_s, read_s = 2, 0.1, 0.05
+    spec = scenario({"queue_type": "quorum", "prefetch_count": 1, "message_size_bytes": 1000, "wal_max_size_bytes": 10_000,
+                     "disk_read": read_s, "max_length": 1_000_000},
+                    arrivals={"process": "poisson", "rate": 16.0},
+                    workers={"count": c, "service_time": {"dist": "exponential", "mean": mean_s}}, duration=1_500, warmup=300)
+    result = run(spec, replications=4)
+    throughput = per_replication(result, lambda r: r.metrics["brokers.q.deliveries"] / 1_200)
+    expected = c / (mean_s + read_s)
+    assert throughput.contains(expected), (expected, throughput)
+    assert throughput.half_width < 0.02 * expected
+    assert result.estimate("brokers.q.wal_flushes").mean == pytest.approx(16.0 * 1_200 / 10, rel=0.05)
+    assert checks_hold(result)
+
+
 # --- classic-queue paging ------------------------------------------------------------------------
 
 
@@ -585,7 +626,12 @@ def test_defaults_follow_rabbitmq():
         ({"consumer_timeout": "30s"}, "consumer_timeout must be at least 1 minute"),
         ({"consumer_timeout": "5min"}, "4.3 enforces delivery acknowledgement timeouts on quorum queues only"),
         ({"version": "5.0"}, "version"),
-        ({"queue_type": "quorum", "disk_read": "1ms"}, "classic-queue paging"),
+        ({"queue_type": "quorum", "disk_read": "1ms"}, "a quorum queue's disk_read, and message_size_bytes, go together"),
+        ({"queue_type": "quorum", "messages_in_memory": 10}, "classic-queue paging"),
+        ({"wal_max_size_bytes": 10_000}, "wal_max_size_bytes: the write-ahead log of quorum queues"),
+        ({"queue_type": "quorum", "max_priority": 2}, "give priority_weights alone"),
+        ({"queue_type": "quorum", "version": "3.13", "priority_weights": [1, 1]}, "from RabbitMQ 4.0"),
+        ({"priority_weights": [1, 1]}, "priority_weights applies only with max_priority"),
         ({"queue_type": "quorum", "durable": False}, "quorum queues are always durable"),
         ({"queue_type": "quorum", "max_length": 5, "overflow": "reject-publish-dlx"}, "not reject-publish-dlx"),
         ({"delivery_limit": 5}, "delivery_limit is a quorum-queue feature"),

@@ -1,5 +1,5 @@
 """``kind: redis``: lists (plain and reliable) and streams, worker crashes, poison messages, broker
-crashes with each persistence mode, and maxmemory with noeviction.
+crashes with each persistence mode, and maxmemory with each maxmemory-policy.
 
 Two kinds of test. Unit tests drive the models by hand in a SimPy environment and check exact
 behaviour (who gets what, when, what a crash takes back). Statistical tests run scenarios with fixed
@@ -551,6 +551,47 @@ def test_noeviction_refuses_writes_while_full_as_an_mm1k_queue(reliable, max_mes
     assert_checks(result)
 
 
+# --- maxmemory-policy: allkeys-* evict the queue whole ------------------------------------------
+
+
+def test_under_allkeys_random_an_overloaded_list_loses_the_excess_in_whole_queues_of_max_messages():
+    # 10 jobs/s (Poisson) into a plain list that 8 workers of 1 s drain at 8/s, maxmemory 50
+    # messages, allkeys-random. The backlog grows at 2/s; the push that finds 50 waiting evicts the
+    # list (its only key) and every message in it. So each eviction loses exactly 50, and in the
+    # long run everything above the workers' capacity is lost: 10 − 8 / 1 = 2 a second. (The
+    # warm-up of 500 s lets the arrivals' noise, sd √5000 ≈ 71 messages, spread the sawtooth's phase
+    # over more than a period, so that the window's ends fall anywhere in it.)
+    result = run(scenario({"max_messages": 50, "maxmemory_policy": "allkeys-random"},
+                          pool={"count": 8, "service_time": {"dist": "deterministic", "value": 1.0}},
+                          arrivals={"process": "poisson", "rate": 10.0}, duration=2500, warmup=500), replications=6)
+    table = result.replications
+    assert (table["brokers.queue.evicted"] == 50 * table["brokers.queue.evictions"]).all()
+    assert (table["brokers.queue.evictions"] >= 60).all()
+    lost_per_s = mean_ci((table["brokers.queue.lost"] / 2000).to_numpy())
+    assert lost_per_s.contains(2.0) and lost_per_s.half_width < 0.1, lost_per_s
+    assert result.estimate("brokers.queue.refused").mean == 0
+    assert_checks(result)
+
+
+@pytest.mark.slow
+def test_the_eviction_scenario_loses_one_whole_queue_where_noeviction_refuses(root):
+    result = run(load_scenario(root / "scenarios" / "redis-eviction.yaml", ["duration=8m", "warmup=2m"]), replications=2)
+    table = result.replications
+    assert (table["brokers.evicting.evictions"] == 1).all() and (table["brokers.evicting.lost"] == 2000).all()
+    assert (table["brokers.refusing.lost"] == 0).all() and (table["brokers.refusing.refused_full"] > 1000).all()
+    assert (table["brokers.evicting.refused"] == 0).all()
+
+
+@pytest.mark.parametrize("policy", ["volatile-lru", "volatile-ttl"])
+def test_a_volatile_policy_refuses_as_noeviction_does(policy):
+    broker = {"max_messages": 3}
+    pool = {"count": 1, "service_time": {"dist": "exponential", "mean": 1.0}}
+    noeviction = run(scenario(broker, pool=pool, arrivals={"process": "poisson", "rate": 0.8}, duration=2000), replications=2)
+    volatile = run(scenario({**broker, "maxmemory_policy": policy}, pool=pool,
+                            arrivals={"process": "poisson", "rate": 0.8}, duration=2000), replications=2)
+    assert volatile.summary()["counts"] == noeviction.summary()["counts"]
+
+
 # --- the scenario file and the schema -----------------------------------------------------------
 
 
@@ -575,6 +616,8 @@ def test_redis_scenarios_show_their_point(root, name, what):
     ({"save": [["60s", 1]], "persistence": "aof-no"}, "save: only with persistence: rdb"),
     ({"save": [["60s", 1]], "rdb_interval": "1m"}, "not both"),
     ({"round_trip": "1ms"}, "round_trip: only with command_time"),
+    ({"maxmemory_policy": "allkeys-lru"}, "maxmemory_policy: only with max_messages"),
+    ({"max_messages": 5, "maxmemory_policy": "lru"}, "maxmemory_policy"),
 ])
 def test_the_schema_refuses_keys_that_do_not_fit(broker, complaint):
     with pytest.raises(ScenarioError) as caught:

@@ -126,6 +126,7 @@ def capacity(
     rate: Optional[str] = typer.Option(None, "--rate", metavar="PATH", help="Headroom on this one rate PATH (default: every producer's rate scaled together)."),
     headroom_precision: float = typer.Option(0.05, "--headroom-precision", metavar="FRACTION", help="Relative precision of the headroom's bisection (0.05: within 5%); not run's --precision, which sizes replications."),
     variant: Optional[List[str]] = typer.Option(None, "--variant", metavar="PATH=VALUE[;PATH=VALUE]", help="'PATH=VALUE; PATH=VALUE' overrides of one setup to compare (an instance type: its speed and price_per_hour). Repeatable: the search runs for each, and the cheapest answer is recommended."),
+    objective: str = typer.Option("size", "--objective", metavar="size|cost", help="What the recommendation minimises among the values meeting the SLO: size (the smallest value) or cost (the cheapest, by cost.per_hour_usd: from the smallest, the next values while they cost less; needs prices)."),
     as_json: bool = json_option("the plan (every run, the recommendation, the headroom)"),
     force: bool = ForceOption,
 ):
@@ -146,7 +147,7 @@ def capacity(
     executor = open_executor(jobs, cluster)
     console = err if as_json else out
     if not as_json:
-        head = f"capacity: the {'cheapest' if variant else 'smallest'} {vary} meeting the SLO with confidence" if vary else "capacity: the headroom of the scenario as it is"
+        head = f"capacity: the {'cheapest' if variant or objective == 'cost' else 'smallest'} {vary} meeting the SLO with confidence" if vary else "capacity: the headroom of the scenario as it is"
         console.print(f"[bold]{head}[/bold] ({escape(str(scenario))})", highlight=False)
         console.print("SLO: " + ", ".join(f"{k} {format_duration(v) if k.startswith('latency') else v:}" for k, v in targets.items())
                       + f"; each run: value, replications ({'by the precision rule' if base.precision else 'doubled'} while uncertain), estimates with 95% CI, verdict", highlight=False)
@@ -154,11 +155,11 @@ def capacity(
         with running_on(executor):
             plan = plan_capacity(scenario, vary, slo or [], set_ or [], replications=replications, max_replications=max_replications,
                                  seed=seed, executor=executor, minimum=minimum, maximum=maximum, use_estimate=not no_estimate,
-                                 headroom=headroom, rate_path=rate, headroom_precision=headroom_precision, variants=variant or [],
+                                 headroom=headroom, rate_path=rate, headroom_precision=headroom_precision, variants=variant or [], objective=objective,
                                  on_run=None if as_json else (lambda r: _print_run(r, console)),
                                  on_estimate=None if as_json else (lambda e, n: _print_estimate(e, n, console)))
     except CapacityError as exc:
-        option = next((o for o in ("--slo", "--rate", "--headroom-precision", "--max", "--variant") if o in str(exc)), "--slo")
+        option = next((o for o in ("--slo", "--rate", "--headroom-precision", "--max", "--variant", "--objective") if o in str(exc)), "--slo")
         raise typer.BadParameter(str(exc), param_hint=f"'{option}'") from None
     if as_json:
         out.file.write(json.dumps(plan.summary(), indent=2) + "\n")

@@ -22,6 +22,7 @@ SHORTER = {
     "queue-spill": ["duration=10m", "warmup=2m"],
     "quickstart": ["duration=10m", "warmup=1m"],
     "rabbitmq-consumer-crashes": ["duration=20m", "warmup=2m"],
+    "redis-eviction": ["duration=8m", "warmup=2m"],
     "redis-reliable-duplicates": ["duration=20m", "warmup=2m"],
     "redis-worker-crashes": ["duration=20m", "warmup=2m"],
     "sqs-short-visibility-timeout": ["duration=20m", "warmup=2m"],

@@ -184,6 +184,67 @@ def test_a_classic_priority_queue_delivers_in_cycles_so_a_stream_of_high_priorit
     assert broker.counts["pushes_priority_0"] == 1
 
 
+@pytest.mark.parametrize("high_first, expected", [
+    # normal ones published first: high, high, normal, … (2:1) until the high level is empty
+    (False, [10, 11, 0, 12, 13, 1, 14, 15, 2, 16, 17, 3, 18, 19, 4, 5, 6, 7, 8, 9]),
+    # high ones published first: at the normal level's turn the older high head goes anyway
+    (True, list(range(20))),
+])
+def test_a_quorum_queue_in_4_0_to_4_2_delivers_two_high_priorities_for_one_normal(fates, counts, level, high_first, expected):
+    # "for every 2 high priority message the queue will deliver 1 normal priority message (if
+    # available)"; "if a high priority message was published before a normal priority one, the high
+    # priority message will always be delivered first even if it is the normal priority's turn"
+    # (https://www.rabbitmq.com/docs/4.2/quorum-queues#priorities). Ten of priority 5 (high: above 4)
+    # and ten of priority 4 (normal), one consumer with a prefetch of 1.
+    high = set(range(10)) if high_first else set(range(10, 20))
+    env, broker, _, _ = make(fates, counts, level, quorum=True, prefetch_count=1, priorities="two-levels",
+                             priority_of=lambda message: 5 if message.id in high else 4)
+    send_at(env, broker, fates, *[0.0] * 20)
+    reader = Reader(env, broker, "c", ack_after(1.0), start_s=1.0)
+    env.run(until=30)
+    assert reader.ids() == expected
+    assert broker.counts["pushes_priority_5"] == broker.counts["pushes_priority_4"] == 10
+
+
+def test_a_quorum_queue_in_4_3_is_strict_and_delivers_returned_messages_first_whatever_their_priority(
+        fates, observer, counts, level):
+    # 4.3: strict priorities, 0–31 (RMQ 4.3/quorum-queues#priorities); returned messages "are
+    # requeued in the exact order they were returned, regardless of their priority" and go first.
+    # Message 0 (priority 0) is delivered and failed (nack, requeue) while 1..4 (priorities 0, 40
+    # clamped to 31, 2, 31) wait; then a steady stream of priority 9 starves priority 0 and 2.
+    priorities = {0: 0, 1: 0, 2: 40, 3: 2, 4: 31}
+    env, broker, _, _ = make(fates, counts, level, quorum=True, prefetch_count=1, priorities="strict", delivery_limit=20,
+                             priority_of=lambda message: priorities.get(message.id, 9))
+    send_at(env, broker, fates, 0.0)
+    first = Reader(env, broker, "fails", nack_after(1.0), receives=1)
+    at(env, 1.2, first.die)  # its channel closes: message 0, pushed to it again, is returned too
+    send_at(env, broker, fates, *[0.5] * 4)
+    send_at(env, broker, fates, *[2.0 + k for k in range(10)])  # priority 9, one a second
+    reader = Reader(env, broker, "c", ack_after(1.0), start_s=1.5)
+    env.run(until=14)
+    assert first.got == [(0, 0.0, 1)]
+    # 0 returned first; 2 and 4 (both at 31; 2 published first), then the priority-9 stream, one a
+    # second as fast as it is served, keeps 3 and 1 waiting
+    assert reader.ids()[:4] == [0, 2, 4, 5] and reader.ids()[4:] == list(range(6, 6 + len(reader.ids()) - 4))
+    assert broker.waiting >= 2 and {1, 3} <= set(broker.held_ids())
+
+
+def test_a_quorum_queue_reads_from_disk_what_waited_through_a_flush_of_its_write_ahead_log(fates, counts, level):
+    # Quorum queues keep message bodies only in the write-ahead log, flushed to segment files when
+    # it reaches raft.wal_max_size_bytes (https://www.rabbitmq.com/docs/quorum-queues, "How Memory,
+    # WAL and Segments Files Interact"). A log of 100 messages, 250 published with nobody reading:
+    # flushes after the 100th and the 200th, so 200 wait on disk and 50 in memory (what the memory
+    # alarm weighs). A consumer then takes all 250: exactly 200 disk reads of 0.5 s each.
+    env, broker, _, _ = make(fates, counts, level, quorum=True, prefetch_count=1, wal_messages=100, disk_read=constant(0.5))
+    send_at(env, broker, fates, *[0.0] * 250)
+    env.run(until=1)
+    assert broker.counts["wal_flushes"] == 2 and broker.paged_messages() == 200 and broker.messages() == 50
+    reader = Reader(env, broker, "c", ack_after(0.0), start_s=1.0)
+    env.run(until=1000)
+    assert len(reader.got) == 250 and broker.metrics()["disk_reads"] == 200
+    assert reader.got[199][1] == reader.got[249][1] == pytest.approx(1.0 + 0.5 * 200)  # the last 50 without a read
+
+
 def test_a_long_classic_queue_keeps_only_messages_in_memory_ready_messages_in_memory_so_it_alone_trips_no_alarm(
         fates, counts, level):
     # since 3.12 "classic queues keep up to 2048 messages in memory ... all other messages are

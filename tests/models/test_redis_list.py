@@ -6,6 +6,7 @@ import pytest
 import simpy
 
 from models.crashes import Crashes
+from models.redis_eviction import EvictionPolicy
 from models.redis_list import RedisList
 from tests.models.drive import Reader, ack_after, at, constant, draws, nack_after
 
@@ -174,6 +175,73 @@ def test_a_full_reliable_list_with_nothing_in_processing_stalls_its_consumers_fo
     stuck = Reader(env, broker, "stuck", ack_after(1.0), receives=1)
     env.run(until=100)
     assert stuck.got == [] and broker.waiting == 2 and broker.counts["oom_stalls"] == 1
+
+
+# --- maxmemory-policy (redis.io, Key eviction): allkeys-* evict the queue's keys whole ------------
+
+
+@pytest.mark.parametrize("policy", ["allkeys-lru", "allkeys-lrm", "allkeys-lfu", "allkeys-random"])
+def test_an_allkeys_policy_evicts_the_whole_list_when_a_write_finds_it_full(fates, observer, counts, level, policy):
+    # No consumer: N = 23 pushes into max_messages M = 5. The 6th finds 5 and evicts the list (its
+    # only key) before it runs, so every (M+1)-th push evicts M: floor((N - 1) / M) = 4 evictions,
+    # 4 × 5 = 20 messages lost at once, the 3 last waiting; no push is refused.
+    env, broker, boundary, _ = make(fates, counts, level, max_messages=5, eviction=EvictionPolicy(policy, constant(0.0)))
+    log = []
+    for k in range(23):
+        put_at(env, broker, fates, float(k), log)
+    env.run(until=30)
+    assert all(accepted for _, accepted in log)
+    assert broker.counts["evictions"] == 4 and broker.counts["evicted"] == 20 and broker.counts["refused"] == 0
+    assert observer.fates("lost") == [(k, float(5 * (k // 5) + 5)) for k in range(20)]
+    assert broker.counts["lost"] == 20 and broker.waiting == boundary.n == 3 and "evictions" in broker.metrics()
+
+
+@pytest.mark.parametrize("policy", ["noeviction", "volatile-lru", "volatile-lrm", "volatile-lfu", "volatile-random", "volatile-ttl"])
+def test_noeviction_and_the_volatile_policies_refuse_the_write_a_queue_has_no_ttl(fates, counts, level, policy):
+    # "The volatile-xxx policies behave like noeviction if no keys have an associated expiration"
+    env, broker, _, _ = make(fates, counts, level, max_messages=5, eviction=EvictionPolicy(policy))
+    accepted = [broker.put(fates.new_message(0.0)) for _ in range(8)]
+    assert accepted == [True] * 5 + [False] * 3 and broker.counts["refused_full"] == 3
+    assert "evictions" not in broker.metrics() and broker.counts["lost"] == 0
+
+
+@pytest.mark.parametrize("policy, draw, first", [("allkeys-lru", None, "processing"), ("allkeys-lfu", None, "processing"),
+                                                 ("allkeys-random", 0.7, "processing"), ("allkeys-random", 0.2, "queue")])
+def test_a_reliable_list_loses_its_processing_list_or_its_waiting_list(fates, observer, counts, level, policy, draw, first):
+    # Two keys: 2 moved into the processing list (their workers still hold them), 2 waiting, M = 4.
+    # LRU/LFU evict the processing list first (under a backlog the waiting list takes every LPUSH);
+    # that frees room for the write. The workers' copies survive: nothing is lost, their LREMs find
+    # nothing. allkeys-random picks either key: a draw < 1/2 takes the waiting list (2 lost).
+    env, broker, _, in_flight = make(fates, counts, level, max_messages=4, reliable=True, monitor_phase=1000.0,
+                                     eviction=EvictionPolicy(policy, None if draw is None else constant(draw)))
+    for _ in range(3):
+        broker.put(fates.new_message(0.0))
+    readers = [Reader(env, broker, f"w{k}", ack_after(5.0), receives=1) for k in range(2)]
+    put_at(env, broker, fates, 0.5)  # the data set is full: 2 waiting, 2 in processing
+    put_at(env, broker, fates, 1.0)
+    env.run(until=10)
+    assert [reader.got for reader in readers] == [[(0, 0.0, 1)], [(1, 0.0, 1)]]
+    assert broker.counts["evictions"] == 1 and broker.counts["evicted"] == 2
+    if first == "processing":
+        assert broker.counts["acks_missed"] == 2 and observer.fates("lost") == [] and broker.waiting == 3
+    else:
+        assert broker.counts["acks_missed"] == 0 and observer.fates("lost") == [(2, 1.0), (3, 1.0)] and broker.waiting == 1
+    assert in_flight.n == 0 and sorted(broker.held_ids()) == ([4] if first == "queue" else [2, 3, 4])
+
+
+def test_under_allkeys_a_blmove_at_maxmemory_evicts_instead_of_stalling(fates, observer, counts, level):
+    # The denyoom BLMOVE of test_blmove_is_denyoom... finds the data set full; with allkeys-lru Redis
+    # evicts before running it: the processing list (message 0, still in its worker's hands) goes.
+    env, broker, _, _ = make(fates, counts, level, max_messages=3, reliable=True, monitor_phase=1000.0,
+                             eviction=EvictionPolicy("allkeys-lru"))
+    for time_s in (0.0, 0.0, 1.2):
+        put_at(env, broker, fates, time_s)
+    first = Reader(env, broker, "first", ack_after(3.0), start_s=1.0, receives=1)
+    second = Reader(env, broker, "second", ack_after(1.0), start_s=1.5, receives=1)
+    env.run(until=10)
+    assert first.got == [(0, 1.0, 1)] and second.got == [(1, 1.5, 1)]
+    assert broker.counts["oom_stalls"] == 0 and broker.counts["evictions"] == 1 and broker.counts["acks_missed"] == 1
+    assert observer.fates("lost") == [] and "oom_stalls" not in broker.metrics()
 
 
 def test_one_command_at_a_time_caps_what_consumers_get_at_the_servers_time_left_by_the_publishers(fates, counts, level):

@@ -4,6 +4,7 @@
 
 import simpy
 
+from models.redis_eviction import EvictionPolicy
 from models.redis_stream import RedisStream
 from tests.models.drive import Reader, ack_after, at, nack_after
 
@@ -103,3 +104,20 @@ def test_dead_letters_are_parked_outside_the_waiting_count_within_max_messages(f
     assert not broker.accept_dead_letter(fates.new_message(0.0))
     assert not broker.put(fates.new_message(0.0))
     assert broker.parked == 1 and broker.waiting == 1 and broker.counts["parked"] == 1
+
+
+def test_an_allkeys_policy_evicts_the_stream_with_its_group_and_pending_entries(fates, observer, counts, level):
+    # A stream is one key holding its entries, its consumer group and the PEL: M = 3 with one entry
+    # pending (its worker holds it) and two waiting. The XADD at 2 evicts all three: the two waiting
+    # are lost, the pending one survives in its worker's hands (its XACK then finds nothing).
+    env, broker, in_flight = make(fates, counts, level, max_messages=3, eviction=EvictionPolicy("allkeys-lfu"))
+    broker.put(fates.new_message(0.0))
+    worker = Reader(env, broker, "w", ack_after(5.0), receives=1)  # reads entry 0 at once
+    env.run(until=1)
+    assert broker.put(fates.new_message(1.0)) and broker.put(fates.new_message(1.0)) and broker.size() == 3
+    at(env, 2.0, lambda: broker.put(fates.new_message(2.0)))
+    env.run(until=10)
+    assert worker.got == [(0, 0.0, 1)]
+    assert broker.counts["evictions"] == 1 and broker.counts["evicted"] == 3 and broker.counts["acks_missed"] == 1
+    assert observer.fates("lost") == [(1, 2.0), (2, 2.0)]
+    assert list(broker.held_ids()) == [3] and in_flight.n == 0

@@ -8,7 +8,7 @@ and its builder (``build(spec, context) -> broker``, a model that follows
 Each broker kind builds its model; what is measured is the same for all: the waiting time and
 number waiting (its main boundary), the mean of each other boundary it keeps (messages in flight,
 unacknowledged…), its event counts, and the metrics its model reports itself. Its cost is a
-fixed ``price_per_hour`` (a server: RabbitMQ, Redis) and what its model bills (``cost_usd``: SQS
+fixed ``price_per_hour`` (a server: RabbitMQ, Redis, fifo) and what its model bills (``cost_usd``: SQS
 requests).
 """
 

@@ -8,16 +8,21 @@ from pydantic import Field
 
 from models.fifo import FifoBroker
 
-from ...fields import Name, Strict
+from ...fields import Name, Price, Strict
 
 
 class FifoSpec(Strict):
     """A plain FIFO queue. ``capacity`` bounds the messages waiting (not those in service): a
-    message that finds it full is rejected; 0 means refused unless a worker is free."""
+    message that finds it full is rejected; 0 means refused unless a worker is free.
+
+    ``price_per_hour`` (⚑ no default): what the queue's server costs an hour, as for RabbitMQ and
+    Redis — a fixed price per broker-hour, counted for the whole window in the run's ``cost``,
+    whatever the load."""
 
     name: Name
     kind: Literal["fifo"]
     capacity: Optional[Annotated[int, Field(ge=0, strict=True)]] = None
+    price_per_hour: Optional[Price] = None
 
     def consumer_capacity_per_s(self, server) -> tuple[float, str]:
         """What ``server`` (a :class:`~sim.components.base.Server`) can take from this queue a

@@ -40,6 +40,10 @@ QUORUM_PREFETCH_CAP = 2000
 CLASSIC_MESSAGES_IN_MEMORY = 2048
 """Classic queues keep up to 2048 messages in memory since 3.12 (docs: classic-queues#memory)."""
 
+WAL_MAX_SIZE_BYTES = 536_870_912
+"""``raft.wal_max_size_bytes``: a node's quorum queues share a write-ahead log, kept in memory and on
+disk, flushed to per-queue segment files when it reaches 512 MiB (RMQ 3.13–4.3/quorum-queues,
+"How Memory, WAL and Segments Files Interact"; 4.3's table: 536870912)."""
 DISK_FREE_LIMIT_BYTES = 50_000_000
 """The disk alarm's default free-space limit, 50 MB (docs: disk-alarms)."""
 
@@ -85,9 +89,13 @@ class RabbitmqSpec(Strict):
       checked every ``memory_monitor_interval`` (RabbitMQ's default 2.5 s). A classic queue keeps
       at most ``messages_in_memory`` (2048) ready messages in memory, the rest on disk, so a long
       classic queue alone weighs no more than that.
-    - ``disk_read`` (a duration or distribution; classic queues; default none: not modelled): a
+    - ``disk_read`` (a duration or distribution; default none: not modelled): a classic queue's
       message published while ``messages_in_memory`` wait is paged to disk, and its delivery
-      makes the consumer wait this long for the read.
+      makes the consumer wait this long for the read. A quorum queue keeps message bodies only in
+      its write-ahead log ("Keeps messages in memory: never", beyond it): with
+      ``message_size_bytes``, every ``wal_max_size_bytes`` (512 MiB) of messages published the log
+      is flushed to segment files, and each message still waiting then is read from disk when
+      delivered; the memory alarm weighs only the messages still in the log.
     - ``disk_free_bytes`` (classic queues, with ``message_size_bytes``; default none: not modelled):
       the free disk space when the run starts; the disk alarm blocks every publisher while the
       paged messages leave less than ``disk_free_limit_bytes`` (RabbitMQ's default 50 MB), checked
@@ -100,7 +108,11 @@ class RabbitmqSpec(Strict):
     - ``dead_letter_exchange``: the broker receiving messages rejected without requeue, expired,
       dropped by overflow, or past ``delivery_limit`` (quorum queues: default 20, -1 for none).
     - ``max_priority`` (1–255, 2–4 advised) with ``priority_weights``: the share of messages at each
-      priority 0..max_priority (default equal), drawn from a hash of the message id.
+      priority 0..max_priority (default equal), drawn from a hash of the message id; a classic
+      queue delivers them in cycles. A quorum queue has no ``max_priority`` (it takes priorities as
+      published): ``priority_weights`` alone, priorities 0..n−1, from 4.0. 4.0–4.2 have two levels,
+      normal (0–4) and high (above 4), delivered 2:1; 4.3 is strict over 0–31 (RMQ
+      ``quorum-queues#priorities``). Returned messages go first, whatever their priority.
     - ``durable`` (default true) and ``persistent`` (default false, AMQP's delivery mode 1): what
       survives ``crashes`` of the broker (a quorum queue keeps every confirmed message).
     - ``price_per_hour`` (⚑ no default): what the broker costs an hour (its node or nodes: Amazon MQ
@@ -143,6 +155,7 @@ class RabbitmqSpec(Strict):
     crashes: Optional[Crashes] = None
     messages_in_memory: PositiveInt = CLASSIC_MESSAGES_IN_MEMORY
     disk_read: Optional[DurationOrDistribution] = None
+    wal_max_size_bytes: PositiveInt = WAL_MAX_SIZE_BYTES
     disk_free_bytes: Optional[PositiveInt] = None
     disk_free_limit_bytes: PositiveInt = DISK_FREE_LIMIT_BYTES
     publish_time: Optional[PositiveDuration] = None
@@ -169,27 +182,36 @@ class RabbitmqSpec(Strict):
             problems.append("consumer_timeout: RabbitMQ 4.3 enforces delivery acknowledgement timeouts on quorum queues only "
                             "(set queue_type: quorum, or version: \"4.2\")")
         if self.queue_type == "quorum":
-            if {"disk_read", "messages_in_memory", "disk_free_bytes"} & self.model_fields_set:
-                problems.append("disk_read, messages_in_memory and disk_free_bytes model classic-queue paging; not modelled for quorum queues")
+            if {"messages_in_memory", "disk_free_bytes"} & self.model_fields_set:
+                problems.append("messages_in_memory and disk_free_bytes model classic-queue paging; a quorum queue keeps no message "
+                                "bodies in memory once its write-ahead log is flushed (wal_max_size_bytes)")
             if not self.durable:
                 problems.append("quorum queues are always durable: durable: false is not allowed")
             if self.overflow == "reject-publish-dlx":
                 problems.append("quorum queues support overflow drop-head and reject-publish, not reject-publish-dlx")
             if self.max_priority is not None:
-                problems.append("max_priority (x-max-priority) is a classic-queue feature; quorum queues do not support it")
-        elif self.delivery_limit is not None:
-            problems.append("delivery_limit is a quorum-queue feature (set queue_type: quorum)")
+                problems.append("max_priority (x-max-priority) applies to classic queues only (quorum queues ignore it); a quorum "
+                                "queue takes each message's priority as published: give priority_weights alone")
+            if self.priority_weights is not None and self.version == "3.13":
+                problems.append("quorum queues support message priorities from RabbitMQ 4.0 (version is 3.13)")
+        else:
+            if self.delivery_limit is not None:
+                problems.append("delivery_limit is a quorum-queue feature (set queue_type: quorum)")
+            if "wal_max_size_bytes" in self.model_fields_set:
+                problems.append("wal_max_size_bytes: the write-ahead log of quorum queues (set queue_type: quorum)")
         if self.memory_high_watermark is not None and self.memory_high_watermark_bytes is not None:
             problems.append("give the memory watermark in messages (memory_high_watermark) or in bytes (memory_high_watermark_bytes), not both")
-        if (self.memory_high_watermark_bytes is None and self.disk_free_bytes is None) != (self.message_size_bytes is None):
-            problems.append("memory_high_watermark_bytes or disk_free_bytes, and message_size_bytes, go together (the bytes a message takes)")
+        sized = self.memory_high_watermark_bytes is not None or self.disk_free_bytes is not None or self.pages_from_wal()
+        if sized != (self.message_size_bytes is not None):
+            problems.append("memory_high_watermark_bytes, disk_free_bytes or a quorum queue's disk_read, and message_size_bytes, "
+                            "go together (the bytes a message takes)")
         if self.disk_free_bytes is not None and self.disk_free_bytes <= self.disk_free_limit_bytes:
             problems.append(f"disk_free_bytes ({self.disk_free_bytes}) must be above disk_free_limit_bytes ({self.disk_free_limit_bytes}): "
                             "the disk alarm would block publishers from the start")
         if self.priority_weights is not None:
-            if self.max_priority is None:
+            if self.max_priority is None and self.queue_type == "classic":
                 problems.append("priority_weights applies only with max_priority")
-            elif len(self.priority_weights) != self.max_priority + 1:
+            elif self.max_priority is not None and len(self.priority_weights) != self.max_priority + 1:
                 problems.append(
                     f"priority_weights needs one weight per priority 0..{self.max_priority} "
                     f"({self.max_priority + 1} weights), got {len(self.priority_weights)}"
@@ -206,6 +228,17 @@ class RabbitmqSpec(Strict):
         """Whether messages survive a restart once on disk: quorum queues, or persistent messages on durable queues."""
         return self.queue_type == "quorum" or (self.durable and self.persistent)
 
+    def pages_from_wal(self) -> bool:
+        """Whether a quorum queue's reads from disk are modelled: its messages leave memory when the
+        write-ahead log holding them is flushed to segment files."""
+        return self.queue_type == "quorum" and self.disk_read is not None
+
+    def wal_messages(self) -> Optional[int]:
+        """How many messages fill the write-ahead log (at least one), when its flushes are modelled."""
+        if not self.pages_from_wal() or self.message_size_bytes is None:
+            return None
+        return max(1, self.wal_max_size_bytes // self.message_size_bytes)
+
     def memory_limit_messages(self) -> Optional[int]:
         if self.memory_high_watermark is not None:
             return self.memory_high_watermark
@@ -218,6 +251,13 @@ class RabbitmqSpec(Strict):
         if self.disk_free_bytes is None or self.message_size_bytes is None:
             return None
         return (self.disk_free_bytes - self.disk_free_limit_bytes) // self.message_size_bytes
+
+    def priority_order(self) -> str:
+        """How the queue orders priorities: a classic queue in cycles; a quorum queue in two levels at
+        2:1 (4.0–4.2), strictly (4.3)."""
+        if self.queue_type == "classic":
+            return "cycles"
+        return "strict" if self.version == "4.3" else "two-levels"
 
     def effective_delivery_limit(self) -> Optional[int]:
         if self.queue_type != "quorum":
@@ -281,9 +321,8 @@ def build(spec: RabbitmqSpec, context) -> RabbitmqBroker:
         target = spec.dead_letter_exchange
         dead_letter = lambda: context.broker(target)
     priority_of = None
-    if spec.max_priority is not None:
-        weights = spec.priority_weights or [1.0] * (spec.max_priority + 1)
-        priority_of = PriorityOf(weights)
+    if spec.max_priority is not None or spec.priority_weights is not None:
+        priority_of = PriorityOf(spec.priority_weights or [1.0] * (spec.max_priority + 1))
     options = RabbitmqOptions(
         quorum=spec.queue_type == "quorum",
         auto_ack=spec.ack == "auto",
@@ -302,11 +341,13 @@ def build(spec: RabbitmqSpec, context) -> RabbitmqBroker:
         dead_letter=dead_letter,
         delivery_limit=spec.effective_delivery_limit(),
         priority_of=priority_of,
+        priorities=spec.priority_order(),
         memory_limit_messages=spec.memory_limit_messages(),
         memory_monitor_interval_s=spec.memory_monitor_interval,
         crashes=context.crashes(spec.crashes, spec.name),
         nack_counts_toward_limit=spec.version != "4.3" or spec.failure_return == "reject",
         messages_in_memory=spec.messages_in_memory if spec.queue_type == "classic" else None,
+        wal_messages=spec.wal_messages(),
         disk_read=context.sampler(spec.disk_read.build(), "disk_read") if spec.disk_read is not None else None,
         disk_limit_messages=spec.disk_limit_messages(),
         publish_s=spec.publish_time,

@@ -12,10 +12,12 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import Field, model_validator
 
+from models.redis_eviction import POLICIES, EvictionPolicy
 from models.redis_list import RedisList
 from models.redis_persistence import DEFAULT_SAVE_RULES
 from models.redis_stream import RedisStream
 
+from ...distributions import Uniform
 from ...fields import Crashes, Duration, Name, PositiveDuration, Price, Strict
 from ..base import DEAD_LETTER
 
@@ -38,10 +40,16 @@ class RedisSpec(Strict):
     With ``max_deliveries``, an idle entry already delivered that many times goes to the
     ``dead_letter`` stream (another broker, by name) instead.
 
-    ``max_messages``: ``maxmemory`` with the default ``noeviction`` policy, counted in messages
-    (waiting, plus the processing list or pending entries): a write that finds it full fails and
-    the publisher is refused; a reliable list's BLMOVE is ``denyoom`` and is refused too, so its
-    consumers stall until an LREM frees room. ``crashes``: the server fails and restarts;
+    ``max_messages``: ``maxmemory``, counted in messages (waiting, plus the processing list or
+    pending entries). With ``maxmemory_policy: noeviction`` (the default, as in Redis) a write that
+    finds it full fails and the publisher is refused; a reliable list's BLMOVE is ``denyoom`` and is
+    refused too, so its consumers stall until an LREM frees room. ``allkeys-lru``, ``allkeys-lrm``,
+    ``allkeys-lfu`` and ``allkeys-random`` evict instead: the queue's key goes whole, and every
+    message in it is lost at once (``evictions``, ``evicted``) — a reliable list's processing list
+    first, except with ``allkeys-random`` (either). ``volatile-lru``, ``volatile-lrm``,
+    ``volatile-lfu``, ``volatile-random`` and ``volatile-ttl`` evict only keys with a TTL, and a
+    queue's keys have none: they behave as ``noeviction`` (redis.io, *Key eviction*; see
+    :mod:`models.redis_eviction`). ``crashes``: the server fails and restarts;
     ``persistence`` says what it comes back with — ``none`` (empty), ``rdb`` (the last snapshot;
     the default, as in Redis: snapshots by the ``save`` rules, redis.conf's ``[[3600, 1], [300,
     100], [60, 10000]]`` unless given, or one every ``rdb_interval``), ``aof-everysec`` (all but the
@@ -75,6 +83,7 @@ class RedisSpec(Strict):
     max_deliveries: Optional[Annotated[int, Field(ge=1, strict=True)]] = None
     dead_letter: Annotated[Optional[Name], DEAD_LETTER] = None
     max_messages: Optional[Annotated[int, Field(ge=1, strict=True)]] = None
+    maxmemory_policy: Literal[POLICIES] = "noeviction"
     persistence: Literal["none", "rdb", "aof-everysec", "aof-no", "aof-always"] = "rdb"
     save: Optional[Annotated[list[tuple[PositiveDuration, Annotated[int, Field(ge=1, strict=True)]]], Field(min_length=1)]] = None
     rdb_interval: Optional[PositiveDuration] = None
@@ -105,6 +114,8 @@ class RedisSpec(Strict):
         for key in ("rdb_interval", "save"):
             if key in given and self.persistence != "rdb":
                 raise ValueError(f"{key}: only with persistence: rdb (persistence is {self.persistence})")
+        if "maxmemory_policy" in given and self.max_messages is None:
+            raise ValueError("maxmemory_policy: only with max_messages (without maxmemory nothing is evicted or refused)")
         if "round_trip" in given and self.command_time is None:
             raise ValueError("round_trip: only with command_time (the server's capacity is not modelled without it)")
         if self.save is not None and self.rdb_interval is not None:
@@ -134,6 +145,8 @@ def build(spec: RedisSpec, context):
         window_start_s=context.window_start_s,
         command_s=spec.command_time,
         round_trip_s=spec.round_trip,
+        eviction=EvictionPolicy(spec.maxmemory_policy, context.sampler(Uniform(0.0, 1.0), "eviction")
+                                if spec.maxmemory_policy == "allkeys-random" else None),
     )
     boundary = context.boundary(spec.name)
     counts = context.counter(spec.name)
