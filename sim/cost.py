@@ -18,7 +18,9 @@ workers would itself need the memory it is meant to check):
   on one-hour runs (20 to 200 bytes a hop; retry storms, whose queues grow, up to 800).
   :data:`PROCESS_BYTES` is what a process holds before it simulates anything (Python, numpy,
   scipy, pandas, pydantic), and :data:`RESULT_BYTES` what one finished replication's result
-  takes in the parent (metrics, checks, time series and histogram: about 20 kB pickled).
+  takes in the parent: its metrics, checks, time series and histogram (about 20 kB) and, mostly,
+  the buckets of each latency and wait distribution by time section (pickled, 50 kB for
+  retry-storm to 1.5 MB for celery-two-queues' thirteen distributions; 240 to 530 kB for most).
 
 The figures are orders of magnitude, good to a factor of two or three: enough to see that
 ten million workers (about 25 GB) or a century of traffic (terabytes, for days) will not fit,
@@ -40,7 +42,7 @@ SECONDS_PER_EVENT = 7e-6
 BYTES_PER_PART = 2_500
 BYTES_PER_HOP = 200
 PROCESS_BYTES = 250e6
-RESULT_BYTES = 50e3
+RESULT_BYTES = 500e3
 
 
 @dataclass(frozen=True)
