@@ -14,7 +14,8 @@ from models.notification import Poll, Push
 from models.web_tier import WebOptions, WebTier
 
 from ..fields import DurationOrDistribution, Name, PositiveDuration, Strict
-from .base import BROKER, Finding, Kind, Source
+from .base import BROKER, Arrow, Box, Finding, Kind, Load, Shown, Source
+from .delays import stay_moments
 from .producers import ArrivalSpec, arrival_process
 
 LINKS = ("request", "respond", "publish")
@@ -83,23 +84,22 @@ class WebTierSpec(Strict):
         return self
 
 
-def mean_stay_s(station, draws: int = 4000) -> float:
-    """A delay station's mean stay: its delay's mean, or for a fan-out the mean of the largest of
-    ``fan_out`` draws, estimated from ``draws`` samples (a fixed seed: the same every time)."""
-    distribution = station.delay.build()
-    if station.fan_out == 1:
-        return distribution.mean
-    samples = distribution.draw(np.random.default_rng(0), draws * station.fan_out).reshape(draws, station.fan_out)
-    return float(samples.max(axis=1).mean())
+def handler_time(spec: WebTierSpec, stations: dict) -> tuple[float, float, bool]:
+    """What a request holds its handler for (work, calls, publication; independent parts):
+    (mean, squared coefficient of variation, whether it is exactly exponential)."""
+    parts = [distribution.build() for distribution in (spec.work, spec.links.publish) if distribution is not None]
+    moments = [(d.mean, d.scv * d.mean ** 2) for d in parts] + [stay_moments(stations[name]) for name in spec.calls]
+    mean, variance = sum(m for m, _ in moments), sum(v for _, v in moments)
+    if parts:
+        exponential = len(moments) == 1 and parts[0].exponential
+    else:
+        exponential = len(moments) == 1 and stations[spec.calls[0]].fan_out == 1 and stations[spec.calls[0]].delay.build().exponential
+    return mean, (variance / mean ** 2 if mean > 0 else 0.0), exponential
 
 
 def handler_time_s(spec: WebTierSpec, stations: dict) -> float:
     """The mean time a request holds its handler: work, calls and the publication."""
-    held = spec.work.build().mean if spec.work is not None else 0.0
-    held += sum(mean_stay_s(stations[name]) for name in spec.calls)
-    if spec.links.publish is not None:
-        held += spec.links.publish.build().mean
-    return held
+    return handler_time(spec, stations)[0]
 
 
 class WebTiers(Kind):
@@ -185,3 +185,72 @@ class WebTiers(Kind):
             for name in ("completed", "notified"):
                 met = int((np.frombuffer(getattr(tier, f"{name}_s"), dtype=np.float64) <= spec.deadline).sum())
                 measures.metrics[f"{prefix}.deadline.{name}_missed_rate"] = 1.0 - met / requests if requests else float("nan")
+
+    def shown(self, measured: dict) -> Iterable[Shown]:
+        """The handlers, what the user waits for, and after a 202 what the user sees and when the work is done."""
+        yield Shown("handlers' utilisation", "handlers.utilization", "%")
+        yield Shown("wait for a handler, mean", "handlers.wait_s.mean", "s")
+        yield Shown("response p50 (the user waits)", "response_s.p50", "s")
+        yield Shown("response p99", "response_s.p99", "s")
+        if measured.get("refused", {}).get("mean"):
+            yield Shown("refused (503)", "refused_rate", "%")
+        if measured.get("accepted", {}).get("mean"):  # asynchronous: the answer is a 202
+            yield Shown("perceived p99 (202 + client step)", "perceived_s.p99", "s")
+        yield Shown("completed mean (the work done)", "completed_s.mean", "s")
+        yield Shown("completed p99", "completed_s.p99", "s")
+        if measured.get("accepted", {}).get("mean"):
+            yield Shown("notified p99 (the user knows)", "notified_s.p99", "s")
+        for name, label in (("completed", "completed"), ("notified", "notified")):
+            if f"{name}_missed_rate" in measured.get("deadline", {}):
+                yield Shown(f"deadline missed ({label})", f"deadline.{name}_missed_rate", "%")
+
+    def load(self, spec: WebTierSpec, scenario, sent_per_s: dict[str, float]) -> Load:
+        held_s, scv, exponential = handler_time(spec, {d.name: d for d in scenario.delays})
+        return Load(spec.name, spec.arrivals.mean_rate(), held_s, spec.handlers, scv, spec.arrivals.process == "poisson", exponential)
+
+    def theory(self, spec: WebTierSpec, load: Load, queue) -> dict[str, tuple[float, bool]]:
+        """The handler pool is an M/G/c queue whose service is the whole call (Erlang C when that
+        is exponential, Allen–Cunneen otherwise); the response adds the request and respond links.
+        None with a ``backlog`` (refusals) or polling (the polls' handler time depends on completions)."""
+        if spec.backlog is not None or (spec.notify is not None and spec.notify.poll is not None):
+            return {}
+        prefix = f"web.{spec.name}"
+        values = {f"{prefix}.handlers.hold_s.mean": (load.held_s, True)}
+        if load.offered_load >= 1:
+            return values
+        values[f"{prefix}.handlers.utilization"] = (load.offered_load, True)
+        values[f"{prefix}.handlers.busy_mean"] = (load.busy_mean, True)
+        queued = queue(load)
+        if queued is None:
+            return values
+        metrics, exact = queued
+        links = sum(getattr(spec.links, hop).build().mean for hop in ("request", "respond") if getattr(spec.links, hop) is not None)
+        values[f"{prefix}.handlers.wait_s.mean"] = (metrics.wait_s, exact)
+        values[f"{prefix}.handlers.waiting_mean"] = (metrics.queue_length, exact)
+        values[f"{prefix}.response_s.mean"] = (links + metrics.sojourn_s, exact)
+        return values
+
+    def box(self, spec: WebTierSpec, measured: dict) -> Box:
+        mode = "in-line" if spec.publishes_to is None else "answers 202"
+        text = f"{spec.handlers} handlers, {mode}\n{spec.arrivals.mean_rate():.3g} requests/s"
+        busy = measured.get("handlers", {}).get("utilization", {}).get("mean")
+        if busy is not None:
+            text += f"\nbusy {100 * busy:.3g}%"
+        return Box("web tier", text, source=True)
+
+    def arrows(self, spec: WebTierSpec, scenario) -> Iterable[Arrow]:
+        for name in spec.calls:
+            yield Arrow(name, "calls (waits)")
+        if spec.publishes_to is not None:
+            yield Arrow(spec.publishes_to, "publishes")
+
+    def models(self, spec: WebTierSpec, tier: WebTier) -> Iterable[tuple[type, str]]:
+        """The tier, its arrivals, its links and its notification."""
+        yield type(tier), f"web tier {spec.name}"
+        yield type(tier.arrivals), f"arrivals of {spec.name}"
+        options = tier.options
+        for hop in LINKS:
+            if getattr(options, hop) is not None:
+                yield type(getattr(options, hop)), f"link {hop} of {spec.name}"
+        if options.notification is not None:
+            yield type(options.notification), f"notification of {spec.name}"
