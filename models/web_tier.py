@@ -19,7 +19,9 @@ class WebOptions:
     publication cross; ``publish_to``: where an asynchronous handler publishes the job (None: the
     tier is synchronous); ``backlog``: requests that may wait for a handler (None: no bound);
     ``client_step``: the client-side step after a 202 that makes the task seem done;
-    ``notification``: :class:`~models.notification.Push` or :class:`~models.notification.Poll`."""
+    ``notification``: :class:`~models.notification.Push` or :class:`~models.notification.Poll`;
+    ``signalled``: the last stage of the asynchronous path signals completions (:meth:`WebTier.put`),
+    so the tier keeps the ids of the jobs it published until their signal comes."""
 
     work: Callable[[], float] | None = None
     calls: list = field(default_factory=list)
@@ -30,6 +32,7 @@ class WebOptions:
     backlog: int | None = None
     client_step: Callable[[], float] | None = None
     notification: Any = None
+    signalled: bool = False
 
 
 class WebTier:
@@ -47,8 +50,11 @@ class WebTier:
     - **asynchronous**: the handler publishes the job (crossing the ``publish`` link: the broker
       round trip and serialisation) and answers 202 Accepted at once; a refused publication is
       answered 503 and the request rejected. A worker does the work later; the last stage that
-      finishes it may signal the tier (:meth:`put`: "a worker ... signals the job is complete"),
-      which marks the completion and tells the user by ``notification`` (polling or a push).
+      finishes it (a worker pool, or a delay station after it: the last of a fan-out's deliveries)
+      may signal the tier (:meth:`put`: "a worker ... signals the job is complete"), which marks
+      the completion and tells the user by ``notification`` (polling or a push). Only the first
+      signal of a job this tier published counts: a message from another source, or a second
+      signal of the same job (a redelivery), is processed there and not counted as a completion.
 
     The handler is freed when it answers; the answer crosses the ``respond`` link to the user.
     What the user sees, per request made in the measurement window (from ``window_start_s``):
@@ -77,6 +83,7 @@ class WebTier:
         self.window_start_s = window_start_s
         self.holding: set[int] = set()
         self.answered_s: dict[int, float] = {}  # asynchronous requests waiting for their completion signal
+        self.published: set[int] = set()  # jobs published and not yet signalled (with options.signalled)
         self.response_s = array("d")
         self.perceived_s = array("d")
         self.completed_s = array("d")
@@ -151,6 +158,8 @@ class WebTier:
         self.holding.discard(message.id)
         if self.options.publish_to.put(message):
             self.counts.add("accepted")
+            if self.options.signalled:
+                self.published.add(message.id)
             return True
         self.counts.add("refused")
         self.fates.rejected(message, self.env.now, admitted=True)
@@ -175,9 +184,13 @@ class WebTier:
 
     def put(self, message) -> bool:
         """The last stage signals that the job of ``message`` is complete: it is processed now,
-        and the user learns of it by the notification (at once, without one)."""
+        and, if this tier published it and this is its first signal, the completion is timed and
+        the user learns of it by the notification (at once, without one)."""
         now = self.env.now
         self.fates.processed(message, now)
+        if message.id not in self.published:
+            return True
+        self.published.discard(message.id)
         answered = self.answered_s.pop(message.id, now)
         notification = self.options.notification
         notified = notification.notified_s(now, answered) if notification is not None else now

@@ -145,4 +145,28 @@ def test_bad_web_input_is_named_by_file_line_and_field():
         load_scenario_text(BAD_WEB.replace("fan_out: 0", "fan_out: 3"), source="web.yaml")
     problems = str(caught.value)
     assert "web.yaml:8: web.api.calls: 'dbb' is not a delay station; did you mean 'db'?" in problems
-    assert "web.yaml:9: web.api.notify: no worker pool signals this tier's completions (sends_to: api)" in problems
+    assert "web.yaml:9: web.api.notify: no worker pool or delay station signals this tier's completions (sends_to: api)" in problems
+
+
+def test_a_fan_out_station_signals_completion_at_the_last_delivery_and_other_messages_do_not_count():
+    """The tweet's asynchronous path: publish (500 ms, so that a message without it stands out),
+    broker wait, the fan-out worker's service, then the last of 10 deliveries, which signals the
+    tier. A producer feeding the same queue sends messages that reach the same signal: they are
+    processed there but are not the tier's completions."""
+    scenario = web_scenario(
+        {"arrivals": {"process": "poisson", "rate": 10}, "handlers": 20, "links": {"publish": "500ms"}, "publishes_to": "fanout"},
+        duration=400, warmup=20,
+        producers=[{"name": "other", "arrivals": {"process": "poisson", "rate": 5}, "sends_to": "fanout"}],
+        brokers=[{"name": "fanout", "kind": "fifo"}],
+        workers=[{"name": "pool", "consumes": "fanout", "count": 3, "service_time": {"dist": "exponential", "mean": "100ms"}, "sends_to": "followers"}],
+        delays=[{"name": "followers", "delay": {"dist": "exponential", "mean": "20ms"}, "fan_out": 10, "sends_to": "api"}],
+    )
+    result = run(scenario, replications=2, jobs=1)
+    for r in result.results:  # per replication: publication + broker wait + service + the last of 10 deliveries
+        parts = 0.5 + r.metrics["brokers.fanout.wait_s.mean"] + r.metrics["workers.pool.service_s.mean"] + r.metrics["delays.followers.stay_s.mean"]
+        assert r.metrics["web.api.completed_s.mean"] == pytest.approx(parts, rel=0.02)
+    stay = result.estimate("delays.followers.stay_s.mean")
+    assert stay.contains(0.02 * sum(1 / k for k in range(1, 11)))  # E[max of 10 exponentials] = E[D]·H(10)
+    processed, accepted = result.summary()["counts"]["processed"], 2 * result.estimate("web.api.accepted").mean
+    assert processed == pytest.approx(1.5 * accepted, rel=0.1)  # the producer's messages (5/s beside 10/s) end there too
+    assert result.ok

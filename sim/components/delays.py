@@ -11,19 +11,24 @@ from models.delay import DelayStation
 
 from ..fields import DurationOrDistribution, Name, Strict
 from ..units import format_duration
-from .base import BROKER, Arrow, Box, Kind, Load, Relay, Shown
+from .base import Arrow, Box, Kind, Load, Refers, Relay, Shown
+
+
+BROKER_OR_WEB = Refers(("brokers", "web"))
+"""Where a station sends what has stayed: a broker, or a web tier (a completion signal)."""
 
 
 class DelaySpec(Strict):
     """Each message stays ``delay`` (a duration or a distribution), all at once and independently
     (M/G/∞); with ``fan_out`` N it is delivered N times in parallel and leaves at the last
-    delivery. Then it goes on to ``sends_to`` (a broker), or it is processed there. A web tier's
-    handler may also ``call`` it and wait."""
+    delivery. Then it goes on to ``sends_to`` (a broker, or a web tier: the completion signal of
+    that tier's asynchronous path), or it is processed there. A web tier's handler may also
+    ``call`` it and wait."""
 
     name: Name
     delay: DurationOrDistribution
     fan_out: Annotated[int, Field(ge=1, le=100_000, strict=True)] = 1
-    sends_to: Annotated[Optional[Name], BROKER] = None
+    sends_to: Annotated[Optional[Name], BROKER_OR_WEB] = None
 
 
 def stay_moments(station, draws: int = 4000) -> tuple[float, float]:
@@ -51,7 +56,8 @@ class Delays(Kind):
         return Relay(spec.name, spec.sends_to) if spec.sends_to is not None else None
 
     def build(self, spec: DelaySpec, context) -> DelayStation:
-        next_hop = context.target(spec.sends_to) if spec.sends_to is not None else None
+        """A station sending to a web tier gets it as its next hop when the tier is built (after it)."""
+        next_hop = context.target(spec.sends_to) if spec.sends_to in context.network.targets else None
         station = DelayStation(context.env, spec.name, context.sampler(spec.delay.build(), "delay"),
                                context.boundary(spec.name, "delay", keep_sojourns=False), context.fates, next_hop, spec.fan_out)
         context.network.targets[spec.name] = station

@@ -102,6 +102,12 @@ def handler_time_s(spec: WebTierSpec, stations: dict) -> float:
     return handler_time(spec, stations)[0]
 
 
+def signallers(name: str, scenario) -> list[str]:
+    """The parts whose ``sends_to`` names the web tier ``name``: the ends of its asynchronous path
+    (worker pools, delay stations), whose messages are its completion signals."""
+    return [part.name for part in (*scenario.workers, *scenario.delays) if part.sends_to == name]
+
+
 class WebTiers(Kind):
     section = "web"
     noun = "a web tier"
@@ -121,11 +127,11 @@ class WebTiers(Kind):
         for producer in scenario.producers:
             if producer.sends_to == spec.name:
                 yield Finding(None, f"producer '{producer.name}' sends_to this web tier; a web tier takes requests from its own arrivals, and only the last stage of its asynchronous path sends to it (the completion signal)")
-        signalled = any(pool.sends_to == spec.name for pool in scenario.workers)
+        signalled = bool(signallers(spec.name, scenario))
         if spec.notify is not None and not signalled:
-            yield Finding("notify", "no worker pool signals this tier's completions (sends_to: " + spec.name + "), so no user would be notified")
+            yield Finding("notify", "no worker pool or delay station signals this tier's completions (sends_to: " + spec.name + "), so no user would be notified")
         if spec.deadline is not None and spec.publishes_to is not None and not signalled:
-            yield Finding("deadline", "no worker pool signals this tier's completions (sends_to: " + spec.name + "), so none could be timed against the deadline")
+            yield Finding("deadline", "no worker pool or delay station signals this tier's completions (sends_to: " + spec.name + "), so none could be timed against the deadline")
         if unknown:
             return
         held_s = handler_time_s(spec, stations)
@@ -142,7 +148,8 @@ class WebTiers(Kind):
         return Source(spec.name, spec.publishes_to, spec.arrivals.mean_rate())
 
     def build(self, spec: WebTierSpec, context) -> WebTier:
-        options = WebOptions(calls=[context.part("delays", name) for name in spec.calls], backlog=spec.backlog)
+        signalled_by = signallers(spec.name, context.scenario)
+        options = WebOptions(calls=[context.part("delays", name) for name in spec.calls], backlog=spec.backlog, signalled=bool(signalled_by))
         if spec.work is not None:
             options.work = context.sampler(spec.work.build(), "service_time", component=spec.work_stream or spec.name)
         for hop in LINKS:
@@ -161,6 +168,9 @@ class WebTiers(Kind):
                        context.boundary(spec.name, "handlers", keep_sojourns=False), context.boundary(f"{spec.name}:queue", "handlers", keep_sojourns=False),
                        context.counter(spec.name), options, context.window_start_s)
         context.network.targets[spec.name] = tier
+        for name in signalled_by:  # the stations signalling it were built before it
+            if name in context.network.section("delays"):
+                context.part("delays", name).next_hop = tier
         return tier
 
     def measure(self, spec: WebTierSpec, tier: WebTier, context, measures) -> None:

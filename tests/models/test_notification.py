@@ -11,7 +11,7 @@ from tests.models.test_web_tier import Broker, Times, tier
 @pytest.mark.parametrize("notification, notified", [(Poll(1.0), 3.0), (Push(constant(0.25)), 2.75)])
 def test_the_user_learns_of_a_completion_at_the_next_poll_or_by_a_push(fates, observer, counts, level, notification, notified):
     broker = Broker()
-    env, web, _, _ = tier(fates, counts, level, Times(0.0), publish_to=broker, notification=notification)
+    env, web, _, _ = tier(fates, counts, level, Times(0.0), publish_to=broker, notification=notification, signalled=True)
     env.run()
     env.timeout(2.5).callbacks.append(lambda _: web.put(broker.got[0]))  # a worker signals the job is complete
     env.run()
