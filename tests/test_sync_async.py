@@ -170,3 +170,24 @@ def test_a_fan_out_station_signals_completion_at_the_last_delivery_and_other_mes
     processed, accepted = result.summary()["counts"]["processed"], 2 * result.estimate("web.api.accepted").mean
     assert processed == pytest.approx(1.5 * accepted, rel=0.1)  # the producer's messages (5/s beside 10/s) end there too
     assert result.ok
+
+
+def test_polls_hold_handlers_and_the_user_learns_at_the_first_status_answer_after_the_completion():
+    """A 202 at once, the job done 1 s later (a deterministic worker, never waited for); the client
+    polls 300 ms after each answer and each status lookup holds a handler 10 ms. Polls look at
+    0.31, 0.62, 0.93 and 1.24 s: 4 polls, the user knows at 1.24 s, and the handlers are busy
+    λ·4·10 ms on average: polling costs handler time."""
+    scenario = web_scenario(
+        {"arrivals": {"process": "poisson", "rate": 2}, "handlers": 50, "publishes_to": "jobs", "notify": {"poll": "300ms", "status": "10ms"}},
+        duration=600, warmup=20,
+        brokers=[{"name": "jobs", "kind": "fifo"}],
+        workers=[{"name": "pool", "consumes": "jobs", "count": 50, "service_time": {"dist": "deterministic", "value": "1s"}, "sends_to": "api"}],
+    )
+    result = run(scenario, replications=2, jobs=1)
+    assert result.estimate("web.api.completed_s.mean").mean == pytest.approx(1.0)
+    for key in ("mean", "p50", "p99"):
+        assert result.estimate(f"web.api.notified_s.{key}").mean == pytest.approx(1.24, rel=RELATIVE_ACCURACY)
+    assert result.estimate("web.api.polls_per_request").mean == pytest.approx(4, rel=0.01)
+    busy = result.estimate("web.api.handlers.busy_mean")
+    assert busy.contains(2 * 4 * 0.010), busy
+    assert result.ok

@@ -34,15 +34,20 @@ class LinksSpec(Strict):
 
 class NotifySpec(Strict):
     """How the user learns that an asynchronous job is done: a ``push`` (its latency) or polling
-    every ``poll`` from the 202 (told at the first poll after the completion)."""
+    every ``poll`` after each answer (told by the first status answer after the completion). A
+    status request is a request to the tier: it crosses the links, waits for a handler and holds
+    it for its ``status`` lookup (a duration or a distribution; absent: no time)."""
 
     push: Optional[DurationOrDistribution] = None
     poll: Optional[PositiveDuration] = None
+    status: Optional[DurationOrDistribution] = None
 
     @model_validator(mode="after")
     def _one_way(self):
         if (self.push is None) == (self.poll is None):
             raise ValueError("give one way to notify: push (a latency) or poll (an interval)")
+        if self.status is not None and self.poll is None:
+            raise ValueError("status is the handler time of a poll: it needs poll (an interval)")
         return self
 
 
@@ -85,9 +90,11 @@ class WebTierSpec(Strict):
 
 
 def handler_time(spec: WebTierSpec, stations: dict) -> tuple[float, float, bool]:
-    """What a request holds its handler for (work, calls, publication; independent parts):
-    (mean, squared coefficient of variation, whether it is exactly exponential)."""
-    parts = [distribution.build() for distribution in (spec.work, spec.links.publish) if distribution is not None]
+    """What a request holds its handler for (work, calls, publication, and when the client polls
+    at least one status lookup; independent parts): (mean, squared coefficient of variation,
+    whether it is exactly exponential)."""
+    status = spec.notify.status if spec.notify is not None else None
+    parts = [distribution.build() for distribution in (spec.work, spec.links.publish, status) if distribution is not None]
     moments = [(d.mean, d.scv * d.mean ** 2) for d in parts] + [stay_moments(stations[name]) for name in spec.calls]
     mean, variance = sum(m for m, _ in moments), sum(v for _, v in moments)
     if parts:
@@ -163,7 +170,11 @@ class WebTiers(Kind):
             options.client_step = context.sampler(spec.client_step.build(), "client_step")
         if spec.notify is not None:
             push = spec.notify.push
-            options.notification = Poll(spec.notify.poll) if push is None else Push(context.sampler(push.build(), "push_latency"))
+            if push is not None:
+                options.notification = Push(context.sampler(push.build(), "push_latency"))
+            else:
+                status = spec.notify.status
+                options.notification = Poll(spec.notify.poll, context.sampler(status.build(), "status_time") if status is not None else None)
         tier = WebTier(context.env, spec.name, arrival_process(spec.arrivals, context, spec.name), spec.handlers, context.fates,
                        context.boundary(spec.name, "handlers", keep_sojourns=False), context.boundary(f"{spec.name}:queue", "handlers", keep_sojourns=False),
                        context.counter(spec.name), options, context.window_start_s)
@@ -187,6 +198,9 @@ class WebTiers(Kind):
         measures.series[f"{prefix}.handlers.utilization"] = measures.level(busy) / spec.handlers
         measures.counts(prefix, counted, WEB_EVENTS)
         requests = counted["requests"]
+        if spec.notify is not None and spec.notify.poll is not None:
+            measures.counts(prefix, counted, ("polls",))
+            measures.metrics[f"{prefix}.polls_per_request"] = counted["polls"] / counted["accepted"] if counted["accepted"] else float("nan")
         measures.metrics[f"{prefix}.refused_rate"] = counted["refused"] / requests if requests else float("nan")
         measures.metrics[f"{prefix}.requests_per_s"] = requests / window
         for name in ("response_s", "perceived_s", "completed_s", "notified_s"):
@@ -210,6 +224,8 @@ class WebTiers(Kind):
         yield Shown("completed p99", "completed_s.p99", "s")
         if measured.get("accepted", {}).get("mean"):
             yield Shown("notified p99 (the user knows)", "notified_s.p99", "s")
+        if "polls_per_request" in measured:
+            yield Shown("status polls per request (each holds a handler)", "polls_per_request")
         for name, label in (("completed", "completed"), ("notified", "notified")):
             if f"{name}_missed_rate" in measured.get("deadline", {}):
                 yield Shown(f"deadline missed ({label})", f"deadline.{name}_missed_rate", "%")
