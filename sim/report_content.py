@@ -26,7 +26,8 @@ from .warmup import AUTO, inspectable
 
 
 def _is_time(metric: str) -> bool:
-    return any(part in metric for part in ("latency_s", "wait_s", "service_s", "sojourn_s"))
+    """A duration: some part of the name is in seconds (``wait_s``, ``stay_s``), not per second."""
+    return any(part.endswith("_s") and not part.endswith("per_s") for part in metric.split("."))
 
 
 def fmt_value(metric: str, value) -> str:
