@@ -147,14 +147,26 @@ def draw_diagram(scenario: Scenario, result: Result | None = None, ax=None):
         ax.text(x, y + 0.26, label, ha="center", va="center", fontsize=9.5, fontweight="bold", color="#0f172a")
         ax.text(x, y - 0.02, text, ha="center", va="top", fontsize=7, color="#1e293b", linespacing=1.25)
 
+    lowest = [min(p[1] for p in position.values()) - height / 2]
+
     def arrow(a, b, label="", style="-"):
         (x1, y1), (x2, y2) = position[a], position[b]
+        bend = 0.0
         if x2 > x1:
             start, end = (x1 + width / 2 + 0.05, y1), (x2 - width / 2 - 0.05, y2)
+        elif x2 < x1:  # back to an earlier column (a completion signal): a curve under the boxes
+            start, end = (x1, y1 - height / 2 - 0.05), (x2, y2 - height / 2 - 0.05)
+            bend = -0.25  # the curve's middle is 0.125 × the distance below the line
         else:
             start, end = (x1, y1 - height / 2), (x2, y2 + height / 2)
-        ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", color="#334155", lw=1.3, linestyle=style, shrinkA=0, shrinkB=0))
-        if label:
+        ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", color="#334155", lw=1.3, linestyle=style, shrinkA=0, shrinkB=0,
+                                                              connectionstyle=f"arc3,rad={bend}"))
+        if bend:
+            bottom = min(start[1], end[1]) - 0.125 * abs(x1 - x2)
+            lowest[0] = min(lowest[0], bottom - 0.3)
+            if label:
+                ax.text((start[0] + end[0]) / 2, bottom - 0.05, label, ha="center", va="top", fontsize=7, color="#334155")
+        elif label:
             ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.1, label, ha="center", va="bottom", fontsize=7, color="#334155")
 
     for p in scenario.producers:
@@ -178,7 +190,7 @@ def draw_diagram(scenario: Scenario, result: Result | None = None, ax=None):
     xs = [p[0] for p in position.values()]
     ys = [p[1] for p in position.values()]
     ax.set_xlim(min(xs) - width / 2 - 0.2, max(xs) + width / 2 + 0.2)
-    ax.set_ylim(min(ys) - height / 2 - 0.2, max(ys) + height / 2 + 0.2)
+    ax.set_ylim(min(min(ys) - height / 2, lowest[0]) - 0.2, max(ys) + height / 2 + 0.2)
     ax.set_aspect("equal")
     ax.axis("off")
     return ax
