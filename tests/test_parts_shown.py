@@ -104,3 +104,18 @@ def test_the_report_table_list_of_models_and_diagram_show_them(upload):
     assert any(t.startswith("12 handlers, answers 202") and f"busy {busy:.3g}%" in t for t in texts)
     assert {"calls (waits)", "publishes", "completion"} <= set(texts)
     assert _columns(scenario) == {"upload": 0, "storage": 1, "thumbnails": 1, "thumbnailer": 2}
+
+
+@pytest.mark.slow
+def test_a_sweep_of_a_web_tier_overlays_its_erlang_c_curve():
+    from sim.executors import SerialExecutor
+    from sim.sweep import run_sweep
+
+    sync = ROOT / "scenarios" / "tweet-fanout-sync.yaml"
+    sweep = run_sweep(sync, ["web.post.arrivals.rate=20/s,60/s"], executor=SerialExecutor(), replications=2,
+                      overrides=["duration=20s", "warmup=2s"])
+    curve = sweep.dense_theory("web.post.arrivals.rate", {})
+    assert [v for v, _, _ in curve][:2] == [20.0, pytest.approx(20 + 40 / 79)] and curve[-1][0] == 60.0
+    for rate, _, model in curve:  # λ·E[held], held 50 ms of work + the last of 100 deliveries (30.5 ms): exact
+        assert model.values["web.post.handlers.busy_mean"] == (pytest.approx(rate * 0.0805, rel=0.01), True)
+        assert model.values["web.post.response_s.mean"][0] == pytest.approx(0.06 + model.values["web.post.handlers.hold_s.mean"][0] + model.values["web.post.handlers.wait_s.mean"][0])
