@@ -67,9 +67,10 @@ class WebTier:
     for its lookup (:class:`~models.notification.Poll`), so polling costs the tier capacity.
 
     Boundaries: ``busy`` counts handlers in use (its mean over ``handlers`` is the utilisation),
-    ``queue`` requests (and status polls) waiting for a handler. The tier holds a request from its arrival until it
-    is processed, published or refused. Simplifications: a handler is a thread that never fails
-    and never times out; work does not slow under load; a 503 is answered without a handler.
+    ``queue`` requests (and status polls) waiting for a handler. The tier holds a request from its
+    arrival until it is processed, published or refused. Simplifications: a handler is a thread
+    that never fails and never times out; work does not slow under load; a 503 is answered without
+    a handler; the ids of jobs published and never signalled (lost on the way) are kept to the end.
     """
 
     def __init__(self, env, name, arrivals, handlers: int, fates, busy, queue, counts, options: WebOptions, window_start_s=0.0):

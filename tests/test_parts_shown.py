@@ -71,6 +71,14 @@ def test_a_synchronous_tier_has_the_erlang_c_theory_of_its_whole_call():
     assert approximate["web.api.handlers.wait_s.mean"][1] is False  # the largest of 3 is not exponential: Allen–Cunneen
 
 
+def test_a_tier_that_holds_its_handler_no_time_has_no_load_on_it():
+    scenario = scenario_from_dict({"name": "web", "duration": 100, "producers": [], "brokers": [{"name": "q", "kind": "fifo"}],
+                                   "workers": [{"name": "w", "consumes": "q", "count": 1, "service_time": {"dist": "exponential", "mean": "10ms"}}],
+                                   "web": [{"name": "api", "arrivals": {"process": "poisson", "rate": 15}, "handlers": 1, "publishes_to": "q"}]})
+    values = theory_of(scenario).values
+    assert values["web.api.handlers.hold_s.mean"] == (0.0, True) and values["web.api.handlers.utilization"] == (0.0, True)
+
+
 def test_check_lists_the_load_on_handlers_and_stations(call):
     code, text, _ = call("check", UPLOAD, "--json")
     parts = json.loads(text)["parts"]

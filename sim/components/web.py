@@ -97,10 +97,13 @@ def handler_time(spec: WebTierSpec, stations: dict) -> tuple[float, float, bool]
     parts = [distribution.build() for distribution in (spec.work, spec.links.publish, status) if distribution is not None]
     moments = [(d.mean, d.scv * d.mean ** 2) for d in parts] + [stay_moments(stations[name]) for name in spec.calls]
     mean, variance = sum(m for m, _ in moments), sum(v for _, v in moments)
-    if parts:
-        exponential = len(moments) == 1 and parts[0].exponential
+    if len(moments) != 1:
+        exponential = False
+    elif parts:
+        exponential = parts[0].exponential
     else:
-        exponential = len(moments) == 1 and stations[spec.calls[0]].fan_out == 1 and stations[spec.calls[0]].delay.build().exponential
+        station = stations[spec.calls[0]]
+        exponential = station.fan_out == 1 and station.delay.build().exponential
     return mean, (variance / mean ** 2 if mean > 0 else 0.0), exponential
 
 
