@@ -21,7 +21,9 @@ class WebOptions:
     ``client_step``: the client-side step after a 202 that makes the task seem done;
     ``notification``: :class:`~models.notification.Push` or :class:`~models.notification.Poll`;
     ``signalled``: the last stage of the asynchronous path signals completions (:meth:`WebTier.put`),
-    so the tier keeps the ids of the jobs it published until their signal comes."""
+    so the tier keeps the ids of the jobs it published until their signal comes; ``poll_request``,
+    ``poll_respond``: the links a status poll crosses (None: ``request``, ``respond``), which may
+    draw from streams of their own so that the requests' draws do not depend on the polls."""
 
     work: Callable[[], float] | None = None
     calls: list = field(default_factory=list)
@@ -33,6 +35,8 @@ class WebOptions:
     client_step: Callable[[], float] | None = None
     notification: Any = None
     signalled: bool = False
+    poll_request: Any = None
+    poll_respond: Any = None
 
 
 class WebTier:
@@ -175,15 +179,16 @@ class WebTier:
         holding a handler for its ``status`` lookup like any request (a full backlog refuses it,
         and the client polls again after the interval). It never gives up."""
         env, options, poll = self.env, self.options, self.options.notification
+        request, respond = options.poll_request or options.request, options.poll_respond or options.respond
         while True:
             yield env.timeout(poll.interval_s)
-            if options.request is not None:
-                yield from options.request.cross()
+            if request is not None:
+                yield from request.cross()
             done = False
             if not self._backlog_full():
                 done = yield from self._handled(self._status(message))
-            if options.respond is not None:
-                yield from options.respond.cross()
+            if respond is not None:
+                yield from respond.cross()
             if done:
                 self.completed_ids.discard(message.id)
                 if message.created_s >= self.window_start_s:

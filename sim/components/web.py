@@ -162,11 +162,15 @@ class WebTiers(Kind):
         options = WebOptions(calls=[context.part("delays", name) for name in spec.calls], backlog=spec.backlog, signalled=bool(signalled_by))
         if spec.work is not None:
             options.work = context.sampler(spec.work.build(), "service_time", component=spec.work_stream or spec.name)
+        polling = spec.notify is not None and spec.notify.poll is not None
         for hop in LINKS:
             latency = getattr(spec.links, hop)
             if latency is not None:
                 name = f"{spec.name}:{hop}"
-                setattr(options, hop, Link(context.env, name, context.sampler(latency.build(), f"{hop}_latency"), context.boundary(name, "link", keep_sojourns=False)))
+                boundary = context.boundary(name, "link", keep_sojourns=False)
+                setattr(options, hop, Link(context.env, name, context.sampler(latency.build(), f"{hop}_latency"), boundary))
+                if polling and hop != "publish":  # status polls draw their own, so requests draw the same as in a design without them
+                    setattr(options, f"poll_{hop}", Link(context.env, name, context.sampler(latency.build(), f"poll_{hop}_latency"), boundary))
         if spec.publishes_to is not None:
             options.publish_to = context.target(spec.publishes_to)
         if spec.client_step is not None:
