@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 
 class Push:
     """The server pushes a notification when the work completes (a WebSocket message, a mobile
     push): the user knows ``latency`` (a sampler of seconds) after the completion.
     Simplification: every push arrives; its latency is drawn independently of load."""
+
+    polls = False
 
     def __init__(self, latency):
         self.latency = latency
@@ -18,14 +18,16 @@ class Push:
 
 
 class Poll:
-    """The client polls a status endpoint every ``interval_s`` seconds from the moment it got the
-    202 Accepted (as an HTTP client following a ``Location`` header with ``Retry-After``), and
-    learns of the completion at the first poll after it: at ``answered + k·interval``, k ≥ 1.
-    Simplification: a poll is answered at once and costs no handler time."""
+    """The client polls a status endpoint every ``interval_s`` seconds after each answer (the 202
+    Accepted, then each status answer: an HTTP client following a ``Location`` header with
+    ``Retry-After``) and learns of the completion from the first status answer after it. Each
+    status request is a request to the web tier: it crosses the links, waits for a handler and
+    holds it for its ``status`` lookup (a sampler of seconds; None: no time, but it still needs a
+    free handler), so polling costs handler time (:class:`~models.web_tier.WebTier` runs the polls).
+    Simplification: the client polls until it learns the result, however long that takes."""
 
-    def __init__(self, interval_s: float):
+    polls = True
+
+    def __init__(self, interval_s: float, status=None):
         self.interval_s = interval_s
-
-    def notified_s(self, completed_s: float, answered_s: float) -> float:
-        polls = max(1, math.ceil((completed_s - answered_s) / self.interval_s))
-        return answered_s + polls * self.interval_s
+        self.status = status

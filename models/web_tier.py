@@ -19,7 +19,11 @@ class WebOptions:
     publication cross; ``publish_to``: where an asynchronous handler publishes the job (None: the
     tier is synchronous); ``backlog``: requests that may wait for a handler (None: no bound);
     ``client_step``: the client-side step after a 202 that makes the task seem done;
-    ``notification``: :class:`~models.notification.Push` or :class:`~models.notification.Poll`."""
+    ``notification``: :class:`~models.notification.Push` or :class:`~models.notification.Poll`;
+    ``signalled``: the last stage of the asynchronous path signals completions (:meth:`WebTier.put`),
+    so the tier keeps the ids of the jobs it published until their signal comes; ``poll_request``,
+    ``poll_respond``: the links a status poll crosses (None: ``request``, ``respond``), which may
+    draw from streams of their own so that the requests' draws do not depend on the polls."""
 
     work: Callable[[], float] | None = None
     calls: list = field(default_factory=list)
@@ -30,6 +34,9 @@ class WebOptions:
     backlog: int | None = None
     client_step: Callable[[], float] | None = None
     notification: Any = None
+    signalled: bool = False
+    poll_request: Any = None
+    poll_respond: Any = None
 
 
 class WebTier:
@@ -47,8 +54,11 @@ class WebTier:
     - **asynchronous**: the handler publishes the job (crossing the ``publish`` link: the broker
       round trip and serialisation) and answers 202 Accepted at once; a refused publication is
       answered 503 and the request rejected. A worker does the work later; the last stage that
-      finishes it may signal the tier (:meth:`put`: "a worker ... signals the job is complete"),
-      which marks the completion and tells the user by ``notification`` (polling or a push).
+      finishes it (a worker pool, or a delay station after it: the last of a fan-out's deliveries)
+      may signal the tier (:meth:`put`: "a worker ... signals the job is complete"), which marks
+      the completion and tells the user by ``notification`` (polling or a push). Only the first
+      signal of a job this tier published counts: a message from another source, or a second
+      signal of the same job (a redelivery), is processed there and not counted as a completion.
 
     The handler is freed when it answers; the answer crosses the ``respond`` link to the user.
     What the user sees, per request made in the measurement window (from ``window_start_s``):
@@ -57,10 +67,14 @@ class WebTier:
     to the work done: in the handler when synchronous, at the completion signal otherwise) and
     ``notified_s`` (when the user learned of it: with the answer when synchronous).
 
+    A polling client's status requests are requests too: each waits for a handler and holds it
+    for its lookup (:class:`~models.notification.Poll`), so polling costs the tier capacity.
+
     Boundaries: ``busy`` counts handlers in use (its mean over ``handlers`` is the utilisation),
-    ``queue`` requests waiting for a handler. The tier holds a request from its arrival until it
-    is processed, published or refused. Simplifications: a handler is a thread that never fails
-    and never times out; work does not slow under load; a 503 is answered without a handler.
+    ``queue`` requests (and status polls) waiting for a handler. The tier holds a request from its
+    arrival until it is processed, published or refused. Simplifications: a handler is a thread
+    that never fails and never times out; work does not slow under load; a 503 is answered without
+    a handler; the ids of jobs published and never signalled (lost on the way) are kept to the end.
     """
 
     def __init__(self, env, name, arrivals, handlers: int, fates, busy, queue, counts, options: WebOptions, window_start_s=0.0):
@@ -77,6 +91,8 @@ class WebTier:
         self.window_start_s = window_start_s
         self.holding: set[int] = set()
         self.answered_s: dict[int, float] = {}  # asynchronous requests waiting for their completion signal
+        self.published: set[int] = set()  # jobs published and not yet signalled (with options.signalled)
+        self.completed_ids: set[int] = set()  # jobs signalled whose polling client does not know yet
         self.response_s = array("d")
         self.perceived_s = array("d")
         self.completed_s = array("d")
@@ -107,9 +123,30 @@ class WebTier:
         env, options = self.env, self.options
         if options.request is not None:
             yield from options.request.cross()
-        if options.backlog is not None and self.pool.count == self.handlers and len(self.pool.queue) >= options.backlog:
+        if self._backlog_full():
             self._refused(message)
             return
+        accepted = yield from self._handled(self._call(message))
+        if not accepted:
+            return
+        latency = options.respond.latency() if options.respond is not None else 0.0
+        polls = getattr(options.notification, "polls", False)
+        if not self.synchronous and options.notification is not None and not polls:
+            self.answered_s[message.id] = env.now + latency
+        if options.respond is not None:
+            yield from options.respond.cross(latency)
+        self._answered(message)
+        if polls and not self.synchronous:
+            yield from self._poll(message)
+
+    def _backlog_full(self) -> bool:
+        backlog = self.options.backlog
+        return backlog is not None and self.pool.count == self.handlers and len(self.pool.queue) >= backlog
+
+    def _handled(self, steps):
+        """Wait for a handler (first come, first served), hold it while ``steps`` (a generator)
+        run, and free it; what ``steps`` returns."""
+        env = self.env
         queued = env.now
         self.queue.enter(queued)
         with self.pool.request() as handler:
@@ -117,26 +154,54 @@ class WebTier:
             started = env.now
             self.queue.leave(started, queued)
             self.busy.enter(started)
-            if options.work is not None:
-                yield env.timeout(options.work())
-            for station in options.calls:
-                yield station.call(message)
-            if self.synchronous:
-                self._completed(message)
-                accepted = True
-            else:
-                if options.publish is not None:
-                    yield from options.publish.cross()
-                accepted = self._publish(message)
+            outcome = yield from steps
             self.busy.leave(env.now, started)
-        if not accepted:
-            return
-        latency = options.respond.latency() if options.respond is not None else 0.0
-        if not self.synchronous and options.notification is not None:
-            self.answered_s[message.id] = env.now + latency
-        if options.respond is not None:
-            yield from options.respond.cross(latency)
-        self._answered(message)
+        return outcome
+
+    def _call(self, message):
+        """What a handler does for a request: the work, the calls, then the result (synchronous)
+        or the publication; True if the request is answered (not refused)."""
+        env, options = self.env, self.options
+        if options.work is not None:
+            yield env.timeout(options.work())
+        for station in options.calls:
+            yield station.call(message)
+        if self.synchronous:
+            self._completed(message)
+            return True
+        if options.publish is not None:
+            yield from options.publish.cross()
+        return self._publish(message)
+
+    def _poll(self, message):
+        """The client polls the status endpoint until it learns that the job is done: each poll
+        ``interval_s`` after the previous answer, crossing the request and respond links and
+        holding a handler for its ``status`` lookup like any request (a full backlog refuses it,
+        and the client polls again after the interval). It never gives up."""
+        env, options, poll = self.env, self.options, self.options.notification
+        request, respond = options.poll_request or options.request, options.poll_respond or options.respond
+        while True:
+            yield env.timeout(poll.interval_s)
+            if request is not None:
+                yield from request.cross()
+            done = False
+            if not self._backlog_full():
+                done = yield from self._handled(self._status(message))
+            if respond is not None:
+                yield from respond.cross()
+            if done:
+                self.completed_ids.discard(message.id)
+                if message.created_s >= self.window_start_s:
+                    self.notified_s.append(env.now - message.created_s)
+                return
+
+    def _status(self, message):
+        """A status request in a handler: the lookup, then whether the job is done."""
+        self.counts.add("polls")
+        status = self.options.notification.status
+        if status is not None:
+            yield self.env.timeout(status())
+        return message.id in self.completed_ids
 
     def _completed(self, message) -> None:
         """The synchronous handler has done the work: the message is processed now."""
@@ -151,6 +216,8 @@ class WebTier:
         self.holding.discard(message.id)
         if self.options.publish_to.put(message):
             self.counts.add("accepted")
+            if self.options.signalled:
+                self.published.add(message.id)
             return True
         self.counts.add("refused")
         self.fates.rejected(message, self.env.now, admitted=True)
@@ -175,14 +242,22 @@ class WebTier:
 
     def put(self, message) -> bool:
         """The last stage signals that the job of ``message`` is complete: it is processed now,
-        and the user learns of it by the notification (at once, without one)."""
+        and, if this tier published it and this is its first signal, the completion is timed and
+        the user learns of it by the notification (at once, without one)."""
         now = self.env.now
         self.fates.processed(message, now)
-        answered = self.answered_s.pop(message.id, now)
+        if message.id not in self.published:
+            return True
+        self.published.discard(message.id)
         notification = self.options.notification
-        notified = notification.notified_s(now, answered) if notification is not None else now
         if message.created_s >= self.window_start_s:
             self.completed_s.append(now - message.created_s)
+        if getattr(notification, "polls", False):  # the client's next poll will find it done
+            self.completed_ids.add(message.id)
+            return True
+        answered = self.answered_s.pop(message.id, now)
+        notified = notification.notified_s(now, answered) if notification is not None else now
+        if message.created_s >= self.window_start_s:
             self.notified_s.append(notified - message.created_s)
         return True
 

@@ -1,6 +1,7 @@
 """Two designs side by side on common random numbers: paired differences with intervals.
 
-``asyncsim compare A.yaml B.yaml`` runs both scenarios with the same seed and the same
+``asyncsim compare A.yaml B.yaml`` (or ``asyncsim compare A.yaml --vs PATH=VALUE``: A against
+itself with an override) runs both scenarios with the same seed and the same
 replication indices, as jobs on one executor (:mod:`sim.jobs`). Random streams are keyed by
 (seed, replication, part name, purpose) (:mod:`sim.streams`), so every part the two scenarios
 share by name draws the same numbers in replication r of A and of B: the same arrivals, the same
@@ -175,10 +176,17 @@ def compare(a: Scenario, b: Scenario, replications: int, seed: int, executor: Ex
     return comparison
 
 
-def load_pair(path_a: Path, path_b: Path, overrides: Sequence[str] = (), slo_args: Sequence[str] = ()) -> tuple[Scenario, Scenario]:
-    """Both scenarios with ``overrides``, judged against one SLO: A's (else B's) with ``slo_args`` on top."""
+def load_pair(path_a: Path, path_b: Path | None, overrides: Sequence[str] = (), slo_args: Sequence[str] = (),
+              vs: Sequence[str] = ()) -> tuple[Scenario, Scenario]:
+    """Both scenarios with ``overrides``, judged against one SLO: A's (else B's) with ``slo_args``
+    on top. Without ``path_b``, B is A with the ``vs`` overrides on top (``--vs PATH=VALUE``), named
+    after them: one design against a variant of itself."""
     from .capacity import slo_overrides
 
+    if path_b is None:
+        shared = slo_overrides(path_a, overrides, slo_args)[0] if slo_args else list(overrides)
+        a, b = load_scenario(path_a, shared), load_scenario(path_a, [*shared, *vs])
+        return a, b.model_copy(update={"name": f"{a.name} with {', '.join(vs)}"})
     shared = list(overrides)
     for source in (path_a, path_b):
         try:

@@ -5,8 +5,8 @@ The estimate is a model with three measured constants, not a pilot run (a pilot 
 workers would itself need the memory it is meant to check):
 
 - **Events.** A message passing through a broker (a *hop*: the long-run arrival rate of every
-  broker from :func:`sim.topology.broker_flows`, plus what closed-loop clients can send at most,
-  times the duration) costs about :data:`EVENTS_PER_HOP` SimPy events: its arrival, the put, the
+  broker from :func:`sim.topology.broker_flows`, of every web tier and delay station from
+  :func:`sim.topology.part_loads`, plus what closed-loop clients can send at most, times the duration) costs about :data:`EVENTS_PER_HOP` SimPy events: its arrival, the put, the
   get, the service. Measured by counting ``Environment.step`` calls over the scenarios in
   ``scenarios/``: 2.2 to 5 per hop, up to 9 where retries multiply the messages.
 - **Run time.** :data:`SECONDS_PER_EVENT` per event, the median of the same runs on a 2-core
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from .components.registry import SECTIONS
 from .schema import Scenario
-from .topology import broker_flows
+from .topology import broker_flows, part_loads
 from .units import format_duration
 
 EVENTS_PER_HOP = 3.5
@@ -68,8 +68,10 @@ def parts_with_processes(scenario: Scenario) -> int:
 
 
 def hops_per_s(scenario: Scenario) -> float:
-    """Messages arriving at brokers per second in the long run, and closed-loop clients' most."""
+    """Messages arriving at brokers per second in the long run, at the parts that serve without a
+    broker in front (a web tier's requests, a delay station's stays), and closed-loop clients' most."""
     rate = sum(flow.arrival_rate_per_s for flow in broker_flows(scenario).values())
+    rate += sum(load.rate_per_s for _, _, load in part_loads(scenario))
     for clients in getattr(scenario, "clients", None) or ():
         think_s = clients.think_time.build().mean if getattr(clients, "think_time", None) is not None else 0.0
         rate += clients.count / think_s if think_s > 0 else 0.0

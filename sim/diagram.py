@@ -1,4 +1,5 @@
-"""The diagram of a system: producers, brokers and worker pools as boxes, messages as arrows.
+"""The diagram of a system: producers, brokers, worker pools and the parts whose kinds draw
+themselves (web tiers, delay stations) as boxes, messages as arrows.
 
 Columns go left to right in the order messages flow (producers, then each broker after what
 feeds it, each pool after its broker, dead-letter queues after their broker); each box shows the
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+from .components.base import Arrow, Box
+from .components.registry import SECTIONS
 from .result import Result
 from .schema import Scenario
 from .topology import broker_flows, broker_order
@@ -38,8 +41,21 @@ def _broker_text(b) -> str:
     return "\n".join(lines)
 
 
+def drawn_parts(scenario: Scenario, summary: dict) -> dict[str, tuple[Box, list[Arrow]]]:
+    """The parts their kinds draw (:meth:`~sim.components.base.Kind.box`: web tiers, delay
+    stations), each with its arrows, given the summary of a run (or nothing)."""
+    parts = {}
+    for section, kind in SECTIONS.items():
+        for spec in getattr(scenario, section):
+            box = kind.box(spec, summary.get(section, {}).get(spec.name, {}))
+            if box is not None:
+                parts[spec.name] = (box, list(kind.arrows(spec, scenario)))
+    return parts
+
+
 def _columns(scenario: Scenario) -> dict[str, int]:
-    """Column of each component: producers 0, each broker after what feeds it, pools after their broker."""
+    """Column of each component: producers 0, each broker after what feeds it, pools after their
+    broker; the parts drawn by their kinds: sources 0, the others after what first reaches them."""
     col: dict[str, int] = {}
     for p in scenario.producers:
         col[p.name] = 0
@@ -60,11 +76,20 @@ def _columns(scenario: Scenario) -> dict[str, int]:
         targets = b.dead_letter_targets() if hasattr(b, "dead_letter_targets") else []
         for target in targets:
             col[target] = max(col.get(target, 0), col[b.name] + 1)
+    drawn = drawn_parts(scenario, {})
+    col.update({name: 0 for name, (box, _) in drawn.items() if box.source})
+    edges = [(name, arrow.to) for name, (_, arrows) in drawn.items() for arrow in arrows]
+    edges += [(part.name, part.sends_to) for part in (*scenario.producers, *scenario.workers) if part.sends_to is not None]
+    for _ in drawn:  # each pass places the parts one step further from what is placed
+        for a, b in edges:
+            if b in drawn and b not in col and a in col:
+                col[b] = col[a] + 1
+    col.update({name: 0 for name in drawn if name not in col})
     return col
 
 
 def draw_diagram(scenario: Scenario, result: Result | None = None, ax=None):
-    """Producers, brokers and worker pools as boxes, messages as arrows, left to right."""
+    """Producers, brokers, worker pools and the parts their kinds draw as boxes, messages as arrows, left to right."""
     from matplotlib.patches import FancyBboxPatch
 
     if ax is None:
@@ -79,6 +104,9 @@ def draw_diagram(scenario: Scenario, result: Result | None = None, ax=None):
     summary = result.summary() if result is not None and result.results else {}
     col = _columns(scenario)
     nodes: dict[str, tuple[str, str, str]] = {}
+    drawn = drawn_parts(scenario, summary)
+    for name, (box, _) in drawn.items():
+        nodes[name] = (box.role, name, box.text)
     for p in scenario.producers:
         nodes[p.name] = ("producer", p.name, _producer_text(p))
     for b in scenario.brokers:
@@ -112,21 +140,33 @@ def draw_diagram(scenario: Scenario, result: Result | None = None, ax=None):
     dead_letter = {t for b in scenario.brokers for t in (b.dead_letter_targets() if hasattr(b, "dead_letter_targets") else [])}
     for name, (kind, label, text) in nodes.items():
         x, y = position[name]
-        colour = colours["dlq" if name in dead_letter else kind]
+        colour = colours["dlq" if name in dead_letter else kind] if kind in colours else "#ede9fe"
         ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.04,rounding_size=0.12",
                                     facecolor=colour, edgecolor="#334155", linewidth=1.2))
-        ax.text(x, y + height / 2 - 0.14, f"{kinds[kind]}{' (dead letters)' if name in dead_letter else ''}", ha="center", va="top", fontsize=7, color="#475569")
+        ax.text(x, y + height / 2 - 0.14, f"{kinds.get(kind, kind)}{' (dead letters)' if name in dead_letter else ''}", ha="center", va="top", fontsize=7, color="#475569")
         ax.text(x, y + 0.26, label, ha="center", va="center", fontsize=9.5, fontweight="bold", color="#0f172a")
         ax.text(x, y - 0.02, text, ha="center", va="top", fontsize=7, color="#1e293b", linespacing=1.25)
 
+    lowest = [min(p[1] for p in position.values()) - height / 2]
+
     def arrow(a, b, label="", style="-"):
         (x1, y1), (x2, y2) = position[a], position[b]
+        bend = 0.0
         if x2 > x1:
             start, end = (x1 + width / 2 + 0.05, y1), (x2 - width / 2 - 0.05, y2)
+        elif x2 < x1:  # back to an earlier column (a completion signal): a curve under the boxes
+            start, end = (x1, y1 - height / 2 - 0.05), (x2, y2 - height / 2 - 0.05)
+            bend = -0.25  # the curve's middle is 0.125 × the distance below the line
         else:
             start, end = (x1, y1 - height / 2), (x2, y2 + height / 2)
-        ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", color="#334155", lw=1.3, linestyle=style, shrinkA=0, shrinkB=0))
-        if label:
+        ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", color="#334155", lw=1.3, linestyle=style, shrinkA=0, shrinkB=0,
+                                                              connectionstyle=f"arc3,rad={bend}"))
+        if bend:
+            bottom = min(start[1], end[1]) - 0.125 * abs(x1 - x2)
+            lowest[0] = min(lowest[0], bottom - 0.3)
+            if label:
+                ax.text((start[0] + end[0]) / 2, bottom - 0.05, label, ha="center", va="top", fontsize=7, color="#334155")
+        elif label:
             ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.1, label, ha="center", va="bottom", fontsize=7, color="#334155")
 
     for p in scenario.producers:
@@ -137,15 +177,20 @@ def draw_diagram(scenario: Scenario, result: Result | None = None, ax=None):
             flow = flows.get(w.consumes)
             arrow(w.consumes, w.name, f"ρ = {flow.offered_load:.2g}" if flow is not None and math.isfinite(flow.offered_load) else "")
         if w.sends_to in position:
-            arrow(w.name, w.sends_to)
+            back = position[w.sends_to][0] <= position[w.name][0]  # to what comes before it: a completion signal
+            arrow(w.name, w.sends_to, "completion" if back else "", style="--" if back else "-")
     for b in scenario.brokers:
         for target in (b.dead_letter_targets() if hasattr(b, "dead_letter_targets") else []):
             if target in position:
                 arrow(b.name, target, "dead letters", style="--")
+    for name, (_, arrows) in drawn.items():
+        for part_arrow in arrows:
+            if part_arrow.to in position:
+                arrow(name, part_arrow.to, part_arrow.label, style="--" if part_arrow.dashed else "-")
     xs = [p[0] for p in position.values()]
     ys = [p[1] for p in position.values()]
     ax.set_xlim(min(xs) - width / 2 - 0.2, max(xs) + width / 2 + 0.2)
-    ax.set_ylim(min(ys) - height / 2 - 0.2, max(ys) + height / 2 + 0.2)
+    ax.set_ylim(min(min(ys) - height / 2, lowest[0]) - 0.2, max(ys) + height / 2 + 0.2)
     ax.set_aspect("equal")
     ax.axis("off")
     return ax

@@ -53,6 +53,11 @@ class Distribution:
             return 0.0
         return float(integrate.quad(self.survival, 0.0, limit_s, limit=200)[0])
 
+    @property
+    def exponential(self) -> bool:
+        """Exactly exponential (an exponential, or a gamma of shape 1)."""
+        return False
+
 
 @dataclass(frozen=True)
 class Exponential(Distribution):
@@ -66,6 +71,10 @@ class Exponential(Distribution):
     @property
     def scv(self):
         return 1.0
+
+    @property
+    def exponential(self) -> bool:
+        return True
 
     def draw(self, rng, n):
         return rng.exponential(self.mean_s, n)
@@ -199,6 +208,10 @@ class Gamma(Distribution):
     @property
     def scv(self):
         return 1.0 / self.shape
+
+    @property
+    def exponential(self) -> bool:
+        return abs(self.shape - 1.0) < 1e-12
 
     def draw(self, rng, n):
         return rng.gamma(self.shape, self.scale_s, n)

@@ -13,20 +13,21 @@ import re
 import simpy
 
 from .capacity import CapacityPlan
-from .components.producers import arrival_process
+from .components.registry import SECTIONS
 from .network import build
 from .overrides import value_at
 from .recorder import Recorder
 from .result import SLO_METRICS, Result
 from .schema import Scenario
 from .streams import Streams
-from .theory import single_stage, theory_for
+from .theory import theory_with_reason
 from .units import format_duration
 from .warmup import AUTO, inspectable
 
 
 def _is_time(metric: str) -> bool:
-    return any(part in metric for part in ("latency_s", "wait_s", "service_s", "sojourn_s"))
+    """A duration: some part of the name is in seconds (``wait_s``, ``stay_s``), not per second."""
+    return any(part.endswith("_s") and not part.endswith("per_s") for part in metric.split("."))
 
 
 def fmt_value(metric: str, value) -> str:
@@ -105,18 +106,10 @@ def docstring_models(scenario: Scenario, seed: int) -> list[dict]:
 
     scenario = inspectable(scenario)
     network, _ = build(scenario, simpy.Environment(), Recorder(scenario.warmup, scenario.duration), Streams(seed, 0))
-    for name, component in network.section("producers").items():
-        add(type(component), f"producer {name}")
-    for name, component in network.section("clients").items():
-        add(type(component), f"clients {name}")
-    for p in scenario.producers:
-        add(type(arrival_process(p.arrivals, Streams(seed, 0), p.name)), f"arrivals of {p.name}")
-    for name, component in network.section("brokers").items():
-        add(type(component), f"broker {name}")
-    for name, component in network.section("workers").items():
-        add(type(component), f"worker pool {name}")
-    for b in scenario.brokers:
-        add(type(b), f"broker {b.name} (scenario keys)")
+    for section, kind in SECTIONS.items():
+        for spec in getattr(scenario, section):
+            for cls, used_by in kind.models(spec, network.section(section)[spec.name]):
+                add(cls, used_by)
     return list(entries.values())
 
 
@@ -148,7 +141,15 @@ def summary_rows(summary: dict) -> list[dict]:
             est = pool.get(key)
             if isinstance(est, dict) and est.get("mean"):
                 add(f"workers {name}", key, key, est)
+    for section, kind in SECTIONS.items():
+        for name, measured in summary.get(section, {}).items():
+            for shown in kind.shown(measured):
+                add(f"{section} {name}", shown.label, SHOWN_AS[shown.unit], shown.estimate(measured))
     return rows
+
+
+SHOWN_AS = {"s": "latency_s", "%": "utilization", "/s": "per_s", "": "number"}
+"""How :func:`fmt_value` formats a :class:`~sim.components.base.Shown` line of each unit."""
 
 
 def slo_table(result: Result) -> list[dict]:
@@ -205,14 +206,9 @@ def measure_label(metric: str) -> str:
 
 
 def theory_section(scenario: Scenario, result: Result) -> dict:
-    stage, reason = single_stage(scenario)
-    if stage is None:
-        return {"applies": False, "reason": reason}
-    model = theory_for(stage)
+    model, reason = theory_with_reason(scenario)
     if model is None:
-        why = ("the queue is unstable" if stage.capacity is None else
-               "a bounded queue with non-exponential service has no formula beyond capacity 0 (Erlang B)")
-        return {"applies": False, "reason": why}
+        return {"applies": False, "reason": reason}
     rows = []
     for metric, (value, exact) in model.values.items():
         est = result.estimate(metric)

@@ -17,10 +17,12 @@ from functools import cached_property
 import numpy as np
 
 from . import analytic
+from .components.base import Load
 from .components.registry import SECTIONS
-from .distributions import Distribution, Exponential, Gamma
+from .distributions import Distribution
 from .result import SLO_METRICS
 from .schema import Scenario
+from .topology import part_loads
 from .units import format_duration
 
 QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99, "p999": 0.999}
@@ -50,7 +52,7 @@ class Stage:
 
     @property
     def exponential(self) -> bool:
-        return isinstance(self.service, Exponential) or (isinstance(self.service, Gamma) and abs(self.service.shape - 1.0) < 1e-12)
+        return self.service.exponential
 
     @cached_property
     def samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -191,10 +193,57 @@ def theory_for(stage: Stage, servers: int | None = None, capacity: int | None | 
     return None
 
 
+def queue_of(load: Load) -> tuple[analytic.QueueMetrics, bool] | None:
+    """The multi-server queue of a part's :class:`~sim.components.base.Load` with Poisson
+    arrivals: M/M/c (Erlang C, exact) when the holding time is exponential, else Allen–Cunneen
+    (exact for one server: Pollaczek–Khinchine); None when it has no servers, is not Poisson or is unstable."""
+    if load.servers is None or not load.poisson or load.busy_mean >= load.servers or load.held_s <= 0:
+        return None
+    if load.exponential:
+        return analytic.mmc(load.rate_per_s, 1.0 / load.held_s, load.servers), True
+    if not math.isfinite(load.held_scv):
+        return None
+    return analytic.ggc_allen_cunneen(load.rate_per_s, 1.0, load.held_s, math.sqrt(load.held_scv), load.servers), load.servers == 1
+
+
+def parts_theory(scenario: Scenario) -> Theory | None:
+    """Each part that serves without a broker in front (a web tier's handlers, a delay station)
+    as a queue of its own, from its kind's :meth:`~sim.components.base.Kind.load` and
+    :meth:`~sim.components.base.Kind.theory`; None when no part has a formula."""
+    values: dict[str, tuple[float, bool]] = {}
+    described = []
+    for section, spec, load in part_loads(scenario):
+        kind = SECTIONS[section]
+        found = kind.theory(spec, load, queue_of)
+        if found:
+            values.update(found)
+            servers = "infinite servers" if load.servers is None else f"{load.servers} servers, ρ = {load.offered_load:.3g}"
+            described.append(f"{kind.noun.split(' ', 1)[1]} '{load.name}': {load.rate_per_s:.4g}/s, each held "
+                             f"{format_duration(load.held_s)} on average ({servers})")
+    if not values:
+        return None
+    return Theory("each part alone: M/G/c on a handler pool (Erlang C when exponential), M/G/∞ for a delay station",
+                  "; ".join(described), values, "approximate where a holding time is not exponential (Allen–Cunneen); "
+                  "utilisations, occupancies and mean stays are exact")
+
+
+def theory_with_reason(scenario: Scenario) -> tuple[Theory | None, str]:
+    """The queueing model of ``scenario``, or None and why not: a single stage's formula, else
+    its parts' (web tiers, delay stations) each alone."""
+    stage, reason = single_stage(scenario)
+    if stage is not None:
+        model = theory_for(stage)
+        if model is None:
+            return None, ("the queue is unstable" if stage.capacity is None else
+                          "a bounded queue with non-exponential service has no formula beyond capacity 0 (Erlang B)")
+        return model, ""
+    model = parts_theory(scenario)
+    return (model, "") if model is not None else (None, reason)
+
+
 def theory_of(scenario: Scenario) -> Theory | None:
-    """The queueing model of ``scenario`` if it is a single stage with a formula, else None."""
-    stage, _ = single_stage(scenario)
-    return theory_for(stage) if stage is not None else None
+    """The queueing model of ``scenario`` (:func:`theory_with_reason`), else None."""
+    return theory_with_reason(scenario)[0]
 
 
 def approx_latency_quantile(stage: Stage, q: float, servers: int | None = None, rate: float | None = None) -> float:

@@ -14,8 +14,9 @@ This is what the stability check and ``asyncsim check`` report.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from .components.base import Relay, Server, Source
+from .components.base import Load, Relay, Server, Source
 from .components.registry import SECTIONS
 from .schema import Scenario
 
@@ -106,16 +107,25 @@ def broker_order(scenario: Scenario) -> list[str]:
 
 
 def flows(scenario: Scenario) -> tuple[dict[str, BrokerFlow], dict[str, float]]:
-    """(offered load on every broker, upstream first; messages per second sent to every relay)."""
+    """(offered load on every broker, upstream first; messages per second sent to every name
+    anything sends to: brokers, relays, delay stations, web tiers, and on through a relay)."""
     through = relayed_to(scenario)
-    relays = {name: 0.0 for name in through}
+    sent: dict[str, float] = {}
     inflow = {b.name: 0.0 for b in scenario.brokers}
-    for source in sources(scenario):
-        if source.sends_to in relays:
-            relays[source.sends_to] += source.rate_per_s
-        target = through.get(source.sends_to, source.sends_to)
+
+    def deliver(name: str | None, rate: float) -> None:
+        if name is None:
+            return
+        sent[name] = sent.get(name, 0.0) + rate
+        onward = through.get(name)
+        if onward is not None:
+            sent[onward] = sent.get(onward, 0.0) + rate
+        target = onward or name
         if target in inflow:
-            inflow[target] += source.rate_per_s
+            inflow[target] += rate
+
+    for source in sources(scenario):
+        deliver(source.sends_to, source.rate_per_s)
     brokers = {b.name: b for b in scenario.brokers}
     all_servers = servers(scenario)
     result: dict[str, BrokerFlow] = {}
@@ -135,14 +145,23 @@ def flows(scenario: Scenario) -> tuple[dict[str, BrokerFlow], dict[str, float]]:
         result[name] = flow
         for server, (rate, _) in zip(consumers, taken):
             if capacity > 0:
-                if server.sends_to in relays:
-                    relays[server.sends_to] += flow.departure_rate_per_s * rate / capacity
-                target = through.get(server.sends_to, server.sends_to)
-                if target in inflow:
-                    inflow[target] += flow.departure_rate_per_s * (rate / capacity)
-    return result, relays
+                deliver(server.sends_to, flow.departure_rate_per_s * rate / capacity)
+    return result, sent
+
+
+def sent_per_s(scenario: Scenario) -> dict[str, float]:
+    """Messages a second sent in the long run to each name (see :func:`flows`)."""
+    return flows(scenario)[1]
 
 
 def broker_flows(scenario: Scenario) -> dict[str, BrokerFlow]:
     """Offered load on every broker, in upstream-first order."""
     return flows(scenario)[0]
+
+
+def part_loads(scenario: Scenario) -> list[tuple[str, Any, Load]]:
+    """(section, spec, load) of every part that serves without a broker in front (a web tier's
+    handlers, a delay station), in file order: its kind's :meth:`~sim.components.base.Kind.load`."""
+    sent = sent_per_s(scenario)
+    return [(section, spec, load) for section, kind in SECTIONS.items() for spec in getattr(scenario, section)
+            if (load := kind.load(spec, scenario, sent)) is not None]

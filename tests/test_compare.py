@@ -101,3 +101,27 @@ def test_break_even_in_line_wins_below_the_publication_cost_and_loses_above_it_o
     refused = by_point["100ms", "400/s"]
     assert refused.refused == "a" and refused.verdict() == "b" and "unstable" in refused.error
     assert list(study.table["verdict"]) == ["a", "a", "b", "b"]
+
+
+def test_vs_compares_a_design_with_a_variant_of_itself_on_the_same_streams(call):
+    code, stdout, stderr = call("compare", SYNC, "--vs", "web.upload.handlers=14", "-r", "2", "--seed", "3", "--jobs", "1",
+                                *[a for s in SHORT for a in ("--set", s)], "--json")
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["a"] == "image-upload-sync" and summary["b"] == "image-upload-sync with web.upload.handlers=14"
+    crn = summary["common_random_numbers"]
+    assert crn["only_a"] == crn["only_b"] == [] and ["upload", "arrivals"] in crn["shared"]
+    differences = {d["metric"]: d for d in summary["differences"]}
+    busy = differences["web.upload.handlers.busy_mean"]  # the same requests doing the same work: the same handler-seconds
+    assert busy["difference"]["mean"] == pytest.approx(0, abs=0.01 * busy["a"]["mean"])
+    utilization = differences["web.upload.handlers.utilization"]  # spread over 14 handlers instead of 12
+    assert utilization["b"]["mean"] == pytest.approx(utilization["a"]["mean"] * 12 / 14, rel=0.01) and utilization["significant"]
+
+
+def test_vs_and_a_second_file_are_one_or_the_other_and_a_bad_vs_is_named(call):
+    code, _, stderr = call("compare", SYNC, ASYNC, "--vs", "web.upload.handlers=14")
+    assert code == 2 and "not both" in stderr
+    code, _, stderr = call("compare", SYNC)
+    assert code == 2 and "--vs" in stderr
+    code, _, stderr = call("compare", SYNC, "--vs", "web.upload.handlers=2")
+    assert code == 2 and "web.upload.handlers: unstable" in stderr

@@ -48,7 +48,7 @@ def counted_events(scenario) -> int:
     return count[0]
 
 
-@pytest.mark.parametrize("name", ["quickstart", "image-pipeline", "redis-worker-crashes", "retry-storm"])
+@pytest.mark.parametrize("name", ["quickstart", "image-pipeline", "redis-worker-crashes", "retry-storm", "tweet-fanout-sync", "cheap-lookup-async"])
 def test_the_estimated_events_are_within_a_factor_of_three_of_the_count(name):
     scenario = load_scenario(Path(QUICKSTART).with_name(f"{name}.yaml"), ["duration=3m", "warmup=30s"])
     events = counted_events(scenario)

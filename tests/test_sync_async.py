@@ -145,4 +145,49 @@ def test_bad_web_input_is_named_by_file_line_and_field():
         load_scenario_text(BAD_WEB.replace("fan_out: 0", "fan_out: 3"), source="web.yaml")
     problems = str(caught.value)
     assert "web.yaml:8: web.api.calls: 'dbb' is not a delay station; did you mean 'db'?" in problems
-    assert "web.yaml:9: web.api.notify: no worker pool signals this tier's completions (sends_to: api)" in problems
+    assert "web.yaml:9: web.api.notify: no worker pool or delay station signals this tier's completions (sends_to: api)" in problems
+
+
+def test_a_fan_out_station_signals_completion_at_the_last_delivery_and_other_messages_do_not_count():
+    """The tweet's asynchronous path: publish (500 ms, so that a message without it stands out),
+    broker wait, the fan-out worker's service, then the last of 10 deliveries, which signals the
+    tier. A producer feeding the same queue sends messages that reach the same signal: they are
+    processed there but are not the tier's completions."""
+    scenario = web_scenario(
+        {"arrivals": {"process": "poisson", "rate": 10}, "handlers": 20, "links": {"publish": "500ms"}, "publishes_to": "fanout"},
+        duration=400, warmup=20,
+        producers=[{"name": "other", "arrivals": {"process": "poisson", "rate": 5}, "sends_to": "fanout"}],
+        brokers=[{"name": "fanout", "kind": "fifo"}],
+        workers=[{"name": "pool", "consumes": "fanout", "count": 3, "service_time": {"dist": "exponential", "mean": "100ms"}, "sends_to": "followers"}],
+        delays=[{"name": "followers", "delay": {"dist": "exponential", "mean": "20ms"}, "fan_out": 10, "sends_to": "api"}],
+    )
+    result = run(scenario, replications=2, jobs=1)
+    for r in result.results:  # per replication: publication + broker wait + service + the last of 10 deliveries
+        parts = 0.5 + r.metrics["brokers.fanout.wait_s.mean"] + r.metrics["workers.pool.service_s.mean"] + r.metrics["delays.followers.stay_s.mean"]
+        assert r.metrics["web.api.completed_s.mean"] == pytest.approx(parts, rel=0.02)
+    stay = result.estimate("delays.followers.stay_s.mean")
+    assert stay.contains(0.02 * sum(1 / k for k in range(1, 11)))  # E[max of 10 exponentials] = E[D]·H(10)
+    processed, accepted = result.summary()["counts"]["processed"], 2 * result.estimate("web.api.accepted").mean
+    assert processed == pytest.approx(1.5 * accepted, rel=0.1)  # the producer's messages (5/s beside 10/s) end there too
+    assert result.ok
+
+
+def test_polls_hold_handlers_and_the_user_learns_at_the_first_status_answer_after_the_completion():
+    """A 202 at once, the job done 1 s later (a deterministic worker, never waited for); the client
+    polls 300 ms after each answer and each status lookup holds a handler 10 ms. Polls look at
+    0.31, 0.62, 0.93 and 1.24 s: 4 polls, the user knows at 1.24 s, and the handlers are busy
+    λ·4·10 ms on average: polling costs handler time."""
+    scenario = web_scenario(
+        {"arrivals": {"process": "poisson", "rate": 2}, "handlers": 50, "publishes_to": "jobs", "notify": {"poll": "300ms", "status": "10ms"}},
+        duration=600, warmup=20,
+        brokers=[{"name": "jobs", "kind": "fifo"}],
+        workers=[{"name": "pool", "consumes": "jobs", "count": 50, "service_time": {"dist": "deterministic", "value": "1s"}, "sends_to": "api"}],
+    )
+    result = run(scenario, replications=2, jobs=1)
+    assert result.estimate("web.api.completed_s.mean").mean == pytest.approx(1.0)
+    for key in ("mean", "p50", "p99"):
+        assert result.estimate(f"web.api.notified_s.{key}").mean == pytest.approx(1.24, rel=RELATIVE_ACCURACY)
+    assert result.estimate("web.api.polls_per_request").mean == pytest.approx(4, rel=0.01)
+    busy = result.estimate("web.api.handlers.busy_mean")
+    assert busy.contains(2 * 4 * 0.010), busy
+    assert result.ok

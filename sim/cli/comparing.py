@@ -52,21 +52,25 @@ def write_comparison(comparison, summary: dict, out_dir: Path) -> list[str]:
 
 def compare(
     scenario_a: Path = typer.Argument(..., help="Design A (scenario YAML file)."),
-    scenario_b: Path = typer.Argument(..., help="Design B (scenario YAML file)."),
+    scenario_b: Optional[Path] = typer.Argument(None, help="Design B (scenario YAML file); leave it out to give B as A with --vs overrides."),
     replications: Optional[int] = typer.Option(None, "--replications", "-r", min=2, help="Paired replications (default: A's)."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Root seed of both (default: A's)."),
     set_: Optional[List[str]] = SetOption,
+    vs: Optional[List[str]] = typer.Option(None, "--vs", metavar="PATH=VALUE", help="Without a B file, B is A with this override on top (as --set, applied to B only): web.api.publishes_to=jobs. Repeatable."),
     slo: Optional[List[str]] = typer.Option(None, "--slo", help="Objective KEY=VALUE on top of A's slo (else B's), applied to both. Repeatable."),
     jobs: Optional[int] = JobsOption,
     cluster: Optional[str] = ClusterOption,
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Write comparison.json, comparison.csv and plots (PNG) here."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON comparison on stdout instead of the table."),
 ):
-    """Compare two designs on common random numbers: paired differences of every shared metric, and a verdict per SLO."""
+    """Compare two designs on common random numbers: paired differences of every shared metric, and a verdict per SLO.
+    B is a second file, or A itself with --vs overrides."""
     from ..compare import compare as run_comparison, load_pair
 
+    if (scenario_b is None) == (not vs):
+        raise typer.BadParameter("give design B as a second scenario file, or as A with --vs PATH=VALUE overrides (not both)", param_hint="'SCENARIO_B' / '--vs'")
     try:
-        a, b = load_pair(scenario_a, scenario_b, set_ or [], slo or [])
+        a, b = load_pair(scenario_a, scenario_b, set_ or [], slo or [], vs or [])
     except CapacityError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--slo'") from None
     if out_dir is not None:

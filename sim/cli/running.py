@@ -84,7 +84,7 @@ def check(
     from ..loading import load_scenario
     from ..problems import ScenarioError
     from ..stats import json_safe
-    from ..topology import broker_flows
+    from ..topology import broker_flows, part_loads
     from ..units import format_duration
 
     try:
@@ -96,6 +96,7 @@ def check(
         out.file.write(json.dumps({"valid": False, "file": str(scenario), "problems": problems}, indent=2) + "\n")
         raise Failed(2) from None
     flows = broker_flows(spec)
+    loads = part_loads(spec)
     cost, memory = estimate_cost(spec), machine_memory_bytes()
     if as_json:
         out.file.write(json.dumps({
@@ -103,6 +104,8 @@ def check(
             "brokers": {name: {"arrival_rate_per_s": f.arrival_rate_per_s, "service_capacity_per_s": f.service_capacity_per_s,
                                "workers": f.servers, "offered_load": json_safe(f.offered_load), "bounded": f.bounded} for name, f in flows.items()},
             "producers": {p.name: {"mean_rate_per_s": p.arrivals.mean_rate(), "peak_rate_per_s": p.arrivals.peak_rate()} for p in spec.producers},
+            "parts": {load.name: {"section": section, "arrival_rate_per_s": load.rate_per_s, "held_mean_s": load.held_s, "servers": load.servers,
+                                  "busy_mean": load.busy_mean, "offered_load": load.offered_load} for section, _spec, load in loads},
             "cost_per_replication": cost.as_dict(), "machine_memory_bytes": memory,
         }, indent=2) + "\n")
         return
@@ -112,7 +115,17 @@ def check(
         table.add_column(column, justify="left" if column == "broker" else "right")
     for name, flow in flows.items():
         table.add_row(escape(name), f"{flow.arrival_rate_per_s:.4g}/s", f"{flow.service_capacity_per_s:.4g}/s", f"{flow.servers:,}", f"{flow.offered_load:.3g}", "yes" if flow.bounded else "no")
-    out.print(table)
+    if flows:
+        out.print(table)
+    if loads:
+        parts = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("part", "arrival rate", "held mean", "servers", "busy mean", "offered load"):
+            parts.add_column(column, justify="left" if column == "part" else "right")
+        for section, _spec, load in loads:
+            servers = "∞" if load.servers is None else f"{load.servers:,}"
+            offered = "–" if load.offered_load is None else f"{load.offered_load:.3g}"
+            parts.add_row(f"{section} {escape(load.name)}", f"{load.rate_per_s:.4g}/s", format_duration(load.held_s), servers, f"{load.busy_mean:.4g}", offered)
+        out.print(parts)
     for producer in spec.producers:
         mean, peak = producer.arrivals.mean_rate(), producer.arrivals.peak_rate()
         if peak > mean:

@@ -6,6 +6,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.markup import escape
 
+from ..components.base import Shown
+from ..components.registry import SECTIONS
 from ..units import format_duration
 
 
@@ -79,6 +81,25 @@ def _outbox_rows(summary: dict, table: Table) -> None:
         table.add_row("", "phantoms per request", *number_text(consistency["phantom_rate"], percent=True))
 
 
+def shown_text(shown: Shown, estimate: dict) -> tuple[str, str]:
+    """A :class:`~sim.components.base.Shown` line's estimate and CI in its unit."""
+    if shown.unit == "s":
+        return seconds_text(estimate)
+    return number_text(estimate, "" if shown.unit == "%" else shown.unit, percent=shown.unit == "%")
+
+
+def _shown_rows(summary: dict, table: Table) -> None:
+    """The lines each kind of part shows of itself (:meth:`~sim.components.base.Kind.shown`)."""
+    for section, kind in SECTIONS.items():
+        for name, measured in summary.get(section, {}).items():
+            first = True
+            for shown in kind.shown(measured):
+                estimate = shown.estimate(measured)
+                if estimate is not None:
+                    table.add_row(f"{section} {escape(name)}" if first else "", escape(shown.label), *shown_text(shown, estimate))
+                    first = False
+
+
 def print_summary(summary: dict, console: Console) -> None:
     """The JSON summary of a run as tables on ``console``."""
     header = (
@@ -138,6 +159,7 @@ def print_summary(summary: dict, console: Console) -> None:
         if pool.get("shed", {}).get("mean"):
             table.add_row("", "shed (per replication)", *number_text(pool["shed"]))
     _outbox_rows(summary, table)
+    _shown_rows(summary, table)
     if "cost" in summary:
         table.add_row("cost", "per hour (USD)", *number_text(summary["cost"]["per_hour_usd"]))
         table.add_row("", "per million messages processed (USD)", *number_text(summary["cost"]["per_million_messages_usd"]))

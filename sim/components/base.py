@@ -101,6 +101,70 @@ class Relay:
     publishes_to: str
 
 
+@dataclass(frozen=True)
+class Shown:
+    """One line a part shows in ``asyncsim run``'s table and the report's: ``label``, the dotted
+    path of its estimate inside the part's branch of the summary (``handlers.utilization``), and
+    how to read it: ``"s"`` a duration, ``"%"`` a share, ``"/s"`` a rate, ``""`` a number."""
+
+    label: str
+    key: str
+    unit: str = ""
+
+    def estimate(self, measured: dict) -> dict | None:
+        """The estimate (``{"mean": …, "ci95": […]}``) at ``key`` in the part's branch, if there."""
+        for part in self.key.split("."):
+            measured = measured.get(part) if isinstance(measured, dict) else None
+        return measured if isinstance(measured, dict) and "mean" in measured else None
+
+
+@dataclass(frozen=True)
+class Load:
+    """The long-run load on a part that serves what reaches it without a broker in front (a web
+    tier's handlers, a delay station): ``rate_per_s`` arrivals, each holding one of ``servers``
+    (None: as many as come, an infinite-server station) for ``held_s`` on average, with squared
+    coefficient of variation ``held_scv``; ``poisson``: the arrivals are a Poisson process;
+    ``exponential``: the holding time is exactly exponential."""
+
+    name: str
+    rate_per_s: float
+    held_s: float
+    servers: int | None = None
+    held_scv: float = 1.0
+    poisson: bool = False
+    exponential: bool = False
+
+    @property
+    def busy_mean(self) -> float:
+        """Mean servers in use (Little's law: λ·E[held]), in erlangs."""
+        return self.rate_per_s * self.held_s
+
+    @property
+    def offered_load(self) -> float | None:
+        """λ·E[held]/c; None for an infinite-server station (it never saturates)."""
+        return None if self.servers is None else self.busy_mean / self.servers
+
+
+@dataclass(frozen=True)
+class Box:
+    """A part in the diagram: ``role`` above its name (``web tier``), ``text`` its settings and
+    what was measured; ``source``: it starts the flow (the first column)."""
+
+    role: str
+    text: str
+    source: bool = False
+
+
+@dataclass(frozen=True)
+class Arrow:
+    """A message path in the diagram from the part to ``to``, with a ``label``; ``dashed``: a
+    path back (a completion signal)."""
+
+    to: str
+    label: str = ""
+    dashed: bool = False
+
+
 class Kind:
     """One section of a scenario file: its items' model, the checks that need the scenario, how
     an item is built into a part of the simulation, and what is measured of that part.
@@ -150,6 +214,37 @@ class Kind:
 
     def measure(self, spec: Any, part: Any, context: Any, measures: Any) -> None:
         """Add the part's metrics and series to ``measures`` (a :class:`~sim.components.measures.Measures`)."""
+
+    def shown(self, measured: dict) -> Iterable[Shown]:
+        """The lines of the part in ``asyncsim run``'s table and the report, given its branch of
+        the summary (``summary[section][name]``). Default: none (the metrics are in ``--json``)."""
+        return ()
+
+    def load(self, spec: Any, scenario: Any, sent_per_s: dict[str, float]) -> Load | None:
+        """The long-run load on the part when no broker is in front of it (``asyncsim check``),
+        given the messages a second sent to each name (:func:`sim.topology.sent_per_s`)."""
+        return None
+
+    def theory(self, spec: Any, load: Load, queue: Any) -> dict[str, tuple[float, bool]]:
+        """Long-run values of the part's metrics from queueing theory, ``{flat metric: (value,
+        exact)}``, given its :meth:`load`; ``queue(load)`` is the multi-server queue of that load
+        (:func:`sim.theory.queue_of`: an ``analytic.QueueMetrics`` and whether it is exact, or
+        None when unstable). Default: none."""
+        return {}
+
+    def box(self, spec: Any, measured: dict) -> Box | None:
+        """The part in the diagram, given its branch of the summary (empty before a run); None:
+        not drawn by the protocol (producers, brokers and worker pools are drawn by the diagram)."""
+        return None
+
+    def arrows(self, spec: Any, scenario: Any) -> Iterable[Arrow]:
+        """The message paths from the part drawn in the diagram (for parts with a :meth:`box`)."""
+        return ()
+
+    def models(self, spec: Any, part: Any) -> Iterable[tuple[type, str]]:
+        """The model classes the part is made of, each with what it is used for (``broker q``),
+        whose docstrings the report lists. Default: the part's own class."""
+        return ((type(part), f"{self.noun.split(' ', 1)[1]} {spec.name}"),)
 
     def cost_usd(self, spec: Any, part: Any, context: Any, window_s: float) -> float | None:
         """What the part cost over the measurement window (``window_s`` seconds) at the prices its

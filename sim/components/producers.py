@@ -174,6 +174,15 @@ class Producers(Kind):
         if spec.is_client:
             measure_client(spec.name, producer.client, measures)
 
+    def models(self, spec: Producer, producer) -> Iterable[tuple[type, str]]:
+        """The producer (or client), its arrival process and, with a spike, the spike's wrapper."""
+        yield type(producer), f"producer {spec.name}"
+        arrivals = producer.arrivals
+        if isinstance(arrivals, SpikedArrivals):
+            yield type(arrivals), f"spike of {spec.name}"
+            arrivals = arrivals.inner
+        yield type(arrivals), f"arrivals of {spec.name}"
+
     def problems(self, spec: Producer, scenario) -> Iterable[Finding]:
         writers = {w.name for w in (*scenario.outbox, *scenario.dual_write)}
         if spec.is_client and spec.sends_to in writers:

@@ -78,3 +78,16 @@ def test_the_tier_holds_a_request_until_it_is_processed_or_published(fates, coun
     assert sorted(web.held_ids()) == [0, 1]
     env.run(until=1.5)
     assert sorted(web.held_ids()) == [1]
+
+
+def test_only_the_first_signal_of_a_job_the_tier_published_counts_as_its_completion(fates, observer, counts, level):
+    broker = Broker()
+    env, web, _, _ = tier(fates, counts, level, Times(0.0), publish_to=broker, signalled=True)
+    env.run()
+    foreign = fates.new_message(0.5)  # a message of another source reaching the completion signal
+    env.timeout(1.0).callbacks.append(lambda _: web.put(foreign))
+    env.timeout(2.0).callbacks.append(lambda _: web.put(broker.got[0]))
+    env.timeout(3.0).callbacks.append(lambda _: web.put(broker.got[0]))  # redelivered and signalled again
+    env.run()
+    assert observer.fates("processed") == [(foreign.id, 1.0), (0, 2.0), (0, 3.0)]  # each reaches the end of its path
+    assert list(web.completed_s) == [2.0] and list(web.notified_s) == [2.0] and not web.published

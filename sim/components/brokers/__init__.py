@@ -55,6 +55,11 @@ class Brokers(Kind):
         context.network.targets[spec.name] = broker
         return broker
 
+    def models(self, spec, broker) -> Iterable[tuple[type, str]]:
+        """The broker's model, and its spec (whose docstring says what the scenario's keys mean)."""
+        yield type(broker), f"broker {spec.name}"
+        yield type(spec), f"broker {spec.name} (scenario keys)"
+
     def measure(self, spec, broker, context, measures) -> None:
         name = spec.name
         prefix = f"brokers.{name}"
