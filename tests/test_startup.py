@@ -67,3 +67,10 @@ def test_the_t_quantile_for_whole_degrees_of_freedom_is_scipys_to_twelve_digits(
             assert t_quantile(df, confidence) == pytest.approx(scipy_stats.t.ppf(0.5 + confidence / 2, df), rel=1e-11), (df, confidence)
     assert t_quantile(math.inf) == pytest.approx(scipy_stats.norm.ppf(0.975), rel=1e-12)
     assert t_quantile(2.5) == pytest.approx(scipy_stats.t.ppf(0.975, 2.5), rel=1e-12)
+
+
+def test_the_command_line_builds_no_scenario_schema_until_a_command_needs_one():
+    # building the pydantic models of every kind of part is most of `check`'s start-up; --help needs none of it
+    probe = "import sys, sim.cli\nprint('sim.components.registry' in sys.modules, 'sim.schema' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]

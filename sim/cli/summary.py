@@ -6,8 +6,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.markup import escape
 
-from ..components.base import Shown
-from ..components.registry import SECTIONS
 from ..units import format_duration
 
 
@@ -81,7 +79,7 @@ def _outbox_rows(summary: dict, table: Table) -> None:
         table.add_row("", "phantoms per request", *number_text(consistency["phantom_rate"], percent=True))
 
 
-def shown_text(shown: Shown, estimate: dict) -> tuple[str, str]:
+def shown_text(shown, estimate: dict) -> tuple[str, str]:
     """A :class:`~sim.components.base.Shown` line's estimate and CI in its unit."""
     if shown.unit == "s":
         return seconds_text(estimate)
@@ -89,7 +87,11 @@ def shown_text(shown: Shown, estimate: dict) -> tuple[str, str]:
 
 
 def _shown_rows(summary: dict, table: Table) -> None:
-    """The lines each kind of part shows of itself (:meth:`~sim.components.base.Kind.shown`)."""
+    """The lines each kind of part shows of itself (:meth:`~sim.components.base.Kind.shown`);
+    the registry is imported here, not with the command line, where it would cost ``--help``
+    the building of every kind's schema."""
+    from ..components.registry import SECTIONS
+
     for section, kind in SECTIONS.items():
         for name, measured in summary.get(section, {}).items():
             first = True
