@@ -482,8 +482,9 @@ def run_sweep(
     done_replications = 0
 
     def counted(_j, _outcome):
-        nonlocal done_replications
+        nonlocal done_replications, total
         done_replications += 1
+        total = max(total, done_replications)  # a precision's further rounds were not counted at the start
         if on_replication is not None:
             on_replication(done_replications, total)
 

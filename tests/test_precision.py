@@ -73,8 +73,11 @@ def scenario_file(tmp_path, **extra):
 
 @pytest.mark.slow
 def test_each_point_of_a_sweep_follows_the_precision_rule_as_a_run_does(tmp_path):
+    progress = []
     sweep = run_sweep(scenario_file(tmp_path), ["producers.p.arrivals.rate=0.4/s,0.5/s"], ["precision=0.15"], replications=3,
-                      seed=1, executor=SerialExecutor())
+                      seed=1, executor=SerialExecutor(), on_replication=lambda done, total: progress.append((done, total)))
+    ran = sum(len(sweep.results[point.index].results) for point in sweep.points)
+    assert progress[-1] == (ran, ran) and all(done <= total for done, total in progress)  # the bar's total grows with the rounds
     for point in sweep.points:
         result = sweep.results[point.index]
         assert result.precision["met"] and len(result.results) > 3

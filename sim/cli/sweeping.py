@@ -155,7 +155,7 @@ def sweep(
 
     def on_replication(done, total):
         if progress is not None:
-            progress.update(state["task"], completed=done)
+            progress.update(state["task"], completed=done, total=total)
 
     done_points = {"n": 0}
 
