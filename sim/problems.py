@@ -48,7 +48,8 @@ def short_repr(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a scenario: where (line, field path, or the --set that caused it) and what."""
+    """One thing wrong with a scenario: where (line, field path, or the command-line override that
+    caused it: --set, --slo, --precision, compare's --vs) and what."""
 
     message: str
     path: str = ""
@@ -57,7 +58,7 @@ class Problem:
 
     def format(self, source: str) -> str:
         if self.override:
-            where = f"{source} (--set {shorten(self.override)})"
+            where = f"{source} (command line: {shorten(self.override)})"
         else:
             where = f"{source}:{self.line}" if self.line else source
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"

@@ -226,13 +226,13 @@ def test_an_unstable_override_exits_2_with_the_figures(call):
 def test_a_wrong_set_path_exits_2_naming_the_items_there_are(call):
     outcome = call("check", "good.yaml", "--set", "workers.nosuch.count=1")
     assert outcome.returncode == 2
-    assert "good.yaml (--set workers.nosuch.count=1): no item named 'nosuch' in workers (have: pool)" in outcome.stderr
+    assert "good.yaml (command line: workers.nosuch.count=1): no item named 'nosuch' in workers (have: pool)" in outcome.stderr
 
 
 def test_an_invalid_value_for_a_key_added_by_set_exits_2(call):
     outcome = call("check", "good.yaml", "--set", "brokers.jobs.capacity=-1")
     assert outcome.returncode == 2, outcome.stderr
-    assert "good.yaml (--set brokers.jobs.capacity): brokers.jobs.capacity: must be ≥ 0" in outcome.stderr
+    assert "good.yaml (command line: brokers.jobs.capacity): brokers.jobs.capacity: must be ≥ 0" in outcome.stderr
 
 
 @pytest.mark.parametrize("args", [["run", "good.yaml", "--replications", "0"], ["check", "good.yaml", "--bogus"]], ids=["bad-value", "unknown-option"])

@@ -448,7 +448,7 @@ def test_set_does_not_touch_the_file(write):
 def test_set_with_an_unknown_item_names_the_items_there_are(write):
     path = write(BASE)
     message = single(load_error(path, ["workers.nosuch.count=1"]))
-    assert message == f"{path} (--set workers.nosuch.count=1): no item named 'nosuch' in workers (have: pool)"
+    assert message == f"{path} (command line: workers.nosuch.count=1): no item named 'nosuch' in workers (have: pool)"
 
 
 def test_set_with_an_index_out_of_range_is_refused(write):
@@ -458,7 +458,7 @@ def test_set_with_an_index_out_of_range_is_refused(write):
 
 def test_set_with_an_unknown_section_is_refused(write):
     message = single(load_error(write(BASE), ["nosuch.count=1"]))
-    assert "(--set nosuch.count=1): no key 'nosuch' under the top level" in message
+    assert "(command line: nosuch.count=1): no key 'nosuch' under the top level" in message
 
 
 def test_set_below_a_plain_value_is_refused(write):
@@ -474,20 +474,20 @@ def test_set_without_a_value_is_refused(write):
 def test_an_invalid_value_from_set_is_blamed_on_the_set(write):
     path = write(BASE)
     message = single(load_error(path, ["workers.pool.count=0"]))
-    assert message == f"{path} (--set workers.pool.count): workers.pool.count: must be ≥ 1, got 0"
+    assert message == f"{path} (command line: workers.pool.count): workers.pool.count: must be ≥ 1, got 0"
     assert f"{path}:" not in message
 
 
 def test_a_wiring_problem_from_set_is_blamed_on_the_set(write):
     path = write(BASE)
     message = single(load_error(path, ["workers.pool.sends_to=nowhere"]))
-    assert message == f"{path} (--set workers.pool.sends_to): workers.pool.sends_to: 'nowhere' is not a broker (brokers: jobs)"
+    assert message == f"{path} (command line: workers.pool.sends_to): workers.pool.sends_to: 'nowhere' is not a broker (brokers: jobs)"
 
 
 def test_a_warmup_from_set_past_the_end_is_blamed_on_the_set(write):
     path = write(BASE)
     message = single(load_error(path, ["warmup=20m"]))
-    assert message == f"{path} (--set warmup): warmup: the warm-up (1200s) must end before the run does (600s)"
+    assert message == f"{path} (command line: warmup): warmup: the warm-up (1200s) must end before the run does (600s)"
 
 
 @pytest.mark.parametrize(
@@ -501,7 +501,7 @@ def test_a_warmup_from_set_past_the_end_is_blamed_on_the_set(write):
 def test_an_invalid_key_added_by_set_is_blamed_on_the_set(write, override, field, problem):
     path = write(BASE)
     message = single(load_error(path, [override]))
-    assert message.startswith(f"{path} (--set {field}): {field}: {problem}")
+    assert message.startswith(f"{path} (command line: {field}): {field}: {problem}")
 
 
 # --- data files next to the scenario ------------------------------------------------------------

@@ -98,7 +98,7 @@ def test_a_billion_laughs_in_a_set_value_is_blamed_on_the_set():
     value = "[&a [1,1,1,1,1,1,1,1,1,1], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b], " \
             "&d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c], &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d], *e]"
     message = error_of(GOOD, (f"name={value}",))
-    assert message == f"s.yaml (--set {shorten('name=' + value)}): more than {MAX_VALUES:,} values (an alias counts as all it repeats); " \
+    assert message == f"s.yaml (command line: {shorten('name=' + value)}): more than {MAX_VALUES:,} values (an alias counts as all it repeats); " \
                       "that is the limit for a scenario file"
 
 
@@ -132,14 +132,14 @@ def test_many_problems_are_listed_up_to_a_limit_and_counted():
     ("x=[1,", "expected the node content, but found '<stream end>'"),
 ])
 def test_a_set_value_that_is_not_yaml_is_a_scenario_error(spec, what):
-    assert error_of(GOOD, (spec,)) == f"s.yaml (--set {spec}): not valid YAML: {what}"
+    assert error_of(GOOD, (spec,)) == f"s.yaml (command line: {spec}): not valid YAML: {what}"
 
 
 def test_a_set_value_that_is_not_yaml_exits_2(call, tmp_path):
     (tmp_path / "s.yaml").write_text(GOOD)
     code, err = call("check", "s.yaml", "--set", "name=@x")
     assert code == 2
-    assert "s.yaml (--set name=@x): not valid YAML: found character '@'" in err
+    assert "s.yaml (command line: name=@x): not valid YAML: found character '@'" in err
     assert "internal error" not in err
 
 
@@ -261,5 +261,5 @@ def test_a_file_that_is_not_utf8_is_refused(call, tmp_path):
 def test_a_long_set_value_is_shown_short_where_it_is_blamed():
     spec = "workers.nowhere.count=" + "a" * 300
     message = error_of(GOOD, (spec,))
-    assert "a" * 100 not in message and "(--set workers.nowhere.count=aaa" in message
+    assert "a" * 100 not in message and "(command line: workers.nowhere.count=aaa" in message
     assert len(message) < 400
