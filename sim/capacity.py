@@ -23,7 +23,7 @@
    With ``objective="cost"`` the search goes on from the smallest value to the **cheapest** one
    meeting the SLO (:func:`~sim.searches.search_cheapest`): the same for a count at a fixed price,
    larger where a larger value saves on what is billed by use.
-2. **The headroom**: the largest factor by which every producer's rate (or one named rate) can
+2. **The headroom**: the largest factor by which every arrival rate (or one named rate) can
    grow while the chosen setup still meets the SLO with confidence, by bisection on the factor
    to a stated relative precision.
 
@@ -203,7 +203,7 @@ class CapacityPlan:
 
     def plot_headroom(self, ax=None):
         """Each SLO metric at the load factors the headroom search evaluated, with the target."""
-        return plot_runs(self, [r for r in self.runs if r.phase == "headroom"], "load factor (× every producer's rate)"
+        return plot_runs(self, [r for r in self.runs if r.phase == "headroom"], "load factor (× every arrival rate)"
                           if not (self.headroom and self.headroom.rate_path) else f"factor on {self.headroom.rate_path}", ax)
 
 

@@ -14,6 +14,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from pydantic import BaseModel
+
+from .components.producers import DeterministicArrivals, PoissonArrivals, RenewalArrivals, ScheduleArrivals, TraceArrivals
 from .evaluator import Evaluator, Run
 from .overrides import value_at
 from .problems import CapacityError, Problem, ScenarioError
@@ -22,6 +25,7 @@ from .schema import Scenario
 from .theory import AnalyticEstimate, single_stage, theory_headroom
 
 TIME_FIELDS = {"mean", "value", "sd", "scale", "low", "high", "unit"}
+ARRIVAL_KINDS = (PoissonArrivals, DeterministicArrivals, RenewalArrivals, ScheduleArrivals, TraceArrivals)
 
 def rate_at(scenario: Scenario, path: str) -> Any:
     """The value at ``path`` in ``scenario`` (``--rate``); :class:`CapacityError` if there is none."""
@@ -31,19 +35,38 @@ def rate_at(scenario: Scenario, path: str) -> Any:
         raise CapacityError(f"--rate {path}: {exc}") from None
 
 
+def arrival_processes(scenario: Scenario) -> list[tuple[str, str, Any]]:
+    """Every arrival process of the scenario, wherever a kind of part has one (a producer's, a web
+    tier's, a task queue's callers and readers): ``(name of its part, path, spec)``."""
+    found = []
+
+    def walk(node: Any, path: str, name: str) -> None:
+        if isinstance(node, ARRIVAL_KINDS):
+            found.append((name, path, node))
+        elif isinstance(node, BaseModel):
+            for key in type(node).model_fields:
+                walk(getattr(node, key), f"{path}.{key}" if path else key, name)
+        elif isinstance(node, list):
+            for item in node:
+                if isinstance(getattr(item, "name", None), str):
+                    walk(item, f"{path}.{item.name}", item.name)
+
+    walk(scenario, "", "")
+    return found
+
+
 def load_overrides(scenario: Scenario, factor: float, rate_path: str | None = None) -> list[str]:
-    """Overrides multiplying the arrival rate of every producer (or of ``rate_path``) by ``factor``:
-    Poisson and deterministic rates, each step of a schedule, the time scale of a trace, and the
-    time parameters of a renewal process's inter-arrival distribution."""
+    """Overrides multiplying every arrival rate of the scenario (:func:`arrival_processes`; or
+    ``rate_path`` alone) by ``factor``: Poisson and deterministic rates, each step of a schedule,
+    the time scale of a trace, and the time parameters of a renewal process's inter-arrival
+    distribution."""
     if rate_path is not None:
         value = rate_at(scenario, rate_path)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise CapacityError(f"--rate {rate_path} is not a number (got {value!r}); name a rate such as producers.web.arrivals.rate")
         return [f"{rate_path}={float(value) * factor!r}"]
     out = []
-    for p in scenario.producers:
-        a = p.arrivals
-        base = f"producers.{p.name}.arrivals"
+    for name, base, a in arrival_processes(scenario):
         if a.process in ("poisson", "deterministic"):
             out.append(f"{base}.rate={a.rate * factor!r}")
         elif a.process == "schedule":
@@ -58,12 +81,13 @@ def load_overrides(scenario: Scenario, factor: float, rate_path: str | None = No
                 elif name == "rate":
                     out.append(f"{base}.interarrival.rate={value * factor!r}")
         else:
-            raise CapacityError(f"cannot scale the arrivals of producer {p.name} ({a.process}); name one rate with --rate")
+            raise CapacityError(f"cannot scale the arrivals of {name} ({a.process}); name one rate with --rate")
     return out
 
 
-def producer_rates(scenario: Scenario) -> dict[str, float]:
-    return {p.name: float(p.arrivals.mean_rate()) for p in scenario.producers}
+def arrival_rates(scenario: Scenario) -> dict[str, float]:
+    """The mean rate of each arrival process, by the name of its part."""
+    return {name: float(a.mean_rate()) for name, _, a in arrival_processes(scenario)}
 
 
 @dataclass
@@ -323,7 +347,7 @@ def search_cheapest(evaluator: Evaluator, found: Search, base: Sequence[str], hi
 def headroom_search(evaluator: Evaluator, base: Sequence[str], scenario: Scenario, precision: float, rate_path: str | None,
                     slo: dict, max_factor: float = 16.0) -> Headroom:
     """The largest factor on the arrival rates meeting the SLO with confidence, to ``precision``."""
-    rates = {rate_path: float(rate_at(scenario, rate_path))} if rate_path else producer_rates(scenario)
+    rates = {rate_path: float(rate_at(scenario, rate_path))} if rate_path else arrival_rates(scenario)
 
     def make(f: float) -> list[str]:
         return list(base) if f == 1.0 else [*base, *load_overrides(scenario, f, rate_path)]

@@ -15,7 +15,7 @@ from sim.capacity import plan_capacity, slo_overrides
 from sim.evaluator import Evaluator
 from sim.problems import CapacityError
 from sim.runner import ReplicationFailure
-from sim.searches import load_overrides, search_smallest
+from sim.searches import arrival_processes, load_overrides, search_smallest
 from sim.theory import AnalyticEstimate, analytic_estimate, single_stage, theory_of
 from sim.executors import ProcessExecutor, SerialExecutor
 
@@ -244,6 +244,20 @@ workers: [{name: w, consumes: q, count: 100, service_time: {dist: exponential, m
     assert one.producers[0].arrivals.rate == 30.0 and one.producers[3].arrivals.rate == 2.0
     with pytest.raises(CapacityError, match="is not a number"):
         load_overrides(base, 2.0, "producers.a.arrivals")
+
+
+@pytest.mark.parametrize("name", ["image-upload-sync", "celery-precompute-vs-on-demand"])
+def test_a_load_factor_scales_every_arrival_process_not_only_producers(root, name):
+    # a web tier's requests and a task queue's callers and readers are load too: scaling only the
+    # producers left these scenarios' load unchanged, and the headroom "16×" whatever they held
+    path = root / "scenarios" / f"{name}.yaml"
+    base = load_scenario(path)
+    found = arrival_processes(base)
+    assert found and not base.producers
+    scaled = arrival_processes(load_scenario(path, load_overrides(base, 1.1)))
+    assert [(n, p) for n, p, _ in scaled] == [(n, p) for n, p, _ in found]
+    for (_, _, before), (_, _, after) in zip(found, scaled):
+        assert after.mean_rate() == pytest.approx(1.1 * before.mean_rate())
 
 
 # --- the command line ---------------------------------------------------------------------------

@@ -123,7 +123,7 @@ def capacity(
     maximum: Optional[int] = typer.Option(None, "--max", metavar="VALUE", help="Largest value to consider (default: no limit; the search stops when more stops helping)."),
     no_estimate: bool = typer.Option(False, "--no-estimate", help="Do not start from the analytic estimate."),
     headroom: bool = typer.Option(True, "--headroom/--no-headroom", help="Then find the largest load the chosen setup sustains."),
-    rate: Optional[str] = typer.Option(None, "--rate", metavar="PATH", help="Headroom on this one rate PATH (default: every producer's rate scaled together)."),
+    rate: Optional[str] = typer.Option(None, "--rate", metavar="PATH", help="Headroom on this one rate PATH (default: every arrival rate scaled together — producers', web tiers', task queues' callers and readers)."),
     headroom_precision: float = typer.Option(0.05, "--headroom-precision", metavar="FRACTION", help="Relative precision of the headroom's bisection (0.05: within 5%); not run's --precision, which sizes replications."),
     variant: Optional[List[str]] = typer.Option(None, "--variant", metavar="PATH=VALUE[;PATH=VALUE]", help="'PATH=VALUE; PATH=VALUE' overrides of one setup to compare (an instance type: its speed and price_per_hour). Repeatable: the search runs for each, and the cheapest answer is recommended."),
     objective: str = typer.Option("size", "--objective", metavar="size|cost", help="What the recommendation minimises among the values meeting the SLO: size (the smallest value) or cost (the cheapest, by cost.per_hour_usd: from the smallest, the next values while they cost less; needs prices)."),
