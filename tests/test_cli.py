@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 import sim.jobs
-from sim.cli import main
 from sim.executors import ExecutorError, SerialExecutor
 from sim.runner import ReplicationFailure
 
@@ -106,22 +105,14 @@ def cli(folder) -> dict[str, Outcome]:
 
 
 @pytest.fixture
-def call(folder, monkeypatch, capsys):
-    """Run ``sim.cli.main`` in this process with ``args``, from the scenarios' folder."""
+def call(folder, monkeypatch, call):
+    """conftest's in-process ``call``, from the scenarios' folder, as an :class:`Outcome`."""
     monkeypatch.chdir(folder)
-    monkeypatch.delenv("ASYNCSIM_DEBUG", raising=False)
 
-    def call(*args: str) -> Outcome:
-        monkeypatch.setattr(sys, "argv", ["asyncsim", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return Outcome(list(args), code, captured.out, captured.err)
+    def in_folder(*args: str) -> Outcome:
+        return Outcome(list(args), *call(*args))
 
-    return call
+    return in_folder
 
 
 def summary_of(outcome: Outcome) -> dict:
