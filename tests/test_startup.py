@@ -74,3 +74,28 @@ def test_the_command_line_builds_no_scenario_schema_until_a_command_needs_one():
     probe = "import sys, sim.cli\nprint('sim.components.registry' in sys.modules, 'sim.schema' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
+
+
+def collector_after(*args: str) -> tuple[bool, int]:
+    """Whether the garbage collector runs, and how many objects are frozen out of its reach, after
+    the ``asyncsim`` entry point ran the command ``args`` in a fresh interpreter."""
+    probe = ("import gc, sys\nfrom sim.__main__ import main\n"
+             f"sys.argv = ['asyncsim', *{list(args)!r}]\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(gc.isenabled(), gc.get_freeze_count(), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    enabled, frozen = done.stderr.split()[-2:]
+    return enabled == "True", int(frozen)
+
+
+def test_the_collector_pauses_for_start_up_and_runs_again_with_it_frozen_once_a_command_simulates():
+    assert collector_after("check", "scenarios/quickstart.yaml") == (False, 0)
+    enabled, frozen = collector_after("run", "scenarios/quickstart.yaml", "--set", "duration=1m", "--set", "warmup=5s", "-r", "1", "--json")
+    assert enabled and frozen > 50_000  # the modules and the scenario's models (about 98,000 objects), built once
+
+
+def test_importing_the_command_line_leaves_the_collector_alone():
+    # a notebook or a test that imports sim.cli keeps its collector as it was
+    probe = "import gc, sim.cli\nprint(gc.isenabled(), gc.get_freeze_count())"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["True", "0"]

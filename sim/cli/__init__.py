@@ -12,7 +12,6 @@ import functools
 import os
 import signal
 import sys
-from importlib.metadata import version
 
 import typer
 from rich.markup import escape
@@ -29,6 +28,8 @@ from .sweeping import sweep
 def show_version(wanted: bool) -> None:
     """``--version``: the installed asyncsim's version, then exit 0."""
     if wanted:
+        from importlib.metadata import version  # 10 ms (it imports email): only for --version
+
         out.print(f"asyncsim {version('asyncsim')}", highlight=False)
         raise typer.Exit()
 

@@ -3,6 +3,7 @@ and the executor that ``--jobs`` and ``--cluster`` choose."""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import tempfile
@@ -145,7 +146,14 @@ def refuse_if_too_big(scenario, replications: int, jobs: Optional[int], cluster:
 
 def open_executor(jobs: Optional[int], cluster: Optional[str], tasks: Optional[int] = None) -> Executor:
     """The executor of ``--jobs``/``--cluster`` (no more local processes than ``tasks``); a
-    cluster that cannot be reached is a bad ``--cluster`` (exit 2)."""
+    cluster that cannot be reached is a bad ``--cluster`` (exit 2).
+
+    From here on the command simulates: the garbage collector that the ``asyncsim`` entry point
+    paused for start-up (:mod:`sim.__main__`) runs again, with what start-up built frozen (it
+    lives as long as the process, so its full collections and the one at exit skip it)."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
     try:
         return make_executor(jobs, cluster, tasks)
     except ExecutorError as exc:
