@@ -7,7 +7,8 @@
   replications as clusters, as survey statistics does: the mean is a ratio (Σ sums / Σ counts)
   with the ratio estimator's interval, and a quantile gets Woodruff's interval, the interval of
   the fraction of values below it carried back through the pooled quantile function
-  (:func:`pooled_estimate`).
+  (:func:`pooled_estimate`); their t quantile has fewer degrees of freedom when the
+  replications' totals are heavy-tailed (a few congestion episodes make a window's tail).
 - **One replication** is cut into batches of its window (the sketch's time sections), and the
   same intervals are computed over the batches. Batch means that are still correlated (lag-1
   autocorrelation above 2/√b) are joined into fewer, longer batches (20, 10, then 5); a quantile
@@ -39,6 +40,7 @@ from .sketch import Distribution
 from .stats import Estimate, json_safe, t_quantile
 
 BATCHINGS = (20, 10, 5)
+WITHIN_BATCHES = 5
 AT_MOST_ONE = ("_rate", "_fraction", "utilization", "_share")
 UNBOUNDED_RATES = ("duplicates_rate",)
 
@@ -117,13 +119,45 @@ def distribution_estimate(distributions: list[Distribution], stat: str) -> tuple
     return pooled_estimate([batches.section(s) for s in range(batches.sections)], stat), note
 
 
-def ratio_half_width(parts: np.ndarray, wholes: np.ndarray, confidence: float) -> float:
-    """The half-width of the ratio estimator Σparts/Σwholes over independent sections:
-    t(n − 1)·√(Σ(partᵢ − r̂·wholeᵢ)² / (n(n − 1)·whole̅²))."""
+def ratio_residuals(parts: np.ndarray, wholes: np.ndarray) -> np.ndarray:
+    """partᵢ − r̂·wholeᵢ for the pooled ratio r̂ = Σparts/Σwholes."""
+    return parts - parts.sum() / wholes.sum() * wholes
+
+
+def ratio_variance(parts: np.ndarray, wholes: np.ndarray) -> float:
+    """The variance of the ratio estimator Σparts/Σwholes over n independent sections:
+    Σeᵢ² / (n(n − 1)·whole̅²) with the residuals eᵢ (:func:`ratio_residuals`)."""
     n = parts.size
-    ratio = parts.sum() / wholes.sum()
-    variance = float(((parts - ratio * wholes) ** 2).sum() / (n * (n - 1) * wholes.mean() ** 2))
-    return t_quantile(n - 1, confidence) * math.sqrt(variance)
+    return float((ratio_residuals(parts, wholes) ** 2).sum() / (n * (n - 1) * wholes.mean() ** 2))
+
+
+def ratio_half_width(parts: np.ndarray, wholes: np.ndarray, confidence: float) -> float:
+    """The half-width t(n − 1)·√variance of the ratio estimator (:func:`ratio_variance`)."""
+    return t_quantile(parts.size - 1, confidence) * math.sqrt(ratio_variance(parts, wholes))
+
+
+def excess_kurtosis(residuals: np.ndarray) -> float:
+    """m₄/m₂² − 3 of ``residuals`` (whose mean is 0), never below 0."""
+    m2 = float(np.mean(residuals ** 2))
+    return max(float(np.mean(residuals ** 4)) / m2 ** 2 - 3.0, 0.0) if m2 > 0 else 0.0
+
+
+def degrees_of_freedom(n: int, kurtosis: float) -> int:
+    """The degrees of freedom of a variance estimated from n residuals of excess kurtosis κ:
+    Var(s²) = σ⁴·(2/(n − 1) + κ/n) (Box 1953), matched by a scaled χ² with
+    ν = 2/(2/(n − 1) + κ/n) degrees of freedom — n − 1 for normal residuals, fewer for heavy
+    tails — rounded down (whole degrees need no scipy, and the interval is the wider)."""
+    if kurtosis <= 0:
+        return n - 1
+    return max(math.floor(2 / (2 / (n - 1) + kurtosis / n)), 1)
+
+
+def within_batches(sections: list[Distribution]) -> list[Distribution]:
+    """Each section's values in :data:`WITHIN_BATCHES` batches of its time (one Distribution a
+    batch, all sections' batches in one list); none when a section has fewer time sections."""
+    if any(d.sections < WITHIN_BATCHES for d in sections):
+        return []
+    return [b.section(s) for b in (d.batched(WITHIN_BATCHES) for d in sections) for s in range(WITHIN_BATCHES)]
 
 
 def pooled_estimate(sections: list[Distribution], stat: str, confidence: float = 0.95) -> Estimate:
@@ -136,7 +170,19 @@ def pooled_estimate(sections: list[Distribution], stat: str, confidence: float =
     within buckets, :meth:`~sim.sketch.Distribution.quantile_within_buckets`). The
     sections' own quantiles are not used: with windows of a few thousand values their spread
     understates the pooled quantile's (an M/M/3 at ρ = 0.8 with 10 windows of 15 minutes: half
-    of it), while the fractions below a level average without that distortion."""
+    of it), while the fractions below a level average without that distortion.
+
+    The t quantile's degrees of freedom come from how heavy-tailed the sections' residuals are
+    (:func:`degrees_of_freedom`): a window's share of the latency's tail, and near saturation
+    its sum of latencies, arrive in a few congestion episodes, so a few windows hold most of
+    them and the spread of 10 windows is a much noisier variance than a normal sample's. The
+    excess kurtosis of the sections' totals is read from :data:`WITHIN_BATCHES` batches of each
+    section's time, where it is better determined (the excess kurtosis of a sum of k
+    independent parts is 1/k of theirs), or from the sections themselves if that is larger.
+    On exact queue samples (1,000 runs of 10 windows each, ``tests/test_coverage.py``), the
+    p99's interval held the exact value 94.4% of the time for an M/M/3 at ρ = 0.8 on windows of
+    2,000 s (92.5% with t(n − 1)) and 95.0% for an M/M/1 at ρ = 0.9 on windows of 6,000 s
+    (87.2%), the mean's 95.4% and 93.3% (94.7% and 92.1%); the easy cases stay at 94–96%."""
     counts = np.array([d.count for d in sections], dtype=float)
     keep = counts > 0
     pooled = Distribution.merged(sections)
@@ -145,13 +191,20 @@ def pooled_estimate(sections: list[Distribution], stat: str, confidence: float =
         return Estimate(json_safe(point), None, None, int(keep.sum()))
     sections = [d for d, k in zip(sections, keep) if k]
     counts = counts[keep]
+
+    def parts(of: list[Distribution]) -> np.ndarray:
+        return np.array([float(d.sums.sum()) if stat == "mean" else float(d.count_at_or_below(point)) for d in of])
+
+    totals = parts(sections)
+    kurtosis = excess_kurtosis(ratio_residuals(totals, counts))
+    batches = within_batches(sections)
+    batch_counts = np.array([d.count for d in batches], dtype=float)
+    if batches and (batch_counts > 0).all():
+        kurtosis = max(kurtosis, excess_kurtosis(ratio_residuals(parts(batches), batch_counts)) / WITHIN_BATCHES)
+    half = t_quantile(degrees_of_freedom(len(sections), kurtosis), confidence) * math.sqrt(ratio_variance(totals, counts))
     if stat == "mean":
-        sums = np.array([float(d.sums.sum()) for d in sections])
-        half = ratio_half_width(sums, counts, confidence)
         return Estimate(json_safe(point), json_safe(point - half), json_safe(point + half), len(sections))
     q = PERCENTILES[stat] / 100
-    below = np.array([d.count_at_or_below(point) for d in sections], dtype=float)
-    half = ratio_half_width(below, counts, confidence)
     low, high = pooled.quantile_within_buckets(max(q - half, 0.0)), pooled.quantile_within_buckets(min(q + half, 1.0))
     return Estimate(json_safe(point), json_safe(min(low, point)), json_safe(max(high, point)), len(sections))
 

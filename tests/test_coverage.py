@@ -1,29 +1,34 @@
-"""Coverage: over many independent repetitions of a whole run, how often the 95% interval that
-asyncsim reports holds the exact value of an M/M/c or M/D/1 queue (its mean sojourn and its p99).
-A procedure whose intervals are honest holds it 95% of the time; the charter asks for 93–97%.
+"""Coverage: over many independent repetitions, how often the 95% interval that asyncsim reports
+holds the exact value of an M/M/c or M/D/1 queue (its mean sojourn and its p99). A procedure whose
+intervals are honest holds it 95% of the time; the charter asks for 93–97%.
 
-Each repetition is a full ``run`` (10 replications with their own seeds, a warm-up, the pooled
-estimates and their intervals), as a user would make it; the repetitions differ only in their
-seed. With 200 repetitions the coverage's own standard error is √(0.95·0.05/200) = 1.5%.
+The repetitions are of two kinds:
 
-What is proven and what is not (measured with these seeds):
-
-- the mean sojourn's interval (the ratio estimator over replications) holds 93–97% of the time in
-  all three cases (93.0%, 96.5%, 95.0%);
-- the p99's interval (Woodruff's, read within buckets) held the exact p99 93.5% (M/M/1 at
-  ρ = 0.5), 91% (M/D/1 at ρ = 0.6) and 90% (M/M/3 at ρ = 0.8) of these 200 runs; the misses are
-  mostly "interval below the exact value". 200 runs measure a coverage to ±3% (95% of the time),
-  so the estimator itself is measured on exact samples as well
-  (:func:`test_woodruffs_interval_on_exact_samples_holds_the_exact_p99`: 1,000 repetitions of the
-  same 10 × windows, drawn by Lindley's recursion and sketched as a run sketches them): 95.4%
-  for M/M/1 at ρ = 0.5 and 93.8% for M/D/1 at ρ = 0.6, in the target; for M/M/3 at ρ = 0.8 with
-  10 windows of 2,000 s (Kiefer–Wolfowitz's recursion, 1,000 repetitions, measured once: too
-  slow for the suite) it is 92.8%, just below
-  it: the p99 of those windows rests on about 11 independent congestion episodes' worth of
-  exceedances, and a t interval over so few, skewed, undercovers on its low side. That case is
-  asserted at 88% so that a regression shows; the target is not met there yet.
-- Near saturation with short windows (M/M/1 at ρ = 0.9, 10 windows of 30 minutes, 5 correlation
-  times) the p99's interval held 72.5% and the mean's 88% of 200 runs: there the run must not
+- **Exact samples** (:func:`test_the_intervals_on_exact_samples_hold_the_exact_mean_and_p99`):
+  1,000 runs of 10 windows of sojourn times drawn exactly (Kiefer–Wolfowitz's recursion,
+  Lindley's for one server), sketched as a run sketches its windows and put through the same
+  estimator. 1,000 runs measure a coverage to ±1.4%. Measured (mean, p99): M/M/1 at ρ = 0.5,
+  windows of 5,000 s: 94.9%, 95.8%; M/D/1 at ρ = 0.6: 94.4%, 95.5%; M/M/3 at ρ = 0.8, windows
+  of 2,000 s: 95.4%, 94.4%; M/M/1 at ρ = 0.9, windows of 6,000 s (16 correlation times) after
+  600 s: 93.3%, 95.0%. With t(n − 1) instead of degrees of freedom that follow the residuals'
+  kurtosis (:func:`sim.estimates.degrees_of_freedom`), the same samples gave 92.5% for the
+  M/M/3's p99, and 92.1% and 87.2% at ρ = 0.9: a window's share of the tail (and near
+  saturation its sum of latencies) arrives in a few congestion episodes.
+- **Whole runs**
+  (:func:`test_whole_runs_estimate_the_exact_mean_and_p99_without_bias_and_cover_them_as_exact_samples_do`):
+  200 runs of ``run`` per case (10 replications with their own seeds, a warm-up from an empty
+  system, the pooled estimates and their intervals), as a user makes them. They show that the
+  simulator is the queue: the pooled estimates are unbiased (their average over the runs within
+  3 standard errors of the exact value) and their intervals cover it as on exact samples. 200
+  runs measure a coverage only to ±3%, so the test asks for 95% ± 4.0% (where 99% of what 200
+  runs of an exact 95% procedure measure fall). Measured (mean, p99): M/M/1 at ρ = 0.5: 93.0%,
+  95.0%; M/D/1 at ρ = 0.6: 97.0%, 94.0%; M/M/3 at ρ = 0.8: 95.0%, 92.5%; M/M/1 at ρ = 0.9 on
+  the estimates issue's windows (6,000 s after 600 s; 47.5% for the p99 when it was filed):
+  94.0%, 95.0%.
+- **Hurried windows.** Near saturation a window of a few correlation times that starts from
+  an empty system (M/M/1 at ρ = 0.9, 10 windows of 30 minutes after 10 minutes of warm-up)
+  holds the start-up and few congestion episodes: the estimates are biased low (the p99's
+  interval held the exact value 72.5% and the mean's 88% of 200 runs). There the run must not
   present a confident answer, and it does not — every run warns that the window is short for
   the latency's tail, and no latency objective (the p99 or the mean) is called met on it
   (:func:`test_a_window_too_short_for_the_tail_always_warns_and_meets_no_percentile_objective`).
@@ -86,17 +91,21 @@ class Case:
                 "system.latency_s.p99": mmc_sojourn_quantile(0.99, self.rate, 1.0, self.servers)}
 
 
-def coverage(case: Case, repetitions: int) -> dict[str, float]:
-    """The share of ``repetitions`` whole runs of ``case`` whose interval holds each exact value."""
+def simulated(case: Case, repetitions: int) -> dict[str, tuple[float, np.ndarray]]:
+    """For each metric: the share of ``repetitions`` whole runs of ``case`` whose interval holds
+    the exact value, and each run's pooled estimate divided by the exact value."""
     jobs = [Job(case.scenario(seed), seed, range(case.replications)) for seed in range(20_000, 20_000 + repetitions)]
     held = {metric: 0 for metric in case.exact}
+    ratios = {metric: [] for metric in case.exact}
     with make_executor(2) as executor:
         for j, results, failures in run_jobs(jobs, executor):
             assert not failures
             result = Result(jobs[j].scenario, jobs[j].seed, case.replications, results)
             for metric, exact in case.exact.items():
-                held[metric] += result.estimate(metric).contains(exact)
-    return {metric: n / repetitions for metric, n in held.items()}
+                estimate = result.estimate(metric)
+                held[metric] += estimate.contains(exact)
+                ratios[metric].append(estimate.mean / exact)
+    return {metric: (held[metric] / repetitions, np.array(ratios[metric])) for metric in case.exact}
 
 
 def test_the_exact_m_d_1_p99_is_the_one_a_long_simulation_finds():
@@ -115,39 +124,75 @@ CASES = [
     Case("M/M/1 at ρ = 0.5", 0.5, 1, False, 5_100.0, 100.0, 10),
     Case("M/D/1 at ρ = 0.6", 0.6, 1, True, 5_100.0, 100.0, 10),
     Case("M/M/3 at ρ = 0.8", 2.4, 3, False, 2_100.0, 100.0, 10),
+    # the estimates issue's example: 10 replications of 6,000 s after 600 s of warm-up, whose p99
+    # interval held the exact p99 47.5% of the time when it was filed; correlation time 380 s,
+    # so the window is 16 of them (the run warns that 50 would do)
+    Case("M/M/1 at ρ = 0.9", 0.9, 1, False, 6_600.0, 600.0, 10),
 ]
-P99_HELD_AT_LEAST = {"M/M/1 at ρ = 0.5": 0.93, "M/D/1 at ρ = 0.6": 0.90, "M/M/3 at ρ = 0.8": 0.88}
+SIMULATED_RUNS = 200
+BAND = 2.58 * math.sqrt(0.95 * 0.05 / SIMULATED_RUNS)  # 99% of the coverages 200 runs measure: ±4.0%
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_the_95_percent_intervals_hold_the_exact_mean_and_p99(case):
-    held = coverage(case, repetitions=200)
+def test_whole_runs_estimate_the_exact_mean_and_p99_without_bias_and_cover_them_as_exact_samples_do(case):
+    for metric, (held, ratios) in simulated(case, SIMULATED_RUNS).items():
+        standard_error = ratios.std(ddof=1) / math.sqrt(ratios.size)
+        assert abs(ratios.mean() - 1) < 3 * standard_error, (metric, ratios.mean(), standard_error)
+        assert abs(held - 0.95) <= BAND, (metric, held)
+
+
+def exact_sojourns(rng, case: Case, queues: int, n: int, warmup: int) -> np.ndarray:
+    """``queues`` × ``n`` sojourn times of ``case``'s queue (service mean 1), each queue started
+    empty and its first ``warmup`` customers dropped, by Kiefer–Wolfowitz's recursion (Lindley's
+    for one server), all queues a step at a time: the servers' remaining work sorted, W; a
+    customer waits W₁ and adds its service S to it, then the next arrives A later: W = max(W − A, 0)."""
+    work = np.zeros((queues, case.servers))
+    sojourns = np.empty((n, queues))
+    for k in range(n + warmup):
+        service = np.ones(queues) if case.deterministic else rng.exponential(1.0, queues)
+        if k >= warmup:
+            sojourns[k - warmup] = work[:, 0] + service
+        work[:, 0] += service
+        np.maximum(work - rng.exponential(1 / case.rate, queues)[:, None], 0.0, out=work)
+        if case.servers > 1:
+            work.sort(axis=1)
+    return sojourns.T
+
+
+def exact_coverage(case: Case, repetitions: int, seed: int) -> dict[str, float]:
+    """The share of ``repetitions`` runs of ``case``'s windows, drawn exactly and sketched as a run
+    sketches a window (20 time sections), whose pooled intervals hold each exact value."""
+    rng = np.random.default_rng(seed)
+    per_window, warmup = round(case.rate * (case.duration - case.warmup)), round(case.rate * case.warmup)
+    held = {metric: 0 for metric in case.exact}
+    for start in range(0, repetitions, 100):
+        runs = min(100, repetitions - start)
+        windows = exact_sojourns(rng, case, runs * case.replications, per_window, warmup)
+        for run in windows.reshape(runs, case.replications, per_window):
+            sketches = [Distribution.of(window, 20) for window in run]
+            for metric, exact in case.exact.items():
+                held[metric] += pooled_estimate(sketches, metric.rsplit(".", 1)[1]).contains(exact)
+    return {metric: n / repetitions for metric, n in held.items()}
+
+
+def test_the_exact_samples_are_those_of_the_queue():
+    # 1,000 M/M/3 queues at ρ = 0.8 for 2,000 customers each after 1,000: the mean sojourn
+    # within 3 standard errors of the exact value, and the p99 within 2%
+    case = Case("M/M/3", 2.4, 3, False, 1.0, 0.0, 1)
+    sojourns = exact_sojourns(np.random.default_rng(4), case, 1_000, 2_000, 1_000)
+    means = sojourns.mean(axis=1)
+    assert abs(means.mean() - case.exact["system.latency_s.mean"]) < 3 * means.std() / math.sqrt(means.size)
+    assert np.quantile(sojourns, 0.99) == pytest.approx(case.exact["system.latency_s.p99"], rel=0.02)
+
+
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_the_intervals_on_exact_samples_hold_the_exact_mean_and_p99(case):
+    # the same estimator on 1,000 runs of 10 windows of exact sojourns: its coverage to ±1.4%
+    held = exact_coverage(case, 1_000, seed=2)
     assert 0.93 <= held["system.latency_s.mean"] <= 0.97, held
-    assert P99_HELD_AT_LEAST[case.name] <= held["system.latency_s.p99"] <= 0.97, held
-
-
-def lindley_sojourns(rng, rate: float, deterministic: bool, windows: int, n: int, warmup: int) -> np.ndarray:
-    """``windows`` × ``n`` sojourn times of M/M/1 or M/D/1 (service mean 1) after ``warmup``
-    customers of a queue started empty, by Lindley's recursion W' = max(0, W + S − A)."""
-    size = (windows, n + warmup)
-    gaps = rng.exponential(1 / rate, size)
-    service = np.ones(size) if deterministic else rng.exponential(1.0, size)
-    walk = np.concatenate([np.zeros((windows, 1)), np.cumsum(service[:, :-1] - gaps[:, 1:], axis=1)], axis=1)
-    return (walk - np.minimum.accumulate(walk, axis=1) + service)[:, warmup:]
-
-
-@pytest.mark.parametrize("case", CASES[:2], ids=[c.name for c in CASES[:2]])
-def test_woodruffs_interval_on_exact_samples_holds_the_exact_p99(case):
-    # the same estimator on 1,000 runs of 10 windows of exact sojourns (as many as the case's
-    # windows hold): its coverage to ±1.4%
-    rng = np.random.default_rng(2)
-    per_window = round(case.rate * (case.duration - case.warmup))
-    exact = case.exact["system.latency_s.p99"]
-    held = 0
-    for _ in range(1_000):
-        windows = lindley_sojourns(rng, case.rate, case.deterministic, case.replications, per_window, 50)
-        held += pooled_estimate([Distribution.of(w) for w in windows], "p99").contains(exact)
-    assert 0.93 <= held / 1_000 <= 0.97, held
+    assert 0.93 <= held["system.latency_s.p99"] <= 0.97, held
 
 
 def test_a_window_too_short_for_the_tail_always_warns_and_meets_no_percentile_objective():
