@@ -35,6 +35,10 @@ def kinds_loaded():
     return sorted(m.removeprefix("sim.components.") for m in sys.modules if m.startswith("sim.components."))
 
 quickstart = sim.run(sim.load_scenario("scenarios/quickstart.yaml", {SHORT!r}), replications=1, jobs=1)
+try:
+    sim.load_scenario("scenarios/quickstart.yaml", ["web.0.rate=5"])
+except ScenarioError as exc:
+    no_web = str(exc)
 after_quickstart = kinds_loaded()
 web = sim.run(sim.load_scenario("scenarios/image-upload-async.yaml", {SHORT!r}), replications=1, jobs=1)
 celery = sim.run(sim.load_scenario("scenarios/celery-one-queue.yaml", {SHORT!r}), replications=1, jobs=1)
@@ -42,13 +46,14 @@ try:
     sim.load_scenario("scenarios/quickstart.yaml", ["brokers.thumbnails.kind=kafka"])
 except ScenarioError as exc:
     kafka = str(exc)
-print(json.dumps([after_quickstart, kinds_loaded(), [r.results[0].messages for r in (quickstart, web, celery)], kafka]))
+print(json.dumps([after_quickstart, kinds_loaded(), [r.results[0].messages for r in (quickstart, web, celery)], no_web, kafka]))
 """
-    after_quickstart, after_all, messages, kafka = run_fresh(code)
+    after_quickstart, after_all, messages, no_web, kafka = run_fresh(code)
     assert {"producers", "brokers", "brokers.fifo", "workers"} <= set(after_quickstart)
     assert UNUSED_BY_QUICKSTART.isdisjoint(after_quickstart)
     assert {"web", "delays", "task_queues", "brokers.redis"} <= set(after_all)
     assert all(count > 0 for count in messages), messages
+    assert no_web.endswith("(command line: web.0.rate=5): no key 'web' under the top level")
     assert "brokers.thumbnails.kind: unknown kind 'kafka' (expected one of: 'fifo', 'redis', 'sqs', 'rabbitmq')" in kafka
 
 
@@ -79,7 +84,7 @@ def test_a_file_gets_the_model_of_the_kinds_it_uses_and_every_section_is_a_list(
     assert pickle.loads(pickle.dumps(scenario)) == scenario
 
 
-def test_a_broker_of_a_kind_that_does_not_exist_asks_for_every_kind():
+def test_a_file_uses_the_sections_it_fills_and_every_broker_kind_when_one_it_names_is_unknown():
     data = {"name": "x", "brokers": [{"name": "a", "kind": "fifo"}, {"name": "b", "kind": "kafka"}]}
     assert kinds_used(data).broker_kinds == EVERY.broker_kinds
     assert kinds_used({"name": "x", "brokers": [{"name": "a"}]}).broker_kinds == EVERY.broker_kinds
