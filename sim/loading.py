@@ -19,10 +19,10 @@ from ruamel.yaml import YAML
 
 from .components.base import Reference, references
 from .components.brokers import dead_letter_queues
-from .components.registry import SECTIONS
+from .components.registry import SECTIONS, kind_of, kinds_in, kinds_used
 from .overrides import apply_override, check_size, parse_yaml
 from .problems import Problem, ScenarioError, short_repr, shorten
-from .schema import Scenario
+from .schema import Scenario, scenario_model
 from .topology import PipelineLoop, broker_order, flows, relayed_to, servers, sources
 from .units import format_duration
 
@@ -45,10 +45,11 @@ def load_scenario_text(text: str, source: str = "<scenario>", base_dir: str | Pa
     """Validate a scenario given as YAML text; file references resolve against ``base_dir``."""
     data = parse_yaml(text, source)
     applied = [apply_override(data, spec, source) for spec in overrides]
+    model = scenario_model(kinds_used(data))
     try:
-        scenario = Scenario.model_validate(data, context={"base_dir": str(base_dir)})
+        scenario = model.model_validate(data, context={"base_dir": str(base_dir)})
     except ValidationError as exc:
-        problems = [_problem_from_error(err, data, applied) for err in exc.errors()]
+        problems = [_problem_from_error(err, data, applied, model) for err in exc.errors()]
         raise ScenarioError(source, problems) from None
     problems = _wiring_problems(scenario, data, applied)
     if not problems:
@@ -127,11 +128,12 @@ def _model_fields(tp: Any) -> list[str]:
     return []
 
 
-def _locate(loc: tuple, data: Any) -> tuple[str, int | None, Any, tuple]:
-    """Walk ``loc`` through the data and the schema: (display path, line, type of parent, raw parts)."""
+def _locate(loc: tuple, data: Any, model: type[Scenario]) -> tuple[str, int | None, Any, tuple]:
+    """Walk ``loc`` through the data and ``model``, the data's scenario model: (display path,
+    line, type of parent, raw parts)."""
     node: Any = data
-    tp: Any = Scenario
-    parent_tp: Any = Scenario
+    tp: Any = model
+    parent_tp: Any = model
     line = None
     shown: list[str] = []
     raw: list[str] = []
@@ -176,13 +178,13 @@ def _override_for(raw_path: tuple, applied: list[tuple[str, ...]]) -> str | None
     return None
 
 
-def _problem_from_error(err: dict, data: Any, applied: list[tuple[str, ...]]) -> Problem:
+def _problem_from_error(err: dict, data: Any, applied: list[tuple[str, ...]], model: type[Scenario]) -> Problem:
     loc = tuple(err["loc"])
     kind = err["type"]
     ctx = err.get("ctx") or {}
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         loc = loc + (str(ctx.get("discriminator", "")).strip("'"),)
-    path, line, parent_tp, raw = _locate(loc, data)
+    path, line, parent_tp, raw = _locate(loc, data, model)
     message = _wording(err, kind, ctx, loc, parent_tp)
     if not loc:  # the whole scenario's check (no source at all): blamed on the file's first line
         line = 1
@@ -230,7 +232,7 @@ def _bounded_by_back_pressure(scenario: Scenario, flows: dict) -> set[str]:
     can do: a part keeps it bounded (an admission gate: max_queue, max_wait, or a rate limit below
     the capacity), or every server consuming it sheds expired work and every source whose messages
     reach it gives up after a timeout (nothing older than the timeout is worked on)."""
-    bounded = {broker for section, kind in SECTIONS.items() for spec in getattr(scenario, section)
+    bounded = {broker for section, kind in kinds_in(scenario) for spec in getattr(scenario, section)
                if (broker := kind.keeps_bounded(spec, scenario, flows)) is not None}
     reaches: dict[str, set] = {name: set() for name in flows}
     through = relayed_to(scenario)
@@ -275,9 +277,9 @@ def _unknown_name(ref: Reference, names: dict[str, list[str]]) -> str:
     hint = f"; did you mean '{close[0]}'?" if close else ""
     label = f"{ref.refers.label} " if ref.refers.label else ""
     if any(names[section] for section in sections[1:]):
-        nouns = [SECTIONS[section].noun for section in sections]
+        nouns = [kind_of(section).noun for section in sections]
         return f"{label}'{ref.name}' is not {', '.join(nouns[:-1])} or {nouns[-1]}{hint} (have: {', '.join(allowed)})"
-    return f"{label}'{ref.name}' is not {SECTIONS[sections[0]].noun}{hint} ({sections[0]}: {', '.join(allowed) or 'none'})"
+    return f"{label}'{ref.name}' is not {kind_of(sections[0]).noun}{hint} ({sections[0]}: {', '.join(allowed) or 'none'})"
 
 
 def _wiring_problems(scenario: Scenario, data: Any, applied: list) -> list[Problem]:
@@ -304,7 +306,7 @@ def _wiring_problems(scenario: Scenario, data: Any, applied: list) -> list[Probl
             if not any(ref.name in names[accepted] for accepted in ref.refers.sections):
                 report(section, index, spec.name, ref.key, _unknown_name(ref, names))
     for section, index, spec in items:
-        for finding in SECTIONS[section].problems(spec, scenario):
+        for finding in kind_of(section).problems(spec, scenario):
             report(section, index, spec.name, finding.key, finding.message)
     if not problems:
         try:
@@ -345,7 +347,7 @@ def _stability_problems(scenario: Scenario, data: Any, applied: list) -> list[Pr
         )
         raw = ("brokers", name)
         problems.append(Problem(message, path=f"brokers.{name}", line=_line_of(data, "brokers", index[name]), override=_override_for(raw, applied)))
-    for section, kind in SECTIONS.items():
+    for section, kind in kinds_in(scenario):
         for position, spec in enumerate(getattr(scenario, section)):
             for finding in kind.overload(spec, relay_inflows.get(spec.name, 0.0)):
                 raw = (section, spec.name, *([finding.key] if finding.key else []))

@@ -13,7 +13,7 @@ import re
 import simpy
 
 from .capacity import CapacityPlan
-from .components.registry import SECTIONS
+from .components.registry import SECTIONS, kind_of, kinds_in
 from .network import build
 from .overrides import value_at
 from .recorder import Recorder
@@ -106,7 +106,7 @@ def docstring_models(scenario: Scenario, seed: int) -> list[dict]:
 
     scenario = inspectable(scenario)
     network, _ = build(scenario, simpy.Environment(), Recorder(scenario.warmup, scenario.duration), Streams(seed, 0))
-    for section, kind in SECTIONS.items():
+    for section, kind in kinds_in(scenario):
         for spec in getattr(scenario, section):
             for cls, used_by in kind.models(spec, network.section(section)[spec.name]):
                 add(cls, used_by)
@@ -141,9 +141,9 @@ def summary_rows(summary: dict) -> list[dict]:
             est = pool.get(key)
             if isinstance(est, dict) and est.get("mean"):
                 add(f"workers {name}", key, key, est)
-    for section, kind in SECTIONS.items():
+    for section in SECTIONS:
         for name, measured in summary.get(section, {}).items():
-            for shown in kind.shown(measured):
+            for shown in kind_of(section).shown(measured):
                 add(f"{section} {name}", shown.label, SHOWN_AS[shown.unit], shown.estimate(measured))
     return rows
 

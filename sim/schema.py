@@ -1,6 +1,10 @@
 """The scenario file's schema: the top-level settings, the SLO, the sweep, and one list for each
 kind of part in :data:`sim.components.registry.SECTIONS` (each kind's spec lives in its module).
 
+A file's model is made for the kinds it uses (:func:`scenario_model`, once per set of kinds):
+a section the file does not have is an empty list whose kind is not imported. Every such model
+is a subclass of :class:`Scenario`, has every section's field, and pickles with its set of kinds.
+
 Every model forbids unknown keys. Durations are seconds (``80ms`` → 0.08), rates are per second
 (``12000/min`` → 200.0). Cross-references between sections (``sends_to``, ``consumes``) are
 checked by :mod:`sim.loading`, which knows the file's lines.
@@ -8,13 +12,15 @@ checked by :mod:`sim.loading`, which knows the file's lines.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from functools import cache
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, ValidationInfo, create_model, field_validator, model_validator
 
 from .axes import parse_axis
 from .components.base import Source
-from .components.registry import SECTIONS
+from .components.brokers import broker_spec
+from .components.registry import EVERY, SECTIONS, KindsUsed, kind_of, kinds_in, kinds_used
 from .fields import NOT_A_BOOL, PositiveDuration, Rate, Strict, non_negative
 from .units import parse_duration
 
@@ -72,10 +78,13 @@ class SweepSpec(Strict):
         return vary
 
 
-class ScenarioSettings(Strict):
-    """A whole scenario file's settings; :data:`Scenario` adds a list for each section of the
-    registry (producers, brokers, workers, clients, admission, outbox, dual_write), the ``slo``
-    and the ``sweep``."""
+class Scenario(Strict):
+    """A whole scenario file. The settings are here; a file's model (:func:`scenario_model`, a
+    subclass) adds a list for each section of the registry (producers, brokers, workers …), the
+    ``slo`` and the ``sweep``. ``Scenario.model_validate(data)`` validates with the model of the
+    kinds ``data`` uses, and ``Scenario.model_json_schema()`` is that of every kind."""
+
+    used: ClassVar[KindsUsed]
 
     name: Annotated[str, Field(min_length=1)]
     description: Optional[str] = None
@@ -97,7 +106,7 @@ class ScenarioSettings(Strict):
     @model_validator(mode="after")
     def _some_source(self):
         if not self.producers and not self.clients and not self.web and not any(
-                isinstance(flow, Source) for section, kind in SECTIONS.items() for spec in getattr(self, section) for flow in kind.flows(spec)):
+                isinstance(flow, Source) for section, kind in kinds_in(self) for spec in getattr(self, section) for flow in kind.flows(spec)):
             raise ValueError("producers is empty: a scenario needs at least one producer, a group of closed-loop clients (clients:), "
                              "a web tier (web:) or a task (task_queues:)")
         return self
@@ -110,12 +119,47 @@ class ScenarioSettings(Strict):
             raise ValueError("warmup: auto has no window before a replication chooses its warm-up")
         return self.duration - self.warmup
 
+    def __reduce__(self):
+        """Pickled with the kinds its model is made of, so that another process (a worker of a
+        process pool or a Dask cluster) makes the same model: a class made at run time cannot
+        be found by its name."""
+        return blank_scenario, (self.used,), self.__getstate__()
 
-Scenario = create_model(
-    "Scenario",
-    __base__=ScenarioSettings,
-    __doc__="A whole scenario file.",
-    **{section: (list[kind.Spec], ... if kind.required else []) for section, kind in SECTIONS.items()},
-    slo=(Optional[Slo], None),
-    sweep=(Optional[SweepSpec], None),
-)
+    @classmethod
+    def model_validate(cls, obj: Any, **options: Any) -> Scenario:
+        if cls is Scenario:
+            return scenario_model(kinds_used(obj)).model_validate(obj, **options)
+        return super().model_validate(obj, **options)
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **options: Any) -> dict[str, Any]:
+        if cls is Scenario:
+            return scenario_model(EVERY).model_json_schema(*args, **options)
+        return super().model_json_schema(*args, **options)
+
+
+NO_PARTS = Annotated[list, Field(max_length=0)]
+"""A section the file does not have: always empty."""
+
+
+def part_model(section: str, used: KindsUsed) -> Any:
+    """The model of one part of ``section``: its kind's ``Spec``; for a broker, the union of the
+    kinds of broker used."""
+    return broker_spec(used.broker_kinds) if section == "brokers" else kind_of(section).Spec
+
+
+@cache
+def scenario_model(used: KindsUsed) -> type[Scenario]:
+    """The model of a scenario file that has the sections and kinds of broker ``used``
+    (:data:`~sim.components.registry.EVERY`: the whole schema); the other sections are empty."""
+    sections = {section: (list[part_model(section, used)] if section in used.sections else NO_PARTS, []) for section in SECTIONS}
+    model = create_model("Scenario", __base__=Scenario, __doc__="A whole scenario file.", **sections,
+                         slo=(Optional[Slo], None), sweep=(Optional[SweepSpec], None))
+    model.used = used
+    return model
+
+
+def blank_scenario(used: KindsUsed) -> Scenario:
+    """An empty instance of the model of ``used``, for unpickling (its state is set next)."""
+    model = scenario_model(used)
+    return model.__new__(model)

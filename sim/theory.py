@@ -18,7 +18,7 @@ import numpy as np
 
 from . import analytic
 from .components.base import Load
-from .components.registry import SECTIONS
+from .components.registry import SECTIONS, kind_of
 from .distributions import Distribution
 from .result import SLO_METRICS
 from .schema import Scenario
@@ -213,7 +213,7 @@ def parts_theory(scenario: Scenario) -> Theory | None:
     values: dict[str, tuple[float, bool]] = {}
     described = []
     for section, spec, load in part_loads(scenario):
-        kind = SECTIONS[section]
+        kind = kind_of(section)
         found = kind.theory(spec, load, queue_of)
         if found:
             values.update(found)

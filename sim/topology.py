@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .components.base import Load, Relay, Server, Source
-from .components.registry import SECTIONS
+from .components.registry import kinds_in
 from .schema import Scenario
 
 
@@ -59,7 +59,7 @@ def flows_of(scenario: Scenario, role: type) -> list:
     """What the parts of ``scenario`` that play ``role`` (:class:`Source`, :class:`Server` or
     :class:`Relay`) do, in file order."""
     found = []
-    for section, kind in SECTIONS.items():
+    for section, kind in kinds_in(scenario):
         for spec in getattr(scenario, section):
             found.extend(flow for flow in kind.flows(spec) if isinstance(flow, role))
     return found
@@ -163,5 +163,5 @@ def part_loads(scenario: Scenario) -> list[tuple[str, Any, Load]]:
     """(section, spec, load) of every part that serves without a broker in front (a web tier's
     handlers, a delay station), in file order: its kind's :meth:`~sim.components.base.Kind.load`."""
     sent = sent_per_s(scenario)
-    return [(section, spec, load) for section, kind in SECTIONS.items() for spec in getattr(scenario, section)
+    return [(section, spec, load) for section, kind in kinds_in(scenario) for spec in getattr(scenario, section)
             if (load := kind.load(spec, scenario, sent)) is not None]

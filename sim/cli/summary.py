@@ -88,14 +88,15 @@ def shown_text(shown, estimate: dict) -> tuple[str, str]:
 
 def _shown_rows(summary: dict, table: Table) -> None:
     """The lines each kind of part shows of itself (:meth:`~sim.components.base.Kind.shown`);
-    the registry is imported here, not with the command line, where it would cost ``--help``
-    the building of every kind's schema."""
-    from ..components.registry import SECTIONS
+    the registry is imported here, not with the command line, which loads nothing of the
+    scenario machinery for ``--help`` (``tests/test_startup.py``); only the kinds in the summary
+    are imported."""
+    from ..components.registry import SECTIONS, kind_of
 
-    for section, kind in SECTIONS.items():
+    for section in SECTIONS:
         for name, measured in summary.get(section, {}).items():
             first = True
-            for shown in kind.shown(measured):
+            for shown in kind_of(section).shown(measured):
                 estimate = shown.estimate(measured)
                 if estimate is not None:
                     table.add_row(f"{section} {escape(name)}" if first else "", escape(shown.label), *shown_text(shown, estimate))

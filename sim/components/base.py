@@ -7,8 +7,8 @@ field that names another part says so with :class:`Refers` in its annotation, as
 components declare their connections; :func:`references` finds them, and the loader checks every
 one the same way (the name exists, in a section the field accepts), with the file's line.
 
-The registry of kinds is :data:`sim.components.registry.SECTIONS`; :mod:`sim.schema` assembles the
-scenario model from it.
+The registry of kinds is :data:`sim.components.registry.SECTIONS`, which names each kind's module
+without importing it; :mod:`sim.schema` assembles a scenario file's model from the kinds it uses.
 """
 
 from __future__ import annotations
@@ -177,8 +177,7 @@ class Kind:
 
     section: ClassVar[str]
     noun: ClassVar[str]
-    Spec: ClassVar[Any]
-    required: ClassVar[bool] = False  # the section must be present (it may be empty)
+    Spec: ClassVar[Any]  # brokers have none: sim.components.brokers.broker_spec is the union of their kinds'
     build_order: ClassVar[int]
 
     def problems(self, spec: Any, scenario: Any) -> Iterable[Finding]:

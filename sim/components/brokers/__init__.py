@@ -2,8 +2,9 @@
 
 A broker kind's module holds its scenario spec (``Spec``, a pydantic model tagged by ``kind``)
 and its builder (``build(spec, context) -> broker``, a model that follows
-:class:`models.broker.Broker`); adding a broker kind is adding a module here and a line in
-:data:`KINDS`.
+:class:`models.broker.Broker`); adding a broker kind is adding a module here and its name in
+:data:`sim.components.registry.BROKER_KINDS`. A kind's module is imported only when a scenario
+has a broker of that kind (:func:`broker_spec`).
 
 Each broker kind builds its model; what is measured is the same for all: the waiting time and
 number waiting (its main boundary), the mean of each other boundary it keeps (messages in flight,
@@ -14,20 +15,22 @@ requests).
 
 from __future__ import annotations
 
-from typing import Annotated, Iterable, Union
+from typing import Annotated, Any, Iterable, Union
 
 from pydantic import Field
 
 from ...fields import HOUR_S
 from ...recorder import Boundary
 from ..base import Finding, Kind
-from . import fifo, rabbitmq, redis, sqs
-
-KINDS = {"fifo": fifo, "redis": redis, "sqs": sqs, "rabbitmq": rabbitmq}
-
-BrokerSpec = Annotated[Union[tuple(kind.Spec for kind in KINDS.values())], Field(discriminator="kind")]
+from ..registry import BROKER_KINDS, broker_module
 
 BROKER_EVENTS = ("deliveries", "redeliveries", "refused", "lost", "dead_lettered")
+
+
+def broker_spec(kinds: frozenset[str]) -> Any:
+    """The model of one broker of the given ``kinds`` (a scenario's :class:`Brokers` have no
+    single ``Spec``): the union of the kinds' specs, tagged by ``kind``, in registry order."""
+    return Annotated[Union[tuple(broker_module(kind).Spec for kind in BROKER_KINDS if kind in kinds)], Field(discriminator="kind")]
 
 
 def dead_letter_queues(scenario) -> dict[str, str]:
@@ -38,7 +41,6 @@ def dead_letter_queues(scenario) -> dict[str, str]:
 class Brokers(Kind):
     section = "brokers"
     noun = "a broker"
-    Spec = BrokerSpec
     build_order = 0
 
     def problems(self, spec, scenario) -> Iterable[Finding]:
@@ -51,7 +53,7 @@ class Brokers(Kind):
             yield Finding(None, "no worker pool consumes this broker: its messages would never leave")
 
     def build(self, spec, context):
-        broker = KINDS[spec.kind].build(spec, context)
+        broker = broker_module(spec.kind).build(spec, context)
         context.network.targets[spec.name] = broker
         return broker
 
