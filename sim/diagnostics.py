@@ -11,10 +11,9 @@
   are biased low and their intervals too narrow (M/M/1 at ρ = 0.9, 10 windows of 30 minutes,
   about 5τ: the p99's interval held the exact value 72.5% of the time). The warning says how
   long a window would do, and :meth:`sim.result.Result.slo_report` does not call a latency
-  objective *met* on such a window (*uncertain* instead): the bias is towards meeting it (the
-  mean's interval held the exact mean 88% of the time in that M/M/1). The measured τ is itself
-  short on a short window (about 100 s for that M/M/1, whose τ is 380 s), so the rule errs on
-  the side of trusting the window.
+  percentile objective *met* on such a window (*uncertain* instead): the bias is towards
+  meeting it. The measured τ is itself short on a short window (about 100 s for that M/M/1,
+  whose τ is 380 s), so the rule errs on the side of trusting the window.
 - **A warm-up shorter than the transient.** MSER-5 (:func:`sim.estimates.mser5_truncation`)
   on the number in the system, averaged over the replications from time 0, finds where the
   initial transient ends; when that is later than the warm-up given, the window still holds
@@ -88,7 +87,7 @@ def short_window(result) -> list[str]:
         why.append(f"the replications' own p99 average {float(np.mean(own)):.4g} s, below the pooled {pooled.mean:.4g} s "
                    f"and its whole interval [{pooled.low:.4g}, {pooled.high:.4g}] s")
     return [f"the window ({format_duration(result.window_s)}) is short for the latency's tail: " + "; ".join(why)
-            + "; the latency estimates are likely low and their intervals too narrow, so no latency objective (mean or percentile) is called met"]
+            + "; the latency estimates are likely low and their intervals too narrow, so no latency percentile objective is called met"]
 
 
 def start_up_differs(kept: np.ndarray, steady: np.ndarray) -> bool:

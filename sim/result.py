@@ -273,8 +273,8 @@ class Result:
         """Each objective: the estimate, the target, and met / not met (the whole interval on one
         side of the target), uncertain (the interval straddles it, or there is no interval: a
         single value proves nothing), or unknown (no value). On a window short for the latency's
-        tail (:func:`sim.diagnostics.short_window`) a latency objective (the mean or a percentile) is
-        not called met: its estimate is biased towards meeting it, so "met" becomes uncertain, with a note.
+        tail (:func:`sim.diagnostics.short_window`) a latency percentile objective is not called
+        met: its estimate is biased towards meeting it, so "met" becomes uncertain, with a note.
 
         A target of 0 on a rate (``max_rejection_rate: 0``) is a count, not an interval: no sample
         can prove a rate is exactly 0 (zero rejections in 30,000 messages still leave [0, 0.0128%]),
@@ -304,7 +304,7 @@ class Result:
             report[key] = {"target": target, "metric": metric, **est.as_dict(), "status": status}
             if note:
                 report[key]["note"] = note
-            if status == "met" and key.startswith("latency_"):
+            if status == "met" and key.startswith("latency_p"):
                 short = short_window(self) if short is None else short
                 if short:
                     report[key].update(status="uncertain", note="the window is short for the latency's tail (see the warnings)")
