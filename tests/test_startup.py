@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from sim.stats import mean_ci, t_quantile
+from sim.stats import mean_ci, t_quantile, t_quantile_between
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("scipy", "pandas", "matplotlib")
@@ -67,6 +67,13 @@ def test_the_t_quantile_for_whole_degrees_of_freedom_is_scipys_to_twelve_digits(
             assert t_quantile(df, confidence) == pytest.approx(scipy_stats.t.ppf(0.5 + confidence / 2, df), rel=1e-11), (df, confidence)
     assert t_quantile(math.inf) == pytest.approx(scipy_stats.norm.ppf(0.975), rel=1e-12)
     assert t_quantile(2.5) == pytest.approx(scipy_stats.t.ppf(0.975, 2.5), rel=1e-12)
+
+
+def test_the_t_quantile_between_whole_degrees_of_freedom_is_within_3_percent_of_scipys():
+    for nu in np.linspace(1, 300, 2_991):
+        exact = scipy_stats.t.ppf(0.975, nu)
+        assert t_quantile_between(nu) == pytest.approx(exact, rel=0.03 if nu < 2 else 0.005), nu
+    assert t_quantile_between(7.0) == t_quantile(7)
 
 
 def test_the_command_line_builds_no_scenario_schema_until_a_command_needs_one():
