@@ -141,14 +141,20 @@ class Boundary:
         self._last = last
 
     def enter(self, now: float) -> None:
-        self._advance(now)
+        if now > self._bin_edge:  # _advance(now), written out: two calls per message and boundary
+            self._cross_edges(now)
+        self._bin_acc += self.n * (now - self._last)
+        self._last = now
         self.n += 1
         if self._in_window:
             self.entries += 1
             self.entry_sum += now
 
     def leave(self, now: float, entered_s: float) -> None:
-        self._advance(now)
+        if now > self._bin_edge:  # _advance(now), written out
+            self._cross_edges(now)
+        self._bin_acc += self.n * (now - self._last)
+        self._last = now
         self.n -= 1
         sojourn = now - entered_s
         if sojourn > self.max_sojourn:
