@@ -188,8 +188,6 @@ def test_the_exact_samples_are_those_of_the_queue():
     assert np.quantile(sojourns, 0.99) == pytest.approx(case.exact["system.latency_s.p99"], rel=0.02)
 
 
-
-
 EXACT_CASES = [
     *CASES[:3],
     # near saturation, the window the run asks for (50 correlation times: 19,000 s)
