@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from .components.base import Arrow, Box
-from .components.registry import kinds_in
+from .components.registry import parts_in
 from .result import Result
 from .schema import Scenario
 from .topology import broker_flows, broker_order
@@ -45,11 +45,10 @@ def drawn_parts(scenario: Scenario, summary: dict) -> dict[str, tuple[Box, list[
     """The parts their kinds draw (:meth:`~sim.components.base.Kind.box`: web tiers, delay
     stations), each with its arrows, given the summary of a run (or nothing)."""
     parts = {}
-    for section, kind in kinds_in(scenario):
-        for spec in getattr(scenario, section):
-            box = kind.box(spec, summary.get(section, {}).get(spec.name, {}))
-            if box is not None:
-                parts[spec.name] = (box, list(kind.arrows(spec, scenario)))
+    for section, kind, spec in parts_in(scenario):
+        box = kind.box(spec, summary.get(section, {}).get(spec.name, {}))
+        if box is not None:
+            parts[spec.name] = (box, list(kind.arrows(spec, scenario)))
     return parts
 
 

@@ -19,7 +19,7 @@ from ruamel.yaml import YAML
 
 from .components.base import Reference, references
 from .components.brokers import dead_letter_queues
-from .components.registry import SECTIONS, kind_of, kinds_in, kinds_used
+from .components.registry import SECTIONS, kind_of, kinds_in, kinds_used, parts_in
 from .overrides import apply_override, check_size, parse_yaml
 from .problems import Problem, ScenarioError, short_repr, shorten
 from .schema import Scenario, scenario_model
@@ -232,8 +232,7 @@ def _bounded_by_back_pressure(scenario: Scenario, flows: dict) -> set[str]:
     can do: a part keeps it bounded (an admission gate: max_queue, max_wait, or a rate limit below
     the capacity), or every server consuming it sheds expired work and every source whose messages
     reach it gives up after a timeout (nothing older than the timeout is worked on)."""
-    bounded = {broker for section, kind in kinds_in(scenario) for spec in getattr(scenario, section)
-               if (broker := kind.keeps_bounded(spec, scenario, flows)) is not None}
+    bounded = {broker for _, kind, spec in parts_in(scenario) if (broker := kind.keeps_bounded(spec, scenario, flows)) is not None}
     reaches: dict[str, set] = {name: set() for name in flows}
     through = relayed_to(scenario)
     senders = sources(scenario)

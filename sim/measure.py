@@ -8,7 +8,7 @@ import numpy as np
 from .backpressure import back_pressure_metrics
 from .components.context import BuildContext, Network
 from .components.measures import Measures
-from .components.registry import kinds_in
+from .components.registry import parts_in
 from .fields import HOUR_S
 from .recorder import CONSISTENCY_KEYS, TIME_BINS, Recorder
 
@@ -46,7 +46,7 @@ def cost_measures(scenario, network: Network, context: BuildContext, recorder: R
     (per million messages processed in the window; NaN when none was). Nothing without a price."""
     window = measures.window_s
     costs = [kind.cost_usd(spec, network.parts[section][spec.name], context, window)
-             for section, kind in kinds_in(scenario) for spec in getattr(scenario, section)]
+             for section, kind, spec in parts_in(scenario)]
     priced = [c for c in costs if c is not None]
     if not priced:
         return
@@ -60,9 +60,8 @@ def measure(scenario, network: Network, context: BuildContext, recorder: Recorde
     """Every measure of the replication, after its run."""
     measures = Measures(scenario.window_s, scenario.duration / TIME_BINS)
     system_measures(recorder, counts, measures)
-    for section, kind in kinds_in(scenario):
-        for spec in getattr(scenario, section):
-            kind.measure(spec, network.parts[section][spec.name], context, measures)
+    for section, kind, spec in parts_in(scenario):
+        kind.measure(spec, network.parts[section][spec.name], context, measures)
     if recorder.tracks_consistency:
         consistency_measures(recorder, counts, measures)
     back_pressure_metrics(scenario, network, recorder, measures, counts)

@@ -13,7 +13,7 @@ import re
 import simpy
 
 from .capacity import CapacityPlan
-from .components.registry import SECTIONS, kind_of, kinds_in
+from .components.registry import SECTIONS, kind_of, parts_in
 from .network import build
 from .overrides import value_at
 from .recorder import Recorder
@@ -106,10 +106,9 @@ def docstring_models(scenario: Scenario, seed: int) -> list[dict]:
 
     scenario = inspectable(scenario)
     network, _ = build(scenario, simpy.Environment(), Recorder(scenario.warmup, scenario.duration), Streams(seed, 0))
-    for section, kind in kinds_in(scenario):
-        for spec in getattr(scenario, section):
-            for cls, used_by in kind.models(spec, network.section(section)[spec.name]):
-                add(cls, used_by)
+    for section, kind, spec in parts_in(scenario):
+        for cls, used_by in kind.models(spec, network.section(section)[spec.name]):
+            add(cls, used_by)
     return list(entries.values())
 
 

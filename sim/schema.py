@@ -20,7 +20,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema, ValidationInfo, cre
 from .axes import parse_axis
 from .components.base import Source
 from .components.brokers import broker_spec
-from .components.registry import EVERY, SECTIONS, KindsUsed, kind_of, kinds_in, kinds_used
+from .components.registry import EVERY, SECTIONS, KindsUsed, kind_of, kinds_used, parts_in
 from .fields import NOT_A_BOOL, PositiveDuration, Rate, Strict, non_negative
 from .units import parse_duration
 
@@ -106,7 +106,7 @@ class Scenario(Strict):
     @model_validator(mode="after")
     def _some_source(self):
         if not self.producers and not self.clients and not self.web and not any(
-                isinstance(flow, Source) for section, kind in kinds_in(self) for spec in getattr(self, section) for flow in kind.flows(spec)):
+                isinstance(flow, Source) for _, kind, spec in parts_in(self) for flow in kind.flows(spec)):
             raise ValueError("producers is empty: a scenario needs at least one producer, a group of closed-loop clients (clients:), "
                              "a web tier (web:) or a task (task_queues:)")
         return self

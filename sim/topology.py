@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .components.base import Load, Relay, Server, Source
-from .components.registry import kinds_in
+from .components.registry import parts_in
 from .schema import Scenario
 
 
@@ -59,9 +59,8 @@ def flows_of(scenario: Scenario, role: type) -> list:
     """What the parts of ``scenario`` that play ``role`` (:class:`Source`, :class:`Server` or
     :class:`Relay`) do, in file order."""
     found = []
-    for section, kind in kinds_in(scenario):
-        for spec in getattr(scenario, section):
-            found.extend(flow for flow in kind.flows(spec) if isinstance(flow, role))
+    for _, kind, spec in parts_in(scenario):
+        found.extend(flow for flow in kind.flows(spec) if isinstance(flow, role))
     return found
 
 
@@ -163,5 +162,4 @@ def part_loads(scenario: Scenario) -> list[tuple[str, Any, Load]]:
     """(section, spec, load) of every part that serves without a broker in front (a web tier's
     handlers, a delay station), in file order: its kind's :meth:`~sim.components.base.Kind.load`."""
     sent = sent_per_s(scenario)
-    return [(section, spec, load) for section, kind in kinds_in(scenario) for spec in getattr(scenario, section)
-            if (load := kind.load(spec, scenario, sent)) is not None]
+    return [(section, spec, load) for section, kind, spec in parts_in(scenario) if (load := kind.load(spec, scenario, sent)) is not None]

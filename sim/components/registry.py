@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import import_module
 from types import ModuleType
-from typing import Any
+from typing import Any, Iterator
 
 from .base import Kind
 
@@ -53,6 +53,13 @@ def broker_module(kind: str) -> ModuleType:
 def kinds_in(scenario: Any) -> list[tuple[str, Kind]]:
     """(section, kind) for each section in which ``scenario`` has parts, in a file's order."""
     return [(section, kind_of(section)) for section in SECTIONS if getattr(scenario, section)]
+
+
+def parts_in(scenario: Any) -> Iterator[tuple[str, Kind, Any]]:
+    """(section, kind, spec) for each part of ``scenario``, in a file's order."""
+    for section, kind in kinds_in(scenario):
+        for spec in getattr(scenario, section):
+            yield section, kind, spec
 
 
 @dataclass(frozen=True)
